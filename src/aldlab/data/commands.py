@@ -1,0 +1,5 @@
+"""`aldlab data ...` (placeholder: the dataset stage fills this in)."""
+
+import typer
+
+app = typer.Typer(no_args_is_help=True)

@@ -1,0 +1,133 @@
+"""Safe file I/O shared by every stage.
+
+Every artefact is written to a temp file in the same directory and renamed, so a crash
+or a concurrent reader never sees a half-written file; the KB and feedback stay intact.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from aldlab.errors import UserError
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write `data` to `path` atomically (temp file + fsync + rename)."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """UTF-8 text variant of `atomic_write_bytes`."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> None:
+    """Pretty, UTF-8 (Korean kept readable) JSON written atomically."""
+    atomic_write_text(path, json.dumps(obj, ensure_ascii=False, indent=2) + "\n")
+
+
+def dumps_jsonl(rows: Iterable[dict[str, Any]]) -> str:
+    """Serialise rows as JSON Lines with Korean kept readable."""
+    return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+
+
+def atomic_write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> None:
+    """Write JSON Lines atomically."""
+    atomic_write_text(path, dumps_jsonl(rows))
+
+
+def read_json(path: str | Path) -> Any:
+    """Read a JSON file; malformed JSON becomes a UserError with the line number."""
+    p = Path(path)
+    if not p.exists():
+        raise UserError("파일이 없습니다.", "File not found.", path=p, hint="경로를 확인하세요 / check the path")
+    try:
+        return json.loads(p.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise UserError("UTF-8 파일이 아닙니다.", f"Not UTF-8 text: {exc}", path=p) from exc
+    except json.JSONDecodeError as exc:
+        raise UserError(
+            f"JSON 형식 오류 ({exc.msg}, {exc.colno}열).",
+            f"Invalid JSON ({exc.msg}, column {exc.colno}).",
+            path=p,
+            line=exc.lineno,
+            hint="해당 줄의 쉼표/따옴표/괄호를 확인하세요 / check commas, quotes and brackets on that line",
+        ) from exc
+
+
+def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield (line_number, object) for each non-blank line; errors name file and line."""
+    p = Path(path)
+    if not p.exists():
+        raise UserError("파일이 없습니다.", "File not found.", path=p, hint="경로를 확인하세요 / check the path")
+    with p.open(encoding="utf-8") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            if not raw.strip():
+                continue
+            try:
+                obj = json.loads(raw)
+            except json.JSONDecodeError as exc:
+                raise UserError(
+                    f"JSON 형식 오류 ({exc.msg}).",
+                    f"Invalid JSON line ({exc.msg}).",
+                    path=p,
+                    line=lineno,
+                    hint="한 줄에 JSON 객체 하나 / one JSON object per line",
+                ) from exc
+            if not isinstance(obj, dict):
+                raise UserError(
+                    "각 줄은 JSON 객체여야 합니다.", "Each line must be a JSON object.", path=p, line=lineno
+                )
+            yield lineno, obj
+
+
+def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
+    """All objects of a JSON Lines file."""
+    return [obj for _, obj in iter_jsonl(path)]
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex sha256 of a file, streamed (used in manifests and cache keys)."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def sha256_text(text: str) -> str:
+    """Hex sha256 of a UTF-8 string."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+@contextlib.contextmanager
+def file_lock(path: str | Path) -> Iterator[None]:
+    """Exclusive advisory lock on `<path>.lock`, so concurrent writers of the KB queue up."""
+    lock_path = Path(f"{path}.lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with lock_path.open("a") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)

@@ -1,0 +1,81 @@
+"""The one place where prompts live.
+
+Training data (stage 2), fine-tuning (3), evaluation (4) and serving (5) all build their
+chat messages here, so the prompt a model was trained on is exactly the prompt it is
+served with. Change a prompt here and every stage changes together.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+#: The refusal phrase. Data builder targets, the RAG out-of-KB path, and the eval refusal
+#: detector all use this constant.
+REFUSAL = "관련 정보가 부족합니다"
+
+SYSTEM_PROMPT = (
+    "당신은 반도체 ALD(원자층 증착) 공정과 장비에 정통한 한국어 전문가 어시스턴트입니다. "
+    "질문에 정확하고 간결하게 한국어로 답하세요. 기술 용어는 영문을 함께 써도 됩니다. "
+    f"확실하지 않거나 근거가 없으면 추측하지 말고 \"{REFUSAL}\"라고 답하세요."
+)
+
+RAG_INSTRUCTION = (
+    "아래 참고 문서만 근거로 답하세요. 근거로 쓴 문서는 [문서ID] 형식으로 인용하세요. "
+    f"참고 문서에 답이 없으면 \"{REFUSAL}\"라고 답하고 이유를 한 문장으로 덧붙이세요."
+)
+
+
+class CitedText(Protocol):
+    """Anything with an id, a title and a text: a KB document or a retrieved passage."""
+
+    id: str
+    title: str
+    text: str
+
+
+def format_context(passages: Sequence[CitedText]) -> str:
+    """Render retrieved passages as a numbered block the model can cite by id."""
+    blocks = [f"[{p.id}] {p.title}\n{p.text}" for p in passages]
+    return "\n\n".join(blocks) if blocks else "(참고 문서 없음)"
+
+
+def build_user_prompt(question: str, passages: Sequence[CitedText] | None) -> str:
+    """User turn: the bare question (closed-book) or question + retrieved context (RAG)."""
+    question = question.strip()
+    if passages is None:
+        return question
+    return f"{RAG_INSTRUCTION}\n\n참고 문서:\n{format_context(passages)}\n\n질문: {question}"
+
+
+def build_messages(
+    question: str,
+    passages: Sequence[CitedText] | None = None,
+    *,
+    history: Sequence[dict[str, str]] = (),
+    answer: str | None = None,
+) -> list[dict[str, str]]:
+    """Chat messages for one turn.
+
+    `passages=None` is the closed-book style; a (possibly empty) sequence is the
+    retrieval style. `history` holds earlier user/assistant turns for multi-turn chat.
+    With `answer`, the assistant turn is appended (a training example).
+    """
+    messages = [{"role": "system", "content": SYSTEM_PROMPT}]
+    messages.extend({"role": m["role"], "content": m["content"]} for m in history)
+    messages.append({"role": "user", "content": build_user_prompt(question, passages)})
+    if answer is not None:
+        messages.append({"role": "assistant", "content": answer})
+    return messages
+
+
+def refusal_answer(reason: str | None = None) -> str:
+    """The refusal target/answer: the fixed phrase plus a short reason."""
+    if not reason:
+        return f"{REFUSAL}."
+    return f"{REFUSAL}. {reason.strip()}"
+
+
+def is_refusal(answer: str) -> bool:
+    """True when an answer is a refusal (used by eval metrics and the service)."""
+    return REFUSAL in answer.replace("  ", " ")

@@ -1,0 +1,1 @@
+"""Stage 3: LoRA/QLoRA supervised fine-tuning (model loading, collator, trainer, export)."""
