@@ -1,0 +1,220 @@
+"""Changing a KB on disk: add, update, delete, import.
+
+All writers take an exclusive lock on the KB's kb.json and write atomically, so the web
+app's admin routes, the CLI and a concurrent import queue up instead of losing edits.
+Ids are never renumbered: an import that meets an existing id with different text
+reports a conflict and leaves both documents as they are.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aldlab.errors import UserError
+from aldlab.files import file_lock
+from aldlab.kb.loaders import merge_synonym_groups
+from aldlab.kb.schema import DEFAULT_TOPIC, Document, KnowledgeBase, load_kb, save_kb
+from aldlab.kb.similarity import NearDuplicateIndex
+
+EDITABLE_FIELDS = {"title", "text", "keywords", "topic", "source"}
+
+
+@contextmanager
+def locked_kb(kb_dir: str | Path, *, create: bool = False) -> Iterator[KnowledgeBase]:
+    """Load the KB under its lock, yield it for changes, then save it atomically."""
+    root = Path(kb_dir)
+    with file_lock(root / "kb.json"):
+        if (root / "kb.json").exists():
+            kb = load_kb(root)
+        elif create:
+            kb = KnowledgeBase(documents=[], name=root.name)
+        else:
+            raise UserError(
+                "KB 디렉터리가 아닙니다 (kb.json 없음).",
+                "Not a knowledge-base directory (no kb.json).",
+                path=root,
+                hint="`aldlab kb import 파일 --kb 새폴더`로 새 KB를 만드세요 / create one with `aldlab kb import FILE --kb NEWDIR`",
+            )
+        yield kb
+        save_kb(kb, root)
+
+
+def _check_document(doc: Document, kb: KnowledgeBase) -> None:
+    if not doc.id.strip():
+        raise UserError("id가 비어 있습니다.", "Document id is empty.")
+    if not doc.text.strip():
+        raise UserError(f"'{doc.id}'의 text가 비어 있습니다.", f"Document '{doc.id}' has empty text.")
+    vocabulary = {t.casefold() for t in kb.domain_terms()}
+    unknown = [k for k in doc.keywords if vocabulary and k.casefold() not in vocabulary]
+    if unknown:
+        raise UserError(
+            f"알 수 없는 키워드: {', '.join(unknown)}",
+            f"Unknown keyword(s): {', '.join(unknown)}",
+            hint="kb.json의 keywords에 먼저 추가하세요 / add them to kb.json keywords first",
+        )
+    if kb.topics and doc.topic not in kb.topics:
+        raise UserError(
+            f"알 수 없는 topic: {doc.topic}",
+            f"Unknown topic: {doc.topic}",
+            hint=f"가능한 topic / known topics: {', '.join(kb.topics)}",
+        )
+
+
+def next_id(kb: KnowledgeBase, topic: str) -> str:
+    """`<topic>-NNN` one past the highest number used for that topic."""
+    prefix = topic.replace("_", "-")
+    numbers = [int(m.group(1)) for d in kb.documents if (m := re.fullmatch(rf"{re.escape(prefix)}-(\d+)", d.id))]
+    return f"{prefix}-{max(numbers, default=0) + 1:03d}"
+
+
+def add_document(kb_dir: str | Path, doc: Document) -> Document:
+    """Add one document (id assigned from its topic when empty)."""
+    with locked_kb(kb_dir) as kb:
+        if not doc.id:
+            doc = dataclasses.replace(doc, id=next_id(kb, doc.topic))
+        if doc.id in kb.by_id():
+            raise UserError(f"이미 있는 id입니다: {doc.id}", f"Document id already exists: {doc.id}")
+        _check_document(doc, kb)
+        kb.documents.append(doc)
+    return doc
+
+
+def update_document(kb_dir: str | Path, doc_id: str, changes: dict[str, Any]) -> tuple[Document, Document]:
+    """Change fields of one document; returns (before, after) for the audit log."""
+    bad = sorted(set(changes) - EDITABLE_FIELDS)
+    if bad:
+        raise UserError(
+            f"수정할 수 없는 필드: {', '.join(bad)}",
+            f"Field(s) cannot be edited: {', '.join(bad)}",
+            hint=f"수정 가능 / editable: {', '.join(sorted(EDITABLE_FIELDS))}",
+        )
+    with locked_kb(kb_dir) as kb:
+        index = _index_of(kb, doc_id)
+        before = kb.documents[index]
+        after = dataclasses.replace(before, **changes)
+        _check_document(after, kb)
+        kb.documents[index] = after
+    return before, after
+
+
+def delete_document(kb_dir: str | Path, doc_id: str) -> Document:
+    """Remove one document; returns it for the audit log."""
+    with locked_kb(kb_dir) as kb:
+        removed = kb.documents.pop(_index_of(kb, doc_id))
+    return removed
+
+
+def _index_of(kb: KnowledgeBase, doc_id: str) -> int:
+    for i, doc in enumerate(kb.documents):
+        if doc.id == doc_id:
+            return i
+    raise UserError(f"없는 문서 id입니다: {doc_id}", f"No document with id {doc_id!r}.")
+
+
+@dataclass
+class ImportReport:
+    """What an import did and what it refused to do."""
+
+    added: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)  # same id, same text: already there
+    id_conflicts: list[str] = field(default_factory=list)  # same id, different text: kept old
+    duplicates: list[tuple[str, str]] = field(default_factory=list)  # (incoming, existing)
+    near_duplicates: list[tuple[str, str, float]] = field(default_factory=list)
+    new_keywords: list[str] = field(default_factory=list)
+    synonym_groups_added: int = 0
+
+
+def import_into(
+    kb_dir: str | Path,
+    incoming: KnowledgeBase,
+    *,
+    allow_near_duplicates: bool = False,
+    dry_run: bool = False,
+) -> ImportReport:
+    """Merge `incoming` into the KB at `kb_dir` (created when missing), never renumbering."""
+    report = ImportReport()
+    with locked_kb(kb_dir, create=True) as kb:
+        existing = kb.by_id()
+        index = NearDuplicateIndex.from_items((d.id, d.text) for d in kb.documents)
+        vocabulary = {t.casefold() for t in kb.domain_terms()}
+        for doc in incoming.documents:
+            _merge_one(kb, doc, existing, index, vocabulary, report, allow_near_duplicates)
+        before = len(kb.synonym_groups)
+        kb.synonym_groups = merge_synonym_groups(kb.synonym_groups, incoming.synonym_groups)
+        report.synonym_groups_added = max(0, len(kb.synonym_groups) - before)
+        if report.new_keywords:
+            kb.keywords = [*kb.keywords, *report.new_keywords]
+        _declare_topics(kb)
+        if dry_run:
+            raise _DryRun(report)
+    return report
+
+
+class _DryRun(Exception):
+    """Raised inside the lock to skip saving; caught by `import_preview`."""
+
+    def __init__(self, report: ImportReport) -> None:
+        super().__init__("dry run")
+        self.report = report
+
+
+def import_preview(kb_dir: str | Path, incoming: KnowledgeBase, *, allow_near_duplicates: bool = False) -> ImportReport:
+    """What `import_into` would do, without writing anything."""
+    try:
+        import_into(kb_dir, incoming, allow_near_duplicates=allow_near_duplicates, dry_run=True)
+    except _DryRun as done:
+        return done.report
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _merge_one(
+    kb: KnowledgeBase,
+    doc: Document,
+    existing: dict[str, Document],
+    index: NearDuplicateIndex,
+    vocabulary: set[str],
+    report: ImportReport,
+    allow_near_duplicates: bool,
+) -> None:
+    old = existing.get(doc.id)
+    if old is not None:
+        (report.unchanged if old.text.strip() == doc.text.strip() else report.id_conflicts).append(doc.id)
+        return
+    exact = index.exact_match(doc.text)
+    if exact:
+        report.duplicates.append((doc.id, exact))
+        return
+    similar = index.most_similar(doc.text)
+    if similar and not allow_near_duplicates:
+        report.near_duplicates.append((doc.id, similar[0], round(similar[1], 3)))
+        return
+    if not doc.keywords:
+        doc = dataclasses.replace(doc, keywords=_tag_keywords(doc.text, kb))
+    for keyword in doc.keywords:
+        if keyword.casefold() not in vocabulary:
+            vocabulary.add(keyword.casefold())
+            report.new_keywords.append(keyword)
+    kb.documents.append(doc)
+    existing[doc.id] = doc
+    index.add(doc.id, doc.text)
+    report.added.append(doc.id)
+
+
+def _tag_keywords(text: str, kb: KnowledgeBase, limit: int = 5) -> list[str]:
+    """Vocabulary keywords whose name or synonym occurs in the text (for txt/md/pdf imports)."""
+    folded = text.casefold()
+    found = [k for k in kb.keywords if any(s.casefold() in folded for s in kb.synonyms_of(k))]
+    return found[:limit]
+
+
+def _declare_topics(kb: KnowledgeBase) -> None:
+    """Imported documents may bring topics (e.g. 'general'); declare them so validation passes."""
+    for doc in kb.documents:
+        if kb.topics and doc.topic not in kb.topics:
+            kb.topics[doc.topic] = "일반 (가져온 문서)" if doc.topic == DEFAULT_TOPIC else doc.topic

@@ -1,0 +1,29 @@
+"""Shared test fixtures: paths to the legacy deployment files beside the checkout."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+LEGACY_DIR = REPO.parent / "shared" / "legacy"
+
+
+@pytest.fixture()
+def legacy_dir() -> Path:
+    """../shared/legacy: real legacy files, read in place (never copied into the repo)."""
+    if not (LEGACY_DIR / "docs_ald.json").exists():
+        pytest.skip("../shared/legacy is not beside this checkout")
+    return LEGACY_DIR
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Index caches go to a temp ALDLAB_HOME; the embedded model dir is shared read-only."""
+    home = tmp_path_factory.mktemp("aldlab_home")
+    real_home = Path.home() / ".cache" / "aldlab"
+    models = real_home / "models"
+    if models.exists():
+        (home / "models").symlink_to(models, target_is_directory=True)
+    monkeypatch.setenv("ALDLAB_HOME", str(home))

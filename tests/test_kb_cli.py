@@ -1,0 +1,40 @@
+"""`aldlab kb` commands: clear messages, exit codes, no tracebacks."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "aldlab.cli", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+def test_validate_and_stats_on_shipped_kb() -> None:
+    result = run("kb", "validate")
+    assert result.returncode == 0, result.stderr
+    stats = run("kb", "stats", "--json")
+    data = json.loads(stats.stdout)
+    assert data["documents"] >= 400 and data["topics"]["vacuum_gauge"] >= 20
+
+
+def test_import_bad_file_gives_one_clear_error(tmp_path: Path) -> None:
+    bad = tmp_path / "docs.json"
+    bad.write_text("{ not json", "utf-8")
+    result = run("kb", "import", str(bad), "--kb", str(tmp_path / "kb"))
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert f"{bad}:1" in result.stderr and "JSON" in result.stderr
+    assert not (tmp_path / "kb").exists()
+
+
+def test_import_legacy_then_search(legacy_dir: Path, tmp_path: Path) -> None:
+    result = run("kb", "import", str(legacy_dir / "docs_ald.json"), "--kb", str(tmp_path / "kb"))
+    assert result.returncode == 0, result.stderr
+    assert "257" in result.stdout
+    found = run("kb", "search", "loadlock", "--kb", str(tmp_path / "kb"), "--limit", "3")
+    assert found.returncode == 0 and "로드락" in found.stdout

@@ -1,0 +1,52 @@
+"""The shipped Korean ALD KB meets its own contract."""
+
+from __future__ import annotations
+
+import re
+
+from aldlab.kb.schema import load_kb
+from aldlab.kb.stats import compute_stats
+from aldlab.kb.validate import validate_kb
+from aldlab.settings import shipped_kb_dir
+
+REQUIRED_TOPICS = {
+    "ald_basics", "ald_vs_cvd", "ald_window", "precursor", "purge", "mfc", "flow", "valve",
+    "pressure", "chamber", "wafer", "vacuum_gauge", "loadlock", "plasma", "equipment",
+    "interlock", "troubleshooting",
+}
+
+
+def test_shipped_kb_validates_without_errors_or_warnings() -> None:
+    report = validate_kb(load_kb(shipped_kb_dir()))
+    assert report.errors == []
+    assert report.warnings == [], [w.render() for w in report.warnings[:5]]
+
+
+def test_shipped_kb_size_and_topic_coverage() -> None:
+    kb = load_kb(shipped_kb_dir())
+    stats = compute_stats(kb)
+    assert stats.documents >= 400
+    assert REQUIRED_TOPICS <= set(stats.topics)
+    for topic in REQUIRED_TOPICS:
+        assert stats.topics[topic] >= 20, topic
+    assert all(60 <= len(d.text) <= 400 for d in kb.documents)
+    assert all(d.title.strip() and d.source for d in kb.documents)
+
+
+def test_vacuum_gauges_have_one_definition_everywhere() -> None:
+    """VG12 = main process chamber gauge, VG13 = loadlock gauge; never a gate-valve signal."""
+    kb = load_kb(shipped_kb_dir())
+    wrong = re.compile(r"VG1[23][^.]*(게이트 밸브 (개폐 )?신호|압력을 측정하는 센서가 아니)")
+    for doc in kb.documents:
+        if doc.id.startswith("vacuum-gauge") and "legacy" in doc.text.casefold():
+            continue  # the one document that explains the legacy misdescription
+        assert not wrong.search(doc.text), doc.id
+        if "VG13" in doc.text and "VG13은 " in doc.text:
+            assert "로드락" in doc.text, doc.id
+    texts = " ".join(d.text for d in kb.documents)
+    assert "VG12" in texts and "VG13" in texts
+
+
+def test_tma_h2o_chemistry_is_present() -> None:
+    kb = load_kb(shipped_kb_dir())
+    assert any("TMA" in d.text and "H2O" in d.text and "Al2O3" in d.text for d in kb.documents)
