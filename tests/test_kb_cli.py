@@ -36,5 +36,7 @@ def test_import_legacy_then_search(legacy_dir: Path, tmp_path: Path) -> None:
     result = run("kb", "import", str(legacy_dir / "docs_ald.json"), "--kb", str(tmp_path / "kb"))
     assert result.returncode == 0, result.stderr
     assert "257" in result.stdout
+    synonyms = run("kb", "import", str(legacy_dir / "synonyms.json"), "--kb", str(tmp_path / "kb"))
+    assert synonyms.returncode == 0, synonyms.stderr
     found = run("kb", "search", "loadlock", "--kb", str(tmp_path / "kb"), "--limit", "3")
     assert found.returncode == 0 and "로드락" in found.stdout
