@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,7 @@ def _isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest
     """Index caches go to a temp ALDLAB_HOME; the embedded model dir is shared read-only."""
     home = tmp_path_factory.mktemp("aldlab_home")
     real_home = Path.home() / ".cache" / "aldlab"
-    models = real_home / "models"
-    if models.exists():
-        (home / "models").symlink_to(models, target_is_directory=True)
+    models = Path(os.environ.get("ALDLAB_HOME", real_home)) / "models"
+    models.mkdir(parents=True, exist_ok=True)  # the embedded model is built once, shared by all tests
+    (home / "models").symlink_to(models, target_is_directory=True)
     monkeypatch.setenv("ALDLAB_HOME", str(home))

