@@ -62,7 +62,7 @@ def load_section(section: str, preset: str | None = None, config_file: str | Pat
         if source is None:
             continue
         data = load_yaml(source)
-        part = data.get(section, {})
+        part = data.get(section) or {}
         if not isinstance(part, dict):
             raise UserError(
                 f"'{section}' 섹션은 매핑이어야 합니다.", f"Section '{section}' must be a mapping.", path=source

@@ -98,7 +98,7 @@ class RunManifest:
             "input_hash": input_hash,
             "seconds": round(seconds, 1),
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
-            "result": result,
+            "result": json.loads(json.dumps(result, default=str)),
         }
         atomic_write_json(self.path, self.data)
 
