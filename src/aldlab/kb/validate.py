@@ -75,6 +75,7 @@ def validate_kb(kb: KnowledgeBase, *, check_near_duplicates: bool = True) -> Val
             )
         else:
             seen[doc.id] = doc
+    issues.extend(_duplicate_title_issues(kb.documents))
     if check_near_duplicates:
         issues.extend(_near_duplicate_issues(kb.documents))
     if not kb.documents:
@@ -117,6 +118,29 @@ def _document_issues(doc: Document, where: str, kb: KnowledgeBase, vocabulary: s
                 f"'{doc.id}' has unknown topic '{doc.topic}' (known: {', '.join(kb.topics)})",
             )
         )
+    return issues
+
+
+def _duplicate_title_issues(documents: list[Document]) -> list[Issue]:
+    """Titles label citations in answers and the web UI, so two documents must not share one."""
+    first_by_title: dict[str, str] = {}
+    issues: list[Issue] = []
+    for doc in documents:
+        key = doc.title.strip().casefold()
+        if not key:
+            continue
+        if key in first_by_title:
+            other = first_by_title[key]
+            issues.append(
+                Issue(
+                    "warning",
+                    doc.origin or doc.id,
+                    f"'{doc.id}'의 제목이 '{other}'와 같음: {doc.title}",
+                    f"'{doc.id}' has the same title as '{other}': {doc.title}",
+                )
+            )
+        else:
+            first_by_title[key] = doc.id
     return issues
 
 
