@@ -1,5 +1,166 @@
-"""`aldlab serve` (placeholder: the service stage fills this in)."""
+"""`aldlab serve`: the API and web UI on one port (127.0.0.1 by default).
+
+    aldlab serve                                   # embedded model, shipped KB
+    aldlab serve --adapter ald=runs/lora/adapter   # base + a fine-tuned adapter
+    aldlab serve --llm-url http://gpu-box:8000/v1  # generation by a vLLM server
+
+Heavy imports (torch, the RAG core) happen inside functions so `aldlab --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+
+from aldlab.errors import UserError
+from aldlab.serve.settings import ADMIN_TOKEN_ENV, ServeSettings
+from aldlab.settings import shipped_kb_dir
+
+err_console = Console(stderr=True)
 
 
-def serve_command() -> None:
-    """Run the API and web UI."""
+def parse_adapters(specs: list[str] | None) -> dict[str, str]:
+    """`name=DIR` pairs from repeated --adapter flags; each DIR must exist."""
+    adapters: dict[str, str] = {}
+    for spec in specs or []:
+        name, sep, path = spec.partition("=")
+        name, path = name.strip(), path.strip()
+        if not sep or not name or not path:
+            raise UserError(
+                f"--adapter 형식이 잘못되었습니다: {spec!r}",
+                f"Bad --adapter value: {spec!r}",
+                hint="--adapter 이름=디렉터리 (예: --adapter ald=runs/lora/adapter) / use NAME=DIR",
+            )
+        if name == "base":
+            raise UserError("'base'는 어댑터 이름으로 쓸 수 없습니다.", "'base' is reserved for the base model.")
+        if not Path(path).exists():
+            raise UserError("어댑터 디렉터리가 없습니다.", "Adapter directory not found.", path=path)
+        adapters[name] = path
+    return adapters
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def resolve_settings(
+    *,
+    preset: str | None,
+    config_file: Path | None,
+    overrides: dict[str, Any],
+    llm_url: str | None,
+) -> ServeSettings:
+    """ServeSettings from defaults <- preset <- --config <- flags, plus the admin token env."""
+    from aldlab.config import resolve_config
+
+    settings = resolve_config(ServeSettings, "serve", preset=preset, config_file=config_file, overrides=overrides)
+    if settings.kb is None:
+        settings.kb = str(shipped_kb_dir())
+    settings.admin_token = os.environ.get(ADMIN_TOKEN_ENV) or None
+    if llm_url and settings.generation_threads == 1:
+        # Remote generation is I/O-bound; vLLM batches concurrent requests itself.
+        settings.generation_threads = 8
+    return settings
+
+
+def build_assistant(
+    settings: ServeSettings,
+    *,
+    preset: str | None,
+    config_file: Path | None,
+    model_name: str | None,
+    adapters: dict[str, str],
+    llm_url: str | None,
+    llm_model: str | None = None,
+) -> Any:
+    """The real RAG Assistant (one model load shared by every request)."""
+    from aldlab.config import resolve_config
+    from aldlab.rag.answer import Assistant
+    from aldlab.rag.config import RagConfig
+
+    rag_config = resolve_config(
+        RagConfig, "rag", preset=preset, config_file=config_file, overrides={"llm_url": llm_url, "llm_model": llm_model}
+    )
+    assistant = Assistant.from_config(
+        settings.kb, rag_config, model_name=model_name, adapters=adapters or None, llm_url=llm_url
+    )
+    # Load the model once, now: every request then shares it, and the first user does not
+    # wait for (or race another request into) a second load.
+    load = getattr(assistant.generator, "load", None)
+    if callable(load):
+        load()
+    return assistant
+
+
+def build_app(assistant: Any, settings: ServeSettings) -> Any:
+    """The FastAPI app with its SQLite store."""
+    from aldlab.serve.app import create_app
+    from aldlab.store import Store
+
+    return create_app(assistant, Store(settings.db_path()), settings)
+
+
+def serve_command(
+    kb: Path | None = typer.Option(None, "--kb", help="KB 디렉터리 또는 파일 / KB dir or file (default: shipped KB)"),
+    host: str | None = typer.Option(None, "--host", help="바인딩 주소 / bind address (default 127.0.0.1)"),
+    port: int | None = typer.Option(None, "--port", help="포트 / port (default 8000)"),
+    db: Path | None = typer.Option(None, "--db", help="SQLite 경로 (피드백·답변 기록·감사) / feedback DB"),
+    preset: str = typer.Option("cpu-demo", "--preset", help="설정 프리셋 / config preset"),
+    config_file: Path | None = typer.Option(None, "--config", help="추가 YAML 설정 / extra YAML config"),
+    model: str | None = typer.Option(None, "--model", help="기본 모델 / base model (default: embedded)"),
+    adapter: list[str] | None = typer.Option(
+        None, "--adapter", help="파인튜닝 어댑터 이름=디렉터리 (반복 가능) / NAME=DIR, repeatable"
+    ),
+    llm_url: str | None = typer.Option(
+        None, "--llm-url", help="OpenAI 호환 LLM 서버 (예: vLLM) / OpenAI-compatible LLM server URL"
+    ),
+    llm_model: str | None = typer.Option(None, "--llm-model", help="LLM 서버의 기본 모델 이름 / base model name there"),
+    cors_origin: list[str] | None = typer.Option(
+        None, "--cors-origin", help="허용할 CORS 출처 (반복 가능, 기본 꺼짐) / allowed CORS origin"
+    ),
+) -> None:
+    """API와 웹 UI 실행 / Run the OpenAI-compatible API and the web UI."""
+    import uvicorn
+
+    overrides: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "db": str(db) if db else None,
+        "kb": str(kb) if kb else None,
+        "cors_origins": list(cors_origin) if cors_origin else None,
+    }
+    settings = resolve_settings(preset=preset, config_file=config_file, overrides=overrides, llm_url=llm_url)
+    adapters = parse_adapters(adapter)
+    if not is_loopback(settings.host):
+        err_console.print(
+            f"[yellow]경고 / warning:[/] {settings.host} 에 바인딩합니다 — 네트워크에 공개됩니다. "
+            "TLS 프록시 뒤에서 실행하세요 / exposed to the network: run behind a TLS proxy."
+        )
+    with err_console.status("모델과 색인을 불러오는 중… / loading model and index…"):
+        assistant = build_assistant(
+            settings,
+            preset=preset,
+            config_file=config_file,
+            model_name=model,
+            adapters=adapters,
+            llm_url=llm_url,
+            llm_model=llm_model,
+        )
+        app = build_app(assistant, settings)
+    admin = "켜짐 / on" if settings.admin_token else f"꺼짐 / off (set {ADMIN_TOKEN_ENV})"
+    err_console.print(
+        f"aldlab serve: http://{settings.host}:{settings.port}/  "
+        f"DB {settings.db_path()}  관리자 / admin: {admin}",
+        highlight=False,
+    )
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info", access_log=False)

@@ -1,0 +1,140 @@
+"""A tiny, deterministic stand-in for `aldlab.rag.answer.Assistant`.
+
+Tests, the browser tests and the load bench need a server that answers in milliseconds
+without loading a language model. `FakeAssistant` has the same interface as the real
+Assistant (`answer`, `stream_answer`, `generator.models()`, `reload`), retrieves by
+keyword overlap over a KB on disk, and answers by quoting the best document with a
+`[doc-id]` citation, or with the project's refusal when nothing matches.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from aldlab.kb.schema import Document, load_kb
+from aldlab.prompts import refusal_answer
+from aldlab.rag.types import Answer, Passage
+
+_TOKEN = re.compile(r"[0-9A-Za-z가-힣]{2,}")
+
+
+def _tokens(text: str) -> set[str]:
+    return {t.casefold() for t in _TOKEN.findall(text)}
+
+
+class FakeGenerator:
+    """Model names only: the fake assistant composes its answers itself."""
+
+    def __init__(self, names: Sequence[str]) -> None:
+        self._names = list(names)
+
+    def models(self) -> list[str]:
+        return list(self._names)
+
+
+class FakeAssistant:
+    """Keyword-overlap retrieval + quoting 'generation'; optional delays mimic a model."""
+
+    def __init__(
+        self,
+        kb_path: str | Path,
+        *,
+        models: Sequence[str] = ("base", "ald-ft"),
+        delay_s: float = 0.0,
+        token_delay_s: float = 0.0,
+        top_k: int = 3,
+    ) -> None:
+        self.kb_path = Path(kb_path)
+        self.generator = FakeGenerator(models)
+        self.delay_s = delay_s
+        self.token_delay_s = token_delay_s
+        self.top_k = top_k
+        self.reloads = 0
+        self.calls = 0
+        self._lock = threading.Lock()
+        self._documents = load_kb(self.kb_path).documents
+
+    def reload(self) -> None:
+        """Re-read the KB from disk (what the real Assistant does after a KB edit)."""
+        documents = load_kb(self.kb_path).documents
+        with self._lock:
+            self._documents = documents
+            self.reloads += 1
+
+    def retrieve(self, question: str, *, top_k: int | None = None, filter_keyword: str | None = None) -> list[Passage]:
+        query = _tokens(question)
+        with self._lock:
+            documents = list(self._documents)
+        scored: list[tuple[float, Document]] = []
+        for doc in documents:
+            if filter_keyword and filter_keyword not in doc.keywords:
+                continue
+            words = _tokens(" ".join([doc.title, doc.text, *doc.keywords]))
+            overlap = len(query & words)
+            if overlap:
+                scored.append((overlap / max(1, len(query)), doc))
+        scored.sort(key=lambda item: (-item[0], item[1].id))
+        return [
+            Passage(id=d.id, title=d.title, text=d.text, score=round(s, 4), topic=d.topic, keywords=list(d.keywords))
+            for s, d in scored[: top_k or self.top_k]
+        ]
+
+    def answer(self, question: str, **kwargs: Any) -> Answer:
+        answer: Answer | None = None
+        for item in self.stream_answer(question, **kwargs):
+            if isinstance(item, Answer):
+                answer = item
+        assert answer is not None
+        return answer
+
+    def stream_answer(
+        self,
+        question: str,
+        *,
+        model: str = "base",
+        use_retrieval: bool = True,
+        history: Sequence[dict[str, str]] = (),
+        top_k: int | None = None,
+        filter_keyword: str | None = None,
+        context_only: bool = False,
+        max_new_tokens: int | None = None,
+    ) -> Iterator[str | Answer]:
+        started = time.perf_counter()
+        self.calls += 1
+        if model not in self.generator.models():
+            raise ValueError(f"unknown model {model}")
+        if self.delay_s:
+            time.sleep(self.delay_s)
+        passages = self.retrieve(question, top_k=top_k, filter_keyword=filter_keyword) if use_retrieval else []
+        if passages:
+            best = passages[0]
+            quote = best.text.strip().split("\n")[0]
+            text = f"{quote} [{best.id}]"
+            if model != "base":
+                text += f" ({model})"
+            refused, citations, confidence = False, [best.id], min(1.0, 0.3 + best.score)
+        else:
+            text, refused, citations, confidence = refusal_answer("KB에서 관련 문서를 찾지 못했습니다."), True, [], 0.0
+        words = text.split(" ")
+        if max_new_tokens:
+            words = words[:max_new_tokens]
+        for i, word in enumerate(words):
+            if self.token_delay_s:
+                time.sleep(self.token_delay_s)
+            yield word if i == 0 else " " + word
+        yield Answer(
+            question=question,
+            text=" ".join(words),
+            passages=passages,
+            confidence=round(confidence, 4),
+            refused=refused,
+            citations=citations,
+            model=model,
+            used_retrieval=use_retrieval,
+            latency_s=time.perf_counter() - started,
+        )

@@ -1,0 +1,49 @@
+"""Typed settings of `aldlab serve` (the `serve:` section of a preset or --config file)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aldlab.settings import aldlab_home
+
+#: Environment variable holding the admin token; admin routes are off without it.
+ADMIN_TOKEN_ENV = "ALDLAB_ADMIN_TOKEN"
+
+
+def default_db_path() -> Path:
+    """Where answers, feedback and the KB audit go unless --db says otherwise."""
+    return aldlab_home() / "serve" / "aldlab.sqlite3"
+
+
+@dataclass
+class ServeSettings:
+    """Limits and wiring of the web service.
+
+    The limits exist so one client cannot exhaust the (single, CPU-bound) model: a long
+    prompt or a huge `max_tokens` would hold the generation worker for minutes.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    db: str | None = None  # default: default_db_path()
+    kb: str | None = None  # default: the shipped KB; admin edits need a native KB directory
+    max_body_bytes: int = 64 * 1024
+    max_question_chars: int = 2000
+    max_history_turns: int = 20
+    max_top_k: int = 10
+    max_new_tokens_limit: int = 512
+    default_max_new_tokens: int = 256
+    # Generation jobs waiting or running before new ones get 503 (clients queue, not crash).
+    max_pending: int = 256
+    # One thread for the embedded model (one model load, torch already uses both cores);
+    # more are useful only with --llm-url, where generation is a remote HTTP call.
+    generation_threads: int = 1
+    cors_origins: list[str] = field(default_factory=list)
+    confidence_high: float = 0.7
+    confidence_medium: float = 0.4
+    # Not read from YAML in practice: filled from ALDLAB_ADMIN_TOKEN by the command.
+    admin_token: str | None = None
+
+    def db_path(self) -> Path:
+        return Path(self.db).expanduser() if self.db else default_db_path()

@@ -1,0 +1,263 @@
+"""The service API against a fake assistant: answers, feedback integrity, limits, admin."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from aldlab.kb.schema import load_kb
+from aldlab.serve.app import create_app
+from aldlab.serve.fake import FakeAssistant
+from aldlab.serve.settings import ServeSettings
+from aldlab.serve.testing import write_tiny_kb
+from aldlab.store import Store
+
+TOKEN = "s3cret-token"
+
+
+@pytest.fixture()
+def kb_dir(tmp_path: Path) -> Path:
+    return write_tiny_kb(tmp_path / "kb")
+
+
+@pytest.fixture()
+def store(tmp_path: Path) -> Store:
+    return Store(tmp_path / "serve.sqlite3")
+
+
+@pytest.fixture()
+def assistant(kb_dir: Path) -> FakeAssistant:
+    return FakeAssistant(kb_dir)
+
+
+def make_client(assistant: FakeAssistant, store: Store, kb_dir: Path, **overrides: Any) -> TestClient:
+    settings = ServeSettings(kb=str(kb_dir), admin_token=TOKEN, **overrides)
+    return TestClient(create_app(assistant, store, settings), raise_server_exceptions=False)
+
+
+@pytest.fixture()
+def client(assistant: FakeAssistant, store: Store, kb_dir: Path) -> Iterator[TestClient]:
+    # As a context manager the app keeps one event loop, so background reloads live on.
+    with make_client(assistant, store, kb_dir) as test_client:
+        yield test_client
+
+
+def sse_events(text: str) -> list[Any]:
+    out = []
+    for block in text.split("\n\n"):
+        if block.startswith("data: "):
+            data = block[len("data: ") :]
+            out.append(data if data == "[DONE]" else json.loads(data))
+    return out
+
+
+def test_ask_returns_cited_answer_and_logs_it(client: TestClient, store: Store) -> None:
+    r = client.post("/api/ask", json={"question": "TMA 전구체는 무엇인가요?"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["citations"] == [{"id": "tiny-003", "title": "TMA 전구체"}]
+    assert body["contexts"][0]["id"] == "tiny-003" and body["contexts"][0]["score"] > 0
+    assert body["confidence_label"] in {"high", "medium", "low"}
+    assert body["confidence_explanation"]["ko"] and body["confidence_explanation"]["en"]
+    logged = store.get_answer(body["answer_id"])
+    assert logged is not None and logged.question == "TMA 전구체는 무엇인가요?" and logged.answer == body["answer"]
+
+
+def test_out_of_kb_question_is_refused_with_low_confidence(client: TestClient) -> None:
+    body = client.post("/api/ask", json={"question": "오늘 점심 메뉴 추천"}).json()
+    assert body["refused"] is True and body["confidence_label"] == "low" and body["citations"] == []
+
+
+def test_ask_streaming_sends_tokens_then_answer(client: TestClient) -> None:
+    r = client.post("/api/ask?stream=true", json={"question": "퍼지 단계 역할", "model": "ald-ft"})
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+    events = sse_events(r.text)
+    tokens = [e["text"] for e in events if e["type"] == "token"]
+    final = events[-1]
+    assert final["type"] == "answer" and "".join(tokens) == final["answer"]
+    assert final["model"] == "ald-ft" and final["citations"][0]["id"] == "tiny-002"
+
+
+def test_feedback_references_a_logged_answer(client: TestClient, store: Store) -> None:
+    answer_id = client.post("/api/ask", json={"question": "ALD 자기제한"}).json()["answer_id"]
+    r = client.post("/api/feedback", json={"answer_id": answer_id, "rating": "dislike", "comment": "부족", "correction": "고친 답"})
+    assert r.status_code == 200 and r.json()["ok"] is True
+    rows = store.export_feedback_rows()
+    assert rows[0]["question"] == "ALD 자기제한" and rows[0]["correction"] == "고친 답"
+    # A client cannot invent an answer: unknown ids are refused and nothing is stored.
+    forged = client.post("/api/feedback", json={"answer_id": "a" * 32, "rating": "like", "question": "가짜"})
+    assert forged.status_code == 404 and forged.json()["error"]["code"] == "unknown_answer"
+    bad = client.post("/api/feedback", json={"answer_id": "not-hex", "rating": "like"})
+    assert bad.status_code == 422 and "error" in bad.json()
+    assert store.count_feedback() == 1
+
+
+@pytest.mark.parametrize(
+    ("payload", "status", "code"),
+    [
+        ({"question": "가" * 2001}, 400, "question_too_long"),
+        ({"question": "ALD", "top_k": 11}, 400, "invalid_top_k"),
+        ({"question": "ALD", "max_new_tokens": 100000}, 400, "invalid_max_tokens"),
+        ({"question": "   "}, 400, "invalid_request"),
+        ({"question": "ALD", "model": "gpt-99"}, 404, "model_not_found"),
+        ({"nothing": 1}, 422, "invalid_request"),
+    ],
+)
+def test_limits_are_json_errors(client: TestClient, payload: dict[str, Any], status: int, code: str) -> None:
+    r = client.post("/api/ask", json=payload)
+    assert r.status_code == status
+    error = r.json()["error"]
+    assert error["code"] == code and error["message_ko"] and error["message_en"]
+    assert "Traceback" not in r.text
+
+
+def test_body_size_limit(client: TestClient) -> None:
+    r = client.post("/api/ask", content=b'{"question": "' + b"a" * 70000 + b'"}', headers={"content-type": "application/json"})
+    assert r.status_code == 413 and r.json()["error"]["code"] == "request_too_large"
+
+    def chunked() -> Iterator[bytes]:  # no Content-Length: counted while reading
+        yield b'{"question": "'
+        for _ in range(70):
+            yield b"a" * 1000
+        yield b'"}'
+
+    r = client.post("/api/ask", content=chunked(), headers={"content-type": "application/json"})
+    assert r.status_code == 413 and r.json()["error"]["code"] == "request_too_large"
+
+
+def test_internal_errors_hide_the_traceback(client: TestClient, assistant: FakeAssistant) -> None:
+    def boom(*_: Any, **__: Any) -> Any:
+        raise RuntimeError("secret internals")
+
+    assistant.answer = boom  # type: ignore[method-assign]
+    r = client.post("/api/ask", json={"question": "ALD"})
+    assert r.status_code == 500 and r.json()["error"]["code"] == "internal_error"
+    assert "secret internals" not in r.text and "Traceback" not in r.text
+
+
+def test_security_headers_and_no_cors_by_default(client: TestClient) -> None:
+    r = client.get("/api/health", headers={"Origin": "http://evil.example"})
+    assert r.json()["status"] == "ok"
+    assert "script-src 'self'" in r.headers["content-security-policy"]
+    assert "access-control-allow-origin" not in r.headers
+
+
+def test_cors_when_configured(assistant: FakeAssistant, store: Store, kb_dir: Path) -> None:
+    client = make_client(assistant, store, kb_dir, cors_origins=["http://intranet.example"])
+    r = client.get("/api/health", headers={"Origin": "http://intranet.example"})
+    assert r.headers["access-control-allow-origin"] == "http://intranet.example"
+
+
+def test_ui_is_served(client: TestClient) -> None:
+    r = client.get("/")
+    assert r.status_code == 200 and "aldlab" in r.text
+    assert client.get("/static/app.js").status_code == 200
+    # The UI never turns data into markup (the browser test checks the rendering too).
+    script = client.get("/static/app.js").text
+    assert not re.search(r"\.(innerHTML|outerHTML)\s*[+]?=|insertAdjacentHTML|document\.write", script)
+
+
+def test_public_document_lookup(client: TestClient) -> None:
+    assert client.get("/api/documents/tiny-001").json()["title"] == "ALD 자기제한 반응"
+    assert client.get("/api/documents/missing").status_code == 404
+
+
+# --------------------------------------------------------------------------- admin
+
+
+def admin(actor: str = "kim") -> dict[str, str]:
+    return {"Authorization": f"Bearer {TOKEN}", "X-Aldlab-Actor": actor}
+
+
+def test_admin_is_off_without_a_token(assistant: FakeAssistant, store: Store, kb_dir: Path) -> None:
+    settings = ServeSettings(kb=str(kb_dir), admin_token=None)
+    client = TestClient(create_app(assistant, store, settings))
+    r = client.get("/api/admin/documents", headers=admin())
+    assert r.status_code == 403 and r.json()["error"]["code"] == "admin_disabled"
+
+
+def test_admin_needs_the_right_token(client: TestClient) -> None:
+    assert client.get("/api/admin/documents").status_code == 401
+    assert client.get("/api/admin/documents", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert client.get("/api/admin/documents", headers=admin()).json()["total"] == 3
+
+
+def test_admin_edits_are_atomic_audited_and_reindexed(
+    client: TestClient, kb_dir: Path, store: Store, assistant: FakeAssistant
+) -> None:
+    new = {"id": "tiny-100", "title": "플라즈마 ALD", "text": "PEALD는 플라즈마 라디칼로 저온 증착을 가능하게 한다.", "topic": "basics"}
+    r = client.post("/api/admin/documents?wait=true", json=new, headers=admin("kim"))
+    assert r.status_code == 201, r.text
+    assert r.json()["reload"]["ok"] is True and assistant.reloads == 1
+    assert client.post("/api/ask", json={"question": "PEALD 저온"}).json()["citations"][0]["id"] == "tiny-100"
+
+    r = client.put("/api/admin/documents/tiny-100", json={"text": "PEALD 수정본 본문"}, headers=admin("lee"))
+    assert r.status_code == 200 and r.json()["before"]["text"].startswith("PEALD는")
+    assert client.post("/api/admin/documents", json=new, headers=admin()).status_code == 400  # duplicate id
+    r = client.delete("/api/admin/documents/tiny-100", headers=admin("park"))
+    assert r.status_code == 200
+    assert client.delete("/api/admin/documents/tiny-100", headers=admin()).status_code == 400
+
+    assert "tiny-100" not in load_kb(kb_dir).by_id()
+    assert not list(kb_dir.rglob("*.tmp"))
+    edits = store.list_kb_edits(doc_id="tiny-100")
+    assert [(e["action"], e["actor"]) for e in edits] == [("delete", "park"), ("update", "lee"), ("add", "kim")]
+    assert edits[1]["before"]["text"].startswith("PEALD는") and edits[1]["after"]["text"] == "PEALD 수정본 본문"
+    audit = client.get("/api/admin/audit", headers=admin()).json()["edits"]
+    assert len(audit) == 3
+    r = client.post("/api/admin/reload", headers=admin())  # waits by default
+    assert r.json()["reload"]["running"] is False and r.json()["reload"]["ok"] is True
+    assert client.get("/api/health").json()["reload"]["ok"] is True
+
+
+def test_edits_return_before_a_slow_reindex_finishes(
+    client: TestClient, assistant: FakeAssistant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    release = threading.Event()
+    calls: list[int] = []
+
+    def slow_reload() -> None:
+        calls.append(1)
+        release.wait(10)
+
+    monkeypatch.setattr(assistant, "reload", slow_reload)
+    doc = {"id": "tiny-300", "text": "ALD 문서 하나 더", "topic": "basics"}
+    r = client.post("/api/admin/documents", json=doc, headers=admin())
+    assert r.status_code == 201 and r.json()["reload"]["scheduled"] is True
+    for i in range(3):  # edits during the rebuild are coalesced into one more rebuild
+        client.put("/api/admin/documents/tiny-300", json={"text": f"수정 {i}"}, headers=admin())
+    assert client.get("/api/health").json()["reload"]["running"] is True
+    release.set()
+    r = client.post("/api/admin/reload", headers=admin())
+    assert r.json()["reload"]["running"] is False
+    assert 2 <= len(calls) <= 3
+
+
+def test_admin_feedback_export_is_jsonl_for_the_dataset_builder(client: TestClient) -> None:
+    answer_id = client.post("/api/ask", json={"question": "TMA"}).json()["answer_id"]
+    client.post("/api/feedback", json={"answer_id": answer_id, "rating": "like"})
+    r = client.get("/api/admin/feedback/export", headers=admin())
+    rows = [json.loads(line) for line in r.text.splitlines()]
+    assert len(rows) == 1 and rows[0]["feedback"] == "like" and rows[0]["question"] == "TMA"
+
+
+def test_legacy_kb_file_cannot_be_edited(assistant: FakeAssistant, store: Store, tmp_path: Path) -> None:
+    legacy = tmp_path / "docs.txt"
+    legacy.write_text("ALD 문서", encoding="utf-8")
+    client = make_client(assistant, store, legacy)
+    r = client.post("/api/admin/documents", json={"id": "x", "text": "y"}, headers=admin())
+    assert r.status_code == 409 and r.json()["error"]["code"] == "kb_not_editable"
+
+
+def test_queue_limit_returns_503(assistant: FakeAssistant, store: Store, kb_dir: Path) -> None:
+    client = make_client(assistant, store, kb_dir, max_pending=0)
+    r = client.post("/api/ask", json={"question": "ALD"})
+    assert r.status_code == 503 and r.json()["error"]["code"] == "server_busy"

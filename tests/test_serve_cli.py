@@ -1,0 +1,119 @@
+"""`aldlab serve` wiring: flags and config, and the vLLM path (--llm-url) end to end
+against a fake OpenAI-compatible server (what `vllm serve --enable-lora` exposes)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi import FastAPI, Request
+from fastapi.responses import StreamingResponse
+from fastapi.testclient import TestClient
+
+from aldlab.errors import UserError
+from aldlab.serve.commands import build_app, build_assistant, is_loopback, parse_adapters, resolve_settings
+from aldlab.serve.testing import serve_in_thread, write_tiny_kb
+
+
+def fake_vllm(calls: list[dict[str, Any]]) -> FastAPI:
+    """Serves 'Qwen/Qwen2.5-7B-Instruct' plus a LoRA module 'ald-ft', like vLLM does."""
+    app = FastAPI()
+
+    @app.get("/v1/models")
+    async def models() -> dict[str, Any]:
+        return {"object": "list", "data": [{"id": "Qwen/Qwen2.5-7B-Instruct"}, {"id": "ald-ft"}]}
+
+    @app.post("/v1/chat/completions", response_model=None)
+    async def chat(request: Request) -> Any:
+        payload = await request.json()
+        calls.append(payload)
+        text = f"원격 {payload['model']} 답변: TMA는 전구체입니다 [tiny-003]"
+        if payload.get("stream"):
+            def events() -> Iterator[str]:
+                for word in text.split(" "):
+                    yield "data: " + json.dumps({"choices": [{"delta": {"content": word + " "}}]}, ensure_ascii=False) + "\n\n"
+                yield "data: [DONE]\n\n"
+
+            return StreamingResponse(events(), media_type="text/event-stream")
+        return {"choices": [{"message": {"role": "assistant", "content": text}, "finish_reason": "stop"}]}
+
+    return app
+
+
+def test_parse_adapters(tmp_path: Path) -> None:
+    assert parse_adapters([f"ald={tmp_path}"]) == {"ald": str(tmp_path)}
+    with pytest.raises(UserError, match="NAME=DIR"):
+        parse_adapters(["justapath"])
+    with pytest.raises(UserError, match="not found"):
+        parse_adapters([f"ald={tmp_path / 'missing'}"])
+    with pytest.raises(UserError, match="reserved"):
+        parse_adapters([f"base={tmp_path}"])
+
+
+def test_loopback_detection() -> None:
+    assert is_loopback("127.0.0.1") and is_loopback("localhost") and is_loopback("::1")
+    assert not is_loopback("0.0.0.0") and not is_loopback("example.com")
+
+
+def test_settings_from_preset_config_and_flags(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "serve.yaml"
+    config.write_text("serve:\n  port: 9123\n  max_top_k: 5\n", encoding="utf-8")
+    monkeypatch.setenv("ALDLAB_ADMIN_TOKEN", "tok")
+    settings = resolve_settings(preset="cpu-demo", config_file=config, overrides={"host": "127.0.0.2"}, llm_url=None)
+    assert (settings.host, settings.port, settings.max_top_k) == ("127.0.0.2", 9123, 5)
+    assert settings.admin_token == "tok" and settings.kb  # shipped KB by default
+    monkeypatch.delenv("ALDLAB_ADMIN_TOKEN")
+    remote = resolve_settings(preset="cpu-demo", config_file=None, overrides={}, llm_url="http://x/v1")
+    assert remote.admin_token is None and remote.generation_threads > 1
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("serve:\n  prot: 1\n", encoding="utf-8")
+    with pytest.raises(UserError, match="prot"):
+        resolve_settings(preset=None, config_file=bad, overrides={}, llm_url=None)
+
+
+def test_llm_url_serves_base_and_lora_through_an_openai_compatible_server(tmp_path: Path) -> None:
+    pytest.importorskip("aldlab.rag.answer")
+    kb = write_tiny_kb(tmp_path / "kb")
+    config = tmp_path / "vllm.yaml"
+    # BM25 only and no refusal threshold: the test is about the generation path.
+    config.write_text(
+        f"rag:\n  dense_model: none\n  refusal_threshold: 0.0\n  index_dir: {tmp_path / 'index'}\n"
+        f"serve:\n  kb: {kb}\n  db: {tmp_path / 'serve.sqlite3'}\n",
+        encoding="utf-8",
+    )
+    calls: list[dict[str, Any]] = []
+    with serve_in_thread(fake_vllm(calls)) as vllm_url:
+        url = vllm_url + "/v1"
+        settings = resolve_settings(preset=None, config_file=config, overrides={}, llm_url=url)
+        assistant = build_assistant(
+            settings, preset=None, config_file=config, model_name=None, adapters={}, llm_url=url,
+            llm_model="Qwen/Qwen2.5-7B-Instruct",
+        )
+        from aldlab.rag.generate import OpenAIGenerator
+
+        assert isinstance(assistant.generator, OpenAIGenerator)
+        assert assistant.generator.base_url == url
+        client = TestClient(build_app(assistant, settings))
+        models = [m["id"] for m in client.get("/v1/models").json()["data"]]
+        assert models[0] == "base" and "ald-ft" in models
+
+        body = client.post("/api/ask", json={"question": "TMA 전구체", "model": "ald-ft"}).json()
+        assert body["answer"].startswith("원격 ald-ft 답변") and body["citations"][0]["id"] == "tiny-003"
+        assert calls[-1]["model"] == "ald-ft"  # the LoRA module name vLLM routes on
+
+        r = client.post("/v1/chat/completions", json={"model": "base", "stream": True, "messages": [{"role": "user", "content": "TMA 전구체"}]})
+        assert "원격" in r.text and "Qwen/Qwen2.5-7B-Instruct" in r.text and r.text.rstrip().endswith("data: [DONE]")
+        assert calls[-1]["model"] == "Qwen/Qwen2.5-7B-Instruct" and calls[-1]["stream"] is True
+        assert "참고 문서" in calls[-1]["messages"][-1]["content"]  # the RAG prompt from aldlab.prompts
+
+        # An admin edit rebuilds the real retriever: the new document becomes retrievable.
+        settings.admin_token = "tok"
+        new = {"id": "tiny-050", "title": "오존 반응물", "text": "오존(O3)은 저온 ALD 산화막에 쓰이는 강한 반응물이다.", "topic": "precursors"}
+        with client:
+            r = client.post("/api/admin/documents?wait=true", json=new, headers={"Authorization": "Bearer tok"})
+            assert r.status_code == 201 and r.json()["reload"]["ok"] is True, r.text
+            body = client.post("/api/ask", json={"question": "오존 반응물 저온 산화막"}).json()
+        assert body["contexts"][0]["id"] == "tiny-050"

@@ -1,0 +1,63 @@
+"""Generation runs off the event loop: slow answers queue, health stays responsive."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import httpx
+
+from aldlab.serve.app import create_app
+from aldlab.serve.fake import FakeAssistant
+from aldlab.serve.settings import ServeSettings
+from aldlab.serve.testing import serve_in_thread, write_tiny_kb
+from aldlab.serve.worker import GenerationWorker
+from aldlab.store import Store
+
+
+def test_slow_generation_queues_and_does_not_block_the_loop(tmp_path: Path) -> None:
+    kb = write_tiny_kb(tmp_path / "kb")
+    assistant = FakeAssistant(kb, delay_s=0.25)
+    app = create_app(assistant, Store(tmp_path / "s.sqlite3"), ServeSettings(kb=str(kb)))
+
+    async def scenario(url: str) -> tuple[list[int], float, float]:
+        async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+            started = time.perf_counter()
+            asks = [
+                asyncio.create_task(client.post("/api/ask", json={"question": "TMA", "stream": i % 2 == 0}))
+                for i in range(4)
+            ]
+            await asyncio.sleep(0.1)  # generation is now busy
+            t0 = time.perf_counter()
+            health = await client.get("/api/health")
+            health_s = time.perf_counter() - t0
+            assert health.status_code == 200 and health.json()["pending"] >= 1
+            statuses = [r.status_code for r in await asyncio.gather(*asks)]
+            return statuses, health_s, time.perf_counter() - started
+
+    with serve_in_thread(app) as url:
+        statuses, health_s, total_s = asyncio.run(scenario(url))
+    assert statuses == [200, 200, 200, 200]
+    assert health_s < 0.2  # answered while 4 x 0.25 s of generation were queued
+    assert total_s >= 0.95  # one generation thread: the four answers ran one after another
+
+
+def test_abandoned_stream_releases_its_slot() -> None:
+    worker = GenerationWorker(threads=1, max_pending=1)
+
+    def numbers() -> object:
+        yield from range(1000)
+
+    async def scenario() -> int:
+        async for item in worker.stream(numbers):  # type: ignore[arg-type]
+            if item == 3:
+                break
+        for _ in range(100):
+            if worker.pending == 0:
+                break
+            await asyncio.sleep(0.01)
+        return await worker.run(lambda: 42)  # the slot is free again
+
+    assert asyncio.run(scenario()) == 42
+    worker.shutdown()
