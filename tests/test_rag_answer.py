@@ -1,0 +1,144 @@
+"""Assistant: calibrated refusal without the LLM, citations, follow-ups, context-only, closed-book."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from rag_testkit import RecordingGenerator, install_fake_embedder, tiny_kb, write_tiny_kb
+
+from aldlab import prompts
+from aldlab.rag.answer import Assistant, build_retriever, extract_citations
+from aldlab.rag.config import RagConfig
+from aldlab.rag.types import Answer, Passage
+
+IN_KB = [
+    ("퍼지 시간이 짧으면 어떻게 돼?", ["tiny-001", "tiny-008"]),
+    ("로드락 Vent는 어떻게 해?", ["tiny-002"]),
+    ("TMA Canister 가열이 필요해?", ["tiny-003"]),
+    ("MFC 영점 drift 점검 방법", ["tiny-004"]),
+    ("VG12는 무슨 게이지야?", ["tiny-005"]),
+    ("ALD window 온도 구간은?", ["tiny-006"]),
+    ("Argon 순도가 낮으면?", ["tiny-007"]),
+    ("Precursor 증기압이 높으면 가열하지 않나?", ["tiny-003"]),
+]
+OFF_TOPIC = [
+    "내일 서울 날씨 어때?",
+    "김치찌개 끓이는 법 알려줘",
+    "삼성전자 주식 사도 될까?",
+    "손흥민 골 몇 개 넣었어?",
+    "제주도 여행 코스 추천",
+    "고양이가 밥을 안 먹어요",
+    "비트코인 전망은?",
+    "파스타 면 삶는 시간",
+]
+
+
+def write_dev_set(path: Path) -> Path:
+    rows = [
+        {"id": f"d{i}", "question": q, "answerable": True, "doc_ids": ids, "expect": [], "topic": "t"}
+        for i, (q, ids) in enumerate(IN_KB)
+    ] + [
+        {"id": f"o{i}", "question": q, "answerable": False, "doc_ids": [], "expect": [], "topic": "off"}
+        for i, q in enumerate(OFF_TOPIC)
+    ]
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+@pytest.fixture()
+def assistant(tmp_path: Path) -> Assistant:
+    install_fake_embedder()
+    config = RagConfig(dense_model="fake", index_dir=tmp_path / "index", dev_set=write_dev_set(tmp_path / "dev.jsonl"))
+    kb = tiny_kb()
+    retriever = build_retriever(kb, config, show_progress=False)
+    return Assistant(kb, retriever, RecordingGenerator(), config)
+
+
+def test_calibration_is_fitted_on_the_dev_set_and_stored_with_the_index(assistant: Assistant) -> None:
+    calibration = assistant.retriever.calibration
+    assert calibration.fitted_on["questions"] == len(IN_KB) + len(OFF_TOPIC)
+    assert (assistant.retriever.index.cache_dir / "calibration.json").exists()
+    assert 0.0 < assistant.retriever.threshold < 1.0
+    assert 0.0 <= calibration.reliability["ece"] <= 1.0
+
+
+@pytest.mark.parametrize("question", ["오늘 부산 날씨는 맑아?", "된장찌개 레시피 알려줘", "코스피 지수 전망 알려줘"])
+def test_off_topic_is_refused_without_calling_the_llm(assistant: Assistant, question: str) -> None:
+    answer = assistant.answer(question)
+    assert answer.refused and prompts.is_refusal(answer.text)
+    assert answer.text.startswith(prompts.REFUSAL)
+    assert answer.confidence < assistant.retriever.threshold
+    assert answer.citations == []
+    assert assistant.generator.calls == []  # type: ignore[attr-defined]
+
+
+def test_in_kb_question_is_answered_with_citations(assistant: Assistant) -> None:
+    answer = assistant.answer("로드락 Vent를 급하게 하면 무슨 문제가 있어?", model="ft", max_new_tokens=17)
+    assert not answer.refused and answer.used_retrieval
+    assert answer.passages[0].id == "tiny-002"
+    assert answer.citations == ["tiny-002"]
+    assert answer.confidence >= assistant.retriever.threshold
+    call = assistant.generator.calls[-1]  # type: ignore[attr-defined]
+    assert call["adapter"] == "ft" and call["max_new_tokens"] == 17
+    expected = prompts.build_messages("로드락 Vent를 급하게 하면 무슨 문제가 있어?", answer.passages)
+    assert call["messages"] == expected  # the one prompt module, nothing hand-built
+    assert answer.latency_s > 0
+
+
+def test_base_model_is_requested_with_adapter_none(assistant: Assistant) -> None:
+    assistant.answer("TMA Canister 가열")
+    assert assistant.generator.calls[-1]["adapter"] is None  # type: ignore[attr-defined]
+
+
+def test_context_only_never_calls_the_llm(assistant: Assistant) -> None:
+    answer = assistant.answer("VG12 게이지", context_only=True, top_k=2)
+    assert answer.passages[0].id == "tiny-005" and len(answer.passages) == 2
+    assert "[tiny-005]" in answer.text
+    assert assistant.generator.calls == []  # type: ignore[attr-defined]
+
+
+def test_closed_book_uses_the_bare_question(assistant: Assistant) -> None:
+    answer = assistant.answer("ALD window가 뭐야?", use_retrieval=False)
+    assert not answer.used_retrieval and answer.passages == []
+    assert assistant.generator.calls[-1]["messages"] == prompts.build_messages("ALD window가 뭐야?", None)  # type: ignore[attr-defined]
+
+
+def test_follow_up_pronoun_is_resolved_from_history(assistant: Assistant) -> None:
+    history = [
+        {"role": "user", "content": "로드락 Vent 절차 알려줘"},
+        {"role": "assistant", "content": "건조 N2로 천천히 올립니다 [tiny-002]"},
+    ]
+    rewritten = assistant.rewrite_followup("그거 왜 천천히 해야 돼?", history)
+    assert "로드락" in rewritten and "그거" not in rewritten
+    answer = assistant.answer("그거 왜 천천히 해야 돼?", history=history)
+    assert not answer.refused and answer.passages[0].id == "tiny-002"
+    # the model sees the previous turns too
+    assert assistant.generator.calls[-1]["messages"][1:3] == history  # type: ignore[attr-defined]
+    # a self-contained question is left alone
+    assert assistant.rewrite_followup("VG12는 뭐야?", history) == "VG12는 뭐야?"
+
+
+def test_stream_answer_yields_pieces_then_the_answer(assistant: Assistant) -> None:
+    items = list(assistant.stream_answer("MFC Zero drift 점검"))
+    assert isinstance(items[-1], Answer)
+    assert "".join(i for i in items[:-1] if isinstance(i, str)) == items[-1].text
+    refusal = list(assistant.stream_answer("주말 날씨 알려줘"))
+    assert refusal[-1].refused and refusal[0] == refusal[-1].text
+
+
+def test_citations_fall_back_to_the_used_ids() -> None:
+    passages = [Passage(id="a-1", title="A", text="x"), Passage(id="b-2", title="B", text="y")]
+    assert extract_citations("근거는 [b-2] 입니다 [zzz]", passages) == ["b-2"]
+    assert extract_citations("b-2 문서에 따르면", passages) == ["b-2"]
+    assert extract_citations("인용 없음", passages) == ["a-1", "b-2"]
+
+
+def test_from_config_builds_lazily_and_refuses_without_loading_a_model(tmp_path: Path) -> None:
+    install_fake_embedder()
+    kb_dir = write_tiny_kb(tmp_path / "kb")
+    config = RagConfig(dense_model="fake", index_dir=tmp_path / "index", dev_set=write_dev_set(tmp_path / "dev.jsonl"))
+    assistant = Assistant.from_config(kb_dir, config, model_name="/nonexistent/model", show_progress=False)
+    assert assistant.answer("내일 날씨 어때?").refused  # no model load attempted
+    assert assistant._generator is None
