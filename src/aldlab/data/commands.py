@@ -1,5 +1,95 @@
-"""`aldlab data ...` (placeholder: the dataset stage fills this in)."""
+"""`aldlab data build`: KB + feedback -> train/eval JSONL with stats (see `aldlab.data.build`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
 
 import typer
+from rich.console import Console
+from rich.table import Table
+
+from aldlab.config import resolve_config
+from aldlab.data.config import DataConfig
 
 app = typer.Typer(no_args_is_help=True)
+
+
+@app.callback()
+def data_group() -> None:
+    """학습 데이터셋 / dataset commands (a group even with one command: `aldlab data build`)."""
+
+
+@app.command("build")
+def build_command(
+    kb: Path | None = typer.Option(None, "--kb", help="KB 디렉터리 또는 docs_ald.json / KB dir or legacy docs_ald.json"),
+    feedback: list[Path] | None = typer.Option(None, "--feedback", help="피드백 파일(.json/.jsonl/.db), 여러 번 가능 / feedback file, repeatable"),
+    output: Path | None = typer.Option(None, "--output", "-o", help="출력 디렉터리 / output directory"),
+    seed: int | None = typer.Option(None, "--seed", help="난수 시드 / random seed"),
+    train_size: int | None = typer.Option(None, "--train-size", help="train 행 수 / train rows"),
+    eval_size: int | None = typer.Option(None, "--eval-size", help="eval 행 수 / eval rows"),
+    rag_ratio: float | None = typer.Option(None, "--rag-ratio", help="검색 문맥 프롬프트 비율 / share of retrieval-style prompts"),
+    unanswerable_ratio: float | None = typer.Option(None, "--unanswerable-ratio", help="답변 불가 예시 비율 / share of refusal examples"),
+    paraphrases: int | None = typer.Option(None, "--paraphrases", help="사실당 질문 표현 수 / wordings per fact"),
+    teacher_url: str | None = typer.Option(None, "--teacher-url", help="OpenAI 호환 엔드포인트 / OpenAI-compatible endpoint"),
+    teacher_model: str | None = typer.Option(None, "--teacher-model", help="교사 모델 이름 / teacher model name"),
+    preset: str | None = typer.Option(None, "--preset", help="configs/<preset>.yaml"),
+    config_file: Path | None = typer.Option(None, "--config", help="추가 YAML 설정 / extra YAML config"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="진행 표시 끔 / no progress bar"),
+) -> None:
+    """KB와 피드백으로 학습/평가 데이터셋을 만듭니다 / Build the train and eval datasets."""
+    overrides = {
+        "kb": kb,
+        "feedback": list(feedback) if feedback else None,
+        "output_dir": output,
+        "seed": seed,
+        "train_size": train_size,
+        "eval_size": eval_size,
+        "rag_ratio": rag_ratio,
+        "unanswerable_ratio": unanswerable_ratio,
+        "paraphrases": paraphrases,
+        "teacher_url": teacher_url,
+        "teacher_model": teacher_model,
+    }
+    config = resolve_config(DataConfig, "data", preset=preset, config_file=config_file, overrides=overrides)
+    from aldlab.data.build import build_dataset  # lazy: keeps `aldlab --help` fast
+
+    report = build_dataset(config, progress=not quiet)
+    print_report(report.stats, report.output_dir)
+
+
+def print_report(stats: dict, output_dir: Path) -> None:
+    """Rich summary table on stdout (the files hold the details)."""
+    console = Console()
+    table = Table(title=f"데이터셋 / dataset → {output_dir}")
+    table.add_column("")
+    table.add_column("train", justify="right")
+    table.add_column("eval", justify="right")
+    t, e = stats["train"], stats["eval"]
+    rows = [
+        ("rows", t["rows"], e["rows"]),
+        ("kb / combo", f"{t['kinds'].get('kb', 0)} / {t['kinds'].get('combo', 0)}", f"{e['kinds'].get('kb', 0)} / {e['kinds'].get('combo', 0)}"),
+        ("unanswerable", t["kinds"].get("unanswerable", 0), e["kinds"].get("unanswerable", 0)),
+        ("feedback", t["kinds"].get("feedback", 0), e["kinds"].get("feedback", 0)),
+        ("retrieval-style share", t["rag_share"], e["rag_share"]),
+        ("avg answer chars", t["avg_answer_chars"], e["avg_answer_chars"]),
+    ]
+    for label, a, b in rows:
+        table.add_row(label, str(a), str(b))
+    console.print(table)
+    leak = stats["leakage"]
+    leak_total = sum(leak[k] for k in ("exact_dup_questions", "exact_dup_answers", "near_dup_questions", "near_dup_answers", "shared_docs", "shared_groups"))
+    color = "green" if leak_total == 0 else "red"
+    console.print(f"[{color}]누수 / leakage: {leak_total}[/] (exact/near dup, shared docs; train rows dropped: {leak['dropped_train_exact_dup'] + leak['dropped_train_near_dup']})")
+    p = stats["particles"]
+    console.print(f"조사 오류 / particle errors: {p['errors']} / {p['checked_questions']} questions")
+    fb = stats["feedback"]
+    if fb["rows"]:
+        console.print(
+            f"피드백 / feedback: {fb['liked_used']} liked + {fb['disliked_with_correction_used']} corrected used, "
+            f"{fb['excluded_dislike_without_correction']} disliked without correction excluded"
+        )
+    if stats.get("teacher"):
+        tt = stats["teacher"]
+        console.print(f"교사 / teacher: {tt['accepted_questions']} questions, {tt['accepted_answers']} answers accepted; {tt['rejected_total']} rejected")
+    for warning in stats.get("warnings", []):
+        console.print(f"[yellow]⚠ {warning}[/]")
