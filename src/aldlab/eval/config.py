@@ -1,0 +1,48 @@
+"""Typed defaults of the evaluation stage (`eval:` section of a preset)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aldlab.settings import shipped_evalset, shipped_kb_dir
+
+#: Systems compared by default: the four cells of {base, fine-tuned} x {closed-book, RAG}.
+DEFAULT_SYSTEMS = ["base", "ft", "base+rag", "ft+rag"]
+
+
+@dataclass
+class EvalConfig:
+    """Everything one `aldlab eval` run needs.
+
+    `adapter` is a shortcut for `adapters={"ft": adapter}`; with several adapters, each
+    name becomes a system (`name`, `name+rag`). `model_name=None` means the embedded /
+    default base model. `fail_under` is an optional CI gate on the primary system's
+    key-fact recall; low scores alone never make the run fail.
+    """
+
+    questions: str | Path = field(default_factory=shipped_evalset)
+    systems: list[str] = field(default_factory=lambda: list(DEFAULT_SYSTEMS))
+    model_name: str | None = None
+    adapter: str | Path | None = None
+    adapters: dict[str, str] = field(default_factory=dict)
+    kb: str | Path = field(default_factory=shipped_kb_dir)
+    output_dir: str | Path = "runs/eval"
+    llm_url: str | None = None
+    llm_model: str | None = None
+    judge_url: str | None = None
+    judge_model: str | None = None
+    judge_api_key_env: str = "ALDLAB_JUDGE_API_KEY"
+    judge_pairwise: bool = True
+    max_new_tokens: int = 128
+    bootstrap_samples: int = 1000
+    seed: int = 42
+    fail_under: float | None = None
+    limit: int | None = None
+
+    def adapter_dirs(self) -> dict[str, str]:
+        """Adapter name -> directory, merging the single `adapter` shortcut in as "ft"."""
+        merged = {str(k): str(v) for k, v in (self.adapters or {}).items()}
+        if self.adapter:
+            merged.setdefault("ft", str(self.adapter))
+        return merged

@@ -1,0 +1,273 @@
+"""Answer-level metrics and their aggregation with bootstrap confidence intervals.
+
+Why these choices (measured on the seed set and the embedded model):
+- Key-fact matching ignores case and spaces: Korean spacing varies freely
+  ("자기 제한" / "자기제한"), and a fact should not be lost to a space.
+- ROUGE-L runs on Kiwi morphemes: `rouge_score`'s default tokenizer keeps only [a-z0-9]
+  and silently drops every Hangul character, so a Korean answer scored 0 against any
+  reference. Morphemes also make "퍼지가"/"퍼지를" share the noun "퍼지".
+- chrF (sacrebleu) works on character n-grams, so it needs no Korean tokenizer.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import re
+import unicodedata
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from aldlab.prompts import is_refusal
+
+#: Kiwi tags dropped before ROUGE-L: punctuation and symbols carry no content.
+_PUNCT_TAGS = {"SF", "SP", "SS", "SSO", "SSC", "SE", "SO", "SW", "SB"}
+
+#: Special/control tokens that must never leak into an answer (Gemma, Qwen/ChatML, Llama).
+CONTROL_TOKEN_RE = re.compile(
+    r"<start_of_turn>|<end_of_turn>|<eos>|<bos>|<pad>|<unk>|<mask>|<unused\d+>"
+    r"|<\|im_start\|>|<\|im_end\|>|<\|endoftext\|>|<\|eot_id\|>|<\|start_header_id\|>"
+    r"|<\|end_header_id\|>|<\|begin_of_text\|>|</s>|<s>|\[INST\]|\[/INST\]"
+)
+_HANGUL_RE = re.compile(r"[\uac00-\ud7a3\u1100-\u11ff\u3130-\u318f]")
+#: CJK ideographs (Chinese characters / Hanja), which a Korean answer should not contain.
+_HAN_RE = re.compile(r"[\u4e00-\u9fff\u3400-\u4dbf\uf900-\ufaff]")
+
+
+def normalize(text: str) -> str:
+    """NFC, case-folded, whitespace collapsed."""
+    return " ".join(unicodedata.normalize("NFC", text).casefold().split())
+
+
+def _squash(text: str) -> str:
+    return normalize(text).replace(" ", "")
+
+
+def keyfact_hits(answer: str, expect: Sequence[Sequence[str]]) -> list[bool]:
+    """For each key-fact group, whether any alternative occurs in the answer."""
+    squashed = _squash(answer)
+    return [any(_squash(alt) and _squash(alt) in squashed for alt in group) for group in expect]
+
+
+def keyfact_recall(answer: str, expect: Sequence[Sequence[str]]) -> float | None:
+    """Share of key-fact groups satisfied; None when the question has no key facts."""
+    if not expect:
+        return None
+    hits = keyfact_hits(answer, expect)
+    return sum(hits) / len(hits)
+
+
+@functools.lru_cache(maxsize=1)
+def _kiwi() -> Any:
+    from kiwipiepy import Kiwi
+
+    return Kiwi()
+
+
+def morphemes(text: str) -> list[str]:
+    """Kiwi morpheme forms without punctuation, Latin text lower-cased."""
+    if not text.strip():
+        return []
+    return [tok.form.casefold() for tok in _kiwi().tokenize(text) if tok.tag not in _PUNCT_TAGS]
+
+
+def lcs_length(a: Sequence[str], b: Sequence[str]) -> int:
+    """Length of the longest common subsequence (O(len(a)*len(b)) time, O(len(b)) memory)."""
+    if not a or not b:
+        return 0
+    prev = [0] * (len(b) + 1)
+    for x in a:
+        cur = [0] * (len(b) + 1)
+        for j, y in enumerate(b, start=1):
+            cur[j] = prev[j - 1] + 1 if x == y else max(prev[j], cur[j - 1])
+        prev = cur
+    return prev[-1]
+
+
+def rouge_l(answer: str, reference: str) -> float:
+    """ROUGE-L F1 on Kiwi morphemes (0..1)."""
+    hyp, ref = morphemes(answer), morphemes(reference)
+    lcs = lcs_length(hyp, ref)
+    if lcs == 0:
+        return 0.0
+    precision, recall = lcs / len(hyp), lcs / len(ref)
+    return 2 * precision * recall / (precision + recall)
+
+
+@functools.lru_cache(maxsize=1)
+def _chrf() -> Any:
+    from sacrebleu.metrics import CHRF
+
+    return CHRF()
+
+
+def chrf(answer: str, reference: str) -> float:
+    """Sentence chrF (sacrebleu defaults: char 6-grams, beta 2), scaled to 0..1."""
+    return float(_chrf().sentence_score(answer, [reference]).score) / 100.0
+
+
+@dataclass
+class KoreanCheck:
+    """How Korean an answer is."""
+
+    hangul_share: float  # Hangul letters / all letters (0 for an empty answer)
+    has_han: bool  # stray Chinese characters
+    has_control: bool  # leaked special tokens
+    ok: bool  # mostly Hangul, no Chinese characters, no control tokens
+
+
+def korean_check(text: str, *, min_share: float = 0.5) -> KoreanCheck:
+    """Share of Hangul among letters plus the two defects a small model shows most."""
+    has_control = bool(CONTROL_TOKEN_RE.search(text))
+    clean = CONTROL_TOKEN_RE.sub(" ", text)
+    letters = [c for c in clean if c.isalpha()]
+    hangul = sum(1 for c in letters if _HANGUL_RE.match(c))
+    share = hangul / len(letters) if letters else 0.0
+    has_han = bool(_HAN_RE.search(clean))
+    return KoreanCheck(share, has_han, has_control, share >= min_share and not has_han and not has_control)
+
+
+def answer_metrics(
+    answer: str,
+    *,
+    expect: Sequence[Sequence[str]],
+    reference: str | None,
+    refused: bool | None = None,
+) -> dict[str, Any]:
+    """Every per-answer metric in one dict (None where a metric does not apply)."""
+    korean = korean_check(answer)
+    return {
+        "keyfact_recall": keyfact_recall(answer, expect),
+        "keyfact_hits": keyfact_hits(answer, expect),
+        "refused": bool(refused) if refused is not None else is_refusal(answer),
+        "rouge_l": rouge_l(answer, reference) if reference else None,
+        "chrf": chrf(answer, reference) if reference else None,
+        "hangul_share": korean.hangul_share,
+        "has_han": korean.has_han,
+        "has_control": korean.has_control,
+        "korean_ok": korean.ok,
+        "length_chars": len(answer.strip()),
+    }
+
+
+# --- aggregation ---------------------------------------------------------------------
+
+
+@dataclass
+class Estimate:
+    """A statistic with its bootstrap 95% interval and the number of items behind it."""
+
+    value: float | None
+    low: float | None
+    high: float | None
+    n: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"value": self.value, "low": self.low, "high": self.high, "n": self.n}
+
+
+def bootstrap(
+    items: Sequence[Any],
+    statistic: Callable[[Sequence[Any]], float | None],
+    *,
+    samples: int = 1000,
+    seed: int = 42,
+    confidence: float = 0.95,
+) -> Estimate:
+    """Percentile bootstrap over items (resampled with replacement)."""
+    n = len(items)
+    value = statistic(items) if n else None
+    if value is None or n < 2 or samples < 1:
+        return Estimate(value, value, value, n)
+    rng = np.random.default_rng(seed)
+    stats = []
+    for idx in rng.integers(0, n, size=(samples, n)):
+        s = statistic([items[i] for i in idx])
+        if s is not None and not math.isnan(s):
+            stats.append(s)
+    if not stats:
+        return Estimate(value, None, None, n)
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(stats, [tail, 100 - tail])
+    return Estimate(float(value), float(low), float(high), n)
+
+
+def mean_or_none(values: Sequence[float]) -> float | None:
+    return float(sum(values) / len(values)) if values else None
+
+
+def bootstrap_mean(values: Sequence[float], *, samples: int = 1000, seed: int = 42) -> Estimate:
+    """Mean with a bootstrap CI (values that are None are dropped before)."""
+    clean = [float(v) for v in values if v is not None]
+    if len(clean) >= 2 and samples > 0:
+        # Vectorised: the same estimator as `bootstrap` but ~100x faster for a mean.
+        arr = np.asarray(clean)
+        rng = np.random.default_rng(seed)
+        means = arr[rng.integers(0, len(arr), size=(samples, len(arr)))].mean(axis=1)
+        low, high = np.percentile(means, [2.5, 97.5])
+        return Estimate(float(arr.mean()), float(low), float(high), len(arr))
+    value = mean_or_none(clean)
+    return Estimate(value, value, value, len(clean))
+
+
+def refusal_precision(pairs: Sequence[tuple[bool, bool]]) -> float | None:
+    """pairs = (refused, should_refuse). Of the refusals, the share that were right."""
+    refused = [should for did, should in pairs if did]
+    return sum(refused) / len(refused) if refused else None
+
+
+def refusal_recall(pairs: Sequence[tuple[bool, bool]]) -> float | None:
+    """Of the questions that should be refused (unanswerable), the share refused."""
+    should = [did for did, must in pairs if must]
+    return sum(should) / len(should) if should else None
+
+
+def false_refusal_rate(pairs: Sequence[tuple[bool, bool]]) -> float | None:
+    """Of the answerable questions, the share wrongly refused."""
+    answerable = [did for did, must in pairs if not must]
+    return sum(answerable) / len(answerable) if answerable else None
+
+
+def refusal_f1(pairs: Sequence[tuple[bool, bool]]) -> float | None:
+    p, r = refusal_precision(pairs), refusal_recall(pairs)
+    if p is None or r is None or p + r == 0:
+        return None if r is None else 0.0
+    return 2 * p * r / (p + r)
+
+
+MEAN_METRICS = ("keyfact_recall", "rouge_l", "chrf", "hangul_share", "korean_ok", "length_chars", "latency_s")
+
+
+def summarize_rows(rows: Sequence[dict[str, Any]], *, samples: int = 1000, seed: int = 42) -> dict[str, Any]:
+    """Aggregate per-answer rows of one system (each row: metrics + answerable + latency_s)."""
+    out: dict[str, Any] = {"n": len(rows)}
+    answerable = [r for r in rows if r["answerable"]]
+    for name in MEAN_METRICS:
+        source = answerable if name in {"keyfact_recall", "rouge_l", "chrf"} else rows
+        values = [float(r[name]) for r in source if r.get(name) is not None]
+        out[name] = bootstrap_mean(values, samples=samples, seed=seed).to_json()
+    pairs = [(bool(r["refused"]), not r["answerable"]) for r in rows]
+    for name, fn in (
+        ("refusal_precision", refusal_precision),
+        ("refusal_recall", refusal_recall),
+        ("refusal_f1", refusal_f1),
+        ("false_refusal_rate", false_refusal_rate),
+    ):
+        out[name] = bootstrap(pairs, fn, samples=samples, seed=seed).to_json()
+    out["refusals"] = sum(1 for did, _ in pairs if did)
+    out["unanswerable"] = sum(1 for _, must in pairs if must)
+    out["han_rate"] = mean_or_none([float(r["has_han"]) for r in rows])
+    out["control_token_rate"] = mean_or_none([float(r["has_control"]) for r in rows])
+    return out
+
+
+def group_keyfact_recall(rows: Sequence[dict[str, Any]], key: str) -> dict[str, dict[str, Any]]:
+    """Key-fact recall (mean, n) per value of `key` (topic or difficulty), answerable only."""
+    groups: dict[str, list[float]] = {}
+    for r in rows:
+        if r["answerable"] and r.get("keyfact_recall") is not None:
+            groups.setdefault(r[key], []).append(float(r["keyfact_recall"]))
+    return {k: {"value": mean_or_none(v), "n": len(v)} for k, v in groups.items()}

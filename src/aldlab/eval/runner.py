@@ -1,0 +1,465 @@
+"""`run_eval`: answer every question with every system, score, judge, report.
+
+The base model is loaded once; the Assistant's generator switches LoRA adapters per
+request, so comparing base / ft / base+rag / ft+rag costs one model load, not four.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from aldlab.config import config_to_dict
+from aldlab.errors import UserError
+from aldlab.eval.config import EvalConfig
+from aldlab.eval.metrics import answer_metrics, bootstrap_mean, group_keyfact_recall, summarize_rows
+from aldlab.eval.questions import Question, load_questions
+from aldlab.files import atomic_write_json, atomic_write_jsonl, sha256_file, sha256_text
+from aldlab.prompts import is_refusal
+
+RAG_SUFFIX = "+rag"
+
+
+class AnswersQuestions(Protocol):
+    """What the runner needs from the RAG core's Assistant."""
+
+    def answer(self, question: str, *, model: str = "base", use_retrieval: bool = True, max_new_tokens: int = 256) -> Any: ...
+
+
+AssistantFactory = Callable[[EvalConfig, Any], AnswersQuestions]
+
+
+@dataclass(frozen=True)
+class System:
+    """One evaluated system: a model ("base" or an adapter name) with or without retrieval."""
+
+    name: str
+    model: str
+    use_retrieval: bool
+
+
+@dataclass
+class EvalResult:
+    """Where the outputs went and the metrics that were written to metrics.json."""
+
+    output_dir: Path
+    metrics: dict[str, Any]
+    paths: dict[str, Path] = field(default_factory=dict)
+    passed: bool | None = None  # None when no --fail-under gate was set
+
+
+def parse_systems(names: Sequence[str] | str, adapters: dict[str, str]) -> list[System]:
+    """`base,ft,base+rag,ft+rag` -> Systems; adapter names must have a directory."""
+    if isinstance(names, str):
+        names = [n for n in names.split(",")]
+    systems: list[System] = []
+    for raw in names:
+        name = str(raw).strip()
+        if not name:
+            continue
+        model, rag = (name[: -len(RAG_SUFFIX)], True) if name.endswith(RAG_SUFFIX) else (name, False)
+        if model != "base" and model not in adapters:
+            known = ", ".join(["base", *adapters]) or "base"
+            raise UserError(
+                f"시스템 '{name}'에 필요한 어댑터 '{model}'가 지정되지 않았습니다.",
+                f"System '{name}' needs an adapter named '{model}', which was not given.",
+                hint=f"--adapter DIR (이름 ft) 또는 설정의 adapters를 지정하세요; 사용 가능: {known} "
+                f"/ pass --adapter DIR (named ft) or set eval.adapters; known: {known}",
+            )
+        if any(s.name == name for s in systems):
+            continue
+        systems.append(System(name, model, rag))
+    if not systems:
+        raise UserError("평가할 시스템이 없습니다.", "No systems to evaluate.", hint="--systems base,ft,base+rag,ft+rag")
+    return systems
+
+
+def check_adapter_dirs(adapters: dict[str, str], systems: Sequence[System]) -> None:
+    """Every adapter a system uses must be an existing directory."""
+    for system in systems:
+        if system.model == "base":
+            continue
+        path = Path(adapters[system.model]).expanduser()
+        if not path.is_dir():
+            raise UserError(
+                f"어댑터 디렉터리가 없습니다: {path}",
+                f"Adapter directory not found: {path}",
+                path=path,
+                hint="`aldlab train`의 출력 디렉터리를 지정하세요 / pass the output directory of `aldlab train`",
+            )
+
+
+def default_assistant_factory(config: EvalConfig, rag_config: Any) -> AnswersQuestions:
+    """The real RAG Assistant, loading the base model once with every adapter attached."""
+    import dataclasses
+
+    from aldlab.rag.answer import Assistant
+    from aldlab.rag.config import RagConfig
+
+    rag_config = rag_config or RagConfig()
+    if config.llm_url or config.llm_model:
+        # The RAG core reads the served model's name from its own config.
+        rag_config = dataclasses.replace(
+            rag_config,
+            llm_url=config.llm_url or rag_config.llm_url,
+            llm_model=config.llm_model or rag_config.llm_model,
+        )
+    return Assistant.from_config(
+        config.kb, rag_config, model_name=config.model_name, adapters=config.adapter_dirs() or None, llm_url=config.llm_url
+    )
+
+
+def _contexts(answer: Any) -> list[dict[str, Any]]:
+    return [
+        {"id": p.id, "title": p.title, "score": round(float(p.score), 4), "text": p.text}
+        for p in (getattr(answer, "passages", None) or [])
+    ]
+
+
+def answer_row(system: System, question: Question, answer: Any, elapsed: float) -> dict[str, Any]:
+    """One answers.jsonl line."""
+    text = str(getattr(answer, "text", answer) or "")
+    latency = float(getattr(answer, "latency_s", 0.0) or 0.0) or elapsed
+    return {
+        "system": system.name,
+        "id": question.id,
+        "question": question.question,
+        "answer": text,
+        "contexts": _contexts(answer) if system.use_retrieval else [],
+        "refused": bool(getattr(answer, "refused", False)) or is_refusal(text),
+        "latency_s": round(latency, 3),
+        "confidence": round(float(getattr(answer, "confidence", 0.0) or 0.0), 4),
+    }
+
+
+def _progress(enabled: bool) -> Any:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        disable=not enabled,
+    )
+
+
+def generate_answers(
+    assistant: AnswersQuestions,
+    systems: Sequence[System],
+    questions: Sequence[Question],
+    *,
+    max_new_tokens: int,
+    answers_path: Path,
+    progress: bool = True,
+) -> list[dict[str, Any]]:
+    """Answer every (system, question); answers.jsonl is rewritten after each answer so an
+    interrupted run keeps what it finished."""
+    rows: list[dict[str, Any]] = []
+    with _progress(progress) as bar:
+        task = bar.add_task("답변 생성 / answering", total=len(systems) * len(questions))
+        for system in systems:
+            bar.update(task, description=f"답변 생성 / answering [{system.name}]")
+            for question in questions:
+                start, cpu_start = time.perf_counter(), time.process_time()
+                answer = assistant.answer(
+                    question.question,
+                    model=system.model,
+                    use_retrieval=system.use_retrieval,
+                    max_new_tokens=max_new_tokens,
+                )
+                row = answer_row(system, question, answer, time.perf_counter() - start)
+                # CPU seconds of this process: unlike wall latency, not inflated when other
+                # jobs share the cores, so runs on a busy machine stay comparable.
+                row["cpu_s"] = round(time.process_time() - cpu_start, 3)
+                rows.append(row)
+                atomic_write_jsonl(answers_path, rows)  # a few KB: cheap, and a crash keeps every answer
+                bar.advance(task)
+    return rows
+
+
+def score_rows(rows: Sequence[dict[str, Any]], questions: Sequence[Question]) -> list[dict[str, Any]]:
+    """Per-answer metrics joined with the question's labels."""
+    by_id = {q.id: q for q in questions}
+    scored = []
+    for row in rows:
+        q = by_id[row["id"]]
+        metrics = answer_metrics(row["answer"], expect=q.expect, reference=q.reference, refused=row["refused"])
+        scored.append(
+            {
+                "system": row["system"],
+                "id": q.id,
+                "topic": q.topic,
+                "difficulty": q.difficulty,
+                "answerable": q.answerable,
+                "latency_s": row["latency_s"],
+                **metrics,
+            }
+        )
+    return scored
+
+
+def primary_system(systems: Sequence[System]) -> System:
+    """The system the headline and --fail-under talk about: fine-tuned+RAG if present."""
+    for wanted in (lambda s: s.model != "base" and s.use_retrieval, lambda s: s.model != "base", lambda s: s.use_retrieval):
+        for s in systems:
+            if wanted(s):
+                return s
+    return systems[0]
+
+
+def comparison_pairs(systems: Sequence[System]) -> list[tuple[str, str]]:
+    """(baseline, candidate) pairs: each adapter vs base, with matching retrieval."""
+    names = {s.name for s in systems}
+    pairs = []
+    for s in systems:
+        if s.model == "base":
+            continue
+        baseline = "base+rag" if s.use_retrieval else "base"
+        if baseline in names:
+            pairs.append((baseline, s.name))
+    return pairs
+
+
+def paired_delta(
+    scored: Sequence[dict[str, Any]], baseline: str, candidate: str, *, samples: int, seed: int
+) -> dict[str, Any]:
+    """Key-fact recall difference candidate - baseline, paired by question, with a CI."""
+    base = {r["id"]: r["keyfact_recall"] for r in scored if r["system"] == baseline and r["keyfact_recall"] is not None}
+    cand = {r["id"]: r["keyfact_recall"] for r in scored if r["system"] == candidate and r["keyfact_recall"] is not None}
+    diffs = [cand[i] - base[i] for i in base if i in cand]
+    return bootstrap_mean(diffs, samples=samples, seed=seed).to_json()
+
+
+def build_metrics(
+    scored: Sequence[dict[str, Any]],
+    systems: Sequence[System],
+    questions: Sequence[Question],
+    config: EvalConfig,
+) -> dict[str, Any]:
+    """metrics.json content (judge results are merged in later)."""
+    per_system: dict[str, Any] = {}
+    for system in systems:
+        rows = [r for r in scored if r["system"] == system.name]
+        summary = summarize_rows(rows, samples=config.bootstrap_samples, seed=config.seed)
+        summary["by_topic"] = group_keyfact_recall(rows, "topic")
+        summary["by_difficulty"] = group_keyfact_recall(rows, "difficulty")
+        summary["model"] = system.model
+        summary["use_retrieval"] = system.use_retrieval
+        per_system[system.name] = summary
+    primary = primary_system(systems)
+    deltas = {
+        f"{cand} vs {base}": paired_delta(scored, base, cand, samples=config.bootstrap_samples, seed=config.seed)
+        for base, cand in comparison_pairs(systems)
+    }
+    return {
+        "questions": {
+            "path": str(config.questions),
+            "n": len(questions),
+            "answerable": sum(q.answerable for q in questions),
+            "unanswerable": sum(not q.answerable for q in questions),
+            "with_reference": sum(q.reference is not None for q in questions),
+        },
+        "systems": per_system,
+        "primary_system": primary.name,
+        "keyfact_recall_deltas": deltas,
+        "headline": headline(per_system, deltas),
+        "items": list(scored),
+    }
+
+
+def _fmt_ci(est: dict[str, Any]) -> str:
+    if est.get("value") is None:
+        return "n/a"
+    if est.get("low") is None:
+        return f"{est['value']:.3f}"
+    return f"{est['value']:.3f} [{est['low']:.3f}, {est['high']:.3f}]"
+
+
+def headline(per_system: dict[str, Any], deltas: dict[str, Any]) -> str:
+    """One line: ft+rag vs base+rag key-fact recall (or the best available comparison)."""
+    for key in ("ft+rag vs base+rag", *deltas):
+        if key in deltas:
+            cand, base = key.split(" vs ")
+            d = deltas[key]
+            delta = f"{d['value']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]" if d.get("value") is not None else "n/a"
+            return (
+                f"{cand} vs {base}: 핵심 사실 재현율 / key-fact recall "
+                f"{_fmt_ci(per_system[cand]['keyfact_recall'])} vs {_fmt_ci(per_system[base]['keyfact_recall'])}, "
+                f"차이 / Δ {delta}"
+            )
+    parts = [f"{name} {_fmt_ci(s['keyfact_recall'])}" for name, s in per_system.items()]
+    return "핵심 사실 재현율 / key-fact recall: " + "; ".join(parts)
+
+
+def run_judge(
+    config: EvalConfig,
+    rows: Sequence[dict[str, Any]],
+    questions: Sequence[Question],
+    systems: Sequence[System],
+    judge: Any,
+    *,
+    progress: bool = True,
+) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """Rubric scores for every answer and both-order pairwise comparisons.
+
+    Returns (judge summary for metrics.json, {f"{system}/{id}": rubric json} for items).
+    A failed judge call is counted, not fatal: the endpoint was checked before generation.
+    """
+    from aldlab.eval.judge import JudgeError, RubricScore, summarize_pairwise, summarize_rubric
+
+    by_id = {q.id: q for q in questions}
+    answers = {(r["system"], r["id"]): r["answer"] for r in rows}
+    pairs = comparison_pairs(systems) if config.judge_pairwise else []
+    per_item: dict[str, dict[str, Any]] = {}
+    rubric: dict[str, list[RubricScore]] = {s.name: [] for s in systems}
+    failures = 0
+    pairwise: dict[str, list[Any]] = {f"{c} vs {b}": [] for b, c in pairs}
+    with _progress(progress) as bar:
+        task = bar.add_task("LLM 평가 / judging", total=len(rows) + len(pairs) * len(questions))
+        for row in rows:
+            q = by_id[row["id"]]
+            try:
+                score = judge.rubric(q.question, row["answer"], q.reference)
+                rubric[row["system"]].append(score)
+                per_item[f"{row['system']}/{q.id}"] = score.to_json()
+            except JudgeError:
+                failures += 1
+            bar.advance(task)
+        for base, cand in pairs:
+            for q in questions:
+                try:
+                    result = judge.pairwise(q.question, answers[(base, q.id)], answers[(cand, q.id)], q.reference)
+                    pairwise[f"{cand} vs {base}"].append(result)
+                except JudgeError:
+                    failures += 1
+                bar.advance(task)
+    summary = {
+        "model": config.judge_model,
+        "url": config.judge_url,
+        "failures": failures,
+        "rubric": {name: summarize_rubric(scores) for name, scores in rubric.items()},
+        "pairwise": {
+            key: {**summarize_pairwise(results), "a": key.split(" vs ")[1], "b": key.split(" vs ")[0]}
+            for key, results in pairwise.items()
+        },
+    }
+    return summary, per_item
+
+
+def _kb_fingerprint(kb: Path) -> str | None:
+    """sha256 over the KB's files (names + contents), without loading it."""
+    if kb.is_file():
+        return sha256_file(kb)
+    if not kb.is_dir():
+        return None
+    parts = [f"{p.relative_to(kb)}:{sha256_file(p)}" for p in sorted(kb.rglob("*")) if p.is_file() and not p.name.endswith(".lock")]
+    return sha256_text("\n".join(parts))
+
+
+def _versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    out = {"python": platform.python_version()}
+    for pkg in ("aldlab", "torch", "transformers", "peft", "kiwipiepy", "sacrebleu", "matplotlib"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+def write_manifest(config: EvalConfig, output_dir: Path, started: datetime, duration_s: float) -> Path:
+    adapters = {}
+    for name, directory in config.adapter_dirs().items():
+        weights = sorted(Path(directory).glob("adapter_model.*"))
+        adapters[name] = {"dir": directory, "sha256": sha256_file(weights[0]) if weights else None}
+    manifest = {
+        "stage": "eval",
+        "started_utc": started.isoformat(timespec="seconds"),
+        "duration_s": round(duration_s, 1),
+        "questions_sha256": sha256_file(config.questions),
+        "kb_sha256": _kb_fingerprint(Path(config.kb)),
+        "adapters": adapters,
+        "config": config_to_dict(config),
+        "versions": _versions(),
+    }
+    path = output_dir / "manifest.json"
+    atomic_write_json(path, manifest)
+    return path
+
+
+def run_eval(
+    config: EvalConfig,
+    progress: bool = True,
+    *,
+    assistant_factory: AssistantFactory | None = None,
+    rag_config: Any = None,
+    judge: Any = None,
+) -> EvalResult:
+    """Answer, score, optionally judge, and write answers.jsonl, metrics.json, report.html,
+    report.md and manifest.json into `config.output_dir`."""
+    from aldlab.eval.report import write_reports
+
+    started = datetime.now(UTC)
+    t0 = time.perf_counter()
+    if config.max_new_tokens < 1:
+        raise UserError("max_new_tokens는 1 이상이어야 합니다.", "max_new_tokens must be at least 1.")
+    questions = load_questions(config.questions, limit=config.limit)
+    adapters = config.adapter_dirs()
+    systems = parse_systems(config.systems, adapters)
+    check_adapter_dirs(adapters, systems)
+    if judge is None and config.judge_url:
+        from aldlab.eval.judge import Judge
+
+        judge = Judge.from_env(config.judge_url, config.judge_model, config.judge_api_key_env)
+    if judge is not None:
+        judge.check()  # fail before generation, not after
+
+    output_dir = Path(config.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    paths = {name: output_dir / name for name in ("answers.jsonl", "metrics.json", "report.html", "report.md")}
+
+    assistant = (assistant_factory or default_assistant_factory)(config, rag_config)
+    rows = generate_answers(
+        assistant,
+        systems,
+        questions,
+        max_new_tokens=config.max_new_tokens,
+        answers_path=paths["answers.jsonl"],
+        progress=progress,
+    )
+    scored = score_rows(rows, questions)
+    metrics = build_metrics(scored, systems, questions, config)
+    if judge is not None:
+        summary, per_item = run_judge(config, rows, questions, systems, judge, progress=progress)
+        metrics["judge"] = summary
+        for item in metrics["items"]:
+            item["judge"] = per_item.get(f"{item['system']}/{item['id']}")
+    passed = None
+    if config.fail_under is not None:
+        value = metrics["systems"][metrics["primary_system"]]["keyfact_recall"]["value"] or 0.0
+        passed = value >= config.fail_under
+        metrics["fail_under"] = {
+            "threshold": config.fail_under,
+            "system": metrics["primary_system"],
+            "metric": "keyfact_recall",
+            "value": value,
+            "passed": passed,
+        }
+    metrics["duration_s"] = round(time.perf_counter() - t0, 1)
+    metrics["generation_cpu_s"] = {
+        s.name: round(sum(r.get("cpu_s", 0.0) for r in rows if r["system"] == s.name), 1) for s in systems
+    }
+    atomic_write_json(paths["metrics.json"], metrics)
+    write_reports(metrics, rows, questions, paths["report.html"], paths["report.md"])
+    paths["manifest.json"] = write_manifest(config, output_dir, started, time.perf_counter() - t0)
+    return EvalResult(output_dir=output_dir, metrics=metrics, paths=paths, passed=passed)
