@@ -1,10 +1,78 @@
-"""Chat template for models that ship without one (placeholder; the train stage owns it)."""
+"""Chat templates for models that ship without one, and the end-of-turn stop tokens.
+
+A tokenizer's own template always wins (Qwen, Llama-3 instruct...). Base models such as
+google/gemma-3-270m have turn tokens in their vocabulary but no template; we add Gemma's
+instruct format so fine-tuning, eval and serving render exactly the same turns, and the
+model learns to close its answer with `<end_of_turn>` (which is supervised). Generation
+must then stop at that token, or a short fine-tune runs on into junk: `end_of_turn_token_ids`
+gives the ids to pass as `eos_token_id`.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+#: Gemma's instruct format: the system prompt is folded into the first user turn (Gemma has
+#: no system role), the assistant speaks as `model`, every turn ends with `<end_of_turn>\n`.
+GEMMA_TEMPLATE = (
+    "{{ bos_token }}"
+    "{%- if messages and messages[0]['role'] == 'system' -%}"
+    "{%- set first_user_prefix = messages[0]['content'] | trim + '\n\n' -%}"
+    "{%- set loop_messages = messages[1:] -%}"
+    "{%- else -%}"
+    "{%- set first_user_prefix = '' -%}"
+    "{%- set loop_messages = messages -%}"
+    "{%- endif -%}"
+    "{%- for message in loop_messages -%}"
+    "{%- set role = 'model' if message['role'] == 'assistant' else message['role'] -%}"
+    "{{ '<start_of_turn>' + role + '\n' + (first_user_prefix if loop.first else '') "
+    "+ message['content'] | trim + '<end_of_turn>\n' }}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{ '<start_of_turn>model\n' }}{%- endif -%}"
+)
+
+#: Fallback for tokenizers with neither a template nor turn tokens: plain role headers,
+#: each turn closed by the EOS token so generation stops where training taught it to.
+GENERIC_TEMPLATE = (
+    "{%- for message in messages -%}"
+    "{{ '### ' + message['role'] + '\n' + message['content'] | trim + eos_token + '\n' }}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{ '### assistant\n' }}{%- endif -%}"
+)
+
+#: End-of-turn markers of common chat formats, checked in this order.
+END_OF_TURN_TOKENS = ("<end_of_turn>", "<|im_end|>", "<|eot_id|>", "<|end|>", "<|endoftext|>")
+
+
+def _token_id(tokenizer: Any, token: str) -> int | None:
+    """Id of a token that exists as a single vocabulary entry, else None."""
+    vocab = tokenizer.get_vocab()
+    return vocab.get(token)
+
+
+def has_gemma_turn_tokens(tokenizer: Any) -> bool:
+    return _token_id(tokenizer, "<start_of_turn>") is not None and _token_id(tokenizer, "<end_of_turn>") is not None
+
 
 def ensure_chat_template(tokenizer: Any) -> Any:
     """Leave a tokenizer's own template alone; add a turn-token template otherwise."""
+    if getattr(tokenizer, "chat_template", None):
+        return tokenizer
+    tokenizer.chat_template = GEMMA_TEMPLATE if has_gemma_turn_tokens(tokenizer) else GENERIC_TEMPLATE
     return tokenizer
+
+
+def end_of_turn_token_ids(tokenizer: Any) -> list[int]:
+    """Token ids that end an assistant turn (use as `eos_token_id` in `generate`).
+
+    The turn marker of the tokenizer's chat format first, then its EOS token.
+    """
+    ids: list[int] = []
+    for token in END_OF_TURN_TOKENS:
+        token_id = _token_id(tokenizer, token)
+        if token_id is not None:
+            ids.append(int(token_id))
+            break
+    if tokenizer.eos_token_id is not None and int(tokenizer.eos_token_id) not in ids:
+        ids.append(int(tokenizer.eos_token_id))
+    return ids

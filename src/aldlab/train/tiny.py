@@ -1,0 +1,100 @@
+"""A tiny random Gemma-3-style model + tokenizer for fast offline tests.
+
+Real code paths (chat template with turn tokens, PEFT LoRA on q/k/v/o, export) run on it
+in well under a second per step, so tests of every stage can exercise them without the
+262k-vocab embedded model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+SPECIAL_TOKENS = ["<pad>", "<eos>", "<bos>", "<unk>", "<start_of_turn>", "<end_of_turn>"]
+
+_DEFAULT_CORPUS = [
+    "원자층 증착 ALD 공정은 전구체와 반응물을 번갈아 공급합니다.",
+    "TMA와 H2O로 Al2O3 박막을 증착합니다. 성장률은 사이클당 약 1 옹스트롬입니다.",
+    "퍼지 시간이 부족하면 CVD 성분이 생겨 균일도가 나빠집니다.",
+    "The ALD window is the temperature range with a constant growth per cycle.",
+    "user model system assistant question answer 질문 답변",
+]
+
+
+def build_tiny_tokenizer(corpus: Iterable[str] = (), vocab_size: int = 600):  # noqa: ANN201
+    """A byte-level BPE tokenizer with Gemma's special tokens, trained in milliseconds."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tok.train_from_iterator(list(_DEFAULT_CORPUS) + list(corpus), trainer=trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        pad_token="<pad>",
+        eos_token="<eos>",
+        bos_token="<bos>",
+        unk_token="<unk>",
+    )
+
+
+def build_tiny_model_dir(path: str | Path, corpus: Iterable[str] = (), seed: int = 0) -> Path:
+    """Write a tiny random Gemma3ForCausalLM + tokenizer (no chat template) to `path`."""
+    import torch
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    out = Path(path)
+    tokenizer = build_tiny_tokenizer(corpus)
+    config = Gemma3TextConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=16,
+        max_position_embeddings=512,
+        sliding_window=64,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        tie_word_embeddings=True,
+    )
+    torch.manual_seed(seed)
+    model = Gemma3ForCausalLM(config)
+    model.save_pretrained(str(out), safe_serialization=True)
+    tokenizer.save_pretrained(str(out))
+    return out
+
+
+_FACTS = [
+    "TMA와 H2O로 Al2O3를 증착합니다.",
+    "성장률은 사이클당 약 1 옹스트롬입니다.",
+    "퍼지 시간이 부족하면 CVD 성분이 생깁니다.",
+    "ALD 윈도우는 성장률이 일정한 온도 구간입니다.",
+]
+_TOPICS = ["TMA", "퍼지", "윈도우", "성장률"]
+
+
+def write_chat_jsonl(path: str | Path, n: int, seed: int = 0) -> Path:
+    """A small chat JSONL in the `aldlab data build` format (messages + extra keys)."""
+    import json
+    import random
+
+    from aldlab.prompts import build_messages
+
+    rng = random.Random(seed)
+    out = Path(path)
+    with out.open("w", encoding="utf-8") as fh:
+        for i in range(n):
+            question = f"ALD에서 {rng.choice(_TOPICS)}는 무엇인가요? ({i})"
+            answer = " ".join(rng.sample(_FACTS, rng.randint(1, len(_FACTS))))
+            row = {"id": f"q{i}", "style": "closed_book", "messages": build_messages(question, answer=answer)}
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+    return out

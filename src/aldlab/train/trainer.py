@@ -1,0 +1,693 @@
+"""`train()`: a compact LoRA/QLoRA SFT recipe — setup, loop, checkpoint, resume.
+
+Why our own loop instead of HF Trainer: the LM head has to run only on supervised
+positions (see `loss.py`), the loss must be normalised by the supervised tokens of the
+whole optimizer step (so 1x4 and 4x1 batches give the same loss and gradients), and a
+resumed run must replay exactly the same batches, RNG stream and LR schedule. Each of
+those is a few lines here and a fight with a framework. Accelerate supplies the device
+placement, DDP (`accelerate launch`, including `--cpu` multi-process) and DeepSpeed.
+
+Layout of `output_dir`:
+  adapter_model.safetensors, adapter_config.json, tokenizer files   (the adapter)
+  training_meta.json   config, data hashes, versions, history, final metrics
+  loss.png             train/eval loss curves
+  checkpoint-N/        adapter + optimizer + scheduler + RNG + sampler state (resume)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import random
+import shutil
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aldlab.errors import UserError
+from aldlab.files import atomic_write_json, sha256_file
+from aldlab.train.config import TrainConfig
+from aldlab.train.data import Example, collate, length_grouped_batches, load_examples, shuffled_batches
+
+CHECKPOINT_PREFIX = "checkpoint-"
+STATE_FILE = "trainer_state.json"
+OOM_HINT = (
+    "배치 크기를 줄이고(--batch_size 1~2) 그만큼 --gradient_accumulation_steps를 늘리거나, "
+    "--lora_r를 낮추거나(8), --max_seq_len을 줄이거나, GPU에서는 --load_in_4bit / --gradient_checkpointing을 켜세요 "
+    "/ use a smaller --batch_size with more --gradient_accumulation_steps, a lower --lora_r, a shorter "
+    "--max_seq_len, or --load_in_4bit / --gradient_checkpointing on a GPU"
+)
+
+
+@dataclass
+class TrainResult:
+    """What the pipeline and the CLI report after a run."""
+
+    output_dir: str
+    final_train_loss: float | None
+    final_eval_loss: float | None
+    first_eval_loss: float | None
+    steps: int
+    seconds: float
+    supervised_tokens_per_s: float
+
+
+@dataclass
+class LoopState:
+    """Everything the loop needs to continue exactly where it stopped."""
+
+    global_step: int = 0
+    epoch: int = 0
+    step_in_epoch: int = 0
+    supervised_tokens: int = 0
+    train_seconds: float = 0.0
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class _Run:
+    """Objects built by `_setup` and shared by the loop."""
+
+    config: TrainConfig
+    accelerator: Any
+    tokenizer: Any
+    peft_model: Any
+    model: Any  # SupervisedCausalLM, possibly wrapped by DDP
+    optimizer: Any
+    scheduler: Any
+    train_examples: list[Example]
+    eval_examples: list[Example]
+    steps_per_epoch: int
+    total_steps: int
+    meta_inputs: dict[str, Any]
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def train(
+    config: TrainConfig,
+    progress: bool = True,
+    on_step: Callable[[int, dict[str, Any]], None] | None = None,
+) -> TrainResult:
+    """Fine-tune a LoRA adapter on `config.train_file` and write it to `config.output_dir`.
+
+    `on_step(global_step, log)` is called after each optimizer step (after any checkpoint
+    of that step was written); tests use it to kill a run at a known step.
+    """
+    import torch
+
+    try:
+        run = _setup(config)
+        return _loop(run, progress=progress, on_step=on_step)
+    except torch.OutOfMemoryError as exc:
+        raise _oom_error(exc) from exc
+    except MemoryError as exc:
+        raise _oom_error(exc) from exc
+    except RuntimeError as exc:
+        if "out of memory" in str(exc).lower() or "can't allocate memory" in str(exc).lower():
+            raise _oom_error(exc) from exc
+        raise
+
+
+def latest_checkpoint(output_dir: str | Path) -> Path | None:
+    """The newest complete checkpoint-N directory (one with a trainer state), or None."""
+    root = Path(output_dir)
+    if not root.is_dir():
+        return None
+    found = []
+    for p in root.glob(f"{CHECKPOINT_PREFIX}*"):
+        suffix = p.name[len(CHECKPOINT_PREFIX) :]
+        if p.is_dir() and suffix.isdigit() and (p / STATE_FILE).exists():
+            found.append((int(suffix), p))
+    return max(found)[1] if found else None
+
+
+# --------------------------------------------------------------------------- setup
+
+
+def _oom_error(exc: BaseException) -> UserError:
+    return UserError(
+        "메모리가 부족합니다 (out of memory).",
+        f"Out of memory during training: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
+        hint=OOM_HINT,
+    )
+
+
+def _set_seed(seed: int) -> None:
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _configure_threads(config: TrainConfig, local_world_size: int) -> None:
+    """CPU: one thread per core, split among local processes (2 cores, 2 ranks -> 1 each)."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    threads = config.num_threads or max(1, (os.cpu_count() or 1) // max(1, local_world_size))
+    torch.set_num_threads(threads)
+
+
+def _require_file(path: str | None, flag: str) -> Path:
+    if not path:
+        raise UserError(
+            f"{flag} 가 필요합니다.",
+            f"{flag} is required.",
+            hint=f"{flag} data/train.jsonl  (aldlab data build 로 생성 / made by `aldlab data build`)",
+        )
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise UserError("데이터 파일이 없습니다.", "Data file not found.", path=p, hint="경로를 확인하세요 / check the path")
+    return p
+
+
+def _split_eval(examples: list[Example], seed: int) -> tuple[list[Example], list[Example]]:
+    """Hold out ~5% (at most 100, at least 1) of training rows when no eval file is given."""
+    if len(examples) < 2:
+        return examples, examples
+    n_eval = max(1, min(100, len(examples) // 20))
+    order = list(range(len(examples)))
+    random.Random(seed).shuffle(order)
+    held = set(order[:n_eval])
+    return [e for i, e in enumerate(examples) if i not in held], [examples[i] for i in sorted(held)]
+
+
+def _micro_batches(run_config: TrainConfig, lengths: list[int], epoch: int) -> list[list[int]]:
+    if run_config.group_by_length:
+        return length_grouped_batches(lengths, run_config.batch_size, run_config.seed, epoch)
+    return shuffled_batches(len(lengths), run_config.batch_size, run_config.seed, epoch)
+
+
+def _steps_per_epoch(n_micro: int, accum: int, world: int, deepspeed: bool = False) -> int:
+    """Full optimizer steps per epoch; a short tail step is kept if every rank gets a batch.
+
+    DeepSpeed counts micro-steps itself and must see exactly `accum` per step: no tail there.
+    """
+    per_step = accum * world
+    full, rest = divmod(n_micro, per_step)
+    return max(1, full + (1 if rest >= world and not deepspeed else 0))
+
+
+def _is_deepspeed(accelerator: Any) -> bool:
+    return str(getattr(accelerator.distributed_type, "value", accelerator.distributed_type)).upper() == "DEEPSPEED"
+
+
+def _adapter_state_dict(run: _Run) -> dict[str, Any] | None:
+    """Under ZeRO-3 the parameters are sharded: gather them (collective) before saving."""
+    if not _is_deepspeed(run.accelerator):
+        return None
+    full = run.accelerator.get_state_dict(run.model)
+    return {k.removeprefix("model."): v for k, v in full.items()}
+
+
+def _setup(config: TrainConfig) -> _Run:
+    import torch
+    from accelerate import Accelerator, DistributedDataParallelKwargs
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+    from transformers import get_scheduler
+
+    from aldlab.train.loss import SupervisedCausalLM
+    from aldlab.train.model import LoadOptions, default_model_name, load_model, load_tokenizer
+
+    train_path = _require_file(config.train_file, "--train_file")
+    eval_path = _require_file(config.eval_file, "--eval_file") if config.eval_file else None
+    if config.model_name is None:
+        config.model_name = default_model_name()
+
+    mixed = "bf16" if torch.cuda.is_available() and config.dtype in {"auto", "bfloat16"} else "no"
+    # cpu=True without CUDA: ranks started by torchrun / `accelerate launch` form a gloo group.
+    accelerator = Accelerator(
+        cpu=not torch.cuda.is_available(),
+        # Rotary/scale buffers are constants: no per-forward buffer broadcast between ranks.
+        kwargs_handlers=[DistributedDataParallelKwargs(broadcast_buffers=False)],
+        mixed_precision=mixed,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+    )
+    _configure_threads(config, int(os.environ.get("LOCAL_WORLD_SIZE", accelerator.num_processes)))
+    _set_seed(config.seed)
+
+    tokenizer = load_tokenizer(config.model_name)
+    train_examples, train_stats = load_examples(train_path, tokenizer, config.max_seq_len, config.max_train_examples)
+    if eval_path is not None:
+        eval_examples, eval_stats = load_examples(eval_path, tokenizer, config.max_seq_len, config.max_eval_examples)
+    else:
+        train_examples, eval_examples = _split_eval(train_examples, config.seed)
+        eval_stats = None
+    if config.max_eval_examples is not None:
+        eval_examples = eval_examples[: config.max_eval_examples]
+
+    options = LoadOptions(dtype=config.dtype, load_in_4bit=config.load_in_4bit)
+    if config.load_in_4bit:
+        options.device_map = {"": accelerator.local_process_index}  # type: ignore[assignment]
+    base = load_model(config.model_name, options)
+    _configure_threads(config, int(os.environ.get("LOCAL_WORLD_SIZE", accelerator.num_processes)))
+    base.config.use_cache = False
+    if config.load_in_4bit:
+        base = prepare_model_for_kbit_training(base, use_gradient_checkpointing=config.gradient_checkpointing)
+    elif config.gradient_checkpointing:
+        base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        base.enable_input_require_grads()
+    lora = LoraConfig(
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules=list(config.target_modules),
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+    try:
+        with warnings.catch_warnings():  # peft calls a transformers API deprecated in v5
+            warnings.simplefilter("ignore", FutureWarning)
+            peft_model = get_peft_model(base, lora)
+    except ValueError as exc:
+        raise UserError(
+            f"LoRA 대상 모듈을 모델에서 찾을 수 없습니다: {', '.join(config.target_modules)}",
+            f"LoRA target modules not found in the model: {exc}",
+            hint="--target_modules q_proj,k_proj,v_proj,o_proj",
+        ) from exc
+
+    trainable = [p for p in peft_model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=config.weight_decay)
+    n_micro = len(_micro_batches(config, [len(e.input_ids) for e in train_examples], 0))
+    steps_per_epoch = _steps_per_epoch(
+        n_micro, config.gradient_accumulation_steps, accelerator.num_processes, _is_deepspeed(accelerator)
+    )
+    total_steps = config.max_steps or max(1, math.ceil(config.num_epochs * steps_per_epoch))
+    scheduler = get_scheduler(
+        config.lr_scheduler if config.lr_scheduler != "constant" else "constant_with_warmup",
+        optimizer,
+        num_warmup_steps=int(config.warmup_ratio * total_steps),
+        num_training_steps=total_steps,
+    )
+    # The scheduler is stepped by us once per optimizer step, so it is not prepared
+    # (a prepared scheduler steps num_processes times per call).
+    model, optimizer = accelerator.prepare(SupervisedCausalLM(peft_model), optimizer)
+
+    meta_inputs = {
+        "train_file": str(train_path),
+        "train_sha256": sha256_file(train_path),
+        "eval_file": str(eval_path) if eval_path else None,
+        "eval_sha256": sha256_file(eval_path) if eval_path else None,
+        "eval_source": "eval_file" if eval_path else "held-out 5% of train_file",
+        "train_rows": train_stats.rows,
+        "train_examples": len(train_examples),
+        "train_skipped_too_long": train_stats.too_long,
+        "eval_examples": len(eval_examples),
+        "eval_skipped_too_long": eval_stats.too_long if eval_stats else 0,
+        "trainable_parameters": sum(p.numel() for p in trainable),
+        "total_parameters": sum(p.numel() for p in peft_model.parameters()),
+        "world_size": accelerator.num_processes,
+        "steps_per_epoch": steps_per_epoch,
+        "total_steps": total_steps,
+    }
+    return _Run(
+        config, accelerator, tokenizer, peft_model, model, optimizer, scheduler,
+        train_examples, eval_examples, steps_per_epoch, total_steps, meta_inputs,
+    )
+
+
+# --------------------------------------------------------------------------- the loop
+
+
+def _all_reduce_sum(accelerator: Any, values: list[float]) -> list[float]:
+    import torch
+
+    if accelerator.num_processes == 1:
+        return values
+    t = torch.tensor(values, dtype=torch.float64, device=accelerator.device)
+    t = accelerator.reduce(t, reduction="sum")
+    return t.tolist()
+
+
+def _to_device(batch: dict[str, Any], device: Any) -> dict[str, Any]:
+    return {k: v.to(device) for k, v in batch.items()}
+
+
+def _train_step(run: _Run, micro: list[list[int]]) -> tuple[float, int]:
+    """One optimizer step over this rank's micro-batches; returns (global mean loss, tokens)."""
+    acc, cfg = run.accelerator, run.config
+    pad_id = run.tokenizer.pad_token_id
+    batches = [collate([run.train_examples[i] for i in mb], pad_id) for mb in micro]
+    local_tokens = sum(int((b["labels"][:, 1:] != -100).sum()) for b in batches)
+    # Normalise by the supervised tokens of the whole step, over every micro-batch and rank.
+    # DDP averages gradients over ranks, hence the world-size factor.
+    total_tokens = max(1.0, _all_reduce_sum(acc, [float(local_tokens)])[0])
+    scale = acc.num_processes / total_tokens
+    loss_sum_local = 0.0
+    run.model.train()
+    for i, batch in enumerate(batches):
+        last = i == len(batches) - 1
+        # Sync gradients (DDP all-reduce, DeepSpeed step) only on the step's last micro-batch.
+        acc.gradient_state._set_sync_gradients(last)
+        ctx = acc.no_sync(run.model) if not last else contextlib.nullcontext()
+        with ctx:
+            with acc.autocast():
+                loss_sum, _ = run.model(**_to_device(batch, acc.device))
+            # accelerate (and DeepSpeed) divide by gradient_accumulation_steps; our scale is
+            # already per step, so undo their division.
+            acc.backward(loss_sum * scale * acc.gradient_accumulation_steps)
+        loss_sum_local += float(loss_sum.detach())
+    if cfg.max_grad_norm and cfg.max_grad_norm > 0:
+        acc.clip_grad_norm_([p for p in run.model.parameters() if p.requires_grad], cfg.max_grad_norm)
+    run.optimizer.step()
+    run.scheduler.step()
+    run.optimizer.zero_grad(set_to_none=True)
+    loss_total = _all_reduce_sum(acc, [loss_sum_local])[0]
+    return loss_total / total_tokens, int(total_tokens)
+
+
+def evaluate(run: _Run) -> float:
+    """Mean loss per supervised token over the eval set (sharded over ranks)."""
+    import torch
+
+    acc = run.accelerator
+    order = sorted(range(len(run.eval_examples)), key=lambda i: len(run.eval_examples[i].input_ids))
+    mine = order[acc.process_index :: acc.num_processes]
+    bs = max(1, run.config.batch_size * 2)
+    loss_sum, tokens = 0.0, 0.0
+    # The unwrapped module: ranks may get different numbers of eval batches, and a DDP
+    # forward would take part in collectives.
+    model = acc.unwrap_model(run.model)
+    run.model.eval()
+    with torch.no_grad():
+        for i in range(0, len(mine), bs):
+            batch = collate([run.eval_examples[j] for j in mine[i : i + bs]], run.tokenizer.pad_token_id)
+            with acc.autocast():
+                s, n = model(**_to_device(batch, acc.device))
+            loss_sum += float(s)
+            tokens += float(n)
+    loss_sum, tokens = _all_reduce_sum(acc, [loss_sum, tokens])
+    run.model.train()
+    return loss_sum / max(1.0, tokens)
+
+
+def _loop(run: _Run, progress: bool, on_step: Callable[[int, dict[str, Any]], None] | None) -> TrainResult:
+    cfg, acc = run.config, run.accelerator
+    out = cfg.output_path
+    state = LoopState()
+    if cfg.resume:
+        ckpt = latest_checkpoint(out)
+        if ckpt is None:
+            _log(acc, f"[yellow]재개할 체크포인트가 없어 처음부터 학습합니다 / no checkpoint in {out}, starting fresh[/]")
+        else:
+            state = _load_checkpoint(run, ckpt)
+            _log(acc, f"체크포인트에서 재개 / resuming from {ckpt.name} (step {state.global_step})")
+    elif acc.is_main_process and latest_checkpoint(out) is not None:
+        _log(acc, f"[yellow]{out}의 이전 체크포인트를 지웁니다 (--resume 없이 시작) / removing old checkpoints[/]")
+        for old in out.glob(f"{CHECKPOINT_PREFIX}*"):
+            shutil.rmtree(old, ignore_errors=True)
+    acc.wait_for_everyone()
+
+    if state.global_step == 0:
+        first_eval = evaluate(run)
+        state.history.append({"step": 0, "eval_loss": first_eval})
+        _log(acc, f"step 0 eval_loss {first_eval:.4f}")
+
+    lengths = [len(e.input_ids) for e in run.train_examples]
+    per_step = cfg.gradient_accumulation_steps * acc.num_processes
+    bar = _Progress(enabled=progress and acc.is_main_process, total=run.total_steps, done=state.global_step,
+                    log_every=cfg.logging_steps)
+    recent: list[float] = []
+    try:
+        while state.global_step < run.total_steps:
+            micro_all = _micro_batches(cfg, lengths, state.epoch)
+            while state.step_in_epoch < run.steps_per_epoch and state.global_step < run.total_steps:
+                k = state.step_in_epoch
+                step_micro = micro_all[k * per_step : (k + 1) * per_step]
+                # Every rank must run the same number of forward/backward passes (DDP).
+                step_micro = step_micro[: len(step_micro) - len(step_micro) % acc.num_processes]
+                mine = step_micro[acc.process_index :: acc.num_processes]
+                t0 = time.perf_counter()
+                loss, tokens = _train_step(run, mine)
+                state.train_seconds += time.perf_counter() - t0
+                state.supervised_tokens += tokens
+                state.global_step += 1
+                state.step_in_epoch += 1
+                recent.append(loss)
+                log: dict[str, Any] = {"step": state.global_step, "epoch": state.epoch, "loss": loss,
+                                       "lr": run.scheduler.get_last_lr()[0]}
+                if state.global_step % cfg.logging_steps == 0 or state.global_step == run.total_steps:
+                    log["train_loss"] = sum(recent) / len(recent)
+                    recent = []
+                if state.global_step % cfg.eval_steps == 0 or state.global_step == run.total_steps:
+                    log["eval_loss"] = evaluate(run)
+                    _log(acc, f"step {state.global_step} eval_loss {log['eval_loss']:.4f}", bar)
+                state.history.append(log)
+                tps = state.supervised_tokens / max(1e-9, state.train_seconds)
+                bar.update(state.global_step, loss, tps, log.get("eval_loss"))
+                if state.global_step % cfg.save_steps == 0 and state.global_step < run.total_steps:
+                    _save_checkpoint(run, state)
+                if on_step is not None:
+                    on_step(state.global_step, log)
+            if state.step_in_epoch >= run.steps_per_epoch:
+                state.epoch += 1
+                state.step_in_epoch = 0
+    finally:
+        bar.close()
+    if not cfg.save_inference_only:
+        _save_checkpoint(run, state)
+    return _finish(run, state)
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def _rng_state() -> dict[str, Any]:
+    import numpy as np
+    import torch
+
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _restore_rng(state: dict[str, Any]) -> None:
+    import numpy as np
+    import torch
+
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _save_checkpoint(run: _Run, state: LoopState) -> Path:
+    """Write checkpoint-N atomically: built in a temp dir by all ranks, renamed by rank 0."""
+    import torch
+
+    acc, out = run.accelerator, run.config.output_path
+    final = out / f"{CHECKPOINT_PREFIX}{state.global_step}"
+    tmp = out / f".{final.name}.tmp"
+    gathered = _adapter_state_dict(run)
+    if acc.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        run.peft_model.save_pretrained(str(tmp), state_dict=gathered)
+        torch.save(run.optimizer.state_dict(), tmp / "optimizer.pt")
+        torch.save(run.scheduler.state_dict(), tmp / "scheduler.pt")
+        atomic_write_json(tmp / STATE_FILE, asdict(state) | {"config": run.config.to_dict()})
+    acc.wait_for_everyone()
+    torch.save(_rng_state(), tmp / f"rng_state_{acc.process_index}.pt")
+    acc.wait_for_everyone()
+    if acc.is_main_process:
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+        _prune_checkpoints(out, run.config.save_total_limit)
+    acc.wait_for_everyone()
+    return final
+
+
+def _prune_checkpoints(out: Path, keep: int) -> None:
+    ckpts = sorted(
+        (int(p.name[len(CHECKPOINT_PREFIX) :]), p)
+        for p in out.glob(f"{CHECKPOINT_PREFIX}*")
+        if p.name[len(CHECKPOINT_PREFIX) :].isdigit()
+    )
+    for _, p in ckpts[: max(0, len(ckpts) - max(1, keep))]:
+        shutil.rmtree(p, ignore_errors=True)
+
+
+def _load_checkpoint(run: _Run, ckpt: Path) -> LoopState:
+    import torch
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    saved = json.loads((ckpt / STATE_FILE).read_text(encoding="utf-8"))
+    saved_cfg = saved.pop("config", {})
+    for key in ("batch_size", "gradient_accumulation_steps", "seed", "lora_r", "max_seq_len"):
+        if key in saved_cfg and saved_cfg[key] != getattr(run.config, key):
+            raise UserError(
+                f"체크포인트와 설정이 다릅니다: {key} ({saved_cfg[key]} ≠ {getattr(run.config, key)})",
+                f"Checkpoint was made with {key}={saved_cfg[key]}, now {getattr(run.config, key)}",
+                path=ckpt,
+                hint="같은 설정으로 --resume 하거나 새 --output_dir을 쓰세요 / resume with the same settings or use a new --output_dir",
+            )
+    adapter = ckpt / "adapter_model.safetensors"
+    set_peft_model_state_dict(run.peft_model, load_file(str(adapter), device=str(run.accelerator.device)))
+    run.optimizer.load_state_dict(torch.load(ckpt / "optimizer.pt", map_location=run.accelerator.device, weights_only=False))
+    run.scheduler.load_state_dict(torch.load(ckpt / "scheduler.pt", weights_only=False))
+    rng_file = ckpt / f"rng_state_{run.accelerator.process_index}.pt"
+    if rng_file.exists():
+        _restore_rng(torch.load(rng_file, weights_only=False))
+    return LoopState(**saved)
+
+
+# --------------------------------------------------------------------------- outputs
+
+
+def _finish(run: _Run, state: LoopState) -> TrainResult:
+    cfg, acc = run.config, run.accelerator
+    out = cfg.output_path
+    evals = [h["eval_loss"] for h in state.history if "eval_loss" in h]
+    trains = [h["train_loss"] for h in state.history if "train_loss" in h]
+    result = TrainResult(
+        output_dir=str(out),
+        final_train_loss=trains[-1] if trains else None,
+        final_eval_loss=evals[-1] if evals else None,
+        first_eval_loss=evals[0] if evals else None,
+        steps=state.global_step,
+        seconds=round(state.train_seconds, 2),
+        supervised_tokens_per_s=round(state.supervised_tokens / max(1e-9, state.train_seconds), 2),
+    )
+    gathered = _adapter_state_dict(run)
+    if acc.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        run.peft_model.save_pretrained(str(out), state_dict=gathered)
+        run.tokenizer.save_pretrained(str(out))
+        atomic_write_json(out / "training_meta.json", _meta(run, state, result))
+        if cfg.save_inference_only:
+            for p in out.glob(f"{CHECKPOINT_PREFIX}*"):
+                shutil.rmtree(p, ignore_errors=True)
+            for p in out.glob(f".{CHECKPOINT_PREFIX}*"):
+                shutil.rmtree(p, ignore_errors=True)
+        else:
+            plot_losses(state.history, out / "loss.png")
+    acc.wait_for_everyone()
+    return result
+
+
+def _meta(run: _Run, state: LoopState, result: TrainResult) -> dict[str, Any]:
+    import platform
+
+    import peft
+    import torch
+    import transformers
+
+    from aldlab import __version__
+    from aldlab.train.chat_template import end_of_turn_token_ids
+
+    return {
+        "kind": "aldlab.train",
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "config": run.config.to_dict(),
+        "inputs": run.meta_inputs,
+        "versions": {
+            "aldlab": __version__,
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "peft": peft.__version__,
+            "python": platform.python_version(),
+        },
+        "device": str(run.accelerator.device),
+        "end_of_turn_token_ids": end_of_turn_token_ids(run.tokenizer),
+        "final": asdict(result),
+        "history": state.history,
+    }
+
+
+def plot_losses(history: list[dict[str, Any]], path: Path) -> None:
+    """Train and eval loss curves as a PNG (matplotlib, headless)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    train_pts = [(h["step"], h["train_loss"]) for h in history if "train_loss" in h]
+    eval_pts = [(h["step"], h["eval_loss"]) for h in history if "eval_loss" in h]
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    if train_pts:
+        ax.plot(*zip(*train_pts, strict=True), label="train loss", color="tab:blue")
+    if eval_pts:
+        ax.plot(*zip(*eval_pts, strict=True), label="eval loss", color="tab:orange", marker="o")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("loss per supervised token")
+    ax.set_title("aldlab train: loss")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+# --------------------------------------------------------------------------- console
+
+
+def _log(acc: Any, message: str, bar: _Progress | None = None) -> None:
+    if not acc.is_main_process:
+        return
+    if bar is not None and bar.console is not None:
+        bar.console.print(message)
+        return
+    from rich.console import Console
+
+    Console(stderr=True).print(message)
+
+
+class _Progress:
+    """A rich progress bar showing loss, supervised tokens/s and ETA (stderr)."""
+
+    def __init__(self, enabled: bool, total: int, done: int, log_every: int = 5) -> None:
+        self.console = None
+        self._progress = None
+        self._total, self._start, self._start_step, self._log_every = total, time.perf_counter(), done, log_every
+        if not enabled:
+            return
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        self.console = Console(stderr=True)
+        self._progress = Progress(
+            TextColumn("[bold]학습 / train"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]}"),
+            TextColumn("eval {task.fields[eval]}"),
+            TextColumn("{task.fields[tps]} tok/s"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=self.console,
+        )
+        self._progress.start()
+        self._task = self._progress.add_task("train", total=total, completed=done, loss="-", eval="-", tps="-")
+
+    def update(self, step: int, loss: float, tps: float, eval_loss: float | None) -> None:
+        if self._progress is None:
+            return
+        fields = {"loss": f"{loss:.3f}", "tps": f"{tps:.0f}"}
+        if eval_loss is not None:
+            fields["eval"] = f"{eval_loss:.3f}"
+        self._progress.update(self._task, completed=step, **fields)
+        if self.console is not None and not self.console.is_terminal and step % self._log_every == 0:
+            # No live bar in logs/pipes: print a plain line instead.
+            rate = (time.perf_counter() - self._start) / max(1, step - self._start_step)
+            eta = rate * (self._total - step)
+            self.console.print(f"step {step}/{self._total} loss {loss:.4f} {tps:.0f} tok/s ETA {eta / 60:.1f} min")
+
+    def close(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
