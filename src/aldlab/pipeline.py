@@ -235,23 +235,36 @@ def _summary(result: Any) -> dict[str, Any]:
 
 
 def print_outcome(run_dir: Path) -> None:
-    """Headline: where the report is and the system comparison table."""
+    """Headline: the system comparison table from metrics.json and where the report is."""
     metrics_path = run_dir / "eval" / "metrics.json"
     if not metrics_path.exists():
         return
     metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
-    systems = metrics.get("systems", {})
-    table = Table(title="시스템 비교 / system comparison (seed questions)")
-    table.add_column("system")
-    table.add_column("key-fact recall", justify="right")
-    table.add_column("refusal F1", justify="right")
-    for name, values in systems.items():
-        recall = values.get("key_fact_recall", {})
-        mean = recall.get("mean", recall) if isinstance(recall, dict) else recall
-        refusal = values.get("refusal", {}).get("f1", "-") if isinstance(values.get("refusal"), dict) else "-"
-        table.add_row(name, f"{mean:.3f}" if isinstance(mean, float) else str(mean), str(refusal))
-    Console().print(table)
-    Console().print(Panel(f"보고서 / report: {run_dir / 'eval' / 'report.html'}"))
+    table = Table(title="시스템 비교 / system comparison (evalsets/seed.jsonl)")
+    for column in ("system", "key-fact recall [95% CI]", "refusal F1", "latency (s)"):
+        table.add_column(column, justify="left" if column == "system" else "right")
+    for name, values in metrics.get("systems", {}).items():
+        table.add_row(
+            name,
+            _with_ci(values.get("keyfact_recall", {})),
+            _with_ci(values.get("refusal_f1", {}), ci=False),
+            _with_ci(values.get("latency_s", {}), ci=False, digits=1),
+        )
+    out = Console()
+    out.print(table)
+    if metrics.get("headline"):
+        out.print(str(metrics["headline"]))
+    out.print(Panel(f"보고서 / report: {run_dir / 'eval' / 'report.html'}"))
+
+
+def _with_ci(stat: dict[str, Any], *, ci: bool = True, digits: int = 3) -> str:
+    value = stat.get("value")
+    if value is None:
+        return "-"
+    text = f"{value:.{digits}f}"
+    if ci and stat.get("low") is not None:
+        text += f" [{stat['low']:.{digits}f}, {stat['high']:.{digits}f}]"
+    return text
 
 
 def pipeline_command(
