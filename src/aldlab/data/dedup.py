@@ -14,28 +14,22 @@ See bench/data_build.py for the measured times.
 from __future__ import annotations
 
 import math
-import re
-import unicodedata
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
+from aldlab.kb.similarity import char_ngrams, normalize_text
+
 T = TypeVar("T")
 
-_NON_WORD = re.compile(r"[\W_]+", re.UNICODE)
-
-
-def normalize(text: str) -> str:
-    """NFKC, case-folded, without spaces or punctuation: "MFC가 뭐야?" == "mfc가뭐야"."""
-    return _NON_WORD.sub("", unicodedata.normalize("NFKC", text).casefold())
+#: NFKC, case-folded, without spaces or punctuation: "MFC가 뭐야?" == "mfc가뭐야" — the same
+#: normalisation the KB importer uses for its duplicate check.
+normalize = normalize_text
 
 
 def ngrams(text: str, n: int = 3) -> frozenset[str]:
-    """Character n-grams of the normalized text (the text itself when shorter than n)."""
-    norm = normalize(text)
-    if len(norm) <= n:
-        return frozenset([norm]) if norm else frozenset()
-    return frozenset(norm[i : i + n] for i in range(len(norm) - n + 1))
+    """Character n-grams of the normalized text, hashable so identical sets join once."""
+    return frozenset(char_ngrams(text, n))
 
 
 def jaccard(a: frozenset[str], b: frozenset[str]) -> float:

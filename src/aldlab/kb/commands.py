@@ -128,8 +128,7 @@ def add_command(
 ) -> None:
     """문서 한 개 추가 / add one document."""
     from aldlab.kb.edit import add_document
-    from aldlab.kb.loaders import title_from_text
-    from aldlab.kb.schema import Document
+    from aldlab.kb.schema import Document, title_from_text
 
     doc = Document(
         id=doc_id.strip(),

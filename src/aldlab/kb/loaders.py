@@ -15,7 +15,7 @@ from typing import Any
 
 from aldlab.errors import UserError
 from aldlab.files import read_json, sha256_text
-from aldlab.kb.schema import Document, KnowledgeBase
+from aldlab.kb.schema import Document, KnowledgeBase, title_from_text
 
 #: Passages longer than this are split at sentence boundaries (the shipped KB's upper bound).
 MAX_PASSAGE_CHARS = 400
@@ -197,11 +197,6 @@ def content_id(text: str, prefix: str) -> str:
     """A stable id derived from the text, so re-importing never invents new numbers."""
     return f"{prefix}-{sha256_text(text.strip())[:10]}"
 
-
-def title_from_text(text: str, limit: int = 30) -> str:
-    """First clause of the text, shortened: legacy documents have no titles."""
-    first = re.split(r"(?<=[.!?다])\s|\n", text.strip(), maxsplit=1)[0].rstrip(".")
-    return first if len(first) <= limit else first[: limit - 1].rstrip() + "…"
 
 
 # ---------------------------------------------------------------- text, Markdown, PDF

@@ -12,6 +12,7 @@ datasets and citations refer to them.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -120,7 +121,7 @@ def document_from_json(obj: dict[str, Any], *, origin: str | None = None) -> Doc
     text = obj["text"] if isinstance(obj["text"], str) else str(obj["text"])
     return Document(
         id=str(obj["id"]),
-        title=str(obj.get("title") or _title_from_text(text)),
+        title=str(obj.get("title") or title_from_text(text)),
         text=text,
         keywords=list(keywords),
         topic=str(obj.get("topic") or DEFAULT_TOPIC),
@@ -129,10 +130,10 @@ def document_from_json(obj: dict[str, Any], *, origin: str | None = None) -> Doc
     )
 
 
-def _title_from_text(text: str, limit: int = 30) -> str:
+def title_from_text(text: str, limit: int = 30) -> str:
     """A title for documents that have none (legacy KBs): the first clause, shortened."""
-    first = text.strip().split(".")[0].split("\n")[0]
-    return first if len(first) <= limit else first[: limit - 1] + "…"
+    first = re.split(r"(?<=[.!?다])\s|\n", text.strip(), maxsplit=1)[0].rstrip(".")
+    return first if len(first) <= limit else first[: limit - 1].rstrip() + "…"
 
 
 def load_kb(path: str | Path) -> KnowledgeBase:

@@ -32,13 +32,6 @@ def char_ngrams(text: str, n: int = 3) -> set[str]:
     return {norm[i : i + n] for i in range(len(norm) - n + 1)}
 
 
-def jaccard(a: set[str], b: set[str]) -> float:
-    """Jaccard similarity of two sets (0 for two empty sets)."""
-    if not a or not b:
-        return 0.0
-    return len(a & b) / len(a | b)
-
-
 class NearDuplicateIndex:
     """Incremental index answering 'which stored text is most similar to this one?'."""
 
