@@ -50,3 +50,27 @@ def test_vacuum_gauges_have_one_definition_everywhere() -> None:
 def test_tma_h2o_chemistry_is_present() -> None:
     kb = load_kb(shipped_kb_dir())
     assert any("TMA" in d.text and "H2O" in d.text and "Al2O3" in d.text for d in kb.documents)
+
+
+def test_no_sentences_about_the_kb_itself() -> None:
+    """Answers quote KB text verbatim, so a sentence about 'this KB' leaks into training targets."""
+    kb = load_kb(shipped_kb_dir())
+    meta = re.compile(r"aldlab|지식 베이스|이 문서|문서에서는")
+    assert [d.id for d in kb.documents if meta.search(d.text)] == []
+
+
+def test_ion_gauges_are_covered() -> None:
+    kb = load_kb(shipped_kb_dir())
+    ion = [d for d in kb.documents if "Ion gauge" in d.keywords]
+    assert len(ion) >= 3
+    assert any("filament" in d.text and "10^-3 Torr" in d.text for d in ion)
+    assert "이온 게이지" in kb.synonyms_of("Ion gauge")
+
+
+def test_precursor_heating_order_has_one_version() -> None:
+    """Issue 11: the KB said both 'canister < valve < line' and 'canister < line < valve'."""
+    kb = load_kb(shipped_kb_dir())
+    texts = {d.id: d.text for d in kb.documents}
+    assert not any("Canister보다 밸브, 밸브보다 배관" in t for t in texts.values())
+    for doc_id in ("precursor-014", "troubleshooting-013"):
+        assert "Canister보다 배관, 배관보다 챔버 앞 ALD 밸브" in texts[doc_id], doc_id
