@@ -9,9 +9,16 @@ from pathlib import Path
 import pytest
 
 from aldlab.errors import UserError
-from aldlab.rag.generate import HFGenerator, OpenAIGenerator
+from aldlab.rag.generate import HFGenerator, OpenAIGenerator, answer_logits_processors, banned_next_tokens
 
 MESSAGES = [{"role": "system", "content": "시스템"}, {"role": "user", "content": "ALD란?"}]
+#: Prompts of clearly different lengths, so the batch really needs left padding.
+BATCH = [
+    MESSAGES,
+    [{"role": "system", "content": "시스템"}, {"role": "user", "content": "퍼지 시간이 부족하면 CVD 성분이 생겨 균일도가 나빠지나요? 왜 그런가요?"}],
+    [{"role": "user", "content": "TMA"}],
+    [{"role": "system", "content": "긴 시스템 프롬프트 " * 6}, {"role": "user", "content": "ALD 윈도우는?"}],
+]
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +76,74 @@ def test_generation_is_serialised_across_threads(tiny_model_dir: Path) -> None:
     for t in threads:
         t.join()
     assert results == [expected] * 3
+
+
+@pytest.mark.parametrize("adapter", [None, "ft"])
+def test_batched_generation_equals_one_by_one_token_for_token(tiny_model_dir: Path, adapter_dir: Path, adapter: str | None) -> None:
+    gen = HFGenerator(str(tiny_model_dir), {"ft": str(adapter_dir)})
+    alone = [gen.generate_ids(m, max_new_tokens=12, adapter=adapter) for m in BATCH]
+    batched = gen.generate_batch_ids(BATCH, max_new_tokens=12, adapter=adapter)
+    lengths = {len(gen._inputs(m)["input_ids"][0]) for m in BATCH}
+    assert len(lengths) == len(BATCH)  # the batch was padded
+    assert batched == alone
+    assert all(len(row) == 12 for row in alone)  # random model: no early stop, every step compared
+    assert gen.generate_batch(BATCH, max_new_tokens=12, adapter=adapter) == [
+        gen.generate(m, max_new_tokens=12, adapter=adapter) for m in BATCH
+    ]
+    assert gen.generate_batch([], max_new_tokens=4) == []
+
+
+def test_batched_rows_stop_at_their_own_end_of_turn(tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make a token the first row emits early the end-of-turn token: that row ends there,
+    the others run on, and every row still equals its one-by-one output."""
+    import aldlab.rag.generate as generate_module
+
+    gen = HFGenerator(str(tiny_model_dir))
+    free = [gen.generate_ids(m, max_new_tokens=10) for m in BATCH]
+    stop = free[0][2]
+    monkeypatch.setattr(generate_module, "_end_of_turn_ids", lambda tokenizer: [stop])
+    alone = [gen.generate_ids(m, max_new_tokens=10) for m in BATCH]
+    assert alone[0] == free[0][: free[0].index(stop)]  # row 0 really stopped early
+    assert any(len(row) == 10 for row in alone)  # and some row did not
+    assert gen.generate_batch_ids(BATCH, max_new_tokens=10) == alone
+
+
+def test_banned_next_tokens_completes_only_seen_ngrams() -> None:
+    assert banned_next_tokens([1, 2, 3, 1, 2], 3) == {3}
+    assert banned_next_tokens([1, 2, 3, 1, 2], 2) == {3}
+    assert banned_next_tokens([1, 2, 1], 2) == {2}
+    assert banned_next_tokens([1, 2, 3], 1) == {1, 2, 3}
+    assert banned_next_tokens([1, 2], 3) == set()
+    assert banned_next_tokens([1, 1, 1], 0) == set()
+
+
+def test_anti_loop_processors_ignore_the_prompt() -> None:
+    """The prompt (the RAG contexts) may be quoted: only the answer's own n-grams are banned."""
+    import torch
+
+    (no_repeat,) = answer_logits_processors(3, no_repeat_ngram_size=2)
+    ids = torch.tensor([[5, 6, 7, 5, 6]])  # prompt 5 6 7, answer 5 6: "6 7" is only in the prompt
+    scores = no_repeat(ids, torch.zeros(1, 10))
+    assert torch.isfinite(scores).all()
+    scores = no_repeat(torch.tensor([[5, 6, 7, 6, 8, 6]]), torch.zeros(1, 10))  # answer 6 8 6 -> 8 banned
+    assert torch.isinf(scores[0, 8]) and torch.isfinite(scores[0, 7])
+    (penalty,) = answer_logits_processors(3, repetition_penalty=2.0)
+    scores = penalty(torch.tensor([[5, 6, 7, 6]]), torch.ones(1, 10))
+    assert scores[0, 6] == 0.5 and scores[0, 5] == 1.0 and scores[0, 7] == 1.0
+    assert answer_logits_processors(3) == []  # defaults: off, decoding unchanged
+
+
+def test_anti_loop_settings_stop_repeats_in_batched_and_single_generation(tiny_model_dir: Path) -> None:
+    plain = HFGenerator(str(tiny_model_dir))
+    loops = plain.generate_ids(BATCH[2], max_new_tokens=24)
+    bigrams = list(zip(loops, loops[1:]))
+    assert len(set(bigrams)) < len(bigrams)  # the random model repeats itself without the setting
+    gen = HFGenerator(str(tiny_model_dir), repetition_penalty=1.3, no_repeat_ngram_size=2)
+    alone = [gen.generate_ids(m, max_new_tokens=24) for m in BATCH]
+    assert gen.generate_batch_ids(BATCH, max_new_tokens=24) == alone
+    for row in alone:
+        pairs = list(zip(row, row[1:]))
+        assert len(set(pairs)) == len(pairs)
 
 
 def test_unknown_adapter_and_missing_dir_are_user_errors(tiny_model_dir: Path, tmp_path: Path) -> None:

@@ -51,6 +51,11 @@ class RagConfig:
     max_new_tokens: int = 256
     #: 0 means greedy decoding (deterministic answers, as in eval).
     temperature: float = 0.0
+    #: Penalty on tokens the answer already produced (1.0 = off; CTRL paper suggests ~1.2).
+    #: Only the answer's own tokens count, never the prompt's contexts (see rag/generate.py).
+    repetition_penalty: float = 1.0
+    #: Forbid repeating any n-gram of this many tokens within the answer (0 = off).
+    no_repeat_ngram_size: int = 0
     #: Earlier chat turns (user+assistant pairs) kept in the prompt.
     history_turns: int = 2
     llm_url: str | None = None
@@ -70,6 +75,8 @@ class RagConfig:
             ("synonym_weight", self.synonym_weight >= 0.0, "0 이상 / non-negative"),
             ("max_new_tokens", self.max_new_tokens >= 1, "1 이상 / at least 1"),
             ("temperature", self.temperature >= 0.0, "0 이상 / non-negative"),
+            ("repetition_penalty", self.repetition_penalty > 0.0, "0 초과 (1.0 = 끔) / positive (1.0 = off)"),
+            ("no_repeat_ngram_size", self.no_repeat_ngram_size >= 0, "0 이상 (0 = 끔) / non-negative (0 = off)"),
         ]
         if self.refusal_threshold is not None:
             checks.append(("refusal_threshold", 0.0 <= self.refusal_threshold <= 1.0, "0~1"))

@@ -6,6 +6,16 @@ run inside `disable_adapter()`), so base-vs-fine-tuned comparisons need no reloa
 decoding by default (deterministic, as in eval), stopping at the chat format's
 end-of-turn token. A lock serialises generation: the web server calls it from worker
 threads and the adapter switch is model-global state.
+
+`generate_batch` answers several prompts in one forward pass per step (left padding, so
+every row's next token sits in the last column). On this CPU one-by-one decoding is
+memory-bound: the 270M weights are read once per token whatever the batch size, so a
+batch of 8 costs little more per step than one row (numbers: bench/eval_generate.py).
+
+Anti-loop settings (`repetition_penalty`, `no_repeat_ngram_size`) look at the *answer's*
+tokens only. transformers' built-in processors also count the prompt, and a RAG prompt
+holds the contexts the answer is meant to quote: a no-repeat-3-gram over the prompt
+forbids copying any three tokens of a passage.
 """
 
 from __future__ import annotations
@@ -20,6 +30,46 @@ from typing import Any
 from aldlab.errors import UserError
 
 BASE = "base"
+
+
+def banned_next_tokens(tokens: list[int], size: int) -> set[int]:
+    """Tokens that would complete an n-gram (n=`size`) already present in `tokens`."""
+    if size <= 0 or len(tokens) < size:
+        return set()
+    if size == 1:
+        return set(tokens)
+    prefix = tokens[len(tokens) - size + 1 :]
+    return {
+        tokens[j + size - 1]
+        for j in range(len(tokens) - size + 1)
+        if tokens[j : j + size - 1] == prefix
+    }
+
+
+def answer_logits_processors(
+    prompt_length: int, *, repetition_penalty: float = 1.0, no_repeat_ngram_size: int = 0
+) -> list[Any]:
+    """Logits processors that see only the tokens generated after `prompt_length`.
+
+    With left padding every row's prompt ends at the same column, so one length serves a
+    whole batch and a row decodes exactly as it would alone.
+    """
+    from transformers import LogitsProcessor, RepetitionPenaltyLogitsProcessor
+
+    class NoRepeatNGramInAnswer(LogitsProcessor):
+        def __call__(self, input_ids: Any, scores: Any) -> Any:
+            for row, tokens in enumerate(input_ids[:, prompt_length:].tolist()):
+                banned = banned_next_tokens(tokens, no_repeat_ngram_size)
+                if banned:
+                    scores[row, sorted(banned)] = -float("inf")
+            return scores
+
+    processors: list[Any] = []
+    if repetition_penalty != 1.0:
+        processors.append(RepetitionPenaltyLogitsProcessor(float(repetition_penalty), prompt_ignore_length=prompt_length))
+    if no_repeat_ngram_size > 0:
+        processors.append(NoRepeatNGramInAnswer())
+    return processors
 
 
 def _end_of_turn_ids(tokenizer: Any) -> list[int]:
@@ -44,6 +94,8 @@ class HFGenerator:
         adapters: dict[str, str] | None = None,
         *,
         temperature: float = 0.0,
+        repetition_penalty: float = 1.0,
+        no_repeat_ngram_size: int = 0,
         model: Any = None,
         tokenizer: Any = None,
     ) -> None:
@@ -63,6 +115,8 @@ class HFGenerator:
                     hint="aldlab train 출력의 adapter 디렉터리를 주세요 / pass the adapter dir from aldlab train",
                 )
         self.temperature = temperature
+        self.repetition_penalty = float(repetition_penalty)
+        self.no_repeat_ngram_size = int(no_repeat_ngram_size)
         self._model = model
         self._tokenizer = tokenizer
         self._adapters_loaded = False
@@ -150,20 +204,38 @@ class HFGenerator:
             self._model.set_adapter(name)
             yield self._model
 
+    def _prompt_text(self, messages: list[dict[str, str]]) -> str:
+        return self._tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
     def _inputs(self, messages: list[dict[str, str]]) -> dict[str, Any]:
-        tokenizer = self._tokenizer
         # The template writes <bos> itself, so the tokenizer must not add another one
         # (the training code tokenises the same way).
-        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        return tokenizer(text, return_tensors="pt", add_special_tokens=False)
+        return self._tokenizer(self._prompt_text(messages), return_tensors="pt", add_special_tokens=False)
+
+    def _batch_inputs(self, batch: list[list[dict[str, str]]]) -> dict[str, Any]:
+        """Left-padded inputs: every row's last prompt token is in the last column.
+
+        generate() derives position ids from the attention mask (cumsum - 1), so a padded
+        row sees the same positions as it would alone.
+        """
+        texts = [self._prompt_text(messages) for messages in batch]
+        return self._tokenizer(texts, return_tensors="pt", add_special_tokens=False, padding=True, padding_side="left")
+
+    def _pad_id(self) -> int:
+        tokenizer = self._tokenizer
+        return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
     def _generate_kwargs(self, inputs: dict[str, Any], max_new_tokens: int) -> dict[str, Any]:
-        tokenizer = self._tokenizer
         kwargs: dict[str, Any] = {
             **inputs,
             "max_new_tokens": int(max_new_tokens),
-            "eos_token_id": _end_of_turn_ids(tokenizer),
-            "pad_token_id": tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id,
+            "eos_token_id": _end_of_turn_ids(self._tokenizer),
+            "pad_token_id": self._pad_id(),
+            "logits_processor": answer_logits_processors(
+                int(inputs["input_ids"].shape[1]),
+                repetition_penalty=self.repetition_penalty,
+                no_repeat_ngram_size=self.no_repeat_ngram_size,
+            ),
         }
         if self.temperature > 0:
             kwargs.update(do_sample=True, temperature=self.temperature)
@@ -171,18 +243,62 @@ class HFGenerator:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         return kwargs
 
-    def generate(
+    def _answer_ids(self, row: Any) -> list[int]:
+        """Generated ids of one row up to (not including) its first end-of-turn token."""
+        stops = set(_end_of_turn_ids(self._tokenizer))
+        out: list[int] = []
+        for token in row.tolist():
+            if token in stops:
+                break
+            out.append(int(token))
+        return out
+
+    def generate_ids(
         self, messages: list[dict[str, str]], *, max_new_tokens: int = 256, adapter: str | None = None
-    ) -> str:
-        """The assistant's reply to `messages` (special tokens stripped)."""
+    ) -> list[int]:
+        """Token ids of the reply to `messages`, one prompt alone (no padding)."""
         import torch
 
         self.load()
         with self._lock, self._use(adapter) as model, torch.inference_mode():
             inputs = self._inputs(messages)
             output = model.generate(**self._generate_kwargs(inputs, max_new_tokens))
-            new_tokens = output[0, inputs["input_ids"].shape[1] :]
-            return self._tokenizer.decode(new_tokens, skip_special_tokens=True).strip()
+            return self._answer_ids(output[0, inputs["input_ids"].shape[1] :])
+
+    def generate_batch_ids(
+        self, batch: list[list[dict[str, str]]], *, max_new_tokens: int = 256, adapter: str | None = None
+    ) -> list[list[int]]:
+        """Token ids of the replies to several prompts decoded together (left padding).
+
+        Each row stops at its own end-of-turn token (generate() pads finished rows until
+        the last one ends); rows are cut at that token here.
+        """
+        import torch
+
+        if not batch:
+            return []
+        self.load()
+        with self._lock, self._use(adapter) as model, torch.inference_mode():
+            inputs = self._batch_inputs(batch)
+            output = model.generate(**self._generate_kwargs(inputs, max_new_tokens))
+            prompt_length = inputs["input_ids"].shape[1]
+            return [self._answer_ids(row[prompt_length:]) for row in output]
+
+    def _decode(self, ids: list[int]) -> str:
+        return self._tokenizer.decode(ids, skip_special_tokens=True).strip()
+
+    def generate(
+        self, messages: list[dict[str, str]], *, max_new_tokens: int = 256, adapter: str | None = None
+    ) -> str:
+        """The assistant's reply to `messages` (special tokens stripped)."""
+        return self._decode(self.generate_ids(messages, max_new_tokens=max_new_tokens, adapter=adapter))
+
+    def generate_batch(
+        self, batch: list[list[dict[str, str]]], *, max_new_tokens: int = 256, adapter: str | None = None
+    ) -> list[str]:
+        """Replies to several prompts, in order; greedy output equals `generate` row by row."""
+        ids = self.generate_batch_ids(batch, max_new_tokens=max_new_tokens, adapter=adapter)
+        return [self._decode(row) for row in ids]
 
     def stream(
         self, messages: list[dict[str, str]], *, max_new_tokens: int = 256, adapter: str | None = None
@@ -285,6 +401,12 @@ class OpenAIGenerator:
         except (httpx.HTTPError, KeyError, IndexError, ValueError) as exc:
             raise self._error(exc) from exc
 
+    def generate_batch(
+        self, batch: list[list[dict[str, str]]], *, max_new_tokens: int = 256, adapter: str | None = None
+    ) -> list[str]:
+        """One request per prompt: a serving engine (vLLM) batches concurrent requests itself."""
+        return [self.generate(messages, max_new_tokens=max_new_tokens, adapter=adapter) for messages in batch]
+
     def stream(
         self, messages: list[dict[str, str]], *, max_new_tokens: int = 256, adapter: str | None = None
     ) -> Iterator[str]:
@@ -317,3 +439,24 @@ class OpenAIGenerator:
         except (httpx.HTTPError, KeyError, ValueError) as exc:
             raise self._error(exc) from exc
         return [BASE, *names]
+
+
+def generator_from_config(
+    config: Any, model_name: str | None = None, adapters: dict[str, str] | None = None, llm_url: str | None = None
+) -> HFGenerator | OpenAIGenerator:
+    """The one resolver from a `RagConfig` to a generator (local HF model or OpenAI server).
+
+    Decoding settings (temperature, repetition_penalty, no_repeat_ngram_size) come from the
+    config, so ask/chat/serve/eval decode the same way. The anti-loop settings apply to the
+    local model only; an OpenAI-compatible server uses its own defaults.
+    """
+    url = llm_url or config.llm_url
+    if url:
+        return OpenAIGenerator(url, config.llm_model, config.llm_api_key, temperature=config.temperature)
+    return HFGenerator(
+        model_name,
+        adapters,
+        temperature=config.temperature,
+        repetition_penalty=config.repetition_penalty,
+        no_repeat_ngram_size=config.no_repeat_ngram_size,
+    )
