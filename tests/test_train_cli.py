@@ -93,3 +93,14 @@ def test_oom_becomes_advice(monkeypatch, tmp_path: Path) -> None:
         trainer_mod.train(TrainConfig(train_file="x"), progress=False)
     assert "--batch_size" in err.value.hint and "--gradient_accumulation_steps" in err.value.hint
     assert "--lora_r" in err.value.hint
+
+
+def test_max_seq_len_from_data_and_skip_flag(captured) -> None:
+    result = CliRunner().invoke(app, ["train", "--train_file", "t.jsonl", "--max-seq-len", "auto"])
+    assert result.exit_code == 0, result.output
+    assert captured[-1].max_seq_len == "auto" and captured[-1].allow_skipping_long_rows is False
+    result = CliRunner().invoke(
+        app, ["train", "--train_file", "t.jsonl", "--max_seq_len", "p99", "--allow_skipping_long_rows"]
+    )
+    assert result.exit_code == 0, result.output
+    assert captured[-1].max_seq_len == "p99" and captured[-1].allow_skipping_long_rows is True

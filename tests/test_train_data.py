@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -10,14 +11,20 @@ import pytest
 from aldlab.errors import UserError
 from aldlab.prompts import build_messages
 from aldlab.train.chat_template import GEMMA_TEMPLATE, end_of_turn_token_ids, ensure_chat_template
+from aldlab.train.config import TrainConfig
 from aldlab.train.data import (
     IGNORE_INDEX,
+    StyleCount,
     collate,
     length_grouped_batches,
     load_examples,
+    resolve_max_seq_len,
+    row_style,
+    stratified_cap,
     tokenize_conversation,
+    tokenize_file,
 )
-from aldlab.train.tiny import build_tiny_tokenizer
+from aldlab.train.tiny import build_tiny_tokenizer, write_chat_jsonl
 
 
 @pytest.fixture(scope="module")
@@ -124,6 +131,70 @@ def test_too_long_rows_are_skipped_not_cut(tok, tmp_path: Path) -> None:
     path = tmp_path / "d.jsonl"
     rows = [{"messages": build_messages("짧다", answer="네")}, {"messages": build_messages("길다 " * 600, answer="네")}]
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-    examples, stats = load_examples(path, tok, 512)
+    examples, stats = load_examples(path, tok, 512, allow_skipping_long_rows=True)
     assert stats.too_long == 1 and len(examples) == 1
     assert examples[0].labels[-2] == tok.convert_tokens_to_ids("<end_of_turn>")
+
+
+def test_row_style_from_kind_and_style_keys() -> None:
+    assert row_style({"style": "rag", "kind": "kb"}) == "rag"
+    assert row_style({"style": "closed", "kind": "combo"}) == "closed"
+    assert row_style({"style": "rag", "kind": "unanswerable"}) == "refusal"
+    assert row_style({"style": "closed", "kind": "unanswerable"}) == "refusal"
+    assert row_style({"style": "closed_book"}) == "closed"
+    assert row_style({"messages": []}) == "other"
+
+
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory) -> Path:
+    """30 rows cycling closed / rag / refusal; the RAG rows are the long ones (~600 tokens)."""
+    return write_chat_jsonl(tmp_path_factory.mktemp("mix") / "mix.jsonl", 30, seed=0, mix=True)
+
+
+def test_dropping_more_than_two_percent_of_a_style_stops(tok, mixed: Path) -> None:
+    lengths = {e.style: len(e.input_ids) for e in tokenize_file(mixed, tok)}
+    limit = lengths["closed"] + 100  # closed and refusal rows fit, every RAG row is too long
+    assert lengths["rag"] > limit
+    with pytest.raises(UserError) as err:
+        load_examples(mixed, tok, limit)
+    assert "rag 10/10" in err.value.en and "--max_seq_len auto" in err.value.hint
+    assert "--allow_skipping_long_rows" in err.value.hint
+    # Explicitly allowed: training goes on, and the loss is reported per style.
+    examples, stats = load_examples(mixed, tok, limit, allow_skipping_long_rows=True)
+    assert {e.style for e in examples} == {"closed", "refusal"}
+    assert stats.by_style["rag"] == StyleCount(rows=10, kept=0, too_long=10, selected=0)
+    assert stats.by_style["closed"] == StyleCount(rows=10, kept=10, too_long=0, selected=10)
+    assert "rag 0/10 (10 > " in stats.summary()
+
+
+def test_max_seq_len_auto_and_percentile(tok, mixed: Path) -> None:
+    lengths = [len(e.input_ids) for e in tokenize_file(mixed, tok)]
+    auto = resolve_max_seq_len("auto", lengths)
+    assert auto % 64 == 0 and max(lengths) <= auto < max(lengths) + 64
+    assert resolve_max_seq_len(300, lengths) == 300
+    assert resolve_max_seq_len("p50", [10, 20, 30, 40, 500]) == 64
+    assert resolve_max_seq_len("p100", [10, 20, 30, 40, 500]) == 512
+    examples, stats = load_examples(mixed, tok, "auto")
+    assert len(examples) == 30 and stats.too_long == 0 and stats.max_seq_len == auto
+    assert TrainConfig(max_seq_len="auto").max_seq_len == "auto"
+    assert TrainConfig(max_seq_len="p99").max_seq_len == "p99"
+    assert TrainConfig(max_seq_len="256").max_seq_len == 256
+    for bad in ("longest", "p0", "p120", 0):
+        with pytest.raises(UserError, match="max_seq_len"):
+            TrainConfig(max_seq_len=bad)
+
+
+def test_capped_examples_keep_style_proportions(tok, tmp_path: Path) -> None:
+    path = write_chat_jsonl(tmp_path / "big.jsonl", 90, seed=3, mix=True)
+    first, stats = load_examples(path, tok, "auto", max_examples=12, seed=7)
+    again, _ = load_examples(path, tok, "auto", max_examples=12, seed=7)
+    assert [e.line for e in first] == [e.line for e in again]  # deterministic
+    assert Counter(e.style for e in first) == {"closed": 4, "rag": 4, "refusal": 4}
+    assert [e.line for e in first] == sorted(e.line for e in first)  # file order kept
+    # Not simply the first rows of the file.
+    assert max(e.line for e in first) > 12
+    assert {st: c.selected for st, c in stats.by_style.items()} == {"closed": 4, "rag": 4, "refusal": 4}
+    # Uneven shares are kept by largest remainder: 2:1 styles capped to 5 -> 3 + 2 (not 5 + 0).
+    skewed = [e for e in first if e.style != "refusal"] + [e for e in first if e.style == "closed"]
+    capped = stratified_cap(skewed, 5, seed=0)
+    assert Counter(e.style for e in capped) == {"closed": 3, "rag": 2}

@@ -164,3 +164,58 @@ def test_export_merged_matches_adapter(tiny, tmp_path: Path) -> None:
     with torch.no_grad():
         torch.testing.assert_close(merged(ids).logits, peft_model(ids).logits, rtol=1e-4, atol=1e-4)
     assert not any("lora" in k for k in merged.state_dict())
+
+
+def test_first_step_trains_and_log_shows_the_lr_used(tiny, tmp_path: Path) -> None:
+    """48 steps at 3% warm-up made HF's schedule give step 1 a learning rate of 0: wasted."""
+    from aldlab.train.trainer import lr_factor, warmup_steps
+
+    assert warmup_steps(0.03, 48) == 2
+    factors = [lr_factor(s, "cosine", 2, 48) for s in range(48)]
+    assert all(f > 0 for f in factors) and factors[0] < factors[1] < factors[2] == 1.0
+    assert factors[-1] < 0.01
+
+    out = tmp_path / "lr"
+    cfg = _config(tiny, out, max_steps=4, warmup_ratio=0.5, eval_steps=100, lr_scheduler="linear")
+    seen: list[float] = []
+    train(cfg, progress=False, on_step=lambda step, log: seen.append(log["lr"]))
+    history = json.loads((out / "training_meta.json").read_text(encoding="utf-8"))["history"]
+    lrs = [h["lr"] for h in history if "lr" in h]
+    # The LR logged for step k is the one step k used: warm-up 1/3, 2/3, then full, then decay.
+    expected = [cfg.learning_rate * f for f in (1 / 3, 2 / 3, 1.0, 0.5)]
+    assert lrs == pytest.approx(expected) and seen == pytest.approx(expected)
+
+
+def test_first_step_moves_the_adapter(tiny, tmp_path: Path) -> None:
+    """Step 1 of 2 with one warm-up step must change LoRA B (zero at init); LR 0 would not."""
+    from safetensors.torch import load_file
+
+    out = tmp_path / "one"
+    train(_config(tiny, out, max_steps=2, warmup_ratio=0.5, eval_steps=100, save_steps=1, save_total_limit=5),
+          progress=False)
+    weights = load_file(str(out / "checkpoint-1" / "adapter_model.safetensors"))
+    assert any(float(v.abs().sum()) > 0 for k, v in weights.items() if "lora_B" in k)
+
+
+def test_training_stops_before_dropping_rag_rows(tmp_path: Path, tiny) -> None:
+    from aldlab.errors import UserError
+
+    data = write_chat_jsonl(tmp_path / "mix.jsonl", 30, seed=0, mix=True)
+    cfg = _config(tiny, tmp_path / "x", train_file=str(data), eval_file=None, max_seq_len=512)
+    with pytest.raises(UserError) as err:
+        train(cfg, progress=False)
+    assert "rag 10/10" in err.value.en
+    assert not (tmp_path / "x" / "training_meta.json").exists()
+
+
+def test_meta_reports_rows_per_style(tmp_path: Path, tiny) -> None:
+    data = write_chat_jsonl(tmp_path / "mix.jsonl", 30, seed=0, mix=True)
+    out = tmp_path / "styles"
+    cfg = _config(tiny, out, train_file=str(data), eval_file=None, max_seq_len=512, max_steps=1,
+                  allow_skipping_long_rows=True, max_train_examples=12, save_inference_only=True)
+    train(cfg, progress=False)
+    inputs = json.loads((out / "training_meta.json").read_text(encoding="utf-8"))["inputs"]
+    assert inputs["train_styles"]["rag"] == {"rows": 10, "kept": 0, "too_long": 10, "selected": 0}
+    assert inputs["train_styles"]["closed"]["selected"] == inputs["train_styles"]["refusal"]["selected"] == 6
+    assert inputs["max_seq_len"] == 512 and inputs["train_skipped_too_long"] == 10
+    assert sum(v["selected"] for v in inputs["eval_styles"].values()) == inputs["eval_examples"] >= 1

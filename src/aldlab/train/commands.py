@@ -35,7 +35,8 @@ def train_command(
     lora_alpha: int = _opt(None, "lora_alpha", "LoRA alpha (32)"),
     lora_dropout: float = _opt(None, "lora_dropout", "LoRA dropout (0.1)"),
     target_modules: str = _opt(None, "target_modules", "LoRA 대상 (쉼표) / comma-separated (q_proj,k_proj,v_proj,o_proj)"),
-    max_seq_len: int = _opt(None, "max_seq_len", "최대 토큰 길이, 더 긴 예제는 제외 / max tokens; longer rows are skipped"),
+    max_seq_len: str = _opt(None, "max_seq_len", "최대 토큰 길이(정수, auto=가장 긴 행, p99=99% 백분위), 더 긴 행은 제외 / max tokens (int, auto = longest row, p99 = 99th percentile); longer rows are skipped"),
+    allow_skipping_long_rows: bool = _opt(False, "allow_skipping_long_rows", "스타일별 2% 넘게 긴 행을 버려도 계속 / continue even when >2% of a style is too long"),
     max_steps: int = _opt(None, "max_steps", "최대 스텝 (에폭보다 우선) / cap on optimizer steps"),
     max_train_examples: int = _opt(None, "max_train_examples", "학습 예제 상한 / cap on training rows"),
     eval_steps: int = _opt(None, "eval_steps", "평가 주기 / eval every N steps"),
@@ -80,6 +81,7 @@ def train_command(
         "gradient_checkpointing": True if gradient_checkpointing else None,
         "save_inference_only": True if save_inference_only else None,
         "resume": True if resume else None,
+        "allow_skipping_long_rows": True if allow_skipping_long_rows else None,
     }
     cfg = resolve_config(TrainConfig, "train", preset=preset, config_file=config, overrides=overrides)
     result = train(cfg, progress=not no_progress)

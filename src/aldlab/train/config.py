@@ -37,7 +37,11 @@ class TrainConfig:
     lora_alpha: int = 32
     lora_dropout: float = 0.1
     target_modules: list[str] = field(default_factory=lambda: list(DEFAULT_TARGET_MODULES))
-    max_seq_len: int = 1024
+    # int, "auto" (longest train/eval row, rounded up to 64) or "pNN" (NNth percentile of
+    # the rows' lengths, rounded up to 64); rows longer than it are skipped, never cut.
+    max_seq_len: int | str = 1024
+    # Without it, training stops when more than 2% of any style (closed/rag/refusal) is too long.
+    allow_skipping_long_rows: bool = False
     max_train_examples: int | None = None  # optional cap (cpu-demo)
     max_eval_examples: int | None = 200  # eval cost cap; eval loss on a fixed subset
     eval_steps: int = 50
@@ -56,7 +60,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if isinstance(self.target_modules, str):
             self.target_modules = [m.strip() for m in self.target_modules.split(",") if m.strip()]
-        for name in ("batch_size", "gradient_accumulation_steps", "lora_r", "max_seq_len", "eval_steps",
+        self.max_seq_len = _parse_max_seq_len(self.max_seq_len)
+        for name in ("batch_size", "gradient_accumulation_steps", "lora_r", "eval_steps",
                      "logging_steps", "save_steps"):
             if int(getattr(self, name)) < 1:
                 raise UserError(f"{name} 값은 1 이상이어야 합니다.", f"{name} must be >= 1.", hint=f"--{name}")
@@ -82,6 +87,10 @@ class TrainConfig:
             )
 
     @property
+    def seq_len_is_auto(self) -> bool:
+        return isinstance(self.max_seq_len, str)
+
+    @property
     def output_path(self) -> Path:
         return Path(self.output_dir).expanduser()
 
@@ -89,3 +98,24 @@ class TrainConfig:
         from aldlab.config import config_to_dict
 
         return config_to_dict(self)
+
+
+def _parse_max_seq_len(value: int | str) -> int | str:
+    """A positive int, "auto", or "pNN" (0 < NN <= 100); anything else is a user error."""
+    text = str(value).strip().lower()
+    if text.isdigit() and int(text) >= 1:
+        return int(text)
+    if text == "auto":
+        return "auto"
+    number = text.removeprefix("auto:").removeprefix("p")
+    if text.startswith(("p", "auto:")):
+        try:
+            if 0 < float(number) <= 100:
+                return f"p{number}"
+        except ValueError:
+            pass
+    raise UserError(
+        f"max_seq_len 값이 올바르지 않습니다: {value}",
+        f"Invalid max_seq_len: {value}",
+        hint="양의 정수, auto(가장 긴 행), p99(99번째 백분위) / a positive integer, auto (longest row) or p99",
+    )

@@ -9,8 +9,9 @@ and rows of similar length are grouped, so almost no compute goes to padding.
 
 from __future__ import annotations
 
+import math
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,16 +22,33 @@ IGNORE_INDEX = -100
 ROLES = {"system", "user", "assistant"}
 
 
+STYLES = ("closed", "rag", "refusal")  # the styles `aldlab data build` writes; "other" for foreign rows
+MAX_SKIP_SHARE = 0.02  # more than this share of a style dropped as too long -> stop, unless allowed
+SEQ_LEN_ROUNDING = 64  # `max_seq_len: auto` rounds the longest row up to a multiple of this
+
+
 @dataclass
 class Example:
     """One tokenised conversation."""
 
     input_ids: list[int]
     labels: list[int]
+    style: str = "other"
+    line: int = 0
 
     @property
     def n_supervised(self) -> int:
         return sum(1 for x in self.labels[1:] if x != IGNORE_INDEX)
+
+
+@dataclass
+class StyleCount:
+    """Rows of one style: read, fitting max_seq_len, too long, and used after the cap."""
+
+    rows: int = 0
+    kept: int = 0
+    too_long: int = 0
+    selected: int = 0
 
 
 @dataclass
@@ -40,10 +58,42 @@ class DatasetStats:
     too_long: int = 0
     supervised_tokens: int = 0
     total_tokens: int = 0
+    max_seq_len: int = 0
+    by_style: dict[str, StyleCount] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        """One log line: 'closed 96/100, rag 80/97 (17 too long) ...' (selected/rows)."""
+        parts = []
+        for style, c in sorted(self.by_style.items(), key=lambda kv: _style_rank(kv[0])):
+            part = f"{style} {c.selected}/{c.rows}"
+            if c.too_long:
+                part += f" ({c.too_long} > {self.max_seq_len} tok 제외 / too long, skipped)"
+            parts.append(part)
+        return ", ".join(parts)
 
 
-def read_conversations(path: str | Path) -> list[tuple[int, list[dict[str, str]]]]:
-    """(line, messages) pairs; malformed rows are user errors naming file and line."""
+def _style_rank(style: str) -> int:
+    return STYLES.index(style) if style in STYLES else len(STYLES)
+
+
+def row_style(row: dict[str, Any]) -> str:
+    """closed / rag / refusal from the row's `kind` and `style` keys (`aldlab data build`).
+
+    A refusal is its own style whatever its prompt shape: it is the rarest skill and the
+    one most easily lost when rows are capped or skipped.
+    """
+    if row.get("kind") == "unanswerable":
+        return "refusal"
+    style = str(row.get("style") or "").lower()
+    if style == "rag":
+        return "rag"
+    if style in {"closed", "closed_book", "closed-book"}:
+        return "closed"
+    return "other"
+
+
+def read_conversations(path: str | Path) -> list[tuple[int, list[dict[str, str]], str]]:
+    """(line, messages, style) triples; malformed rows are user errors naming file and line."""
     rows = []
     for lineno, obj in iter_jsonl(path):
         messages = obj.get("messages")
@@ -72,7 +122,7 @@ def read_conversations(path: str | Path) -> list[tuple[int, list[dict[str, str]]
                 path=path,
                 line=lineno,
             )
-        rows.append((lineno, clean))
+        rows.append((lineno, clean, row_style(obj)))
     if not rows:
         raise UserError("데이터 파일이 비어 있습니다.", "The data file is empty.", path=path)
     return rows
@@ -123,40 +173,141 @@ def tokenize_conversation(tokenizer: Any, messages: list[dict[str, str]]) -> Exa
     return Example(ids, labels)
 
 
-def load_examples(
-    path: str | Path,
-    tokenizer: Any,
+def tokenize_file(path: str | Path, tokenizer: Any) -> list[Example]:
+    """Every row of a chat JSONL tokenised, with its style and line (nothing dropped yet)."""
+    examples = []
+    for lineno, messages, style in read_conversations(path):
+        ex = tokenize_conversation(tokenizer, messages)
+        ex.style, ex.line = style, lineno
+        examples.append(ex)
+    return examples
+
+
+def resolve_max_seq_len(spec: int | str, lengths: list[int]) -> int:
+    """`max_seq_len` as a number: an int as is; `auto` = longest row; `pNN` = NNth percentile.
+
+    Both data-derived forms round up to a multiple of 64 so that a few tokens of template
+    change do not move the limit under a row.
+    """
+    if isinstance(spec, int):
+        return spec
+    text = str(spec).strip().lower()
+    if text.isdigit():
+        return int(text)
+    if not lengths:
+        return SEQ_LEN_ROUNDING
+    ordered = sorted(lengths)
+    if text == "auto":
+        value = ordered[-1]
+    else:
+        q = float(text.removeprefix("auto:").removeprefix("p")) / 100.0
+        value = ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
+    return int(math.ceil(value / SEQ_LEN_ROUNDING) * SEQ_LEN_ROUNDING)
+
+
+def stratified_cap(examples: list[Example], n: int | None, seed: int) -> list[Example]:
+    """At most n examples with the styles in the same proportions as `examples`.
+
+    Quotas by largest remainder; inside a style a seeded shuffle picks the rows, and the
+    result keeps file order. The same (examples, n, seed) always gives the same subset.
+    """
+    if n is None or n >= len(examples):
+        return list(examples)
+    by_style: dict[str, list[int]] = {}
+    for i, ex in enumerate(examples):
+        by_style.setdefault(ex.style, []).append(i)
+    styles = sorted(by_style, key=lambda st: (_style_rank(st), st))
+    exact = {st: n * len(by_style[st]) / len(examples) for st in styles}
+    quota = {st: int(exact[st]) for st in styles}
+    for st in sorted(styles, key=lambda st: (-(exact[st] - quota[st]), _style_rank(st), st))[: n - sum(quota.values())]:
+        quota[st] += 1
+    rng = random.Random(seed)
+    chosen: list[int] = []
+    for st in styles:
+        idx = list(by_style[st])
+        rng.shuffle(idx)
+        chosen.extend(idx[: quota[st]])
+    return [examples[i] for i in sorted(chosen)]
+
+
+def select_examples(
+    examples: list[Example],
     max_seq_len: int,
     max_examples: int | None = None,
+    seed: int = 0,
+    allow_skipping_long_rows: bool = False,
+    path: str | Path | None = None,
 ) -> tuple[list[Example], DatasetStats]:
-    """Tokenise a chat JSONL; conversations longer than max_seq_len are skipped, not cut.
+    """Drop rows longer than max_seq_len (never cut them), check the loss, cap stratified.
 
-    Cutting would drop the end-of-turn token and teach the model to run on.
+    Cutting would drop the end-of-turn token and teach the model to run on. Dropping is
+    allowed only up to 2% of any style: beyond that a style (in practice the long RAG rows)
+    silently vanishes from training, so stop and say how to make them fit.
     """
-    stats = DatasetStats()
-    examples = []
-    for _lineno, messages in read_conversations(path):
+    stats = DatasetStats(max_seq_len=max_seq_len)
+    fitting = []
+    for ex in examples:
+        count = stats.by_style.setdefault(ex.style, StyleCount())
+        count.rows += 1
         stats.rows += 1
-        ex = tokenize_conversation(tokenizer, messages)
         if len(ex.input_ids) > max_seq_len:
+            count.too_long += 1
             stats.too_long += 1
             continue
         if ex.n_supervised == 0:
             continue
-        examples.append(ex)
-        stats.kept += 1
+        count.kept += 1
+        fitting.append(ex)
+    _check_skip_share(stats, allow_skipping_long_rows, path, examples)
+    chosen = stratified_cap(fitting, max_examples, seed)
+    for ex in chosen:
+        stats.by_style[ex.style].selected += 1
         stats.supervised_tokens += ex.n_supervised
         stats.total_tokens += len(ex.input_ids)
-        if max_examples is not None and stats.kept >= max_examples:
-            break
-    if not examples:
+    stats.kept = len(chosen)
+    if not chosen:
         raise UserError(
             f"학습 가능한 예제가 없습니다 (max_seq_len={max_seq_len}보다 긴 예제 {stats.too_long}개).",
             f"No usable examples ({stats.too_long} longer than max_seq_len={max_seq_len}).",
             path=path,
-            hint="--max_seq_len 값을 늘리세요 / raise --max_seq_len",
+            hint="--max_seq_len auto 또는 더 큰 값 / --max_seq_len auto or a larger value",
         )
-    return examples, stats
+    return chosen, stats
+
+
+def _check_skip_share(
+    stats: DatasetStats, allowed: bool, path: str | Path | None, examples: list[Example]
+) -> None:
+    if allowed:
+        return
+    over = {st: c for st, c in stats.by_style.items() if c.too_long > MAX_SKIP_SHARE * c.rows}
+    if not over:
+        return
+    longest = max(len(e.input_ids) for e in examples)
+    detail = ", ".join(f"{st} {c.too_long}/{c.rows}" for st, c in sorted(over.items()))
+    raise UserError(
+        f"max_seq_len={stats.max_seq_len}보다 긴 행이 너무 많아 학습에서 빠집니다 ({detail}; 허용 {MAX_SKIP_SHARE:.0%}).",
+        f"Too many rows are longer than max_seq_len={stats.max_seq_len} and would be dropped "
+        f"({detail}; at most {MAX_SKIP_SHARE:.0%} of a style may be). Longest row: {longest} tokens.",
+        path=path,
+        hint=f"--max_seq_len auto (={resolve_max_seq_len('auto', [longest])}) 또는 --max_seq_len p99, "
+        "정말 버리려면 --allow_skipping_long_rows / use --max_seq_len auto or p99, "
+        "or --allow_skipping_long_rows to drop them on purpose",
+    )
+
+
+def load_examples(
+    path: str | Path,
+    tokenizer: Any,
+    max_seq_len: int | str,
+    max_examples: int | None = None,
+    seed: int = 0,
+    allow_skipping_long_rows: bool = False,
+) -> tuple[list[Example], DatasetStats]:
+    """Tokenise a chat JSONL and select rows (see `select_examples`); one call for tools."""
+    examples = tokenize_file(path, tokenizer)
+    limit = resolve_max_seq_len(max_seq_len, [len(e.input_ids) for e in examples])
+    return select_examples(examples, limit, max_examples, seed, allow_skipping_long_rows, path)
 
 
 def length_grouped_batches(lengths: list[int], batch_size: int, seed: int, epoch: int) -> list[list[int]]:

@@ -82,12 +82,16 @@ _FACTS = [
 _TOPICS = ["TMA", "퍼지", "윈도우", "성장률"]
 
 
-def write_chat_jsonl(path: str | Path, n: int, seed: int = 0) -> Path:
-    """A small chat JSONL in the `aldlab data build` format (messages + extra keys)."""
+def write_chat_jsonl(path: str | Path, n: int, seed: int = 0, mix: bool = False) -> Path:
+    """A small chat JSONL in the `aldlab data build` format (messages + extra keys).
+
+    With `mix`, rows cycle closed-book / RAG (two passages, so longer) / refusal, with the
+    `style` and `kind` keys `aldlab data build` writes.
+    """
     import json
     import random
 
-    from aldlab.prompts import build_messages
+    from aldlab.prompts import build_messages, refusal_answer
 
     rng = random.Random(seed)
     out = Path(path)
@@ -95,6 +99,21 @@ def write_chat_jsonl(path: str | Path, n: int, seed: int = 0) -> Path:
         for i in range(n):
             question = f"ALD에서 {rng.choice(_TOPICS)}는 무엇인가요? ({i})"
             answer = " ".join(rng.sample(_FACTS, rng.randint(1, len(_FACTS))))
-            row = {"id": f"q{i}", "style": "closed_book", "messages": build_messages(question, answer=answer)}
-            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+            shape = ("closed", "rag", "refusal")[i % 3] if mix else "closed"
+            if shape == "rag":
+                passages = [_Passage(f"d{j}", _TOPICS[j], _FACTS[j]) for j in range(2)]
+                row = {"style": "rag", "kind": "kb", "messages": build_messages(question, passages, answer=answer + " [d0]")}
+            elif shape == "refusal":
+                row = {"style": "closed", "kind": "unanswerable", "messages": build_messages(question, answer=refusal_answer())}
+            else:
+                row = {"style": "closed" if mix else "closed_book", "kind": "kb",
+                       "messages": build_messages(question, answer=answer)}
+            fh.write(json.dumps({"id": f"q{i}", **row}, ensure_ascii=False) + "\n")
     return out
+
+
+class _Passage:
+    """The (id, title, text) shape `aldlab.prompts.build_messages` reads."""
+
+    def __init__(self, id: str, title: str, text: str) -> None:  # noqa: A002
+        self.id, self.title, self.text = id, title, text

@@ -32,7 +32,17 @@ from typing import Any
 from aldlab.errors import UserError
 from aldlab.files import atomic_write_json, sha256_file
 from aldlab.train.config import TrainConfig
-from aldlab.train.data import Example, collate, length_grouped_batches, load_examples, shuffled_batches
+from aldlab.train.data import (
+    DatasetStats,
+    Example,
+    collate,
+    length_grouped_batches,
+    resolve_max_seq_len,
+    select_examples,
+    shuffled_batches,
+    stratified_cap,
+    tokenize_file,
+)
 
 CHECKPOINT_PREFIX = "checkpoint-"
 STATE_FILE = "trainer_state.json"
@@ -172,14 +182,37 @@ def _require_file(path: str | None, flag: str) -> Path:
 
 
 def _split_eval(examples: list[Example], seed: int) -> tuple[list[Example], list[Example]]:
-    """Hold out ~5% (at most 100, at least 1) of training rows when no eval file is given."""
+    """Hold out ~5% (at most 100, at least 1) of training rows when no eval file is given.
+
+    Stratified by style, so the eval loss measures RAG and refusal rows too.
+    """
     if len(examples) < 2:
         return examples, examples
     n_eval = max(1, min(100, len(examples) // 20))
-    order = list(range(len(examples)))
-    random.Random(seed).shuffle(order)
-    held = set(order[:n_eval])
-    return [e for i, e in enumerate(examples) if i not in held], [examples[i] for i in sorted(held)]
+    held = {id(e) for e in stratified_cap(examples, n_eval, seed)}
+    return [e for e in examples if id(e) not in held], [e for e in examples if id(e) in held]
+
+
+def _load_data(config: TrainConfig, tokenizer: Any, train_path: Path, eval_path: Path | None) -> tuple[
+    list[Example], list[Example], DatasetStats, DatasetStats | None, int
+]:
+    """Tokenise, fix max_seq_len (from the data when `auto`/`pNN`), skip and cap per style."""
+    train_all = tokenize_file(train_path, tokenizer)
+    eval_all = tokenize_file(eval_path, tokenizer) if eval_path else []
+    seq_len = resolve_max_seq_len(config.max_seq_len, [len(e.input_ids) for e in train_all + eval_all])
+    allow = config.allow_skipping_long_rows
+    train_examples, train_stats = select_examples(
+        train_all, seq_len, config.max_train_examples, config.seed, allow, train_path
+    )
+    eval_stats = None
+    if eval_path is not None:
+        eval_examples, eval_stats = select_examples(
+            eval_all, seq_len, config.max_eval_examples, config.seed, allow, eval_path
+        )
+    else:
+        train_examples, eval_examples = _split_eval(train_examples, config.seed)
+        eval_examples = stratified_cap(eval_examples, config.max_eval_examples, config.seed)
+    return train_examples, eval_examples, train_stats, eval_stats, seq_len
 
 
 def _micro_batches(run_config: TrainConfig, lengths: list[int], epoch: int) -> list[list[int]]:
@@ -210,11 +243,53 @@ def _adapter_state_dict(run: _Run) -> dict[str, Any] | None:
     return {k.removeprefix("model."): v for k, v in full.items()}
 
 
+def _style_table(stats: DatasetStats) -> dict[str, dict[str, int]]:
+    """Per style: rows read, rows that fit, rows too long, rows used (after the cap)."""
+    return {st: asdict(c) for st, c in sorted(stats.by_style.items())}
+
+
+def _style_counts(examples: list[Example]) -> dict[str, dict[str, int]]:
+    counts: dict[str, int] = {}
+    for e in examples:
+        counts[e.style] = counts.get(e.style, 0) + 1
+    return {st: {"selected": n} for st, n in sorted(counts.items())}
+
+
+def warmup_steps(ratio: float, total_steps: int) -> int:
+    """Warm-up length in optimizer steps: rounded up (as HF TrainingArguments does)."""
+    return min(total_steps, math.ceil(ratio * total_steps)) if ratio > 0 else 0
+
+
+def lr_factor(step: int, kind: str, warmup: int, total: int) -> float:
+    """LR multiplier for optimizer step `step` (0-based): never 0 on a step that trains.
+
+    HF's schedules give step 0 a factor 0 whenever there is warm-up, so the first batch
+    is wasted (with 48 steps and 3% warm-up: 1 of 48). Here warm-up climbs
+    1/(w+1) .. w/(w+1), then the decay runs from 1 down to just above 0 on the last step.
+    """
+    if step < warmup:
+        return (step + 1) / (warmup + 1)
+    if kind == "constant":
+        return 1.0
+    progress = (step - warmup) / max(1, total - warmup)
+    if kind == "linear":
+        return 1.0 - progress
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def build_scheduler(optimizer: Any, kind: str, warmup: int, total: int) -> Any:
+    """A LambdaLR over `lr_factor`; stepped once per optimizer step, after the step."""
+    from functools import partial
+
+    from torch.optim.lr_scheduler import LambdaLR
+
+    return LambdaLR(optimizer, partial(lr_factor, kind=kind, warmup=warmup, total=total))
+
+
 def _setup(config: TrainConfig) -> _Run:
     import torch
     from accelerate import Accelerator, DistributedDataParallelKwargs
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
-    from transformers import get_scheduler
 
     from aldlab.train.loss import SupervisedCausalLM
     from aldlab.train.model import LoadOptions, default_model_name, load_model, load_tokenizer
@@ -237,14 +312,12 @@ def _setup(config: TrainConfig) -> _Run:
     _set_seed(config.seed)
 
     tokenizer = load_tokenizer(config.model_name)
-    train_examples, train_stats = load_examples(train_path, tokenizer, config.max_seq_len, config.max_train_examples)
-    if eval_path is not None:
-        eval_examples, eval_stats = load_examples(eval_path, tokenizer, config.max_seq_len, config.max_eval_examples)
-    else:
-        train_examples, eval_examples = _split_eval(train_examples, config.seed)
-        eval_stats = None
-    if config.max_eval_examples is not None:
-        eval_examples = eval_examples[: config.max_eval_examples]
+    train_examples, eval_examples, train_stats, eval_stats, seq_len = _load_data(
+        config, tokenizer, train_path, eval_path
+    )
+    _log(accelerator, f"학습 데이터 / train rows (used/read): {train_stats.summary()}; max_seq_len {seq_len}")
+    if eval_stats is not None:
+        _log(accelerator, f"평가 데이터 / eval rows (used/read): {eval_stats.summary()}")
 
     options = LoadOptions(dtype=config.dtype, load_in_4bit=config.load_in_4bit)
     if config.load_in_4bit:
@@ -283,12 +356,8 @@ def _setup(config: TrainConfig) -> _Run:
         n_micro, config.gradient_accumulation_steps, accelerator.num_processes, _is_deepspeed(accelerator)
     )
     total_steps = config.max_steps or max(1, math.ceil(config.num_epochs * steps_per_epoch))
-    scheduler = get_scheduler(
-        config.lr_scheduler if config.lr_scheduler != "constant" else "constant_with_warmup",
-        optimizer,
-        num_warmup_steps=int(config.warmup_ratio * total_steps),
-        num_training_steps=total_steps,
-    )
+    scheduler = build_scheduler(optimizer, config.lr_scheduler, warmup_steps(config.warmup_ratio, total_steps),
+                                total_steps)
     # The scheduler is stepped by us once per optimizer step, so it is not prepared
     # (a prepared scheduler steps num_processes times per call).
     model, optimizer = accelerator.prepare(SupervisedCausalLM(peft_model), optimizer)
@@ -302,8 +371,11 @@ def _setup(config: TrainConfig) -> _Run:
         "train_rows": train_stats.rows,
         "train_examples": len(train_examples),
         "train_skipped_too_long": train_stats.too_long,
+        "train_styles": _style_table(train_stats),
         "eval_examples": len(eval_examples),
         "eval_skipped_too_long": eval_stats.too_long if eval_stats else 0,
+        "eval_styles": _style_table(eval_stats) if eval_stats else _style_counts(eval_examples),
+        "max_seq_len": seq_len,
         "trainable_parameters": sum(p.numel() for p in trainable),
         "total_parameters": sum(p.numel() for p in peft_model.parameters()),
         "world_size": accelerator.num_processes,
@@ -333,8 +405,8 @@ def _to_device(batch: dict[str, Any], device: Any) -> dict[str, Any]:
     return {k: v.to(device) for k, v in batch.items()}
 
 
-def _train_step(run: _Run, micro: list[list[int]]) -> tuple[float, int]:
-    """One optimizer step over this rank's micro-batches; returns (global mean loss, tokens)."""
+def _train_step(run: _Run, micro: list[list[int]]) -> tuple[float, int, float]:
+    """One optimizer step over this rank's micro-batches; returns (global mean loss, tokens, lr)."""
     acc, cfg = run.accelerator, run.config
     pad_id = run.tokenizer.pad_token_id
     batches = [collate([run.train_examples[i] for i in mb], pad_id) for mb in micro]
@@ -359,11 +431,12 @@ def _train_step(run: _Run, micro: list[list[int]]) -> tuple[float, int]:
         loss_sum_local += float(loss_sum.detach())
     if cfg.max_grad_norm and cfg.max_grad_norm > 0:
         acc.clip_grad_norm_([p for p in run.model.parameters() if p.requires_grad], cfg.max_grad_norm)
+    lr = float(run.optimizer.param_groups[0]["lr"])  # the LR this update uses, logged as such
     run.optimizer.step()
     run.scheduler.step()
     run.optimizer.zero_grad(set_to_none=True)
     loss_total = _all_reduce_sum(acc, [loss_sum_local])[0]
-    return loss_total / total_tokens, int(total_tokens)
+    return loss_total / total_tokens, int(total_tokens), lr
 
 
 def evaluate(run: _Run) -> float:
@@ -428,14 +501,14 @@ def _loop(run: _Run, progress: bool, on_step: Callable[[int, dict[str, Any]], No
                 step_micro = step_micro[: len(step_micro) - len(step_micro) % acc.num_processes]
                 mine = step_micro[acc.process_index :: acc.num_processes]
                 t0 = time.perf_counter()
-                loss, tokens = _train_step(run, mine)
+                loss, tokens, lr = _train_step(run, mine)
                 state.train_seconds += time.perf_counter() - t0
                 state.supervised_tokens += tokens
                 state.global_step += 1
                 state.step_in_epoch += 1
                 recent.append(loss)
                 log: dict[str, Any] = {"step": state.global_step, "epoch": state.epoch, "loss": loss,
-                                       "lr": run.scheduler.get_last_lr()[0]}
+                                       "lr": lr}
                 if state.global_step % cfg.logging_steps == 0 or state.global_step == run.total_steps:
                     log["train_loss"] = sum(recent) / len(recent)
                     recent = []
@@ -444,7 +517,7 @@ def _loop(run: _Run, progress: bool, on_step: Callable[[int, dict[str, Any]], No
                     _log(acc, f"step {state.global_step} eval_loss {log['eval_loss']:.4f}", bar)
                 state.history.append(log)
                 tps = state.supervised_tokens / max(1e-9, state.train_seconds)
-                bar.update(state.global_step, loss, tps, log.get("eval_loss"))
+                bar.update(state.global_step, loss, tps, log.get("eval_loss"), lr)
                 if state.global_step % cfg.save_steps == 0 and state.global_step < run.total_steps:
                     _save_checkpoint(run, state)
                 if on_step is not None:
@@ -666,6 +739,7 @@ class _Progress:
             MofNCompleteColumn(),
             TextColumn("loss {task.fields[loss]}"),
             TextColumn("eval {task.fields[eval]}"),
+            TextColumn("lr {task.fields[lr]}"),
             TextColumn("{task.fields[tps]} tok/s"),
             TimeElapsedColumn(),
             TextColumn("ETA"),
@@ -673,12 +747,12 @@ class _Progress:
             console=self.console,
         )
         self._progress.start()
-        self._task = self._progress.add_task("train", total=total, completed=done, loss="-", eval="-", tps="-")
+        self._task = self._progress.add_task("train", total=total, completed=done, loss="-", eval="-", tps="-", lr="-")
 
-    def update(self, step: int, loss: float, tps: float, eval_loss: float | None) -> None:
+    def update(self, step: int, loss: float, tps: float, eval_loss: float | None, lr: float = 0.0) -> None:
         if self._progress is None:
             return
-        fields = {"loss": f"{loss:.3f}", "tps": f"{tps:.0f}"}
+        fields = {"loss": f"{loss:.3f}", "tps": f"{tps:.0f}", "lr": f"{lr:.2e}"}
         if eval_loss is not None:
             fields["eval"] = f"{eval_loss:.3f}"
         self._progress.update(self._task, completed=step, **fields)
@@ -686,7 +760,9 @@ class _Progress:
             # No live bar in logs/pipes: print a plain line instead.
             rate = (time.perf_counter() - self._start) / max(1, step - self._start_step)
             eta = rate * (self._total - step)
-            self.console.print(f"step {step}/{self._total} loss {loss:.4f} {tps:.0f} tok/s ETA {eta / 60:.1f} min")
+            self.console.print(
+                f"step {step}/{self._total} loss {loss:.4f} lr {lr:.2e} {tps:.0f} tok/s ETA {eta / 60:.1f} min"
+            )
 
     def close(self) -> None:
         if self._progress is not None:
