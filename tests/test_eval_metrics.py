@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from aldlab.eval import metrics as m
-from aldlab.prompts import refusal_answer
+from aldlab.prompts import RAG_INSTRUCTION, SYSTEM_PROMPT, is_refusal, refusal_answer
 
 
 def test_keyfact_recall_ignores_case_and_spacing() -> None:
@@ -46,6 +46,34 @@ def test_korean_check_flags_hanja_and_control_tokens() -> None:
 def test_answer_metrics_detects_refusal_phrase() -> None:
     row = m.answer_metrics(refusal_answer("KB 범위 밖"), expect=[], reference=None)
     assert row["refused"] and row["keyfact_recall"] is None and row["rouge_l"] is None
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        refusal_answer("KB 범위 밖"),
+        '"관련 정보가 부족합니다." 참고 문서에 날씨 정보가 없습니다.',
+        "  「관련 정보가 부족합니다」",
+        "죄송하지만 관련 정보가 부족합니다.",
+    ],
+)
+def test_is_refusal_accepts_refusals(text: str) -> None:
+    assert is_refusal(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        SYSTEM_PROMPT,  # base+rag echoes the system prompt, which contains the phrase
+        RAG_INSTRUCTION,
+        '"관련 정보가 부족합니다"라고 답하고 이유를 한 문장으로 덧붙이세요.',
+        "ALD는 자기 제한 반응을 반복합니다. 다만 온도 조건은 참고 문서에 없어 관련 정보가 부족합니다.",
+        "ALD는 자기 제한 반응을 반복합니다.",
+        "",
+    ],
+)
+def test_is_refusal_rejects_echoes_and_answers(text: str) -> None:
+    assert not is_refusal(text)
 
 
 def test_refusal_precision_recall() -> None:

@@ -102,6 +102,34 @@ def test_run_eval_writes_all_outputs_with_expected_scores(tmp_path: Path, qfile:
     assert result.passed is None
 
 
+class FakeBatchAssistant(FakeAssistant):
+    """Adds `answer_batch` (as eval.batch.BatchAnswerer has) and records the chunk sizes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.chunks: list[int] = []
+
+    def answer_batch(self, questions, *, model="base", use_retrieval=True, max_new_tokens=256):  # noqa: ANN001, ANN201
+        self.chunks.append(len(questions))
+        return [self.answer(q, model=model, use_retrieval=use_retrieval, max_new_tokens=max_new_tokens) for q in questions]
+
+
+def test_run_eval_answers_in_batches_and_writes_after_each(tmp_path: Path, qfile: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = FakeBatchAssistant()
+    written: list[int] = []
+    real_write = runner.atomic_write_jsonl
+    monkeypatch.setattr(runner, "atomic_write_jsonl", lambda path, rows: (written.append(len(rows)), real_write(path, rows)))
+    config = make_config(tmp_path, qfile, systems=["ft", "ft+rag"], batch_size=3)
+    result = runner.run_eval(config, progress=False, assistant_factory=lambda c, r: fake)
+    assert fake.chunks == [3, 1, 3, 1]  # per system, never mixing systems in one batch
+    assert written == [3, 4, 7, 8]  # answers.jsonl after every batch
+    lines = [json.loads(x) for x in result.paths["answers.jsonl"].read_text(encoding="utf-8").splitlines()]
+    assert [r["id"] for r in lines] == ["b1", "p1", "v1", "x1"] * 2
+    assert [r["refused"] for r in lines] == [False, False, False, True] * 2
+    with pytest.raises(UserError, match="batch_size"):
+        runner.run_eval(make_config(tmp_path, qfile, batch_size=0), progress=False, assistant_factory=lambda c, r: fake)
+
+
 def test_fail_under_gate(tmp_path: Path, qfile: Path) -> None:
     factory = lambda c, r: FakeAssistant()  # noqa: E731
     low = runner.run_eval(make_config(tmp_path, qfile, systems=["base"], fail_under=0.5), progress=False, assistant_factory=factory)

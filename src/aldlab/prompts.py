@@ -76,6 +76,31 @@ def refusal_answer(reason: str | None = None) -> str:
     return f"{REFUSAL}. {reason.strip()}"
 
 
+#: Quote marks a model may wrap around the phrase ("관련 정보가 부족합니다", 「…」).
+_QUOTES = "\"'“”‘’「」『』`"
+#: Besides the phrase, a refusal may carry a short lead-in ("죄송하지만", "질문하신 내용은
+#: 참고 문서에 없어": 5-15 characters without spaces); an echoed system prompt or RAG
+#: instruction, the other way the phrase turns up, has over 60 characters besides it.
+_REFUSAL_EXTRA_CHARS = 20
+
+
 def is_refusal(answer: str) -> bool:
-    """True when an answer is a refusal (used by eval metrics and the service)."""
-    return REFUSAL in answer.replace("  ", " ")
+    """True when an answer is a refusal: the one classifier of eval metrics and the service.
+
+    A refusal *opens* with the refusal phrase (after quotes and whitespace), or is
+    essentially only that phrase (at most a short lead-in besides it). The phrase inside
+    a longer text is not enough: an untuned model often echoes the system prompt or the
+    RAG instruction, which contain the phrase, and that echo is not a refusal; neither is
+    a text that quotes the instruction ('"관련 정보가 부족합니다"라고 답하세요').
+    """
+    text = " ".join(answer.split()).strip().lstrip(_QUOTES).strip()
+    at = text.find(REFUSAL)
+    if at < 0:
+        return False
+    after = text[at + len(REFUSAL) :].lstrip(_QUOTES)
+    if after.startswith("라고"):
+        return False  # the instruction quoted, not a refusal
+    if at == 0:
+        return True
+    extra = (text[:at] + after).translate(str.maketrans("", "", _QUOTES + " .,!?:;·…-"))
+    return len(extra) <= _REFUSAL_EXTRA_CHARS

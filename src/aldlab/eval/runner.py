@@ -21,14 +21,15 @@ from aldlab.eval.metrics import answer_metrics, bootstrap_mean, group_keyfact_re
 from aldlab.eval.questions import Question, load_questions
 from aldlab.files import atomic_write_json, atomic_write_jsonl, sha256_file, sha256_text
 from aldlab.prompts import is_refusal
+from aldlab.rag.types import Answer
 
 RAG_SUFFIX = "+rag"
 
 
 class AnswersQuestions(Protocol):
-    """What the runner needs from the RAG core's Assistant."""
+    """What the runner needs from the RAG core's Assistant (`answer_batch` is used when present)."""
 
-    def answer(self, question: str, *, model: str = "base", use_retrieval: bool = True, max_new_tokens: int = 256) -> Any: ...
+    def answer(self, question: str, *, model: str = "base", use_retrieval: bool = True, max_new_tokens: int = 256) -> Answer: ...
 
 
 AssistantFactory = Callable[[EvalConfig, Any], AnswersQuestions]
@@ -95,11 +96,18 @@ def check_adapter_dirs(adapters: dict[str, str], systems: Sequence[System]) -> N
 
 
 def default_assistant_factory(config: EvalConfig, rag_config: Any) -> AnswersQuestions:
-    """The real RAG Assistant, loading the base model once with every adapter attached."""
+    """The real RAG Assistant (base model loaded once, every adapter attached), answering in batches.
+
+    The generator comes from `generator_from_config`, so the preset's decoding settings
+    (repetition_penalty, no_repeat_ngram_size) apply in eval exactly as in ask/serve.
+    """
     import dataclasses
 
-    from aldlab.rag.answer import Assistant
+    from aldlab.eval.batch import BatchAnswerer
+    from aldlab.kb.schema import load_kb
+    from aldlab.rag.answer import Assistant, build_retriever
     from aldlab.rag.config import RagConfig
+    from aldlab.rag.generate import generator_from_config
 
     rag_config = rag_config or RagConfig()
     if config.llm_url or config.llm_model:
@@ -109,31 +117,40 @@ def default_assistant_factory(config: EvalConfig, rag_config: Any) -> AnswersQue
             llm_url=config.llm_url or rag_config.llm_url,
             llm_model=config.llm_model or rag_config.llm_model,
         )
-    return Assistant.from_config(
-        config.kb, rag_config, model_name=config.model_name, adapters=config.adapter_dirs() or None, llm_url=config.llm_url
+    kb = load_kb(config.kb)
+    retriever = build_retriever(kb, rag_config, kb_source=config.kb)
+    adapters = config.adapter_dirs() or None
+    assistant = Assistant(
+        kb,
+        retriever,
+        None,
+        rag_config,
+        kb_path=config.kb,
+        generator_factory=lambda: generator_from_config(rag_config, config.model_name, adapters, config.llm_url),
     )
+    return BatchAnswerer(assistant, batch_size=config.batch_size)
 
 
-def _contexts(answer: Any) -> list[dict[str, Any]]:
+def _contexts(answer: Answer) -> list[dict[str, Any]]:
     return [
         {"id": p.id, "title": p.title, "score": round(float(p.score), 4), "text": p.text}
-        for p in (getattr(answer, "passages", None) or [])
+        for p in answer.passages
     ]
 
 
-def answer_row(system: System, question: Question, answer: Any, elapsed: float) -> dict[str, Any]:
-    """One answers.jsonl line."""
-    text = str(getattr(answer, "text", answer) or "")
-    latency = float(getattr(answer, "latency_s", 0.0) or 0.0) or elapsed
+def answer_row(system: System, question: Question, answer: Answer, elapsed: float) -> dict[str, Any]:
+    """One answers.jsonl line. `refused` is the Assistant's verdict (a refusal before the
+    LLM) or `prompts.is_refusal` on the text, the classifier the service uses."""
+    text = answer.text or ""
     return {
         "system": system.name,
         "id": question.id,
         "question": question.question,
         "answer": text,
         "contexts": _contexts(answer) if system.use_retrieval else [],
-        "refused": bool(getattr(answer, "refused", False)) or is_refusal(text),
-        "latency_s": round(latency, 3),
-        "confidence": round(float(getattr(answer, "confidence", 0.0) or 0.0), 4),
+        "refused": bool(answer.refused) or is_refusal(text),
+        "latency_s": round(float(answer.latency_s or 0.0) or elapsed, 3),
+        "confidence": round(float(answer.confidence or 0.0), 4),
     }
 
 
@@ -152,6 +169,17 @@ def _progress(enabled: bool) -> Any:
     )
 
 
+def _answer_chunk(
+    assistant: AnswersQuestions, system: System, questions: Sequence[Question], max_new_tokens: int
+) -> list[Answer]:
+    texts = [q.question for q in questions]
+    kwargs = {"model": system.model, "use_retrieval": system.use_retrieval, "max_new_tokens": max_new_tokens}
+    answer_batch = getattr(assistant, "answer_batch", None)
+    if answer_batch is not None:
+        return list(answer_batch(texts, **kwargs))
+    return [assistant.answer(text, **kwargs) for text in texts]
+
+
 def generate_answers(
     assistant: AnswersQuestions,
     systems: Sequence[System],
@@ -159,30 +187,32 @@ def generate_answers(
     *,
     max_new_tokens: int,
     answers_path: Path,
+    batch_size: int = 1,
     progress: bool = True,
 ) -> list[dict[str, Any]]:
-    """Answer every (system, question); answers.jsonl is rewritten after each answer so an
-    interrupted run keeps what it finished."""
+    """Answer every (system, question), `batch_size` questions per generate call.
+
+    answers.jsonl is rewritten after each batch so an interrupted run keeps what it finished.
+    """
     rows: list[dict[str, Any]] = []
+    batch_size = max(1, int(batch_size))
     with _progress(progress) as bar:
         task = bar.add_task("답변 생성 / answering", total=len(systems) * len(questions))
         for system in systems:
             bar.update(task, description=f"답변 생성 / answering [{system.name}]")
-            for question in questions:
-                start, cpu_start = time.perf_counter(), time.process_time()
-                answer = assistant.answer(
-                    question.question,
-                    model=system.model,
-                    use_retrieval=system.use_retrieval,
-                    max_new_tokens=max_new_tokens,
-                )
-                row = answer_row(system, question, answer, time.perf_counter() - start)
-                # CPU seconds of this process: unlike wall latency, not inflated when other
-                # jobs share the cores, so runs on a busy machine stay comparable.
-                row["cpu_s"] = round(time.process_time() - cpu_start, 3)
-                rows.append(row)
+            for start in range(0, len(questions), batch_size):
+                chunk = questions[start : start + batch_size]
+                wall, cpu = time.perf_counter(), time.process_time()
+                answers = _answer_chunk(assistant, system, chunk, max_new_tokens)
+                wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+                for question, answer in zip(chunk, answers, strict=True):
+                    row = answer_row(system, question, answer, wall / len(chunk))
+                    # CPU seconds of this process (the batch's share): unlike wall latency, not
+                    # inflated when other jobs share the cores, so busy-machine runs compare.
+                    row["cpu_s"] = round(cpu / len(chunk), 3)
+                    rows.append(row)
                 atomic_write_jsonl(answers_path, rows)  # a few KB: cheap, and a crash keeps every answer
-                bar.advance(task)
+                bar.advance(task, len(chunk))
     return rows
 
 
@@ -413,6 +443,8 @@ def run_eval(
     t0 = time.perf_counter()
     if config.max_new_tokens < 1:
         raise UserError("max_new_tokens는 1 이상이어야 합니다.", "max_new_tokens must be at least 1.")
+    if config.batch_size < 1:
+        raise UserError("batch_size는 1 이상이어야 합니다.", "batch_size must be at least 1.", hint="--batch-size 8")
     questions = load_questions(config.questions, limit=config.limit)
     adapters = config.adapter_dirs()
     systems = parse_systems(config.systems, adapters)
@@ -435,6 +467,7 @@ def run_eval(
         questions,
         max_new_tokens=config.max_new_tokens,
         answers_path=paths["answers.jsonl"],
+        batch_size=config.batch_size,
         progress=progress,
     )
     scored = score_rows(rows, questions)

@@ -1,0 +1,91 @@
+"""BatchAnswerer: the Assistant's answers (refusal before the LLM, same prompts), in batches."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from rag_testkit import RecordingGenerator, install_fake_embedder, tiny_kb
+
+from aldlab import prompts
+from aldlab.eval.batch import BatchAnswerer
+from aldlab.rag.answer import Assistant, build_retriever
+from aldlab.rag.config import RagConfig
+
+IN_KB = [
+    ("퍼지 시간이 짧으면 어떻게 돼?", ["tiny-001", "tiny-008"]),
+    ("로드락 Vent는 어떻게 해?", ["tiny-002"]),
+    ("TMA Canister 가열이 필요해?", ["tiny-003"]),
+    ("MFC 영점 drift 점검 방법", ["tiny-004"]),
+    ("VG12는 무슨 게이지야?", ["tiny-005"]),
+    ("ALD window 온도 구간은?", ["tiny-006"]),
+]
+OFF_TOPIC = ["내일 서울 날씨 어때?", "김치찌개 끓이는 법 알려줘", "비트코인 전망은?", "파스타 면 삶는 시간"]
+QUESTIONS = ["퍼지 시간이 짧으면?", "오늘 부산 날씨는 맑아?", "VG12는 뭘 재?", "로드락 Vent 절차", "TMA 가열?", "된장찌개 레시피 알려줘"]
+
+
+class BatchingGenerator(RecordingGenerator):
+    """Records the batch sizes; each row is answered exactly like `generate`."""
+
+    def __init__(self, reply: str | None = None) -> None:
+        super().__init__(reply)
+        self.batches: list[int] = []
+
+    def generate_batch(self, batch, *, max_new_tokens=256, adapter=None):  # noqa: ANN001, ANN201
+        self.batches.append(len(batch))
+        return [self.generate(m, max_new_tokens=max_new_tokens, adapter=adapter) for m in batch]
+
+
+@pytest.fixture()
+def parts(tmp_path: Path):  # noqa: ANN201
+    install_fake_embedder()
+    dev = tmp_path / "dev.jsonl"
+    rows = [{"id": f"d{i}", "question": q, "answerable": True, "doc_ids": ids, "expect": [], "topic": "t"} for i, (q, ids) in enumerate(IN_KB)]
+    rows += [{"id": f"o{i}", "question": q, "answerable": False, "doc_ids": [], "expect": [], "topic": "off"} for i, q in enumerate(OFF_TOPIC)]
+    dev.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    config = RagConfig(dense_model="fake", index_dir=tmp_path / "index", dev_set=dev)
+    kb = tiny_kb()
+    return kb, build_retriever(kb, config, show_progress=False), config
+
+
+@pytest.mark.parametrize("use_retrieval", [True, False])
+def test_batches_give_the_assistants_answers_and_prompts(parts, use_retrieval: bool) -> None:  # noqa: ANN001
+    kb, retriever, config = parts
+    one = Assistant(kb, retriever, RecordingGenerator(), config)
+    expected = [one.answer(q, model="ft", use_retrieval=use_retrieval, max_new_tokens=17) for q in QUESTIONS]
+    generator = BatchingGenerator()
+    batched = BatchAnswerer(Assistant(kb, retriever, generator, config), batch_size=2).answer_batch(
+        QUESTIONS, model="ft", use_retrieval=use_retrieval, max_new_tokens=17
+    )
+    assert [a.text for a in batched] == [a.text for a in expected]
+    assert [a.refused for a in batched] == [a.refused for a in expected]
+    assert [a.confidence for a in batched] == [a.confidence for a in expected]
+    assert [[p.id for p in a.passages] for a in batched] == [[p.id for p in a.passages] for a in expected]
+    assert [a.used_retrieval for a in batched] == [a.used_retrieval for a in expected]
+    assert generator.calls == one.generator.calls  # same prompts, token budget and adapter
+    generated = len(one.generator.calls)
+    assert generator.batches == [2] * (generated // 2) + [1] * (generated % 2)
+    if use_retrieval:
+        refused = [a for a in batched if a.refused]
+        assert len(refused) == 2 and generated == 4  # the off-topic pair never reached the LLM
+        assert all(a.text.startswith(prompts.REFUSAL) for a in refused)
+    else:
+        assert generated == len(QUESTIONS)
+
+
+def test_model_refusal_uses_the_one_classifier(parts) -> None:  # noqa: ANN001
+    kb, retriever, config = parts
+    echo = BatchAnswerer(Assistant(kb, retriever, BatchingGenerator(reply=prompts.SYSTEM_PROMPT), config))
+    assert not echo.answer("VG12는 뭘 재?", model="ft").refused  # an echoed prompt is not a refusal
+    declined = BatchAnswerer(Assistant(kb, retriever, BatchingGenerator(reply=prompts.refusal_answer("문서에 없음")), config))
+    assert declined.answer("VG12는 뭘 재?", model="ft").refused
+
+
+def test_generator_without_batches_is_called_per_prompt(parts) -> None:  # noqa: ANN001
+    kb, retriever, config = parts
+    generator = RecordingGenerator()
+    answers = BatchAnswerer(Assistant(kb, retriever, generator, config), batch_size=8).answer_batch(
+        ["VG12는 뭘 재?", "TMA 가열?"], use_retrieval=False
+    )
+    assert len(generator.calls) == 2 and all(a.text.startswith("답변입니다") for a in answers)
