@@ -12,6 +12,7 @@ import os
 import shutil
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,15 +34,18 @@ def adapter_base_model(adapter_dir: str | Path) -> str:
     return str(base)
 
 
-def export_merged(adapter_dir: str | Path, output_dir: str | Path, base_model: str | None = None) -> Path:
-    """Merge `adapter_dir` into its base model and write a standalone model to `output_dir`."""
-    import torch
-    from peft import PeftModel
+@dataclass
+class MergedModel:
+    """A base model with an adapter folded in, still in memory (for export_merged / export_gguf)."""
 
-    from aldlab.train.chat_template import end_of_turn_token_ids
-    from aldlab.train.model import LoadOptions, load_model, load_tokenizer
+    model: Any
+    tokenizer: Any
+    base_name: str
+    end_of_turn_ids: list[int]
+    adapter_dir: Path
 
-    adapter = Path(adapter_dir).expanduser()
+
+def _check_adapter_dir(adapter: Path) -> None:
     if not (adapter / "adapter_config.json").exists():
         raise UserError(
             "어댑터 디렉터리가 아닙니다 (adapter_config.json 없음).",
@@ -49,8 +53,19 @@ def export_merged(adapter_dir: str | Path, output_dir: str | Path, base_model: s
             path=adapter,
             hint="aldlab train 의 --output_dir 을 지정하세요 / pass the --output_dir of `aldlab train`",
         )
+
+
+def merge_adapter(adapter_dir: str | Path, base_model: str | None = None) -> MergedModel:
+    """Load the base, fold the LoRA adapter into it and set the end-of-turn stop ids."""
+    import torch
+    from peft import PeftModel
+
+    from aldlab.train.chat_template import end_of_turn_token_ids
+    from aldlab.train.model import LoadOptions, load_model, load_tokenizer
+
+    adapter = Path(adapter_dir).expanduser()
+    _check_adapter_dir(adapter)
     base_name = base_model or adapter_base_model(adapter)
-    out = Path(output_dir).expanduser()
     # Merge in fp32 on CPU (exact); on a GPU machine bf16 halves the memory of a 7B merge.
     dtype = "bfloat16" if torch.cuda.is_available() else "float32"
     base = load_model(base_name, LoadOptions(dtype=dtype))
@@ -63,12 +78,18 @@ def export_merged(adapter_dir: str | Path, output_dir: str | Path, base_model: s
     eot = end_of_turn_token_ids(tokenizer)
     merged.generation_config.eos_token_id = eot if len(eot) > 1 else eot[0]
     merged.generation_config.pad_token_id = tokenizer.pad_token_id
+    return MergedModel(merged, tokenizer, base_name, eot, adapter)
 
+
+def export_merged(adapter_dir: str | Path, output_dir: str | Path, base_model: str | None = None) -> Path:
+    """Merge `adapter_dir` into its base model and write a standalone model to `output_dir`."""
+    merged = merge_adapter(adapter_dir, base_model)
+    out = Path(output_dir).expanduser()
     tmp = out.with_name(f".{out.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    merged.save_pretrained(str(tmp), safe_serialization=True)
-    tokenizer.save_pretrained(str(tmp))
-    atomic_write_json(tmp / "aldlab_export.json", _manifest(adapter, base_name, eot))
+    merged.model.save_pretrained(str(tmp), safe_serialization=True)
+    merged.tokenizer.save_pretrained(str(tmp))
+    atomic_write_json(tmp / "aldlab_export.json", _manifest(merged.adapter_dir, merged.base_name, merged.end_of_turn_ids))
     if out.exists():
         shutil.rmtree(out)
     os.replace(tmp, out)
