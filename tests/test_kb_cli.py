@@ -40,3 +40,18 @@ def test_import_legacy_then_search(legacy_dir: Path, tmp_path: Path) -> None:
     assert synonyms.returncode == 0, synonyms.stderr
     found = run("kb", "search", "loadlock", "--kb", str(tmp_path / "kb"), "--limit", "3")
     assert found.returncode == 0 and "로드락" in found.stdout
+
+
+def test_import_reports_definition_conflicts(legacy_dir: Path, tmp_path: Path) -> None:
+    result = run("kb", "import", str(legacy_dir / "docs_ald.json"), "--kb", str(tmp_path / "kb"), "--dry-run")
+    assert result.returncode == 0, result.stderr
+    assert "definition conflicts" in result.stdout
+    assert "정의 충돌 / definition conflict: 233 — 'VG12'" in result.stderr
+
+
+def test_feedback_json_as_kb_says_not_a_kb(legacy_dir: Path) -> None:
+    result = run("kb", "stats", "--kb", str(legacy_dir / "feedback_data.json"))
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "not a KB" in result.stderr and "feedback_data.json" in result.stderr
+    assert "빈 텍스트" not in result.stderr

