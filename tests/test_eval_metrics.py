@@ -108,3 +108,79 @@ def test_summarize_rows_scopes_recall_to_answerable() -> None:
     assert summary["keyfact_recall"]["value"] == 1.0 and summary["keyfact_recall"]["n"] == 1
     assert summary["refusal_precision"]["value"] == 1.0 and summary["refusal_recall"]["value"] == 1.0
     assert summary["latency_s"]["value"] == pytest.approx(0.75)
+
+
+# --- word salad: examples quoted in issue 16 vs clean answers ---------------------------
+
+SALAD_LOOPS = [
+    "APC Valve는 챔버와 pump 사이 압력 조절로 챔버 압력을 설정한다. " * 3,
+    "…길게는 100 ms, 짧게는 10 ms, 20 ms, 30 ms, 40 ms, 50 ms, 60 ms, 70 ms, 80 ms, 90 ms, 100 ms, 110 ms, 380 ms, 39",
+    "Purge가 짧으면 CVD 반응이 생깁니다 [purge-003] [purge-003] [purge-003] [purge-003] [purge-003]",
+]
+CLEAN = [
+    "ALD(Atomic Layer Deposition, 원자층 증착)는 Precursor와 Co-reactant를 Purge로 분리해 번갈아 공급하여, "
+    "self-limiting(자기 제한) 표면 반응으로 한 사이클마다 일정한 두께만 성장시키는 박막 증착법입니다.",
+    "Purge 시간이 너무 짧으면 남은 Precursor가 Co-reactant와 기상에서 만나 CVD 반응이 섞이고 파티클이 생깁니다 "
+    "[purge-003]. 그래서 Purge 시간은 챔버 부피와 유량에 맞춰 충분히 잡습니다.",
+    "1 sccm은 약 0.0127 Torr·L/s이므로 500 sccm은 약 6.35 Torr·L/s입니다. 정상 상태 압력은 P ≈ Q/S이므로 "
+    "6.35 ÷ 100 ≈ 0.06 Torr 정도가 됩니다.",  # the most repetitive reference answer (0.105)
+]
+
+
+@pytest.mark.parametrize("text", SALAD_LOOPS)
+def test_loops_from_the_issue_have_repetition(text: str) -> None:
+    row = m.answer_metrics(text, expect=[], reference=None, question="ALD 공정에서 purge 시간이 너무 짧으면 어떻게 되나요?")
+    assert row["has_repetition"] and row["repetition"] >= m.REPETITION_THRESHOLD
+    assert not row["has_echo"]
+
+
+@pytest.mark.parametrize("text", CLEAN)
+def test_clean_answers_have_neither_repetition_nor_echo(text: str) -> None:
+    row = m.answer_metrics(text, expect=[], reference=None, question="ALD 공정에서 purge 시간이 너무 짧으면 어떻게 되나요?")
+    assert not row["has_repetition"] and not row["has_echo"]
+    assert row["repetition"] < m.REPETITION_THRESHOLD / 1.4 and row["echo"] < m.ECHO_THRESHOLD
+
+
+def test_echoed_system_prompt_or_question_is_echo_not_refusal() -> None:
+    base_rag = SYSTEM_PROMPT[:60] + " ALD는 증착입니다."  # issue 16: base+rag opens with the system prompt
+    row = m.answer_metrics(base_rag, expect=[], reference=None, question="ALD가 뭐야?")
+    assert row["has_echo"] and not row["refused"]
+    assert m.echo(RAG_INSTRUCTION) == 1.0
+    question = "ALD 공정에서 purge 시간이 너무 짧으면 어떻게 되나요?"
+    assert m.echo(question, question) == 1.0
+    assert m.echo(f"{question} {question}", question) >= m.ECHO_THRESHOLD
+    assert m.echo("purge 시간이 너무 짧으면 CVD 반응과 파티클이 생기고 막 두께 균일도가 나빠집니다.", question) < m.ECHO_THRESHOLD
+    assert m.echo(refusal_answer("지식 베이스에서 이 질문과 관련된 문서를 찾지 못했습니다."), question) == 0.0
+
+
+def test_repetition_counts_repeated_word_trigrams_with_numbers_folded() -> None:
+    assert m.repetition("a b c a b c") == pytest.approx(1 / 4)  # grams abc bca cab abc
+    assert m.repetition("짧은 답") == 0.0
+    assert m.repetition("10 ms, 20 ms, 30 ms") == pytest.approx(2 / 4)  # "0 ms 0", "ms 0 ms", each twice
+    assert m.words("Purge는, [purge-003] 12.5초!") == ["purge는", "[purge-0]", "0.0초"]
+
+
+def test_support_is_the_share_of_content_morphemes_found_in_the_contexts() -> None:
+    contexts = ["[purge-003] Purge 시간\nPurge 시간이 너무 짧으면 남은 Precursor가 기상에서 만나 CVD 반응이 섞이고 파티클이 생긴다."]
+    grounded = m.support("Purge 시간이 짧으면 CVD 반응이 섞이고 파티클이 생깁니다.", contexts)
+    salad = m.support("ALD 막은 앞면에서 반짝이로 막이 자라면서 앞면에서 반짝이로 막이 찢어질 때까지", contexts)
+    assert grounded == 1.0 and salad is not None and salad < 0.2
+    assert m.support("아무 말", []) is None
+    row = m.answer_metrics("Purge가 짧으면 파티클이 생깁니다.", expect=[], reference=None, contexts=contexts)
+    assert row["support"] == 1.0
+    refused = m.answer_metrics(refusal_answer(), expect=[], reference=None, contexts=contexts)
+    assert refused["support"] is None and refused["refused"]
+    closed = m.answer_metrics("Purge가 짧으면 파티클이 생깁니다.", expect=[], reference=None)
+    assert closed["support"] is None
+
+
+def test_summary_reports_share_of_looping_or_echoing_answers() -> None:
+    rows = []
+    for text in [*SALAD_LOOPS[:1], SYSTEM_PROMPT, *CLEAN]:
+        row = m.answer_metrics(text, expect=[], reference=None, contexts=[CLEAN[0]])
+        rows.append({**row, "answerable": True, "latency_s": 1.0})
+    summary = m.summarize_rows(rows, samples=50)
+    assert summary["repetition_or_echo_rate"]["value"] == pytest.approx(2 / 5)
+    assert summary["repetition_rate"] == pytest.approx(1 / 5) and summary["echo_rate"] == pytest.approx(1 / 5)
+    assert summary["support"]["n"] == 5 and 0 < summary["support"]["value"] < 1
+    assert summary["repetition"]["value"] > 0 and summary["echo"]["value"] > 0

@@ -126,6 +126,14 @@ def test_run_eval_answers_in_batches_and_writes_after_each(tmp_path: Path, qfile
     lines = [json.loads(x) for x in result.paths["answers.jsonl"].read_text(encoding="utf-8").splitlines()]
     assert [r["id"] for r in lines] == ["b1", "p1", "v1", "x1"] * 2
     assert [r["refused"] for r in lines] == [False, False, False, True] * 2
+    ft_rag, ft = result.metrics["systems"]["ft+rag"], result.metrics["systems"]["ft"]
+    assert ft_rag["repetition_or_echo_rate"]["value"] == 0.0 and ft_rag["support"]["n"] == 3  # refusal excluded
+    assert ft["support"]["value"] is None  # closed-book: no contexts to support anything
+    assert "support" in result.metrics["headline"] and "looping or echoing answers 0%" in result.metrics["headline"]
+    items = [i for i in result.metrics["items"] if i["system"] == "ft+rag"]
+    assert all({"repetition", "echo", "support", "has_repetition", "has_echo"} <= set(i) for i in items)
+    assert "근거율 / support" in result.paths["report.html"].read_text(encoding="utf-8")
+    assert "looping or echoing" in result.paths["report.md"].read_text(encoding="utf-8")
     with pytest.raises(UserError, match="batch_size"):
         runner.run_eval(make_config(tmp_path, qfile, batch_size=0), progress=False, assistant_factory=lambda c, r: fake)
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from aldlab.prompts import is_refusal
+from aldlab.prompts import RAG_INSTRUCTION, SYSTEM_PROMPT, is_refusal
 
 #: Kiwi tags dropped before ROUGE-L: punctuation and symbols carry no content.
 _PUNCT_TAGS = {"SF", "SP", "SS", "SSO", "SSC", "SE", "SO", "SW", "SB"}
@@ -109,6 +109,88 @@ def chrf(answer: str, reference: str) -> float:
     return float(_chrf().sentence_score(answer, [reference]).score) / 100.0
 
 
+# --- word salad: repetition, prompt echo, support ----------------------------------------
+
+#: Word n-gram size of the repetition and echo measures. Korean words (eojeol) carry their
+#: particles, so three in a row are specific: a clean answer rarely repeats one.
+NGRAM = 3
+#: "Has repetition" from this share of repeated word 3-grams. Measured on clean Korean
+#: text: the 68 reference answers of evalsets/*.jsonl reach at most 0.105 and the 434 KB
+#: documents at most 0.103 (one procedure written out twice; all others <= 0.051). The
+#: loops quoted in issue 16 score far above: one sentence three times 0.64, "10 ms, 20 ms,
+#: ..." 0.79, a citation loop "[purge-003] [purge-003] ..." 0.25. 0.15 sits between with
+#: a margin on both sides. (Salad that never repeats three words in a row, e.g. a 13-word
+#: excerpt "…앞면에서 반짝이로 막이 자라면서 앞면에서 반짝이로…" at 0.11, is below it:
+#: support and the LLM judge are the checks for incoherence without loops.)
+REPETITION_THRESHOLD = 0.15
+#: "Has echo" from this share of word 3-grams copied from the system prompt, the RAG
+#: instruction or the question. Clean references restate their question at most 0.069
+#: (of 68); an echoed system prompt scores 1.0, and an answer that is half echo 0.5.
+#: 0.25 keeps a 3.6x margin above clean restatements.
+ECHO_THRESHOLD = 0.25
+
+_EDGE_PUNCT = re.compile(r"^[^\w\[\]]+|[^\w\[\]]+$")
+_DIGITS = re.compile(r"\d+")
+
+
+def words(text: str) -> list[str]:
+    """Normalised words: case-folded, edge punctuation dropped, every number as "0".
+
+    Numbers are folded because a loop that counts ("10 ms, 20 ms, 30 ms, …", issue 16)
+    repeats its pattern, not its digits.
+    """
+    out = []
+    for raw in normalize(CONTROL_TOKEN_RE.sub(" ", text)).split():
+        word = _DIGITS.sub("0", _EDGE_PUNCT.sub("", raw))
+        if word:
+            out.append(word)
+    return out
+
+
+def word_ngrams(text: str, n: int = NGRAM) -> list[tuple[str, ...]]:
+    tokens = words(text)
+    return [tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
+
+
+def repetition(text: str, n: int = NGRAM) -> float:
+    """Share of the answer's word n-grams that repeat an earlier one (0 = none, ->1 = a loop)."""
+    grams = word_ngrams(text, n)
+    return 1.0 - len(set(grams)) / len(grams) if grams else 0.0
+
+
+def echo(text: str, question: str = "", n: int = NGRAM) -> float:
+    """Share of the answer's word n-grams copied from the prompt's own words.
+
+    The prompt's words are the system prompt, the RAG instruction with its section labels,
+    and the question; the contexts are not (quoting them is the point of RAG).
+    """
+    grams = word_ngrams(text, n)
+    if not grams:
+        return 0.0
+    prompt = f"{SYSTEM_PROMPT}\n{RAG_INSTRUCTION}\n참고 문서:\n질문: {question}"
+    source = set(word_ngrams(prompt, n))
+    return sum(g in source for g in grams) / len(grams)
+
+
+def support(text: str, contexts: Sequence[str]) -> float | None:
+    """Share of the answer's content morphemes (Kiwi nouns, roots, stems, Latin terms; the
+    BM25 tokenizer of `aldlab.rag.tokenize`) that occur in the given contexts.
+
+    Unique terms: a loop repeating one supported word must not raise its score. None when
+    there are no contexts or the answer has no content terms.
+    """
+    if not contexts:
+        return None
+    from aldlab.rag.tokenize import get_tokenizer
+
+    answer_terms, *context_terms = get_tokenizer().tokenize_many([text, *contexts])
+    answer_set = set(answer_terms)
+    if not answer_set:
+        return None
+    found = set().union(*map(set, context_terms))
+    return len(answer_set & found) / len(answer_set)
+
+
 @dataclass
 class KoreanCheck:
     """How Korean an answer is."""
@@ -136,13 +218,21 @@ def answer_metrics(
     expect: Sequence[Sequence[str]],
     reference: str | None,
     refused: bool | None = None,
+    question: str = "",
+    contexts: Sequence[str] | None = None,
 ) -> dict[str, Any]:
-    """Every per-answer metric in one dict (None where a metric does not apply)."""
+    """Every per-answer metric in one dict (None where a metric does not apply).
+
+    `contexts` are the passages a RAG system was given (None for closed-book): support is
+    measured against them, and only for answers that are not refusals.
+    """
     korean = korean_check(answer)
+    refused = bool(refused) if refused is not None else is_refusal(answer)
+    rep, copied = repetition(answer), echo(answer, question)
     return {
         "keyfact_recall": keyfact_recall(answer, expect),
         "keyfact_hits": keyfact_hits(answer, expect),
-        "refused": bool(refused) if refused is not None else is_refusal(answer),
+        "refused": refused,
         "rouge_l": rouge_l(answer, reference) if reference else None,
         "chrf": chrf(answer, reference) if reference else None,
         "hangul_share": korean.hangul_share,
@@ -150,6 +240,11 @@ def answer_metrics(
         "has_control": korean.has_control,
         "korean_ok": korean.ok,
         "length_chars": len(answer.strip()),
+        "repetition": rep,
+        "echo": copied,
+        "support": None if refused or not contexts else support(answer, contexts),
+        "has_repetition": rep >= REPETITION_THRESHOLD,
+        "has_echo": copied >= ECHO_THRESHOLD,
     }
 
 
@@ -238,7 +333,10 @@ def refusal_f1(pairs: Sequence[tuple[bool, bool]]) -> float | None:
     return 2 * p * r / (p + r)
 
 
-MEAN_METRICS = ("keyfact_recall", "rouge_l", "chrf", "hangul_share", "korean_ok", "length_chars", "latency_s")
+MEAN_METRICS = (
+    "keyfact_recall", "rouge_l", "chrf", "hangul_share", "korean_ok", "length_chars", "latency_s",
+    "repetition", "echo", "support",
+)
 
 
 def summarize_rows(rows: Sequence[dict[str, Any]], *, samples: int = 1000, seed: int = 42) -> dict[str, Any]:
@@ -257,6 +355,12 @@ def summarize_rows(rows: Sequence[dict[str, Any]], *, samples: int = 1000, seed:
         ("false_refusal_rate", false_refusal_rate),
     ):
         out[name] = bootstrap(pairs, fn, samples=samples, seed=seed).to_json()
+    # Word salad: the share of all answers (refusals included: they are answers a user
+    # reads) that loop or echo the prompt. Issue 16's target for ft+rag is <= 5%.
+    flags = [float(bool(r.get("has_repetition")) or bool(r.get("has_echo"))) for r in rows]
+    out["repetition_or_echo_rate"] = bootstrap_mean(flags, samples=samples, seed=seed).to_json()
+    out["repetition_rate"] = mean_or_none([float(bool(r.get("has_repetition"))) for r in rows])
+    out["echo_rate"] = mean_or_none([float(bool(r.get("has_echo"))) for r in rows])
     out["refusals"] = sum(1 for did, _ in pairs if did)
     out["unanswerable"] = sum(1 for _, must in pairs if must)
     out["han_rate"] = mean_or_none([float(r["has_han"]) for r in rows])

@@ -202,6 +202,10 @@ COMPARISON_COLUMNS = (
     ("거절 정밀도 / refusal precision", lambda s: fmt_est(s["refusal_precision"])),
     ("거절 재현율 / refusal recall", lambda s: fmt_est(s["refusal_recall"])),
     ("오거절 / false refusals", lambda s: fmt_est(s["false_refusal_rate"])),
+    ("반복·에코 답변 / looping or echoing answers", lambda s: fmt_est(s["repetition_or_echo_rate"])),
+    ("근거율 / support", lambda s: fmt_est(s["support"])),
+    ("반복 / repetition", lambda s: fmt_est(s["repetition"])),
+    ("에코 / prompt echo", lambda s: fmt_est(s["echo"])),
     ("ROUGE-L (형태소 / morphemes)", lambda s: fmt_est(s["rouge_l"])),
     ("chrF", lambda s: fmt_est(s["chrf"])),
     ("한글 비율 / Hangul share", lambda s: fmt_est(s["hangul_share"])),
@@ -209,6 +213,21 @@ COMPARISON_COLUMNS = (
     ("길이(자) / length (chars)", lambda s: fmt_est(s["length_chars"], 0)),
     ("지연(초) / latency (s)", lambda s: fmt_est(s["latency_s"], 2)),
 )
+
+
+def _salad_note() -> str:
+    from aldlab.eval.metrics import ECHO_THRESHOLD, NGRAM, REPETITION_THRESHOLD
+
+    return (
+        f"반복 = 반복된 단어 {NGRAM}-gram 비율 (≥ {REPETITION_THRESHOLD:g}이면 반복 답변), 에코 = 시스템 프롬프트·RAG 지시문·질문에서 "
+        f"복사한 {NGRAM}-gram 비율 (≥ {ECHO_THRESHOLD:g}이면 에코), 근거율 = 답변의 내용 형태소 중 주어진 문서에 있는 비율 (RAG, 거절 제외) "
+        f"/ repetition = share of repeated word {NGRAM}-grams (looping from {REPETITION_THRESHOLD:g}); echo = share of {NGRAM}-grams "
+        f"copied from the system prompt, RAG instruction or question (echo from {ECHO_THRESHOLD:g}); support = share of the "
+        "answer's content morphemes found in its contexts (RAG systems, refusals excluded)."
+    )
+
+
+SALAD_NOTE = _salad_note()
 
 
 def comparison_table(metrics: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
@@ -302,6 +321,9 @@ def answers_section(metrics: dict[str, Any], rows: Sequence[dict[str, Any]], que
             notes = [
                 f"recall {recall:.2f}" if recall is not None else "",
                 "거절 / refused" if row["refused"] else "",
+                f"반복 / repetition {item['repetition']:.2f}" if item.get("has_repetition") else "",
+                f"에코 / echo {item['echo']:.2f}" if item.get("has_echo") else "",
+                f"support {item['support']:.2f}" if item.get("support") is not None else "",
                 f"judge {judge['overall']:.1f}" if judge else "",
                 f"{row['latency_s']:.1f}s",
             ]
@@ -357,6 +379,7 @@ def render_html(metrics: dict[str, Any], rows: Sequence[dict[str, Any]], questio
 <p class="muted">질문 / questions: {qinfo['n']} (답변 가능 / answerable {qinfo['answerable']}, 범위 밖 / out of scope
 {qinfo['unanswerable']}, 참고 답안 / with reference {qinfo['with_reference']}) · {html.escape(qinfo['path'])}
 · 소요 / duration {metrics.get('duration_s', 0):.0f}s · 95% bootstrap CI (±half-width)</p>
+<p class="muted">{html.escape(SALAD_NOTE)}</p>
 <h2>시스템 비교 / system comparison</h2>
 {_html_table(header, table_rows)}
 <h2>그래프 / plots</h2>
@@ -398,6 +421,8 @@ def render_markdown(metrics: dict[str, Any], questions: Sequence[Question]) -> s
         "## 시스템 비교 / system comparison",
         "",
         _md_table(header, rows),
+        "",
+        SALAD_NOTE,
         "",
         "## 주제별 / by topic (key-fact recall)",
         "",

@@ -222,7 +222,15 @@ def score_rows(rows: Sequence[dict[str, Any]], questions: Sequence[Question]) ->
     scored = []
     for row in rows:
         q = by_id[row["id"]]
-        metrics = answer_metrics(row["answer"], expect=q.expect, reference=q.reference, refused=row["refused"])
+        contexts = [f"[{c['id']}] {c['title']}\n{c['text']}" for c in row["contexts"]]
+        metrics = answer_metrics(
+            row["answer"],
+            expect=q.expect,
+            reference=q.reference,
+            refused=row["refused"],
+            question=q.question,
+            contexts=contexts if row["system"].endswith(RAG_SUFFIX) else None,
+        )
         scored.append(
             {
                 "system": row["system"],
@@ -324,10 +332,23 @@ def headline(per_system: dict[str, Any], deltas: dict[str, Any]) -> str:
             return (
                 f"{cand} vs {base}: 핵심 사실 재현율 / key-fact recall "
                 f"{_fmt_ci(per_system[cand]['keyfact_recall'])} vs {_fmt_ci(per_system[base]['keyfact_recall'])}, "
-                f"차이 / Δ {delta}"
+                f"차이 / Δ {delta}; {salad_summary(cand, per_system[cand])}"
             )
     parts = [f"{name} {_fmt_ci(s['keyfact_recall'])}" for name, s in per_system.items()]
-    return "핵심 사실 재현율 / key-fact recall: " + "; ".join(parts)
+    best = next((n for n in per_system if n.endswith(RAG_SUFFIX)), next(iter(per_system), None))
+    tail = f"; {salad_summary(best, per_system[best])}" if best else ""
+    return "핵심 사실 재현율 / key-fact recall: " + "; ".join(parts) + tail
+
+
+def salad_summary(name: str, summary: dict[str, Any]) -> str:
+    """'ft+rag: 반복·에코 답변 / looping or echoing 3% , 근거율 / support 0.91' for the headline:
+    a recall that rises while answers loop or echo the prompt is not progress."""
+    rate = summary["repetition_or_echo_rate"]["value"]
+    support = summary["support"]["value"]
+    parts = [f"반복·에코 답변 / looping or echoing answers {rate:.0%}" if rate is not None else ""]
+    if support is not None:
+        parts.append(f"근거율 / support {support:.2f}")
+    return f"{name}: " + ", ".join(p for p in parts if p)
 
 
 def run_judge(
