@@ -219,6 +219,9 @@ def test_cli_runs_and_gates(tmp_path: Path, qfile: Path, monkeypatch, capsys) ->
     assert run_cli(monkeypatch, args) == 0
     assert (out / "report.html").exists() and "base" in capsys.readouterr().out
     assert run_cli(monkeypatch, [*args, "--fail-under", "0.9"]) == 1
+    seen: list[int] = []
+    monkeypatch.setattr(runner, "default_assistant_factory", lambda c, r: (seen.append(c.batch_size), FakeBatchAssistant())[1])
+    assert run_cli(monkeypatch, [*args, "--batch-size", "3"]) == 0 and seen == [3]
 
 
 @pytest.mark.parametrize("preset", ["cpu-demo", "gpu-qwen7b", "gpu-qwen7b-qlora"])

@@ -144,6 +144,21 @@ def test_anti_loop_settings_stop_repeats_in_batched_and_single_generation(tiny_m
     for row in alone:
         pairs = list(zip(row, row[1:]))
         assert len(set(pairs)) == len(pairs)
+    assert "".join(gen.stream(BATCH[2], max_new_tokens=24)).strip() == gen.generate(BATCH[2], max_new_tokens=24)
+
+
+def test_generator_from_config_passes_the_decoding_settings(tiny_model_dir: Path) -> None:
+    from aldlab.rag.config import RagConfig
+    from aldlab.rag.generate import generator_from_config
+
+    gen = generator_from_config(RagConfig(repetition_penalty=1.2, no_repeat_ngram_size=4), str(tiny_model_dir))
+    assert isinstance(gen, HFGenerator) and gen.repetition_penalty == 1.2 and gen.no_repeat_ngram_size == 4
+    remote = generator_from_config(RagConfig(llm_model="m"), llm_url="http://127.0.0.1:9/v1")
+    assert isinstance(remote, OpenAIGenerator) and remote.model == "m"
+    with pytest.raises(UserError, match="no_repeat_ngram_size"):
+        RagConfig(no_repeat_ngram_size=-1)
+    with pytest.raises(UserError, match="repetition_penalty"):
+        RagConfig(repetition_penalty=0.0)
 
 
 def test_unknown_adapter_and_missing_dir_are_user_errors(tiny_model_dir: Path, tmp_path: Path) -> None:
