@@ -17,15 +17,14 @@ from typing import Any
 from aldlab import prompts
 from aldlab.rag.types import Answer
 
-#: Questions per generate call. Measured with bench/eval_generate.py on this 2-core CPU
-#: (8 RAG prompts, embedded model): see the README's benchmark table.
-DEFAULT_BATCH_SIZE = 8
-
 
 class BatchAnswerer:
-    """Answers many questions for one (model, retrieval) setting of an Assistant."""
+    """Answers many questions for one (model, retrieval) setting of an Assistant.
 
-    def __init__(self, assistant: Any, batch_size: int = DEFAULT_BATCH_SIZE) -> None:
+    `batch_size` questions go to the generator together (EvalConfig.batch_size sets it).
+    """
+
+    def __init__(self, assistant: Any, batch_size: int = 8) -> None:
         self.assistant = assistant
         self.batch_size = max(1, int(batch_size))
 
