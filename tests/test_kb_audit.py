@@ -128,3 +128,18 @@ def test_audit_cli_writes_markdown_and_exits_zero(tmp_path: Path) -> None:
 def test_vocabulary_does_not_match_inside_longer_words() -> None:
     kb = KnowledgeBase(documents=[], keywords=["Ar", "Aspect ratio"])
     assert Vocabulary(kb).terms("Aspect ratio가 큰 구조와 Arrhenius 식") == {"Aspect ratio"}
+
+
+def test_false_friends_are_not_claims() -> None:
+    """Shapes that used to produce false candidates on the shipped KB."""
+    kb = _kb({
+        "a": "Gate Valve는 VG13이 읽는 로드락 압력과 Transfer chamber 압력의 차이가 설정값 이내일 때만 열린다.",
+        "b": "VG13은 로드락의 압력을 측정하는 진공 게이지다.",
+    })
+    vocab = Vocabulary(kb)
+    from aldlab.kb.claims import definition_claims
+
+    assert [c.term for c in definition_claims(kb.documents[0], vocab) if c.kind == "valve"] == ["Gate Valve"]
+    (_, step), = find_quantities("배관을 Canister보다 약 10-20°C씩 높게 한다.")
+    (_, setpoint), = find_quantities("Canister는 50-80°C로 가열한다.")
+    assert step.dimension == "temperature difference" and not scales_disagree(step, setpoint)

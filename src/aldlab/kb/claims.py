@@ -25,9 +25,11 @@ from aldlab.kb.schema import Document, KnowledgeBase
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 _CLAUSE_END = re.compile(r",\s+|;\s+")
 
-#: Vocabulary terms that name a measured dimension or are too general to be a subject.
+#: Vocabulary terms that name a measured dimension or are too general to be a subject: two
+#: sentences that share only "막 두께" or "GPC" talk about different films, not one value.
 GENERIC_TERMS = {
     "ald", "온도", "압력", "flow", "sccm", "torr", "사이클", "챔버", "웨이퍼", "표면", "valve", "precursor",
+    "막 두께", "gpc", "purge 시간", "pulse 시간", "웨이퍼 온도", "증기압", "균일도", "유량 오차",
 }
 
 # ---------------------------------------------------------------- vocabulary
@@ -119,7 +121,7 @@ class Quantity:
     @property
     def middle(self) -> float:
         """Geometric middle for positive ranges (scales compare by ratio), arithmetic otherwise."""
-        if self.low > 0 and self.high > 0 and self.dimension != "temperature":
+        if self.low > 0 and self.high > 0 and not self.dimension.startswith("temperature"):
             return math.sqrt(self.low * self.high)
         return (self.low + self.high) / 2
 
@@ -135,6 +137,10 @@ def _number_range(token: str) -> tuple[float, float]:
         return value, value
     value = float(token)
     return value, value
+
+
+_RATE = re.compile(r"분당|초당|시간당|사이클당|per\s|/\s*(?:min|cycle)")
+_DIFFERENCE = re.compile(r"\s*(?:씩|정도)?\s*(?:높|낮|차이|더|이내|편차|상승|하강|올라|떨어)")
 
 
 def find_quantities(sentence: str) -> list[tuple[int, Quantity]]:
@@ -160,6 +166,10 @@ def find_quantities(sentence: str) -> list[tuple[int, Quantity]]:
             low = high / 10 if dimension != "temperature" else high - 100
         elif bound in ("이상", "초과"):
             high = low * 10 if dimension != "temperature" else low + 100
+        if _DIFFERENCE.match(sentence[match.end() :]):
+            dimension += " difference"  # "10-20°C 높게" is a step, not a setpoint
+        elif _RATE.search(sentence[max(0, match.start() - 8) : match.start()]):
+            dimension += " rate"  # "분당 수십 nm" is a speed, not a thickness
         found.append((match.start(), Quantity(dimension, low, high, match.group(0).strip())))
     return found
 
@@ -173,9 +183,10 @@ def scales_disagree(a: Quantity, b: Quantity, ratio: float = 2.5) -> bool:
     """
     if a.dimension != b.dimension:
         return False
-    if a.dimension == "temperature":
-        gap = max(a.low, b.low) - min(a.high, b.high)
-        return gap > 5 or abs(a.middle - b.middle) >= max(30.0, 0.25 * max(abs(a.middle), abs(b.middle)))
+    if a.dimension.startswith("temperature"):
+        # "150-300°C" and "300°C 이상" meet at a boundary (the window and above it): only a
+        # real gap counts, since °C is not a ratio scale.
+        return max(a.low, b.low) - min(a.high, b.high) > 10
     if min(a.low, b.low) <= 0:
         return a.high < b.low or b.high < a.low
     if (a.low <= b.low and b.high <= a.high) or (b.low <= a.low and a.high <= b.high):
@@ -261,6 +272,8 @@ def order_claims(doc: Document, vocab: Vocabulary) -> list[OrderClaim]:
         attribute = next((a for a in ATTRIBUTES if a in folded), "")
         for match in re.finditer(r"(\S+)보다\s+([^,.]+)", sentence):
             left = HEAD_ALIASES.get(vocab.canonical_of(match.group(1)), vocab.canonical_of(match.group(1)))
+            if re.match(r"\S*(?:높|낮|크|작|많|적|길|짧|빠|느)", match.group(2)):
+                continue  # "온도가 ALD window보다 낮고": the other side is the subject before, not a noun after
             right = _head(re.split(r"\S+보다\s", match.group(2))[0], vocab)
             rest = sentence[match.end(1) :]
             up, down = _COMPARATIVE_UP.search(rest), _COMPARATIVE_DOWN.search(rest)
@@ -280,6 +293,7 @@ KIND_WORDS = {
     "valve": r"밸브|valve",
 }
 _VALVE_STATE = re.compile(r"(?<![A-Za-z])(?:Open|Close)(?![A-Za-z])|열리|열린|열려|닫히|닫힌|닫혀|개폐|연결 여부|밸브를 (?:연다|닫)", re.IGNORECASE)
+_OTHER_SUBJECT = re.compile(r"\S(?:이|가|은|는)\s")
 _NEGATED = re.compile(r"(게이지|센서|gauge|sensor|밸브|valve|신호)[가이로]?\s*(?:아니|해석하는 것은 잘못|오해)")
 
 
@@ -352,7 +366,11 @@ def _clause_definitions(doc_id: str, clause: str, sentence: str, vocab: Vocabula
             claims.append(DefinitionClaim(doc_id, term, kind, False, sentence))
     for state in _VALVE_STATE.finditer(clause):
         near = [(terms, start) for terms, start in subjects if start <= state.start()]
-        if near and state.start() - near[-1][1] <= 40:
+        if not near:
+            continue
+        between = clause[near[-1][1] : state.start()]
+        # "VG13이 읽는 로드락 압력의 차이가 … 열리도록": the verb belongs to 차이, not to VG13
+        if len(between) <= 80 and not _OTHER_SUBJECT.search(between):
             claims.extend(DefinitionClaim(doc_id, t, "valve", False, sentence) for t in near[-1][0])
     for negation in _NEGATED.finditer(clause):
         kind = _kind_of(negation.group(1)) or ("valve" if negation.group(1) == "신호" else None)
