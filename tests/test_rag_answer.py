@@ -9,7 +9,7 @@ import pytest
 from rag_testkit import RecordingGenerator, install_fake_embedder, tiny_kb, write_tiny_kb
 
 from aldlab import prompts
-from aldlab.rag.answer import Assistant, build_retriever, extract_citations
+from aldlab.rag.answer import SUPPORT_THRESHOLD, Assistant, build_retriever, extract_citations, find_citations, supporting_passages
 from aldlab.rag.config import RagConfig
 from aldlab.rag.types import Answer, Passage
 
@@ -128,11 +128,57 @@ def test_stream_answer_yields_pieces_then_the_answer(assistant: Assistant) -> No
     assert refusal[-1].refused and refusal[0] == refusal[-1].text
 
 
-def test_citations_fall_back_to_the_used_ids() -> None:
+def test_citations_are_only_what_the_answer_cites_or_is_supported_by() -> None:
     passages = [Passage(id="a-1", title="A", text="x"), Passage(id="b-2", title="B", text="y")]
     assert extract_citations("근거는 [b-2] 입니다 [zzz]", passages) == ["b-2"]
     assert extract_citations("b-2 문서에 따르면", passages) == ["b-2"]
-    assert extract_citations("인용 없음", passages) == ["a-1", "b-2"]
+    # Nothing cited and nothing supported: no citation, not "all the given passages".
+    assert extract_citations("인용 없음", passages) == []
+
+
+SUPPORT_PASSAGES = [
+    Passage(id="purge-1", title="퍼지", text="퍼지 시간이 짧으면 남은 전구체가 반응물과 기상에서 만나 CVD성 기생 증착이 생기고 두께 균일도가 나빠진다."),
+    Passage(id="tma-1", title="TMA", text="TMA는 증기압이 높아 캐니스터를 가열하지 않고 상온에서 공급한다."),
+]
+
+
+def test_a_sentence_taken_from_a_passage_cites_it_without_brackets() -> None:
+    answer = "퍼지 시간이 짧으면 남은 전구체가 반응물과 만나 기생 증착이 생기고 균일도가 나빠집니다."
+    details = find_citations(answer, SUPPORT_PASSAGES)
+    assert [(c.id, c.how) for c in details] == [("purge-1", "overlap")]
+    assert details[0].support >= SUPPORT_THRESHOLD
+
+
+def test_unrelated_or_numeric_text_cites_nothing() -> None:
+    # the base model's runaway list from issue 16: no passage supports it
+    salad = "길게는 100 ms, 짧게는 10 ms, 20 ms, 30 ms, 40 ms, 50 ms 정도입니다."
+    assert extract_citations(salad, SUPPORT_PASSAGES) == []
+    # a sentence sharing one word with a passage is not supported by it
+    assert extract_citations("퍼지 가스 배관의 피팅을 교체하고 누설 시험을 합니다.", SUPPORT_PASSAGES) == []
+
+
+def test_a_sentence_is_credited_to_its_best_passage_only() -> None:
+    near = Passage(id="purge-2", title="퍼지2", text="퍼지 시간이 짧으면 남은 전구체가 반응물과 기상에서 만나 증착이 생길 수 있다.")
+    text = "퍼지 시간이 짧으면 남은 전구체가 반응물과 기상에서 만나 CVD성 기생 증착이 생긴다."
+    assert supporting_passages(text, [near])["purge-2"] >= SUPPORT_THRESHOLD  # alone, it would count
+    assert extract_citations(text, [near, *SUPPORT_PASSAGES]) == ["purge-1"]
+
+
+def test_uncited_generated_answer_has_no_citations(tmp_path: Path) -> None:
+    install_fake_embedder()
+    config = RagConfig(dense_model="fake", index_dir=tmp_path / "index", dev_set=write_dev_set(tmp_path / "dev.jsonl"))
+    kb = tiny_kb()
+    generator = RecordingGenerator(reply="길게는 100 ms, 짧게는 10 ms, 20 ms, 30 ms 입니다")
+    assistant = Assistant(kb, build_retriever(kb, config, show_progress=False), generator, config)
+    answer = assistant.answer("퍼지 시간이 짧으면 어떻게 돼?")
+    assert not answer.refused and answer.passages  # contexts were given ...
+    assert answer.citations == [] and answer.citation_details == []  # ... but none is cited
+    assert answer.to_json()["citation_details"] == []
+
+
+def test_context_only_lists_contexts_not_citations(assistant: Assistant) -> None:
+    answer = assistant.answer("VG12 게이지", context_only=True, top_k=2)
+    assert answer.passages and answer.citations == []
 
 
 def test_from_config_builds_lazily_and_refuses_without_loading_a_model(tmp_path: Path) -> None:

@@ -24,6 +24,21 @@ class Passage:
 
 
 @dataclass
+class Citation:
+    """One document an answer relies on, and why we say so.
+
+    `how` is "bracket" (the answer wrote `[id]`), "mention" (it wrote the bare id) or
+    "overlap" (no id written, but a sentence's content morphemes are found in the passage);
+    `support` is the best share of a sentence's content morphemes found in the passage
+    (0..1, 0.0 when no sentence was long enough to measure).
+    """
+
+    id: str
+    how: str
+    support: float = 0.0
+
+
+@dataclass
 class Answer:
     """What the assistant returns for one question."""
 
@@ -32,7 +47,8 @@ class Answer:
     passages: list[Passage] = field(default_factory=list)
     confidence: float = 0.0
     refused: bool = False
-    citations: list[str] = field(default_factory=list)
+    citations: list[str] = field(default_factory=list)  # ids the answer cites or is supported by; never padded
+    citation_details: list[Citation] = field(default_factory=list)
     model: str = ""
     used_retrieval: bool = True
     latency_s: float = 0.0
