@@ -87,3 +87,86 @@ def test_shipped_kb_refuses_off_topic(question: str) -> None:
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
     assert data["refused"] and data["text"].startswith("관련 정보가 부족합니다") and data["citations"] == []
+
+
+class FakeHF:
+    """Stands in for HFGenerator: records how it was built and which adapter answered."""
+
+    built: list[dict] = []
+    reply = "길게는 100 ms, 짧게는 10 ms, 20 ms 입니다"
+
+    def __init__(self, model_name=None, adapters=None, **_: object) -> None:  # noqa: ANN001
+        self.adapters = dict(adapters or {})
+        self.calls: list[str | None] = []
+        FakeHF.built.append({"model_name": model_name, "adapters": self.adapters, "generator": self})
+
+    def generate(self, messages, *, max_new_tokens=256, adapter=None):  # noqa: ANN001, ANN201
+        self.calls.append(adapter)
+        return self.reply
+
+    def stream(self, messages, *, max_new_tokens=256, adapter=None):  # noqa: ANN001, ANN201
+        yield self.generate(messages, max_new_tokens=max_new_tokens, adapter=adapter)
+
+    def models(self) -> list[str]:
+        return ["base", *self.adapters]
+
+
+@pytest.fixture()
+def fake_hf(monkeypatch: pytest.MonkeyPatch) -> type[FakeHF]:
+    import aldlab.rag.generate
+
+    FakeHF.built = []
+    monkeypatch.setattr(aldlab.rag.generate, "HFGenerator", FakeHF)
+    return FakeHF
+
+
+def test_ask_uses_the_recorded_adapter_and_says_so(
+    kb_dir: Path, no_refusal: list[str], fake_hf: type[FakeHF], tmp_path: Path
+) -> None:
+    from aldlab.settings import record_default_adapter
+
+    adapter = tmp_path / "run" / "adapter"
+    adapter.mkdir(parents=True)
+    record_default_adapter(adapter, "embedded")
+    result = runner.invoke(app, ["ask", "퍼지 시간이 짧으면?", "--kb", str(kb_dir), "--dense-model", "fake", *no_refusal])
+    assert result.exit_code == 0, result.output
+    built = fake_hf.built[-1]
+    assert built["adapters"] == {"ft": str(adapter.resolve())} and built["generator"].calls == ["ft"]
+    assert "모델 / model: ft" in result.output and "not instruction-tuned" not in result.output
+    # the reply cites nothing and no context supports it: it says so instead of listing contexts
+    assert "인용 없음 / no citation" in result.output and "참고 문서 / contexts" in result.output
+
+
+def test_ask_base_way_out_and_base_only_warning(
+    kb_dir: Path, no_refusal: list[str], fake_hf: type[FakeHF], tmp_path: Path
+) -> None:
+    from aldlab.settings import record_default_adapter
+
+    args = ["ask", "퍼지 시간이 짧으면?", "--kb", str(kb_dir), "--dense-model", "fake", *no_refusal]
+    result = runner.invoke(app, args)  # nothing recorded yet: base model, with the warning
+    assert result.exit_code == 0, result.output
+    assert fake_hf.built[-1]["generator"].calls == [None]
+    assert "not instruction-tuned" in result.output and "aldlab pipeline" in result.output
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    record_default_adapter(adapter, None)
+    result = runner.invoke(app, [*args, "--no-adapter"])
+    assert result.exit_code == 0, result.output
+    assert fake_hf.built[-1]["adapters"] == {} and fake_hf.built[-1]["generator"].calls == [None]
+    assert "모델 / model: base" in result.output and "not instruction-tuned" in result.output
+
+
+def test_a_recorded_adapter_that_is_gone_is_reported_not_used(fake_hf: type[FakeHF], tmp_path: Path) -> None:
+    from aldlab.rag.commands import choose_model
+    from aldlab.settings import default_adapter, record_default_adapter
+
+    record_default_adapter(tmp_path / "deleted", "embedded")
+    assert default_adapter() is not None and not default_adapter().exists()
+    choice = choose_model(None, None)
+    assert choice.adapters == {} and choice.default == "base" and "gone" in choice.notes[0]
+    # an adapter trained on another base is not put on this one
+    (tmp_path / "other").mkdir()
+    record_default_adapter(tmp_path / "other", "Qwen/Qwen2.5-7B-Instruct")
+    choice = choose_model("embedded", None)
+    assert choice.adapters == {} and "another base" in choice.notes[0]
+    assert choose_model(None, None).adapters == {"ft": str((tmp_path / "other").resolve())}

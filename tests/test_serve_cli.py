@@ -117,3 +117,22 @@ def test_llm_url_serves_base_and_lora_through_an_openai_compatible_server(tmp_pa
             assert r.status_code == 201 and r.json()["reload"]["ok"] is True, r.text
             body = client.post("/api/ask", json={"question": "오존 반응물 저온 산화막"}).json()
         assert body["contexts"][0]["id"] == "tiny-050"
+
+
+def test_serve_uses_the_recorded_adapter_unless_told_otherwise(tmp_path: Path) -> None:
+    from aldlab.serve.commands import choose_serve_model
+    from aldlab.settings import record_default_adapter
+
+    settings = resolve_settings(preset=None, config_file=None, overrides={}, llm_url=None)
+    choice = choose_serve_model(settings, None, {}, no_adapter=False, llm_url=None)
+    assert choice.adapters == {} and settings.default_model == "base" and settings.base_model_warning
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    record_default_adapter(adapter, "embedded")
+    choice = choose_serve_model(settings, None, {}, no_adapter=False, llm_url=None)
+    assert choice.adapters == {"ft": str(adapter.resolve())} and settings.default_model == "ft"
+    assert not settings.base_model_warning
+    choice = choose_serve_model(settings, None, {}, no_adapter=True, llm_url=None)
+    assert choice.adapters == {} and settings.default_model == "base"
+    named = choose_serve_model(settings, None, {"ald": str(adapter)}, no_adapter=False, llm_url=None)
+    assert named.adapters == {"ald": str(adapter)} and settings.default_model == "ald"

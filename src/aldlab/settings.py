@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
+from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 #: Package root of the repository checkout (src/aldlab -> repo root), used to find the
@@ -28,3 +31,61 @@ def shipped_evalset() -> Path:
 def configs_dir() -> Path:
     """Preset YAML files."""
     return REPO_ROOT / "configs"
+
+
+# --------------------------------------------------------------------------- default adapter
+
+#: File under ALDLAB_HOME naming the adapter the last `aldlab pipeline` run trained.
+DEFAULT_ADAPTER_FILE = "default_adapter.json"
+
+
+@dataclass(frozen=True)
+class DefaultAdapter:
+    """The fine-tuned assistant `ask`, `chat` and `serve` use when not told otherwise."""
+
+    adapter_dir: Path
+    base_model: str | None  # what it was trained on; None = the machine's default model
+    recorded_at: str
+
+    def exists(self) -> bool:
+        """False when the run directory was deleted or moved since it was recorded."""
+        return self.adapter_dir.is_dir()
+
+
+def default_adapter_path() -> Path:
+    return aldlab_home() / DEFAULT_ADAPTER_FILE
+
+
+def record_default_adapter(adapter_dir: str | Path, base_model: str | None) -> Path:
+    """Remember `adapter_dir` (trained on `base_model`) as the default assistant.
+
+    Why a file under ALDLAB_HOME and not a flag: the user runs `aldlab pipeline` once and
+    then `aldlab ask` from anywhere; the adapter must follow without being named again.
+    Written atomically, so a crash never leaves a half-written record. Returns its path.
+    """
+    from aldlab.files import atomic_write_json
+
+    record = {
+        "adapter_dir": str(Path(adapter_dir).expanduser().resolve()),
+        "base_model": base_model,
+        "recorded_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    path = default_adapter_path()
+    atomic_write_json(path, record)
+    return path
+
+
+def default_adapter() -> DefaultAdapter | None:
+    """The recorded default adapter, or None (never recorded, or the record is unreadable).
+
+    An unreadable record is treated as absent rather than an error: it only picks a
+    default, and every command still runs (with the base model and its warning).
+    """
+    path = default_adapter_path()
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        adapter_dir = Path(str(data["adapter_dir"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    base = data.get("base_model")
+    return DefaultAdapter(adapter_dir, str(base) if base else None, str(data.get("recorded_at", "")))

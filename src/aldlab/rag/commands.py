@@ -7,6 +7,7 @@ Heavy imports (torch, transformers) happen only when a generator is first used, 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -59,11 +60,100 @@ def parse_adapters(values: list[str] | None) -> dict[str, str]:
     return adapters
 
 
+BASE_OPTION = typer.Option(
+    False,
+    "--base",
+    "--no-adapter",
+    help="학습된 어댑터 대신 베이스 모델로 답변 / answer with the base model, not the trained adapter",
+)
+
+#: Shown whenever the answering model is the embedded base model (never instruction-tuned).
+BASE_MODEL_WARNING = (
+    "기본 모델(google/gemma-3-270m)은 지시 학습되지 않아 답변이 문장이 되지 않을 수 있습니다. "
+    "`aldlab pipeline --preset cpu-demo` 로 어시스턴트를 학습하거나 `--context-only` 로 검색 문서만 보세요 / "
+    "The base model is not instruction-tuned and its answers are often not usable: train the assistant "
+    "with `aldlab pipeline --preset cpu-demo` or use `--context-only`."
+)
+
+
+@dataclass
+class ModelChoice:
+    """Which base model and adapters to load, and which one answers by default."""
+
+    model_name: str | None
+    adapters: dict[str, str]
+    default: str  # "base" or an adapter name
+    notes: list[str] = field(default_factory=list)  # said on stderr before answering
+    base_warning: bool = False  # the default is the embedded, non-instruction-tuned base
+
+    def describe(self, name: str | None = None) -> str:
+        """'ft — LoRA /runs/x/adapter (base embedded)' for the model that answered."""
+        name = name or self.default
+        base = self.model_name or "embedded"
+        if name in self.adapters:
+            return f"{name} — 파인튜닝 / fine-tuned LoRA {self.adapters[name]} (base {base})"
+        return f"base — 기본 모델 / base model {base}"
+
+
+def _same_base(a: str | None, b: str | None) -> bool:
+    from aldlab.train.model import EMBEDDED_ALIASES
+
+    def norm(name: str | None) -> str:
+        return "embedded" if name is None or name in EMBEDDED_ALIASES else str(Path(name).expanduser())
+
+    return norm(a) == norm(b)
+
+
+def is_embedded_base(model_name: str | None) -> bool:
+    from aldlab.train.model import EMBEDDED_ALIASES, default_model_name
+
+    return (model_name or default_model_name()) in EMBEDDED_ALIASES
+
+
+def choose_model(
+    model: str | None,
+    adapter_flags: list[str] | None,
+    *,
+    base: bool = False,
+    llm_url: str | None = None,
+    context_only: bool = False,
+) -> ModelChoice:
+    """One resolver for ask, chat and serve: flags first, then the pipeline's recorded adapter.
+
+    `--adapter` wins; `--base`/`--no-adapter` opts out; otherwise the adapter recorded by the
+    last `aldlab pipeline` run is used when it still exists and was trained on the same base
+    (an adapter on another base model would not load). A remote `--llm-url` serves its own models.
+    """
+    from aldlab.settings import default_adapter, default_adapter_path
+
+    adapters = parse_adapters(adapter_flags)
+    choice = ModelChoice(model, adapters, "base" if base or not adapters else next(iter(adapters)))
+    if not adapters and not base and not llm_url:
+        recorded = default_adapter()
+        if recorded is not None and not recorded.exists():
+            choice.notes.append(
+                f"기록된 기본 어댑터가 없습니다: {recorded.adapter_dir} ({default_adapter_path()}) / "
+                "the recorded default adapter is gone"
+            )
+        elif recorded is not None and model is not None and not _same_base(model, recorded.base_model):
+            choice.notes.append(
+                f"--model {model} 은(는) 기본 어댑터의 베이스({recorded.base_model or 'embedded'})와 달라 어댑터 없이 답합니다 / "
+                "the default adapter was trained on another base model, so it is not used"
+            )
+        elif recorded is not None:
+            choice.model_name = model or recorded.base_model
+            choice.adapters = {"ft": str(recorded.adapter_dir)}
+            choice.default = "ft"
+    # context-only never loads a model (and the check would import torch for nothing)
+    if not context_only and choice.default == "base" and not llm_url and is_embedded_base(choice.model_name):
+        choice.base_warning = True
+    return choice
+
+
 def build_assistant(
     kb: Path | None,
     *,
-    model: str | None,
-    adapter: list[str] | None,
+    choice: ModelChoice,
     llm_url: str | None,
     llm_model: str | None,
     top_k: int | None,
@@ -91,7 +181,7 @@ def build_assistant(
         },
     )
     return Assistant.from_config(
-        kb or shipped_kb_dir(), config, model_name=model, adapters=parse_adapters(adapter), llm_url=llm_url
+        kb or shipped_kb_dir(), config, model_name=choice.model_name, adapters=choice.adapters or None, llm_url=llm_url
     )
 
 
@@ -117,6 +207,22 @@ def _passage_table(answer: Any, threshold: float) -> Table:
     return table
 
 
+def citation_line(answer: Any) -> str:
+    """'인용 / cited: a [id], b (근거 일치 / supported 0.83)' or an explicit 'no citation'."""
+    details = getattr(answer, "citation_details", None) or []
+    if not answer.citations:
+        return (
+            "인용 없음 / no citation — 답변이 문서를 인용하지 않았고 어느 문서도 문장을 뒷받침하지 않습니다 / "
+            "the answer cites no document and no context supports its sentences"
+        )
+    overlap = {c.id: c.support for c in details if c.how == "overlap"}
+    parts = [
+        f"{cid} (근거 일치 / supported {overlap[cid]:.2f})" if cid in overlap else f"{cid} (인용 / cited)"
+        for cid in answer.citations
+    ]
+    return f"인용 / cited: {', '.join(parts)}"
+
+
 def print_answer(answer: Any, threshold: float, *, context_only: bool = False, show_text: bool = True) -> None:
     """Answer panel, confidence line and the contexts table (rich, to stdout)."""
     if context_only and not answer.refused:
@@ -124,7 +230,8 @@ def print_answer(answer: Any, threshold: float, *, context_only: bool = False, s
             out.print(Panel(escape(p.text), title=f"[bold]{escape(f'[{p.id}]')}[/] {escape(p.title)}", title_align="left"))
     elif show_text:
         style = "yellow" if answer.refused else "green"
-        out.print(Panel(escape(answer.text), title="답변 / answer", border_style=style, title_align="left"))
+        title = f"답변 / answer · 모델 / model: {escape(answer.model)}" if answer.model else "답변 / answer"
+        out.print(Panel(escape(answer.text), title=title, border_style=style, title_align="left"))
     if answer.used_retrieval:
         status = "거절 / refused" if answer.refused else "답변 / answered"
         out.print(
@@ -132,8 +239,8 @@ def print_answer(answer: Any, threshold: float, *, context_only: bool = False, s
             f"{status} · {answer.latency_s * 1000:.0f} ms",
             highlight=False,
         )
-        if answer.citations and not answer.refused:
-            out.print(f"인용 / cited: {', '.join(answer.citations)}", highlight=False)
+        if not answer.refused and not context_only:
+            out.print(citation_line(answer), highlight=False)
         if answer.passages:
             out.print(_passage_table(answer, threshold))
 
@@ -143,7 +250,7 @@ def ask_command(
     kb: Path | None = KB_OPTION,
     model: str | None = MODEL_OPTION,
     adapter: list[str] | None = ADAPTER_OPTION,
-    base: bool = typer.Option(False, "--base", help="어댑터가 있어도 베이스 모델로 답변 / answer with the base model"),
+    base: bool = BASE_OPTION,
     llm_url: str | None = LLM_URL_OPTION,
     llm_model: str | None = LLM_MODEL_OPTION,
     top_k: int | None = TOP_K_OPTION,
@@ -159,12 +266,14 @@ def ask_command(
     config_file: Path | None = CONFIG_OPTION,
 ) -> None:
     """질문 하나에 답변 (근거 문서 인용, 관련 없으면 거절) / answer one question with cited contexts."""
+    choice = choose_model(model, adapter, base=base, llm_url=llm_url, context_only=context_only)
+    if not (context_only or as_json):
+        say_model(choice)
     assistant = build_assistant(
-        kb, model=model, adapter=adapter, llm_url=llm_url, llm_model=llm_model, top_k=top_k,
+        kb, choice=choice, llm_url=llm_url, llm_model=llm_model, top_k=top_k,
         max_new_tokens=max_new_tokens, preset=preset, config_file=config_file, dense_model=dense_model,
     )
-    adapters = parse_adapters(adapter)
-    use_model = next(iter(adapters)) if adapters and not base else "base"
+    use_model = choice.default
     with err.status("답변 생성 중 / generating…", spinner="dots") if not (context_only or as_json) else _null():
         answer = assistant.answer(
             question,
@@ -179,9 +288,21 @@ def ask_command(
     if as_json:
         data = answer.to_json()
         data["threshold"] = threshold
+        if not context_only:  # what say_model prints, for scripts (stdout stays pure JSON)
+            data["model_detail"] = choice.describe(use_model)
+            data["warnings"] = [*choice.notes, *([BASE_MODEL_WARNING] if choice.base_warning else [])]
         typer.echo(json.dumps(data, ensure_ascii=False, indent=2))
         return
     print_answer(answer, threshold, context_only=context_only)
+
+
+def say_model(choice: ModelChoice) -> None:
+    """Which model will answer, and the base-model warning, on stderr (stdout stays the result)."""
+    for note in choice.notes:
+        err.print(f"[yellow]참고 / note:[/] {escape(note)}", highlight=False)
+    err.print(f"모델 / model: {escape(choice.describe())}", highlight=False)
+    if choice.base_warning:
+        err.print(f"[yellow]경고 / warning:[/] {escape(BASE_MODEL_WARNING)}", highlight=False)
 
 
 def _null() -> Any:
@@ -200,6 +321,7 @@ def chat_command(
     kb: Path | None = KB_OPTION,
     model: str | None = MODEL_OPTION,
     adapter: list[str] | None = ADAPTER_OPTION,
+    base: bool = BASE_OPTION,
     llm_url: str | None = LLM_URL_OPTION,
     llm_model: str | None = LLM_MODEL_OPTION,
     top_k: int | None = TOP_K_OPTION,
@@ -213,14 +335,16 @@ def chat_command(
     """대화형 질의응답 (후속 질문 "그거 뭐야?" 지원) / interactive multi-turn chat."""
     from aldlab.rag.types import Answer
 
+    choice = choose_model(model, adapter, base=base, llm_url=llm_url, context_only=context_only)
     assistant = build_assistant(
-        kb, model=model, adapter=adapter, llm_url=llm_url, llm_model=llm_model, top_k=top_k,
+        kb, choice=choice, llm_url=llm_url, llm_model=llm_model, top_k=top_k,
         max_new_tokens=max_new_tokens, preset=preset, config_file=config_file, dense_model=dense_model,
     )
-    adapters = parse_adapters(adapter)
-    current = next(iter(adapters)) if adapters else "base"
+    adapters = choice.adapters
+    current = choice.default
     history: list[dict[str, str]] = []
-    err.print(f"aldlab chat · 모델 / model: {current} · {CHAT_HELP}", highlight=False)
+    say_model(choice)
+    err.print(f"aldlab chat · {CHAT_HELP}", highlight=False)
     while True:
         try:
             question = out.input("[bold cyan]질문 / you>[/] ").strip()
@@ -245,7 +369,9 @@ def chat_command(
                 out.print(f"사용 가능 / available: base, {', '.join(adapters) or '-'}")
             else:
                 current = name
-                out.print(f"모델 / model: {current}")
+                out.print(f"모델 / model: {escape(choice.describe(current))}", highlight=False)
+                if current == "base" and is_embedded_base(choice.model_name) and not llm_url:
+                    err.print(f"[yellow]경고 / warning:[/] {escape(BASE_MODEL_WARNING)}", highlight=False)
             continue
         if question.startswith("/"):
             out.print(CHAT_HELP)
@@ -266,7 +392,7 @@ def chat_command(
                     final = item
                 elif not context_only:
                     if not streamed:
-                        out.print("[bold green]답변 / assistant>[/] ", end="")
+                        out.print(f"[bold green]답변 / assistant ({escape(current)})>[/] ", end="")
                         streamed = True
                     out.print(escape(item), end="", highlight=False)
             if streamed:

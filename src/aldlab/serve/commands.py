@@ -102,6 +102,30 @@ def build_assistant(
     return assistant
 
 
+def choose_serve_model(
+    settings: ServeSettings, model: str | None, adapters: dict[str, str], *, no_adapter: bool, llm_url: str | None
+) -> Any:
+    """The ask/chat resolver (flags, else the pipeline's recorded adapter), said on stderr.
+
+    Fills `settings.default_model` (what requests naming no model get, and what the web UI
+    preselects) and `settings.base_model_warning`.
+    """
+    from aldlab.rag.commands import BASE_MODEL_WARNING, choose_model
+
+    flags = [f"{name}={path}" for name, path in adapters.items()] or None
+    choice = choose_model(model, flags, base=no_adapter and not adapters, llm_url=llm_url)
+    if not llm_url:  # a remote server has its own model list; base/adapters come from it
+        settings.default_model = choice.default
+    settings.base_model_warning = choice.base_warning
+    for note in choice.notes:
+        err_console.print(f"[yellow]참고 / note:[/] {note}", highlight=False)
+    if not llm_url:
+        err_console.print(f"기본 응답 모델 / default model: {choice.describe()}", highlight=False)
+    if choice.base_warning:
+        err_console.print(f"[yellow]경고 / warning:[/] {BASE_MODEL_WARNING}", highlight=False)
+    return choice
+
+
 def build_app(assistant: Any, settings: ServeSettings) -> Any:
     """The FastAPI app with its SQLite store."""
     from aldlab.serve.app import create_app
@@ -120,6 +144,12 @@ def serve_command(
     model: str | None = typer.Option(None, "--model", help="기본 모델 / base model (default: embedded)"),
     adapter: list[str] | None = typer.Option(
         None, "--adapter", help="파인튜닝 어댑터 이름=디렉터리 (반복 가능) / NAME=DIR, repeatable"
+    ),
+    no_adapter: bool = typer.Option(
+        False,
+        "--base",
+        "--no-adapter",
+        help="aldlab pipeline이 기록한 어댑터를 쓰지 않음 / do not load the adapter recorded by aldlab pipeline",
     ),
     llm_url: str | None = typer.Option(
         None, "--llm-url", help="OpenAI 호환 LLM 서버 (예: vLLM) / OpenAI-compatible LLM server URL"
@@ -140,7 +170,7 @@ def serve_command(
         "cors_origins": list(cors_origin) if cors_origin else None,
     }
     settings = resolve_settings(preset=preset, config_file=config_file, overrides=overrides, llm_url=llm_url)
-    adapters = parse_adapters(adapter)
+    choice = choose_serve_model(settings, model, parse_adapters(adapter), no_adapter=no_adapter, llm_url=llm_url)
     if not is_loopback(settings.host):
         err_console.print(
             f"[yellow]경고 / warning:[/] {settings.host} 에 바인딩합니다 — 네트워크에 공개됩니다. "
@@ -151,8 +181,8 @@ def serve_command(
             settings,
             preset=preset,
             config_file=config_file,
-            model_name=model,
-            adapters=adapters,
+            model_name=choice.model_name,
+            adapters=choice.adapters,
             llm_url=llm_url,
             llm_model=llm_model,
         )

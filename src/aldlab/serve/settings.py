@@ -36,6 +36,9 @@ class ServeSettings:
     default_max_new_tokens: int = 256
     # Generation jobs waiting or running before new ones get 503 (clients queue, not crash).
     max_pending: int = 256
+    # Per client (IP) waiting or running: beyond it a 429, so one client cannot fill the
+    # shared queue and make everyone else wait (0 = no per-client cap).
+    max_pending_per_client: int = 0
     # One thread for the embedded model (one model load, torch already uses both cores);
     # more are useful only with --llm-url, where generation is a remote HTTP call.
     generation_threads: int = 1
@@ -44,6 +47,11 @@ class ServeSettings:
     confidence_medium: float = 0.4
     # Not read from YAML in practice: filled from ALDLAB_ADMIN_TOKEN by the command.
     admin_token: str | None = None
+    # The model that answers requests naming none; None = the first adapter, else base.
+    default_model: str | None = None
+    # Set by `aldlab serve` when the only model is the embedded base (not instruction-tuned):
+    # the web UI then says so and points to `aldlab pipeline` / contexts-only.
+    base_model_warning: bool = False
 
     def db_path(self) -> Path:
         return Path(self.db).expanduser() if self.db else default_db_path()
