@@ -61,7 +61,7 @@ def test_ask_returns_cited_answer_and_logs_it(client: TestClient, store: Store) 
     r = client.post("/api/ask", json={"question": "TMA 전구체는 무엇인가요?"})
     assert r.status_code == 200, r.text
     body = r.json()
-    assert body["citations"] == [{"id": "tiny-003", "title": "TMA 전구체"}]
+    assert body["citations"] == [{"id": "tiny-003", "title": "TMA 전구체", "how": "bracket", "support": 0.0}]
     assert body["contexts"][0]["id"] == "tiny-003" and body["contexts"][0]["score"] > 0
     assert body["confidence_label"] in {"high", "medium", "low"}
     assert body["confidence_explanation"]["ko"] and body["confidence_explanation"]["en"]
@@ -261,3 +261,52 @@ def test_queue_limit_returns_503(assistant: FakeAssistant, store: Store, kb_dir:
     client = make_client(assistant, store, kb_dir, max_pending=0)
     r = client.post("/api/ask", json={"question": "ALD"})
     assert r.status_code == 503 and r.json()["error"]["code"] == "server_busy"
+
+
+def test_stream_shows_status_and_contexts_before_the_first_token(client: TestClient) -> None:
+    r = client.post("/api/ask?stream=true", json={"question": "퍼지 단계 역할"})
+    events = sse_events(r.text)
+    kinds = [e["type"] for e in events]
+    first_token = kinds.index("token")
+    assert kinds[0] == "status" and events[0]["state"] == "queued" and events[0]["position"] == 1
+    assert "contexts" in kinds[:first_token] and events[kinds.index("contexts")]["contexts"][0]["id"] == "tiny-002"
+    generating = [e for e in events[:first_token] if e["type"] == "status" and e["state"] == "generating"]
+    assert generating and generating[0]["position"] == 0 and generating[0]["elapsed_s"] >= 0
+
+
+class SilentAssistant(FakeAssistant):
+    """Answers without citing anything (like the base model in issue 16)."""
+
+    def stream_answer(self, question: str, **kwargs: Any) -> Iterator[Any]:
+        for item in super().stream_answer(question, **kwargs):
+            if isinstance(item, str):
+                continue
+            item.text, item.citations, item.citation_details = "길게는 100 ms, 짧게는 10 ms", [], []
+            yield item.text
+            yield item
+
+
+def test_uncited_answer_has_no_citations_but_keeps_its_contexts(store: Store, kb_dir: Path) -> None:
+    client = make_client(SilentAssistant(kb_dir), store, kb_dir)
+    body = client.post("/api/ask", json={"question": "TMA 전구체"}).json()
+    assert body["citations"] == [] and body["contexts"][0]["id"] == "tiny-003"
+    assert "인용하지 않았습니다" in body["confidence_explanation"]["ko"]
+    openai = client.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "TMA 전구체"}]}).json()
+    assert openai["aldlab"]["citations"] == [] and openai["aldlab"]["contexts"]
+
+
+def test_the_fine_tuned_model_is_the_default(client: TestClient, store: Store, kb_dir: Path) -> None:
+    health = client.get("/api/health").json()
+    assert health["default_model"] == "ald-ft" and health["base_model_warning"] is False
+    assert client.post("/api/ask", json={"question": "TMA 전구체"}).json()["model"] == "ald-ft"
+    assert client.post("/api/ask", json={"question": "TMA 전구체", "model": "base"}).json()["model"] == "base"
+    chat = client.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "TMA"}]}).json()
+    assert chat["model"] == "ald-ft"
+    base_only = make_client(FakeAssistant(kb_dir, models=("base",)), store, kb_dir, base_model_warning=True)
+    health = base_only.get("/api/health").json()
+    assert health["default_model"] == "base" and health["base_model_warning"] is True
+
+
+def test_context_only_request_cites_nothing(client: TestClient) -> None:
+    body = client.post("/api/ask", json={"question": "TMA 전구체", "context_only": True}).json()
+    assert body["citations"] == [] and "[tiny-003]" in body["answer"]

@@ -162,3 +162,51 @@ def test_wrong_admin_token_is_reported(page: Any) -> None:
     page.click("#admin-connect")
     page.wait_for_function("document.querySelector('#admin-status').textContent.includes('토큰')")
     assert page.locator("#admin-area").is_hidden()
+
+
+class SlowUncitedAssistant(FakeAssistant):
+    """Waits like the CPU demo does, then answers without citing (issue 16's base model)."""
+
+    def stream_answer(self, question: str, **kwargs: Any) -> Iterator[Any]:
+        for item in super().stream_answer(question, **kwargs):
+            if not isinstance(item, str):
+                item.text, item.citations, item.citation_details = "길게는 100 ms, 짧게는 10 ms", [], []
+                yield item.text
+                yield item
+
+
+@pytest.fixture(scope="module")
+def slow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    root = tmp_path_factory.mktemp("browser-slow")
+    kb = write_tiny_kb(root / "kb")
+    assistant = SlowUncitedAssistant(kb, models=("base",), delay_s=2.5)
+    settings = ServeSettings(kb=str(kb), base_model_warning=True)
+    with serve_in_thread(create_app(assistant, Store(root / "s.sqlite3"), settings)) as url:
+        yield url
+
+
+def test_fine_tuned_model_is_preselected(page: Any) -> None:
+    page.wait_for_selector("#model-select option[value='ald-ft']", state="attached")
+    page.wait_for_function("document.querySelector('#model-select').value === 'ald-ft'")
+    assert page.locator("#base-warning").is_hidden()
+
+
+def test_waiting_shows_status_and_contexts_then_says_no_citation(browser: Any, slow_server: str) -> None:
+    page = browser.new_page()
+    page.goto(slow_server + "/")
+    page.wait_for_selector("#model-select option[value='base']", state="attached")
+    assert page.locator("#base-warning").is_visible()  # base model only: the user is told
+    page.fill("#question", "퍼지 단계의 역할은?")
+    page.click("#ask-button")
+    card = page.locator(".answer-card").last
+    # within a second, long before the 2.5 s "generation" ends: status and contexts
+    card.locator(".context-open[data-doc-id='tiny-002']").wait_for(state="visible", timeout=1500)
+    status = card.locator(".status-line")
+    assert status.is_visible() and "generating" in status.inner_text()
+    assert card.locator(".answer-text").inner_text() == ""
+    card.locator(".feedback").wait_for(state="visible", timeout=15000)
+    assert status.is_hidden()
+    assert "인용 없음" in card.locator(".citations").inner_text()
+    assert card.locator(".citation").count() == 0  # the context is not shown as a citation ...
+    assert card.locator(".context-open[data-doc-id='tiny-002']").is_visible()  # ... but stays a context
+    page.close()

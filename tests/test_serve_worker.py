@@ -61,3 +61,65 @@ def test_abandoned_stream_releases_its_slot() -> None:
 
     assert asyncio.run(scenario()) == 42
     worker.shutdown()
+
+
+def stream_events(text: str) -> list[dict]:
+    import json
+
+    return [json.loads(b[6:]) for b in text.split("\n\n") if b.startswith("data: ") and b[6:] != "[DONE]"]
+
+
+def test_a_waiting_question_sees_its_place_in_line(tmp_path: Path) -> None:
+    kb = write_tiny_kb(tmp_path / "kb")
+    app = create_app(FakeAssistant(kb, delay_s=1.3), Store(tmp_path / "s.sqlite3"), ServeSettings(kb=str(kb)))
+
+    async def scenario(url: str) -> list[list[dict]]:
+        async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+            async def ask(delay: float) -> list[dict]:
+                await asyncio.sleep(delay)
+                r = await client.post("/api/ask?stream=true", json={"question": "TMA 전구체"})
+                return stream_events(r.text)
+
+            return list(await asyncio.gather(ask(0), ask(0.2), ask(0.4)))
+
+    with serve_in_thread(app) as url:
+        first, _, third = asyncio.run(scenario(url))
+    queued = [e for e in third if e["type"] == "status" and e["state"] == "queued"]
+    assert queued[0]["position"] == 3  # two questions ahead of it
+    assert min(e["position"] for e in queued) == 2 and len(queued) >= 3  # updated while it waited
+    kinds = [e["type"] for e in third]
+    assert kinds.index("contexts") < kinds.index("token")  # contexts long before its turn
+    started = next(e for e in third if e["type"] == "status" and e["state"] == "generating")
+    assert started["elapsed_s"] >= 2.0 and kinds.index("token") > third.index(started)
+    assert first[0]["position"] == 1
+
+
+def test_full_queue_is_a_503_not_a_200_with_an_error_event(tmp_path: Path) -> None:
+    kb = write_tiny_kb(tmp_path / "kb")
+    app = create_app(
+        FakeAssistant(kb, delay_s=0.5), Store(tmp_path / "s.sqlite3"), ServeSettings(kb=str(kb), max_pending=1)
+    )
+
+    async def scenario(url: str) -> list[tuple[int, str]]:
+        async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+            async def ask(delay: float) -> tuple[int, str]:
+                await asyncio.sleep(delay)
+                r = await client.post("/api/ask?stream=true", json={"question": "TMA"})
+                return r.status_code, r.text
+
+            return list(await asyncio.gather(ask(0), ask(0.1), ask(0.15)))
+
+    with serve_in_thread(app) as url:
+        results = asyncio.run(scenario(url))
+    assert [status for status, _ in results] == [200, 503, 503]
+    assert '"type": "error"' not in results[0][1]
+
+
+def test_a_ticket_never_submitted_is_given_back() -> None:
+    worker = GenerationWorker(threads=1, max_pending=1)
+    ticket = worker.admit("a")
+    assert worker.pending == 1 and worker.status(ticket).position == 1
+    with worker.reserved(ticket):
+        pass  # the response ended (client gone) before its stream started
+    assert worker.pending == 0
+    worker.shutdown()

@@ -44,7 +44,7 @@ from aldlab.errors import UserError
 from aldlab.kb.schema import Document, load_kb
 from aldlab.rag.types import Answer
 from aldlab.serve.settings import ServeSettings
-from aldlab.serve.worker import GenerationWorker, WorkerBusy
+from aldlab.serve.worker import ClientBusy, GenerationWorker, QueueStatus, Ticket, WorkerBusy
 
 log = logging.getLogger("aldlab.serve")
 
@@ -116,8 +116,8 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(user_error_body(exc), status_code=400)
 
     @app.exception_handler(WorkerBusy)
-    async def busy(_: Request, __: WorkerBusy) -> JSONResponse:
-        return busy_response()
+    async def busy(_: Request, exc: WorkerBusy) -> JSONResponse:
+        return busy_response(exc)
 
     @app.exception_handler(Exception)
     async def internal_error(_: Request, exc: Exception) -> JSONResponse:
@@ -125,10 +125,19 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(500, "internal_error", "서버 내부 오류입니다.", "Internal server error.")
 
 
-def busy_response() -> JSONResponse:
-    response = error_response(
-        503, "server_busy", "요청이 많아 잠시 후 다시 시도하세요.", "The server is busy; retry shortly."
-    )
+def busy_response(exc: WorkerBusy | None = None) -> JSONResponse:
+    """503 when the whole queue is full; 429 when this client already has its share."""
+    if isinstance(exc, ClientBusy):
+        response = error_response(
+            429,
+            "too_many_requests",
+            "이 클라이언트의 대기 중인 질문이 너무 많습니다. 앞의 답변이 끝난 뒤 다시 시도하세요.",
+            "Too many of your questions are waiting; retry after the earlier answers finish.",
+        )
+    else:
+        response = error_response(
+            503, "server_busy", "요청이 많아 잠시 후 다시 시도하세요.", "The server is busy; retry shortly."
+        )
     response.headers["Retry-After"] = "2"
     return response
 
@@ -218,9 +227,10 @@ class AskRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     question: str
-    model: str = "base"
+    model: str | None = None  # None: the server's default (the fine-tuned adapter when loaded)
     top_k: int | None = None
     use_retrieval: bool = True
+    context_only: bool = False
     history: list[Turn] = Field(default_factory=list)
     filter_keyword: str | None = None
     max_new_tokens: int | None = None
@@ -254,7 +264,7 @@ class ChatMessage(BaseModel):
 class ChatCompletionRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    model: str = "base"
+    model: str | None = None
     messages: list[ChatMessage] = Field(min_length=1)
     stream: bool = False
     max_tokens: int | None = None
@@ -305,7 +315,11 @@ class Service:
         self.assistant = assistant
         self.store = store
         self.settings = settings
-        self.worker = GenerationWorker(threads=settings.generation_threads, max_pending=settings.max_pending)
+        self.worker = GenerationWorker(
+            threads=settings.generation_threads,
+            max_pending=settings.max_pending,
+            max_pending_per_client=settings.max_pending_per_client,
+        )
         self.started = time.time()
         self._models: tuple[float, list[str]] | None = None
         self.reloader = Reloader(self)
@@ -335,7 +349,18 @@ class Service:
         names = list(generator.models()) if generator is not None and hasattr(generator, "models") else []
         return ["base", *dict.fromkeys(n for n in names if n != "base")]
 
-    async def check_model(self, model: str) -> str:
+    async def default_model(self) -> str:
+        """The model that answers when a request names none: the configured one, else the
+        first fine-tuned adapter, else base (the trained assistant is the default)."""
+        names = await self.model_names()
+        wanted = self.settings.default_model
+        if wanted and wanted in names:
+            return wanted
+        return next((n for n in names if n != "base"), "base")
+
+    async def check_model(self, model: str | None) -> str:
+        if not model:
+            return await self.default_model()
         names = await self.model_names()
         if model not in names:
             raise ApiError(
@@ -353,12 +378,13 @@ class Service:
         self,
         question: str,
         *,
-        model: str,
+        model: str | None,
         history: list[dict[str, str]],
         top_k: int | None,
         max_new_tokens: int | None,
         use_retrieval: bool = True,
         filter_keyword: str | None = None,
+        context_only: bool = False,
     ) -> PreparedQuery:
         s = self.settings
         question = question.strip()
@@ -394,7 +420,7 @@ class Service:
             )
         if filter_keyword is not None and len(filter_keyword) > 100:
             raise ApiError(400, "invalid_request", "filter_keyword가 너무 깁니다.", "filter_keyword is too long.")
-        await self.check_model(model)
+        model = await self.check_model(model)
         kwargs = {
             "model": model,
             "use_retrieval": bool(use_retrieval),
@@ -403,15 +429,55 @@ class Service:
             "filter_keyword": filter_keyword or None,
             "max_new_tokens": max_new_tokens or s.default_max_new_tokens,
         }
+        if context_only and use_retrieval:
+            kwargs["context_only"] = True
         return PreparedQuery(question=question, model=model, kwargs=kwargs, history=history)
 
     # -- answers
 
-    async def answer(self, query: PreparedQuery) -> Answer:
-        return await self.worker.run(partial(self.assistant.answer, query.question, **query.kwargs))
+    def admit(self, client: str) -> Ticket:
+        """A place in the generation queue, taken before any response starts (503/429 if none)."""
+        return self.worker.admit(client)
 
-    def stream(self, query: PreparedQuery) -> AsyncIterator[str | Answer]:
-        return self.worker.stream(lambda: self.assistant.stream_answer(query.question, **query.kwargs))
+    async def answer(self, query: PreparedQuery, ticket: Ticket) -> Answer:
+        return await self.worker.run(partial(self.assistant.answer, query.question, **query.kwargs), ticket=ticket)
+
+    def stream(
+        self, query: PreparedQuery, ticket: Ticket, *, report_status: bool = False
+    ) -> AsyncIterator[str | Answer | QueueStatus]:
+        return self.worker.stream(
+            lambda: self.assistant.stream_answer(query.question, **query.kwargs),
+            ticket=ticket,
+            report_status=report_status,
+        )
+
+    async def preview(self, query: PreparedQuery) -> dict[str, Any] | None:
+        """The contexts the answer will use, retrieved at once, outside the generation queue.
+
+        Retrieval takes milliseconds, generation tens of seconds on the CPU demo; showing the
+        contexts while the question waits lets the user read them instead of a bare cursor.
+        The assistant retrieves again when its turn comes (same question, same result), which
+        keeps its interface unchanged. None when there is nothing to show or it fails (the
+        answer stream then reports any real error).
+        """
+        search = getattr(self.assistant, "search", None)
+        if search is None or not query.kwargs.get("use_retrieval", True):
+            return None
+
+        def retrieve() -> Any:
+            rewrite = getattr(self.assistant, "rewrite_followup", None)
+            question = rewrite(query.question, query.history) if rewrite else query.question
+            return search(question, top_k=query.kwargs.get("top_k"), filter_keyword=query.kwargs.get("filter_keyword"))
+
+        try:
+            retrieval = await anyio.to_thread.run_sync(retrieve)
+        except Exception:  # noqa: BLE001 - a preview is optional
+            log.debug("context preview failed", exc_info=True)
+            return None
+        return {
+            "contexts": [context_json(p) for p in retrieval.passages],
+            "confidence": round(float(retrieval.confidence), 4),
+        }
 
     async def log_answer(self, query: PreparedQuery, answer: Answer, client: str) -> str:
         return await anyio.to_thread.run_sync(
@@ -435,16 +501,19 @@ class Service:
         """What /api/ask returns and what the OpenAI routes put under `aldlab`."""
         label = self.confidence_label(answer)
         by_id = {p.id: p for p in answer.passages}
+        basis = {
+            c.id: {"how": c.how, "support": round(float(c.support), 3)} for c in getattr(answer, "citation_details", [])
+        }
         return {
             "answer_id": answer_id,
             "answer": answer.text,
             "model": answer.model,
-            "contexts": [
-                {"id": p.id, "title": p.title, "text": p.text, "score": round(float(p.score), 4), "topic": p.topic}
-                for p in answer.passages
-            ],
+            # Everything the model was given, cited or not (shown as "참고 문서 / contexts").
+            "contexts": [context_json(p) for p in answer.passages],
+            # Only what the answer cites or is supported by; empty means "인용 없음 / no citation".
             "citations": [
-                {"id": cid, "title": by_id[cid].title if cid in by_id else ""} for cid in answer.citations
+                {"id": cid, "title": by_id[cid].title if cid in by_id else "", **basis.get(cid, {"how": "bracket", "support": 0.0})}
+                for cid in answer.citations
             ],
             "confidence": round(float(answer.confidence), 4),
             "confidence_label": label,
@@ -573,6 +642,24 @@ class Reloader:
         return {"running": self.running, **self.last}
 
 
+def context_json(p: Any) -> dict[str, Any]:
+    """A retrieved passage as the API shows it."""
+    return {"id": p.id, "title": p.title, "text": p.text, "score": round(float(p.score), 4), "topic": p.topic}
+
+
+class TicketedStream(StreamingResponse):
+    """A streaming response holding a queue ticket until its stream has taken it over."""
+
+    def __init__(self, content: Any, worker: GenerationWorker, ticket: Ticket) -> None:
+        super().__init__(content, media_type="text/event-stream", headers=SSE_HEADERS)
+        self.worker = worker
+        self.ticket = ticket
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        with self.worker.reserved(self.ticket):
+            await super().__call__(scope, receive, send)
+
+
 def client_host(request: Request) -> str:
     return request.client.host if request.client else ""
 
@@ -648,6 +735,9 @@ def add_public_routes(app: FastAPI, service: Service) -> None:
             "status": status,
             "version": __version__,
             "models": models,
+            "default_model": await service.default_model() if models else "base",
+            # The web UI warns when only the embedded base model (not instruction-tuned) answers.
+            "base_model_warning": bool(service.settings.base_model_warning) and models == ["base"],
             "pending": service.worker.pending,
             "reload": service.reloader.status(),
             "admin": bool(service.settings.admin_token),
@@ -664,15 +754,15 @@ def add_public_routes(app: FastAPI, service: Service) -> None:
             max_new_tokens=body.max_new_tokens,
             use_retrieval=body.use_retrieval,
             filter_keyword=body.filter_keyword,
+            context_only=body.context_only,
         )
-        if service.worker.pending >= service.settings.max_pending:
-            return busy_response()
+        client = client_host(request)
+        ticket = service.admit(client)  # 503/429 now, before any response starts
         if stream or body.stream:
-            return StreamingResponse(
-                ask_events(service, query, client_host(request)), media_type="text/event-stream", headers=SSE_HEADERS
-            )
-        answer = await service.answer(query)
-        answer_id = await service.log_answer(query, answer, client_host(request))
+            return TicketedStream(ask_events(service, query, client, ticket), service.worker, ticket)
+        with service.worker.reserved(ticket):
+            answer = await service.answer(query, ticket)
+        answer_id = await service.log_answer(query, answer, client)
         return service.answer_payload(answer, answer_id)
 
     @app.post("/api/feedback")
@@ -694,12 +784,24 @@ def add_public_routes(app: FastAPI, service: Service) -> None:
         raise ApiError(404, "document_not_found", f"문서를 찾을 수 없습니다: {doc_id}", f"Document not found: {doc_id}")
 
 
-async def ask_events(service: Service, query: PreparedQuery, client: str) -> AsyncIterator[bytes]:
-    """SSE for /api/ask: `{"type":"token","text"}`... then `{"type":"answer",...}`."""
+async def ask_events(service: Service, query: PreparedQuery, client: str, ticket: Ticket) -> AsyncIterator[bytes]:
+    """SSE for /api/ask, in order:
+
+    `{"type":"status","state":"queued","position":N,"elapsed_s"}` at once;
+    `{"type":"contexts","contexts":[...],"confidence"}` as soon as retrieval is done;
+    more `status` events (position every second while queued, then "generating");
+    `{"type":"token","text"}`...; finally `{"type":"answer",...}` (or `{"type":"error"}`).
+    """
     final: Answer | None = None
     try:
-        async for item in service.stream(query):
-            if isinstance(item, str):
+        yield sse({"type": "status", "model": query.model, **service.worker.status(ticket).to_json()})
+        preview = await service.preview(query)
+        if preview is not None:
+            yield sse({"type": "contexts", **preview})
+        async for item in service.stream(query, ticket, report_status=True):
+            if isinstance(item, QueueStatus):
+                yield sse({"type": "status", "model": query.model, **item.to_json()})
+            elif isinstance(item, str):
                 yield sse({"type": "token", "text": item})
             else:
                 final = item
@@ -757,18 +859,17 @@ def add_openai_routes(app: FastAPI, service: Service) -> None:
     @app.post("/v1/chat/completions", response_model=None)
     async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any:
         query = await chat_query(service, body)
-        if service.worker.pending >= service.settings.max_pending:
-            return busy_response()
+        client = client_host(request)
+        ticket = service.admit(client)
         completion_id = f"chatcmpl-{uuid.uuid4().hex}"
         created = int(time.time())
         if body.stream:
-            return StreamingResponse(
-                chat_events(service, query, client_host(request), completion_id, created),
-                media_type="text/event-stream",
-                headers=SSE_HEADERS,
+            return TicketedStream(
+                chat_events(service, query, client, completion_id, created, ticket), service.worker, ticket
             )
-        answer = await service.answer(query)
-        answer_id = await service.log_answer(query, answer, client_host(request))
+        with service.worker.reserved(ticket):
+            answer = await service.answer(query, ticket)
+        answer_id = await service.log_answer(query, answer, client)
         return {
             "id": completion_id,
             "object": "chat.completion",
@@ -786,7 +887,7 @@ def add_openai_routes(app: FastAPI, service: Service) -> None:
 
 
 async def chat_events(
-    service: Service, query: PreparedQuery, client: str, completion_id: str, created: int
+    service: Service, query: PreparedQuery, client: str, completion_id: str, created: int, ticket: Ticket
 ) -> AsyncIterator[bytes]:
     """OpenAI streaming: role chunk, content chunks, a final chunk with `aldlab`, [DONE]."""
 
@@ -805,7 +906,7 @@ async def chat_events(
     final: Answer | None = None
     try:
         yield chunk({"role": "assistant", "content": ""})
-        async for item in service.stream(query):
+        async for item in service.stream(query, ticket):
             if isinstance(item, str):
                 if item:
                     yield chunk({"content": item})

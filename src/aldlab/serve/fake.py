@@ -13,12 +13,13 @@ import re
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from aldlab.kb.schema import Document, load_kb
 from aldlab.prompts import refusal_answer
-from aldlab.rag.types import Answer, Passage
+from aldlab.rag.types import Answer, Citation, Passage
 
 _TOKEN = re.compile(r"[0-9A-Za-z가-힣]{2,}")
 
@@ -35,6 +36,12 @@ class FakeGenerator:
 
     def models(self) -> list[str]:
         return list(self._names)
+
+
+@dataclass
+class FakeRetrieval:
+    passages: list[Passage]
+    confidence: float
 
 
 class FakeAssistant:
@@ -84,6 +91,14 @@ class FakeAssistant:
             for s, d in scored[: top_k or self.top_k]
         ]
 
+    def search(self, question: str, *, top_k: int | None = None, filter_keyword: str | None = None) -> FakeRetrieval:
+        """Retrieval only, as the real Assistant offers it for the web UI's early contexts."""
+        passages = self.retrieve(question, top_k=top_k, filter_keyword=filter_keyword)
+        return FakeRetrieval(passages, min(1.0, 0.3 + passages[0].score) if passages else 0.0)
+
+    def rewrite_followup(self, question: str, history: Sequence[dict[str, str]] = ()) -> str:
+        return question
+
     def answer(self, question: str, **kwargs: Any) -> Answer:
         answer: Answer | None = None
         for item in self.stream_answer(question, **kwargs):
@@ -111,7 +126,10 @@ class FakeAssistant:
         if self.delay_s:
             time.sleep(self.delay_s)
         passages = self.retrieve(question, top_k=top_k, filter_keyword=filter_keyword) if use_retrieval else []
-        if passages:
+        if passages and context_only:
+            text = "\n\n".join(f"[{p.id}] {p.title}\n{p.text}" for p in passages)
+            refused, citations, confidence = False, [], min(1.0, 0.3 + passages[0].score)
+        elif passages:
             best = passages[0]
             quote = best.text.strip().split("\n")[0]
             text = f"{quote} [{best.id}]"
@@ -134,6 +152,7 @@ class FakeAssistant:
             confidence=round(confidence, 4),
             refused=refused,
             citations=citations,
+            citation_details=[Citation(cid, "bracket") for cid in citations],
             model=model,
             used_retrieval=use_retrieval,
             latency_s=time.perf_counter() - started,

@@ -43,7 +43,7 @@ function showTab(name) {
 async function loadModels() {
   const select = $("#model-select");
   try {
-    const body = await api("/v1/models");
+    const [body, health] = await Promise.all([api("/v1/models"), api("/api/health").catch(() => ({}))]);
     select.replaceChildren();
     for (const model of body.data) {
       const label = model.id === "base" ? "기본 모델 / base" : `파인튜닝 / fine-tuned: ${model.id}`;
@@ -51,6 +51,10 @@ async function loadModels() {
       option.value = model.id;
       select.append(option);
     }
+    // The trained assistant is the default: the server says which (first adapter, else base).
+    const fallback = body.data.find((m) => m.id !== "base");
+    select.value = health.default_model || (fallback ? fallback.id : "base");
+    $("#base-warning").hidden = !health.base_model_warning;
   } catch (err) {
     const option = el("option", null, "base");
     option.value = "base";
@@ -91,10 +95,34 @@ function newAnswerCard(question, model) {
   return card;
 }
 
+function showContexts(card, contexts) {
+  const box = $(".contexts", card);
+  const list = $(".context-list", box);
+  list.replaceChildren();
+  for (const context of contexts) {
+    const li = el("li");
+    const button = el("button", "context-open", `[${context.id}] ${context.title || ""}`.trim());
+    button.type = "button";
+    button.dataset.docId = context.id;
+    button.title = `검색 점수 / score ${context.score}`;
+    button.addEventListener("click", () => openDocument(context.id, context));
+    const text = context.text || "";
+    li.append(button, el("span", "context-snippet", text.length > 140 ? `${text.slice(0, 140)}…` : text));
+    list.append(li);
+  }
+  $(".contexts-count", box).textContent = `(${contexts.length})`;
+  box.hidden = contexts.length === 0;
+}
+
+function citationBasis(citation) {
+  if (citation.how === "overlap") return `근거 일치 / supported ${Number(citation.support || 0).toFixed(2)}`;
+  return "인용 / cited";
+}
+
 function fillAnswerCard(card, result) {
   card.dataset.answerId = result.answer_id;
   $(".answer-text", card).textContent = result.answer;
-  $(".model-tag", card).textContent = result.model;
+  $(".model-tag", card).textContent = result.model || "contexts";
   const badge = $(".confidence-badge", card);
   badge.textContent = `${CONFIDENCE_LABELS[result.confidence_label] || result.confidence_label} (${result.confidence.toFixed(2)})`;
   badge.className = `confidence-badge conf-${result.confidence_label}`;
@@ -105,28 +133,54 @@ function fillAnswerCard(card, result) {
   explanation.textContent = `${why.ko || ""} / ${why.en || ""}`;
   explanation.hidden = false;
 
-  const citations = $(".citations", card);
+  // Citations are only what the answer cites or is supported by; the contexts it was
+  // given are listed separately, so a context is never shown as a citation.
   const contexts = new Map(result.contexts.map((c) => [c.id, c]));
-  const cited = result.citations.length ? result.citations : [];
-  for (const citation of cited) {
+  const citations = $(".citations", card);
+  citations.replaceChildren(el("span", "muted", "인용 / Citations:"));
+  for (const citation of result.citations) {
     const button = el("button", "citation", `[${citation.id}] ${citation.title || ""}`.trim());
     button.type = "button";
     button.dataset.docId = citation.id;
+    button.append(el("span", "basis", citationBasis(citation)));
     button.addEventListener("click", () => openDocument(citation.id, contexts.get(citation.id)));
     citations.append(button);
   }
-  // Retrieved-but-uncited passages are still viewable, de-emphasised.
-  for (const context of result.contexts) {
-    if (cited.some((c) => c.id === context.id)) continue;
-    const button = el("button", "citation uncited", `[${context.id}] ${context.title || ""}`.trim());
-    button.type = "button";
-    button.dataset.docId = context.id;
-    button.title = `검색 점수 / score ${context.score}`;
-    button.addEventListener("click", () => openDocument(context.id, context));
-    citations.append(button);
+  const answered = !result.refused && result.used_retrieval && result.model;
+  if (!result.citations.length && answered) {
+    citations.append(el("span", "no-citation",
+      "인용 없음 — 답변이 문서를 인용하지 않았고 어느 문서도 문장을 뒷받침하지 않습니다 / no citation: the answer cites no document and no context supports it"));
   }
-  citations.hidden = result.contexts.length === 0 && cited.length === 0;
+  citations.hidden = !result.citations.length && !answered;
+  showContexts(card, result.contexts);
+  const cited = new Set(result.citations.map((c) => c.id));
+  card.querySelectorAll(".context-open").forEach((b) => b.classList.toggle("cited", cited.has(b.dataset.docId)));
   setupFeedback(card, result.answer_id);
+}
+
+// ---------------------------------------------------------------- waiting status
+
+function startStatus(card) {
+  const line = $(".status-line", card);
+  const started = Date.now();
+  const status = { state: "queued", ahead: 0 };
+  const render = () => {
+    const seconds = Math.round((Date.now() - started) / 1000);
+    if (status.state === "generating") {
+      line.textContent = `답변 생성 중 / generating · ${seconds}초 / s`;
+    } else if (status.ahead > 0) {
+      line.textContent = `대기 중: 앞에 ${status.ahead}개 질문 (${status.ahead + 1}번째) / queued at position ${status.ahead + 1} · ${seconds}초 / s`;
+    } else {
+      line.textContent = `준비 중 / starting · ${seconds}초 / s`;
+    }
+  };
+  line.hidden = false;
+  render();
+  const timer = setInterval(render, 1000);
+  return {
+    update(event) { status.state = event.state; status.ahead = event.ahead || 0; render(); },
+    stop() { clearInterval(timer); line.hidden = true; },
+  };
 }
 
 function setupFeedback(card, answerId) {
@@ -177,11 +231,16 @@ async function ask(question) {
     { role: "assistant", content: t.answer },
   ]);
   let result = null;
+  const status = startStatus(card);
   try {
     const response = await fetch("/api/ask?stream=true", {
       method: "POST",
       headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ question, model, history, use_retrieval: $("#use-retrieval").checked }),
+      body: JSON.stringify({
+        question, model, history,
+        use_retrieval: $("#use-retrieval").checked,
+        context_only: $("#context-only").checked,
+      }),
     });
     if (!response.ok) {
       let body = null;
@@ -189,7 +248,11 @@ async function ask(question) {
       throw new Error(errorMessage(body, `HTTP ${response.status}`));
     }
     for await (const event of readSSE(response)) {
-      if (event.type === "token") answerText.textContent += event.text;
+      if (event.type === "token") {
+        status.stop();
+        answerText.textContent += event.text;
+      } else if (event.type === "status") status.update(event);
+      else if (event.type === "contexts") showContexts(card, event.contexts);
       else if (event.type === "answer") result = event;
       else if (event.type === "error") throw new Error(errorMessage(event, "error"));
     }
@@ -206,6 +269,7 @@ async function ask(question) {
     errorBox.hidden = false;
     card.classList.add("failed");
   } finally {
+    status.stop();
     answerText.classList.remove("streaming");
   }
 }
