@@ -10,7 +10,7 @@ import pytest
 
 from aldlab.errors import UserError
 from aldlab.prompts import build_messages
-from aldlab.train.chat_template import GEMMA_TEMPLATE, end_of_turn_token_ids, ensure_chat_template
+from aldlab.train.chat_template import GEMMA_TEMPLATE, GENERIC_TEMPLATE, end_of_turn_token_ids, ensure_chat_template
 from aldlab.train.config import TrainConfig
 from aldlab.train.data import (
     IGNORE_INDEX,
@@ -55,6 +55,26 @@ def test_end_of_turn_ids_put_turn_token_first(tok) -> None:
     ids = end_of_turn_token_ids(tok)
     assert ids[0] == tok.convert_tokens_to_ids("<end_of_turn>")
     assert tok.eos_token_id in ids
+
+
+CHATML = (
+    "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\\n' + m['content'] + '<|im_end|>' + '\\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+
+
+def test_end_of_turn_ids_follow_the_template_not_the_vocabulary() -> None:
+    """A ChatML template over a vocabulary that also holds Gemma's <end_of_turn>: stop at <|im_end|>."""
+    t = build_tiny_tokenizer()
+    t.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>"]})
+    t.chat_template = CHATML
+    ids = end_of_turn_token_ids(t)
+    assert ids[0] == t.convert_tokens_to_ids("<|im_end|>")
+    assert t.convert_tokens_to_ids("<end_of_turn>") not in ids and t.eos_token_id in ids
+    # A template that ends turns with EOS (the generic fallback) stops at EOS only.
+    generic = build_tiny_tokenizer()
+    generic.chat_template = GENERIC_TEMPLATE
+    assert end_of_turn_token_ids(generic) == [generic.eos_token_id]
 
 
 def test_own_template_is_kept() -> None:
@@ -116,6 +136,16 @@ def test_length_grouped_batches_are_deterministic_and_complete() -> None:
     # Grouping keeps padding low: mean in-batch spread far below the global spread.
     spread = sum(max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in b1) / len(b1)
     assert spread < (max(lengths) - min(lengths)) / 5
+
+
+@pytest.mark.parametrize("epoch", range(6))
+def test_longest_batch_comes_first(epoch: int) -> None:
+    """An out-of-memory batch must fail in step 1, not hours later."""
+    lengths = [(i * 37) % 101 + 5 for i in range(230)]
+    lengths[171] = 999
+    batches = length_grouped_batches(lengths, 4, seed=3, epoch=epoch)
+    assert 171 in batches[0]
+    assert sorted(i for b in batches for i in b) == list(range(230))
 
 
 def test_bad_rows_name_file_and_line(tok, tmp_path: Path) -> None:

@@ -69,6 +69,45 @@ def test_gradient_accumulation_keeps_loss_scale(tiny, tmp_path: Path) -> None:
         assert abs(x - y) < 1e-4 * max(1.0, abs(x))
 
 
+def _first_step_grads(cfg: TrainConfig) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """(gradients the trainer hands the optimizer in step 1, reference gradients of the mean
+    token loss of the same rows from the plain HF forward)."""
+    from aldlab.train.trainer import _micro_batches, _setup, _train_step
+
+    run = _setup(cfg)
+    named = {n: p for n, p in run.peft_model.named_parameters() if p.requires_grad}
+    micro = _micro_batches(cfg, [len(e.input_ids) for e in run.train_examples], 0)[: cfg.gradient_accumulation_steps]
+    rows = [run.train_examples[i] for mb in micro for i in mb]
+    loss_sum, n = full_logits_loss(run.peft_model, collate(rows, run.tokenizer.pad_token_id))
+    (loss_sum / n).backward()
+    reference = {k: p.grad.detach().clone() for k, p in named.items()}
+    run.optimizer.zero_grad(set_to_none=True)
+
+    seen: dict[str, torch.Tensor] = {}
+    real_step = run.optimizer.step
+
+    def capture(*args, **kwargs):
+        seen.update({k: p.grad.detach().clone() for k, p in named.items()})
+        return real_step(*args, **kwargs)
+
+    run.optimizer.step = capture
+    _train_step(run, micro)
+    return seen, reference
+
+
+def test_gradient_accumulation_gives_the_reference_gradients(tiny, tmp_path: Path) -> None:
+    """Compare p.grad itself: AdamW ignores a constant gradient scale, so losses alone
+    would not catch a step that divides its gradients by the accumulation count."""
+    common = dict(max_steps=1, lora_dropout=0.0, group_by_length=False, max_grad_norm=0.0)
+    one, ref_one = _first_step_grads(_config(tiny, tmp_path / "a", batch_size=4, gradient_accumulation_steps=1, **common))
+    four, ref_four = _first_step_grads(_config(tiny, tmp_path / "b", batch_size=1, gradient_accumulation_steps=4, **common))
+    assert any(float(g.abs().sum()) > 0 for g in ref_one.values())
+    for name, ref in ref_one.items():
+        torch.testing.assert_close(ref_four[name], ref, rtol=1e-5, atol=1e-8)
+        torch.testing.assert_close(one[name], ref, rtol=1e-4, atol=1e-7, msg=f"batch 4: {name}")
+        torch.testing.assert_close(four[name], ref, rtol=1e-4, atol=1e-7, msg=f"accum 4: {name}")
+
+
 KILL_SCRIPT = textwrap.dedent(
     """
     import os, signal, sys, json
@@ -91,7 +130,7 @@ def test_resume_after_kill_matches_uninterrupted_run(tiny, tmp_path: Path) -> No
     cfg = _config(tiny, tmp_path / "killed", **kw)
     proc = subprocess.run(
         [sys.executable, "-c", KILL_SCRIPT, json.dumps(cfg.to_dict()), "5"],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True, text=True, timeout=600,  # the machine is shared: generous
     )
     assert proc.returncode == -9, proc.stderr[-2000:]
     assert latest_checkpoint(tmp_path / "killed").name == "checkpoint-4"
@@ -131,7 +170,7 @@ def test_outputs_and_fresh_process_peft_load(tiny, tmp_path: Path) -> None:
         print(model(**ids).logits.shape[-1])
         """
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600,  # the machine is shared: generous
                           env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert proc.returncode == 0, proc.stderr[-2000:]
 
@@ -219,3 +258,69 @@ def test_meta_reports_rows_per_style(tmp_path: Path, tiny) -> None:
     assert inputs["train_styles"]["closed"]["selected"] == inputs["train_styles"]["refusal"]["selected"] == 6
     assert inputs["max_seq_len"] == 512 and inputs["train_skipped_too_long"] == 10
     assert sum(v["selected"] for v in inputs["eval_styles"].values()) == inputs["eval_examples"] >= 1
+
+
+def test_adapter_names_the_embedded_base_portably(tiny, tmp_path: Path, monkeypatch) -> None:
+    """adapter_config.json must not carry ALDLAB_HOME's absolute path: export from a copy works."""
+    import shutil
+
+    import aldlab.train.model as model_mod
+    from aldlab.train.export import export_merged
+
+    monkeypatch.setattr(model_mod, "embedded_model_dir", lambda home=None: tiny["model"])
+    out = tmp_path / "run"
+    train(_config(tiny, out, model_name="embedded", max_steps=1, save_inference_only=True), progress=False)
+    adapter_cfg = json.loads((out / "adapter_config.json").read_text(encoding="utf-8"))
+    assert adapter_cfg["base_model_name_or_path"] == "google/gemma-3-270m"
+    assert model_mod.portable_model_name(str(tiny["model"])) == "google/gemma-3-270m"
+    assert model_mod.portable_model_name("Qwen/Qwen2.5-7B-Instruct") == "Qwen/Qwen2.5-7B-Instruct"
+    copied = tmp_path / "elsewhere" / "adapter"
+    shutil.copytree(out, copied)
+    merged = export_merged(copied, tmp_path / "merged")
+    assert (merged / "config.json").exists()
+
+
+def test_resume_refuses_any_setting_or_data_that_changes_training(tiny, tmp_path: Path) -> None:
+    from aldlab.errors import UserError
+
+    data = tmp_path / "train.jsonl"
+    data.write_bytes(tiny["train"].read_bytes())
+    out = tmp_path / "run"
+    kw = dict(train_file=str(data), max_steps=2, save_steps=100, eval_steps=100)
+    train(_config(tiny, out, **kw), progress=False)
+    assert latest_checkpoint(out).name == "checkpoint-2"
+
+    for key, value in [("learning_rate", 1e-3), ("warmup_ratio", 0.2), ("lr_scheduler", "linear"),
+                       ("num_epochs", 5), ("weight_decay", 0.1), ("lora_alpha", 16)]:
+        with pytest.raises(UserError) as err:
+            train(_config(tiny, out, resume=True, **{**kw, key: value}), progress=False)
+        assert key in err.value.en, key
+    # Logging, eval cadence and checkpoint cadence may change.
+    train(_config(tiny, out, resume=True, **{**kw, "logging_steps": 3, "eval_steps": 7, "save_steps": 9}),
+          progress=False)
+    # Same path, different content: the data hash is checked too.
+    data.write_text(data.read_text(encoding="utf-8").replace("TMA", "DEZ"), encoding="utf-8")
+    with pytest.raises(UserError) as err:
+        train(_config(tiny, out, resume=True, **kw), progress=False)
+    assert "train_sha256" in err.value.en
+
+
+def test_setup_stops_when_the_sliced_loss_is_not_the_models_loss(tmp_path: Path, tiny, monkeypatch) -> None:
+    """A model whose logits are post-processed in a way loss.py ignores must not train."""
+    from aldlab.errors import UserError
+    from aldlab.train import loss as loss_mod
+
+    capped = build_tiny_model_dir(tmp_path / "capped", final_logit_softcapping=1.0, initializer_range=0.5)
+    cfg = _config(tiny, tmp_path / "ok", model_name=str(capped), max_steps=1, save_inference_only=True)
+    train(cfg, progress=False)  # loss.py knows Gemma's softcapping: the check passes
+
+    def forward_without_softcap(self, input_ids, attention_mask, labels):
+        base = loss_mod._base_causal_lm(self.model)
+        hidden = base.get_decoder()(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        keep = labels[:, 1:] != -100
+        logits = base.get_output_embeddings()(hidden[:, :-1][keep]).float()
+        return torch.nn.functional.cross_entropy(logits, labels[:, 1:][keep], reduction="sum"), keep.sum()
+
+    monkeypatch.setattr(loss_mod.SupervisedCausalLM, "forward", forward_without_softcap)
+    with pytest.raises(UserError, match="loss"):
+        train(_config(tiny, tmp_path / "bad", model_name=str(capped), max_steps=1), progress=False)

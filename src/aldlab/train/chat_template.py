@@ -65,14 +65,47 @@ def ensure_chat_template(tokenizer: Any) -> Any:
 def end_of_turn_token_ids(tokenizer: Any) -> list[int]:
     """Token ids that end an assistant turn (use as `eos_token_id` in `generate`).
 
-    The turn marker of the tokenizer's chat format first, then its EOS token.
+    The stop token the chat template itself writes after an assistant message first, then
+    the EOS token. Guessing from the vocabulary is wrong for tokenizers that carry several
+    formats' markers (a ChatML template over a vocabulary that also has `<end_of_turn>`
+    would never stop); the known-marker list is only the fallback.
     """
     ids: list[int] = []
-    for token in END_OF_TURN_TOKENS:
-        token_id = _token_id(tokenizer, token)
-        if token_id is not None:
-            ids.append(int(token_id))
-            break
+    template_stop = _template_stop_token_id(tokenizer)
+    if template_stop is not None:
+        ids.append(template_stop)
+    else:
+        for token in END_OF_TURN_TOKENS:
+            token_id = _token_id(tokenizer, token)
+            if token_id is not None:
+                ids.append(int(token_id))
+                break
     if tokenizer.eos_token_id is not None and int(tokenizer.eos_token_id) not in ids:
         ids.append(int(tokenizer.eos_token_id))
     return ids
+
+
+_SENTINEL = "aldlab-answer-sentinel"
+
+
+def _template_stop_token_id(tokenizer: Any) -> int | None:
+    """The first special token the template puts right after an assistant's text, if any."""
+    if not getattr(tokenizer, "chat_template", None):
+        return None
+    messages = [{"role": "user", "content": "q"}, {"role": "assistant", "content": _SENTINEL}]
+    try:
+        text = tokenizer.apply_chat_template(messages, tokenize=False)
+    except Exception:  # noqa: BLE001 - a template that cannot render falls back to the list
+        return None
+    if _SENTINEL not in text:
+        return None
+    after = text.split(_SENTINEL, 1)[1]
+    special = set(getattr(tokenizer, "all_special_tokens", [])) | set(getattr(tokenizer, "get_added_vocab", dict)())
+    # The longest special token at the start of the remaining text (ignoring whitespace).
+    rest = after.lstrip()
+    for token in sorted(special, key=len, reverse=True):
+        if token and rest.startswith(token):
+            token_id = _token_id(tokenizer, token)
+            if token_id is not None:
+                return int(token_id)
+    return None

@@ -315,8 +315,8 @@ def length_grouped_batches(lengths: list[int], batch_size: int, seed: int, epoch
 
     Shuffle with (seed, epoch), sort inside mega-chunks of 50 batches by length, cut into
     batches, then shuffle the batch order: padding stays small while the order still varies
-    per epoch. The same (seed, epoch) always gives the same batches, which is what makes
-    `--resume` reproduce the uninterrupted data order.
+    per epoch; the batch with the longest row comes first. The same (seed, epoch) always
+    gives the same batches, which is what makes `--resume` reproduce the uninterrupted order.
     """
     rng = random.Random(seed * 1_000_003 + epoch)
     order = list(range(len(lengths)))
@@ -328,6 +328,10 @@ def length_grouped_batches(lengths: list[int], batch_size: int, seed: int, epoch
         grouped.extend(chunk)
     batches = [grouped[i : i + batch_size] for i in range(0, len(grouped), batch_size)]
     rng.shuffle(batches)
+    # The batch holding the longest row goes first (as HF's length-grouped sampler does), so
+    # an out-of-memory error shows in the first step, not hours into a run.
+    longest = max(range(len(batches)), key=lambda b: (max(lengths[i] for i in batches[b]), -b))
+    batches[0], batches[longest] = batches[longest], batches[0]
     return batches
 
 

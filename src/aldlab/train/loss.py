@@ -59,3 +59,26 @@ def full_logits_loss(model: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.
         logits.reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum"
     )
     return loss_sum, (targets != IGNORE_INDEX).sum()
+
+
+def loss_mismatch(model: Any, batch: dict[str, torch.Tensor], rtol: float) -> tuple[float, float] | None:
+    """(ours, model's) mean token loss when the sliced loss disagrees with the model's own.
+
+    `SupervisedCausalLM` re-implements the model's head and its logit post-processing
+    (it knows Gemma's softcapping); an architecture that does something else to its logits
+    would silently train on a different loss. One batch through both at setup catches it.
+    Runs in eval mode without gradients; call it on every rank (ZeRO-3 forwards gather).
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            ours_sum, n = SupervisedCausalLM(model)(**batch)
+            theirs = model(
+                input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"],
+                use_cache=False,
+            ).loss
+    finally:
+        model.train(was_training)
+    ours, ref = float(ours_sum) / max(1, int(n)), float(theirs)
+    return None if abs(ours - ref) <= rtol * max(1.0, abs(ref)) else (ours, ref)

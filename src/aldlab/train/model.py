@@ -110,6 +110,23 @@ def resolve_model_path(name_or_path: str | None) -> str:
     return name
 
 
+def portable_model_name(name_or_path: str | None) -> str:
+    """The base-model name to record in an adapter: one that resolves on any machine.
+
+    The embedded model is loaded from a local copy under ALDLAB_HOME; recording that
+    absolute path in adapter_config.json breaks `export` and vLLM on another machine, so it
+    is recorded as its Hub id (which `resolve_model_path` maps back to the local copy).
+    Hub ids and the user's own directories are kept as given.
+    """
+    name = name_or_path or default_model_name()
+    if name in EMBEDDED_ALIASES:
+        return EMBEDDED_MODEL_ID
+    path = Path(name).expanduser()
+    if path.is_dir() and path.resolve() == embedded_model_dir().resolve():
+        return EMBEDDED_MODEL_ID
+    return name
+
+
 @dataclass
 class LoadOptions:
     """How to place the model: CPU fp32 by default, bf16 / 4-bit on a GPU."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 SPECIAL_TOKENS = ["<pad>", "<eos>", "<bos>", "<unk>", "<start_of_turn>", "<end_of_turn>"]
 
@@ -44,14 +45,17 @@ def build_tiny_tokenizer(corpus: Iterable[str] = (), vocab_size: int = 600):  # 
     )
 
 
-def build_tiny_model_dir(path: str | Path, corpus: Iterable[str] = (), seed: int = 0) -> Path:
-    """Write a tiny random Gemma3ForCausalLM + tokenizer (no chat template) to `path`."""
+def build_tiny_model_dir(path: str | Path, corpus: Iterable[str] = (), seed: int = 0, **config: Any) -> Path:
+    """Write a tiny random Gemma3ForCausalLM + tokenizer (no chat template) to `path`.
+
+    `config` overrides Gemma3TextConfig fields (e.g. final_logit_softcapping).
+    """
     import torch
     from transformers import Gemma3ForCausalLM, Gemma3TextConfig
 
     out = Path(path)
     tokenizer = build_tiny_tokenizer(corpus)
-    config = Gemma3TextConfig(
+    text_config = Gemma3TextConfig(
         vocab_size=len(tokenizer),
         hidden_size=32,
         intermediate_size=64,
@@ -66,8 +70,10 @@ def build_tiny_model_dir(path: str | Path, corpus: Iterable[str] = (), seed: int
         bos_token_id=tokenizer.bos_token_id,
         tie_word_embeddings=True,
     )
+    for key, value in config.items():
+        setattr(text_config, key, value)
     torch.manual_seed(seed)
-    model = Gemma3ForCausalLM(config)
+    model = Gemma3ForCausalLM(text_config)
     model.save_pretrained(str(out), safe_serialization=True)
     tokenizer.save_pretrained(str(out))
     return out

@@ -286,13 +286,31 @@ def build_scheduler(optimizer: Any, kind: str, warmup: int, total: int) -> Any:
     return LambdaLR(optimizer, partial(lr_factor, kind=kind, warmup=warmup, total=total))
 
 
+def _check_loss_against_model(acc: Any, model: Any, tokenizer: Any, examples: list[Example], mixed: str) -> None:
+    """Stop before training when our sliced loss is not the model's own loss (one short row)."""
+    from aldlab.train.loss import loss_mismatch
+
+    row = min(examples, key=lambda e: len(e.input_ids))
+    batch = _to_device(collate([row], tokenizer.pad_token_id), acc.device)
+    with acc.autocast():
+        bad = loss_mismatch(model, batch, rtol=1e-3 if mixed == "no" else 2e-2)
+    if bad is not None:
+        raise UserError(
+            f"이 모델에서는 aldlab의 손실 계산이 모델 자체 손실과 다릅니다 ({bad[0]:.5f} ≠ {bad[1]:.5f}).",
+            f"aldlab's sliced loss differs from the model's own loss on this architecture ({bad[0]:.5f} vs {bad[1]:.5f}); "
+            "it post-processes logits in a way train/loss.py does not know.",
+            hint="train/loss.py 의 SupervisedCausalLM 에 해당 처리를 추가하거나 이슈로 알려 주세요 "
+            "/ teach SupervisedCausalLM in train/loss.py that step, or report the model",
+        )
+
+
 def _setup(config: TrainConfig) -> _Run:
     import torch
     from accelerate import Accelerator, DistributedDataParallelKwargs
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
     from aldlab.train.loss import SupervisedCausalLM
-    from aldlab.train.model import LoadOptions, default_model_name, load_model, load_tokenizer
+    from aldlab.train.model import LoadOptions, default_model_name, load_model, load_tokenizer, portable_model_name
 
     train_path = _require_file(config.train_file, "--train_file")
     eval_path = _require_file(config.eval_file, "--eval_file") if config.eval_file else None
@@ -342,6 +360,8 @@ def _setup(config: TrainConfig) -> _Run:
         with warnings.catch_warnings():  # peft calls a transformers API deprecated in v5
             warnings.simplefilter("ignore", FutureWarning)
             peft_model = get_peft_model(base, lora)
+        # adapter_config.json names the base portably (not ALDLAB_HOME's absolute path).
+        peft_model.peft_config["default"].base_model_name_or_path = portable_model_name(config.model_name)
     except ValueError as exc:
         raise UserError(
             f"LoRA 대상 모듈을 모델에서 찾을 수 없습니다: {', '.join(config.target_modules)}",
@@ -361,6 +381,7 @@ def _setup(config: TrainConfig) -> _Run:
     # The scheduler is stepped by us once per optimizer step, so it is not prepared
     # (a prepared scheduler steps num_processes times per call).
     model, optimizer = accelerator.prepare(SupervisedCausalLM(peft_model), optimizer)
+    _check_loss_against_model(accelerator, accelerator.unwrap_model(model).model, tokenizer, train_examples, mixed)
 
     meta_inputs = {
         "train_file": str(train_path),
@@ -570,7 +591,9 @@ def _save_checkpoint(run: _Run, state: LoopState) -> Path:
         run.peft_model.save_pretrained(str(tmp), state_dict=gathered)
         torch.save(run.optimizer.state_dict(), tmp / "optimizer.pt")
         torch.save(run.scheduler.state_dict(), tmp / "scheduler.pt")
-        atomic_write_json(tmp / STATE_FILE, asdict(state) | {"config": run.config.to_dict()})
+        atomic_write_json(
+            tmp / STATE_FILE, asdict(state) | {"config": run.config.to_dict(), "inputs": _resume_inputs(run)}
+        )
     acc.wait_for_everyone()
     torch.save(_rng_state(), tmp / f"rng_state_{acc.process_index}.pt")
     acc.wait_for_everyone()
@@ -592,21 +615,54 @@ def _prune_checkpoints(out: Path, keep: int) -> None:
         shutil.rmtree(p, ignore_errors=True)
 
 
+#: Config keys that may change between a run and its resume: where and how often to write
+#: and log, the eval cadence and size, CPU threads. Every other key changes the trajectory.
+RESUME_MAY_CHANGE = frozenset({
+    "output_dir", "resume", "save_steps", "save_total_limit", "logging_steps", "eval_steps",
+    "max_eval_examples", "num_threads", "save_inference_only", "allow_skipping_long_rows",
+})
+#: Inputs recorded in a checkpoint that must be the same on resume (the data and its shape).
+RESUME_INPUTS = ("train_sha256", "eval_sha256", "max_seq_len", "train_examples", "world_size")
+
+
+def _resume_inputs(run: _Run) -> dict[str, Any]:
+    return {k: run.meta_inputs.get(k) for k in RESUME_INPUTS}
+
+
+def _check_resume_config(run: _Run, saved_cfg: dict[str, Any], saved_inputs: dict[str, Any], ckpt: Path) -> None:
+    """Refuse a resume whose settings or data differ from the checkpoint's, listing all of them.
+
+    A different learning rate, schedule, epoch count or training file would be silently
+    mixed into one run otherwise.
+    """
+    now_cfg = json.loads(json.dumps(run.config.to_dict()))
+    diffs = [
+        f"{key}: {saved_cfg[key]!r} → {now_cfg.get(key)!r}"
+        for key in sorted(saved_cfg)
+        if key not in RESUME_MAY_CHANGE and saved_cfg[key] != now_cfg.get(key)
+    ]
+    now_inputs = _resume_inputs(run)
+    diffs += [
+        f"{key}: {saved_inputs[key]!r} → {now_inputs[key]!r}"
+        for key in RESUME_INPUTS
+        if key in saved_inputs and saved_inputs[key] != now_inputs[key]
+    ]
+    if diffs:
+        raise UserError(
+            f"체크포인트와 설정/데이터가 다릅니다: {'; '.join(diffs)}",
+            f"The checkpoint was made with other settings or data: {'; '.join(diffs)}",
+            path=ckpt,
+            hint="같은 설정으로 --resume 하거나 새 --output_dir을 쓰세요 / resume with the same settings or use a new --output_dir",
+        )
+
+
 def _load_checkpoint(run: _Run, ckpt: Path) -> LoopState:
     import torch
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file
 
     saved = json.loads((ckpt / STATE_FILE).read_text(encoding="utf-8"))
-    saved_cfg = saved.pop("config", {})
-    for key in ("batch_size", "gradient_accumulation_steps", "seed", "lora_r", "max_seq_len"):
-        if key in saved_cfg and saved_cfg[key] != getattr(run.config, key):
-            raise UserError(
-                f"체크포인트와 설정이 다릅니다: {key} ({saved_cfg[key]} ≠ {getattr(run.config, key)})",
-                f"Checkpoint was made with {key}={saved_cfg[key]}, now {getattr(run.config, key)}",
-                path=ckpt,
-                hint="같은 설정으로 --resume 하거나 새 --output_dir을 쓰세요 / resume with the same settings or use a new --output_dir",
-            )
+    _check_resume_config(run, saved.pop("config", {}), saved.pop("inputs", {}), ckpt)
     adapter = ckpt / "adapter_model.safetensors"
     set_peft_model_state_dict(run.peft_model, load_file(str(adapter), device=str(run.accelerator.device)))
     run.optimizer.load_state_dict(torch.load(ckpt / "optimizer.pt", map_location=run.accelerator.device, weights_only=False))
