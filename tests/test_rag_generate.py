@@ -102,6 +102,7 @@ def test_batched_rows_stop_at_their_own_end_of_turn(tiny_model_dir: Path, monkey
     free = [gen.generate_ids(m, max_new_tokens=10) for m in BATCH]
     stop = free[0][2]
     monkeypatch.setattr(generate_module, "_end_of_turn_ids", lambda tokenizer: [stop])
+    gen = HFGenerator(str(tiny_model_dir))  # stop ids are looked up once per generator
     alone = [gen.generate_ids(m, max_new_tokens=10) for m in BATCH]
     assert alone[0] == free[0][: free[0].index(stop)]  # row 0 really stopped early
     assert any(len(row) == 10 for row in alone)  # and some row did not

@@ -120,6 +120,7 @@ class HFGenerator:
         self._model = model
         self._tokenizer = tokenizer
         self._adapters_loaded = False
+        self._stop_ids: list[int] | None = None
         self._load_lock = threading.RLock()
         # A plain Lock (not RLock) for generation: a streaming response may be consumed
         # by different server threads, and only a Lock may be released by another thread.
@@ -183,6 +184,12 @@ class HFGenerator:
     def tokenizer(self) -> Any:
         return self.load()._tokenizer
 
+    def _end_of_turn(self) -> list[int]:
+        """Stop ids, looked up once: the lookup builds the 262k-entry vocab dict (~1 s here)."""
+        if self._stop_ids is None:
+            self._stop_ids = _end_of_turn_ids(self._tokenizer)
+        return self._stop_ids
+
     # ---------------------------------------------------------------- generation
     @contextlib.contextmanager
     def _use(self, adapter: str | None) -> Iterator[Any]:
@@ -229,7 +236,7 @@ class HFGenerator:
         kwargs: dict[str, Any] = {
             **inputs,
             "max_new_tokens": int(max_new_tokens),
-            "eos_token_id": _end_of_turn_ids(self._tokenizer),
+            "eos_token_id": self._end_of_turn(),
             "pad_token_id": self._pad_id(),
             "logits_processor": answer_logits_processors(
                 int(inputs["input_ids"].shape[1]),
@@ -245,7 +252,7 @@ class HFGenerator:
 
     def _answer_ids(self, row: Any) -> list[int]:
         """Generated ids of one row up to (not including) its first end-of-turn token."""
-        stops = set(_end_of_turn_ids(self._tokenizer))
+        stops = set(self._end_of_turn())
         out: list[int] = []
         for token in row.tolist():
             if token in stops:
