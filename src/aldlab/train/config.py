@@ -37,6 +37,12 @@ class TrainConfig:
     lora_alpha: int = 32
     lora_dropout: float = 0.1
     target_modules: list[str] = field(default_factory=lambda: list(DEFAULT_TARGET_MODULES))
+    # Special tokens whose embedding row is trained too (PEFT trainable tokens). A base model
+    # that was never instruction-tuned (gemma-3-270m) has an untrained <end_of_turn> row: with
+    # LoRA alone the stop token lost to junk tokens (timevals, eleSp) and answers looped until
+    # max_new_tokens; training that one row made 24/24 dev answers stop cleanly (0 loops vs 14).
+    # Instruct models (the GPU presets) leave it empty, so their adapters stay vLLM-compatible.
+    trainable_tokens: list[str] = field(default_factory=list)
     # int, "auto" (longest train/eval row, rounded up to 64) or "pNN" (NNth percentile of
     # the rows' lengths, rounded up to 64); rows longer than it are skipped, never cut.
     max_seq_len: int | str = 1024

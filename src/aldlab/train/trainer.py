@@ -355,6 +355,7 @@ def _setup(config: TrainConfig) -> _Run:
         target_modules=list(config.target_modules),
         bias="none",
         task_type="CAUSAL_LM",
+        trainable_token_indices=_trainable_token_ids(tokenizer, config.trainable_tokens) or None,
     )
     try:
         with warnings.catch_warnings():  # peft calls a transformers API deprecated in v5
@@ -823,3 +824,18 @@ class _Progress:
     def close(self) -> None:
         if self._progress is not None:
             self._progress.stop()
+
+
+def _trainable_token_ids(tokenizer: Any, tokens: list[str]) -> list[int]:
+    """Vocabulary ids of `train.trainable_tokens`; an unknown token is a user error, not a no-op."""
+    ids = []
+    for token in tokens:
+        token_id = tokenizer.convert_tokens_to_ids(token)
+        if token_id is None or token_id == tokenizer.unk_token_id:
+            raise UserError(
+                f"trainable_tokens의 토큰이 어휘에 없습니다: {token}",
+                f"trainable_tokens: {token!r} is not in the model's vocabulary.",
+                hint="예 / e.g. trainable_tokens: ['<end_of_turn>'] (Gemma)",
+            )
+        ids.append(int(token_id))
+    return ids
