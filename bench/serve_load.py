@@ -59,14 +59,16 @@ class RunResult:
         return statistics.quantiles(self.latencies, n=100, method="inclusive")[int(q) - 1]
 
 
-async def ask(client: httpx.AsyncClient, question: str, stream: bool) -> str:
-    """One question; returns the answer id (raises on any failure)."""
+async def ask(client: httpx.AsyncClient, question: str, stream: bool) -> tuple[str, str]:
+    """One question; returns (answer_id, answer_token), raising on any failure.
+
+    The token lets this client, and only it, rate the answer."""
     body = {"question": question, "model": "base"}
     if not stream:
         r = await client.post("/api/ask", json=body)
         r.raise_for_status()
-        return str(r.json()["answer_id"])
-    answer_id = None
+        return str(r.json()["answer_id"]), str(r.json()["answer_token"])
+    answer_id = token = None
     async with client.stream("POST", "/api/ask?stream=true", json=body) as r:
         r.raise_for_status()
         async for line in r.aiter_lines():
@@ -75,10 +77,10 @@ async def ask(client: httpx.AsyncClient, question: str, stream: bool) -> str:
                 if event["type"] == "error":
                     raise RuntimeError(event["error"]["message"])
                 if event["type"] == "answer":
-                    answer_id = event["answer_id"]
+                    answer_id, token = event["answer_id"], event["answer_token"]
     if answer_id is None:
         raise RuntimeError("stream ended without an answer")
-    return str(answer_id)
+    return str(answer_id), str(token)
 
 
 async def client_loop(base_url: str, n: int, deadline: float, max_requests: int, result: RunResult) -> None:
@@ -89,10 +91,11 @@ async def client_loop(base_url: str, n: int, deadline: float, max_requests: int,
             question = QUESTIONS[(n + i) % len(QUESTIONS)]
             started = time.perf_counter()
             try:
-                answer_id = await ask(client, question, stream=(n + i) % 4 == 0)
+                answer_id, token = await ask(client, question, stream=(n + i) % 4 == 0)
                 result.latencies.append(time.perf_counter() - started)
                 fb = await client.post(
-                    "/api/feedback", json={"answer_id": answer_id, "rating": "like" if i % 2 else "dislike", "comment": f"c{n}-{i}"}
+                    "/api/feedback",
+                    json={"answer_id": answer_id, "answer_token": token, "rating": "like" if i % 2 else "dislike", "comment": f"c{n}-{i}"},
                 )
                 if fb.status_code == 200 and fb.json().get("ok"):
                     result.feedback_acked += 1

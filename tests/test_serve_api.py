@@ -85,13 +85,20 @@ def test_ask_streaming_sends_tokens_then_answer(client: TestClient) -> None:
 
 
 def test_feedback_references_a_logged_answer(client: TestClient, store: Store) -> None:
-    answer_id = client.post("/api/ask", json={"question": "ALD 자기제한"}).json()["answer_id"]
-    r = client.post("/api/feedback", json={"answer_id": answer_id, "rating": "dislike", "comment": "부족", "correction": "고친 답"})
-    assert r.status_code == 200 and r.json()["ok"] is True
-    rows = store.export_feedback_rows()
+    asked = client.post("/api/ask", json={"question": "ALD 자기제한"}).json()
+    answer_id, token = asked["answer_id"], asked["answer_token"]
+    r = client.post(
+        "/api/feedback",
+        json={"answer_id": answer_id, "answer_token": token, "rating": "dislike", "comment": "부족", "correction": "고친 답"},
+    )
+    assert r.status_code == 200 and r.json()["ok"] is True and r.json()["status"] == "pending"
+    rows = store.export_feedback_rows(status="pending")
     assert rows[0]["question"] == "ALD 자기제한" and rows[0]["correction"] == "고친 답"
+    assert rows[0]["contexts"][0]["text"].startswith("ALD는")  # snapshot from the KB at feedback time
     # A client cannot invent an answer: unknown ids are refused and nothing is stored.
-    forged = client.post("/api/feedback", json={"answer_id": "a" * 32, "rating": "like", "question": "가짜"})
+    forged = client.post(
+        "/api/feedback", json={"answer_id": "a" * 32, "answer_token": "x" * 32, "rating": "like", "question": "가짜"}
+    )
     assert forged.status_code == 404 and forged.json()["error"]["code"] == "unknown_answer"
     bad = client.post("/api/feedback", json={"answer_id": "not-hex", "rating": "like"})
     assert bad.status_code == 422 and "error" in bad.json()
@@ -242,11 +249,15 @@ def test_edits_return_before_a_slow_reindex_finishes(
 
 
 def test_admin_feedback_export_is_jsonl_for_the_dataset_builder(client: TestClient) -> None:
-    answer_id = client.post("/api/ask", json={"question": "TMA"}).json()["answer_id"]
-    client.post("/api/feedback", json={"answer_id": answer_id, "rating": "like"})
+    asked = client.post("/api/ask", json={"question": "TMA"}).json()
+    fb = client.post("/api/feedback", json={"answer_id": asked["answer_id"], "answer_token": asked["answer_token"], "rating": "like"})
+    assert client.get("/api/admin/feedback/export", headers=admin()).text == ""  # pending is not exported
+    r = client.post(f"/api/admin/feedback/{fb.json()['feedback_id']}/approve", headers={**admin(), "X-Aldlab-Actor": "kim"})
+    assert r.status_code == 200 and r.json()["item"]["review"]["reviewer"] == "kim"
     r = client.get("/api/admin/feedback/export", headers=admin())
     rows = [json.loads(line) for line in r.text.splitlines()]
     assert len(rows) == 1 and rows[0]["feedback"] == "like" and rows[0]["question"] == "TMA"
+    assert rows[0]["review"]["status"] == "approved" and rows[0]["review"]["reviewed_at"]
 
 
 def test_legacy_kb_file_cannot_be_edited(assistant: FakeAssistant, store: Store, tmp_path: Path) -> None:
@@ -310,3 +321,70 @@ def test_the_fine_tuned_model_is_the_default(client: TestClient, store: Store, k
 def test_context_only_request_cites_nothing(client: TestClient) -> None:
     body = client.post("/api/ask", json={"question": "TMA 전구체", "context_only": True}).json()
     assert body["citations"] == [] and "[tiny-003]" in body["answer"]
+
+
+def test_only_the_asker_can_rate_an_answer(client: TestClient, store: Store) -> None:
+    """Issue 12: client B re-rated client A's answer (revisions=2) knowing only its id."""
+    a = client.post("/api/ask", json={"question": "TMA 전구체"}).json()
+    mine = {"answer_id": a["answer_id"], "answer_token": a["answer_token"], "rating": "like"}
+    assert client.post("/api/feedback", json=mine).status_code == 200
+    hijack = {"answer_id": a["answer_id"], "answer_token": "b" * 32, "rating": "dislike", "correction": "독"}
+    r = client.post("/api/feedback", json=hijack)
+    assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden"
+    no_token = client.post("/api/feedback", json={"answer_id": a["answer_id"], "rating": "dislike"})
+    assert no_token.status_code == 422
+    row = store.export_feedback_rows(status=None)[0]
+    assert row["feedback"] == "like" and row["revisions"] == 1 and row["correction"] is None
+
+
+def test_review_queue_lists_pending_with_question_answer_contexts_and_history(client: TestClient) -> None:
+    history = [{"role": "user", "content": "TMA란?"}, {"role": "assistant", "content": "전구체입니다"}]
+    a = client.post("/api/ask", json={"question": "그거 어디에 써?", "history": history}).json()
+    client.post("/api/feedback", json={"answer_id": a["answer_id"], "answer_token": a["answer_token"],
+                                       "rating": "dislike", "correction": "Al2O3 ALD에 씁니다."})
+    r = client.get("/api/admin/feedback?status=pending", headers=admin())
+    item = r.json()["items"][0]
+    assert r.json()["total"] == 1 and item["question"] == "그거 어디에 써?" and item["answer"] == a["answer"]
+    assert item["history"] == history and item["correction"] == "Al2O3 ALD에 씁니다." and "contexts" in item
+    r = client.post(f"/api/admin/feedback/{item['feedback_id']}/reject", json={"note": "문맥 의존"}, headers=admin())
+    assert r.json()["item"]["review"] == {**r.json()["item"]["review"], "status": "rejected", "note": "문맥 의존"}
+    assert client.get("/api/admin/feedback?status=pending", headers=admin()).json()["total"] == 0
+    assert client.get("/api/admin/feedback").status_code == 401
+
+
+def test_answer_log_keeps_ids_and_kb_hash_not_texts_or_ip(client: TestClient, store: Store) -> None:
+    a = client.post("/api/ask", json={"question": "TMA 전구체"}).json()
+    logged = store.get_answer(a["answer_id"])
+    assert logged is not None and logged.contexts == [] and logged.context_ids == ["tiny-003"]
+    assert len(logged.kb_hash) == 16
+    import sqlite3
+
+    with sqlite3.connect(store.path) as conn:
+        assert conn.execute("SELECT client FROM answers").fetchone()[0] == ""
+
+
+def test_documents_are_served_from_memory(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 12: every /api/documents call re-read the whole KB."""
+    import aldlab.serve.documents as documents
+
+    assert client.get("/api/documents/tiny-001").status_code == 200
+    reads: list[Path] = []
+    real = documents.load_kb
+    monkeypatch.setattr(documents, "load_kb", lambda path: reads.append(path) or real(path))
+    for _ in range(50):
+        assert client.get("/api/documents/tiny-002").json()["id"] == "tiny-002"
+    assert reads == []
+    # an admin edit is visible at once
+    client.put("/api/admin/documents/tiny-002?reload=false", json={"title": "바뀐 제목"}, headers=admin())
+    assert client.get("/api/documents/tiny-002").json()["title"] == "바뀐 제목" and len(reads) == 1
+
+
+def test_corrupt_kb_errors_do_not_show_server_paths(client: TestClient, kb_dir: Path) -> None:
+    """Issue 12: a corrupt KB line showed absolute server paths in /api/health and a 400."""
+    path = next((kb_dir / "documents").glob("*.jsonl"))
+    path.write_text(path.read_text(encoding="utf-8") + "{broken\n", encoding="utf-8")
+    r = client.get("/api/documents/x")
+    assert r.status_code == 503 and str(kb_dir) not in r.text and "/" + path.parent.name not in r.text
+    assert path.name in r.text  # the file name is still there to act on
+    r = client.post("/api/admin/reload", headers=admin())
+    assert str(kb_dir) not in r.text and str(kb_dir) not in client.get("/api/health").text

@@ -210,3 +210,24 @@ def test_waiting_shows_status_and_contexts_then_says_no_citation(browser: Any, s
     assert card.locator(".citation").count() == 0  # the context is not shown as a citation ...
     assert card.locator(".context-open[data-doc-id='tiny-002']").is_visible()  # ... but stays a context
     page.close()
+
+
+def test_admin_reviews_feedback_before_it_can_be_trained_on(page: Any, server: tuple[str, Store]) -> None:
+    card = ask(page, "TMA 전구체 반응")
+    card.locator(".fb-dislike").click()
+    card.locator(".fb-correction").fill("TMA는 물과 반응해 Al2O3를 만든다.")
+    card.locator(".fb-submit").click()
+    page.wait_for_function("el => el.textContent.includes('검토')", arg=card.locator(".fb-status").element_handle())
+    feedback_id = next(r["feedback_id"] for r in server[1].iter_feedback_rows(status="pending")
+                       if r["correction"] == "TMA는 물과 반응해 Al2O3를 만든다.")
+    page.click("#tab-admin")
+    page.fill("#admin-token", TOKEN)
+    page.fill("#admin-actor", "reviewer-park")
+    page.click("#admin-connect")
+    item = page.locator(f".review-item[data-feedback-id='{feedback_id}']")
+    item.wait_for(state="visible")
+    assert "TMA 전구체 반응" in item.inner_text() and "Al2O3를 만든다" in item.inner_text()
+    item.locator(".review-approve").click()
+    item.wait_for(state="detached")
+    row = next(r for r in server[1].iter_feedback_rows(status="approved") if r["feedback_id"] == feedback_id)
+    assert row["review"]["reviewer"] == "reviewer-park"

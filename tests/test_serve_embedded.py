@@ -51,7 +51,10 @@ def test_aldlab_serve_answers_offline_on_the_embedded_model(tmp_path: Path) -> N
         ) as s:
             lines = [line for line in s.iter_lines() if line.startswith("data: ")]
         assert lines[-1] == "data: [DONE]" and "aldlab" in json.loads(lines[-2][6:])
-        fb = httpx.post(f"{base}/api/feedback", json={"answer_id": body["answer_id"], "rating": "like"})
+        fb = httpx.post(
+            f"{base}/api/feedback",
+            json={"answer_id": body["answer_id"], "answer_token": body["answer_token"], "rating": "like"},
+        )
         assert fb.status_code == 200
     finally:
         proc.terminate()

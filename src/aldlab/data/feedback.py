@@ -4,6 +4,14 @@ Three inputs are accepted: the legacy `feedback_data.json` ({"feedbacks": [...]}
 Lines exported by the service, and the service's SQLite store (.db/.sqlite, read through
 `aldlab.store.feedback.export_feedback_rows`). A disliked answer is never trained on: with
 a correction the correction is the target, without one the row is excluded and counted.
+
+Rows from the service are reviewed first (`aldlab feedback approve`): only approved rows
+are read from the store, and an exported row that carries a review status other than
+"approved" is excluded, so a correction typed into the web UI never becomes a training
+target unread. A row whose answer was steered by chat history is excluded too: the
+dataset has single-turn examples only, and training the answer without the turns that
+shaped it would teach the wrong thing. Who approved each used row, and when, is listed in
+the intake's provenance (stats.json).
 """
 
 from __future__ import annotations
@@ -32,7 +40,10 @@ class FeedbackIntake:
     corrected: int = 0
     excluded_dislike_without_correction: int = 0
     excluded_invalid: int = 0
+    excluded_unreviewed: int = 0
+    excluded_with_history: int = 0
     sources: list[str] = field(default_factory=list)
+    provenance: list[dict[str, Any]] = field(default_factory=list)
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -41,7 +52,10 @@ class FeedbackIntake:
             "disliked_with_correction_used": self.corrected,
             "excluded_dislike_without_correction": self.excluded_dislike_without_correction,
             "excluded_invalid": self.excluded_invalid,
+            "excluded_unreviewed": self.excluded_unreviewed,
+            "excluded_with_history": self.excluded_with_history,
             "sources": self.sources,
+            "provenance": self.provenance,
         }
 
 
@@ -84,7 +98,7 @@ def _rows_from_store(path: Path) -> list[dict[str, Any]]:
             hint="서비스에서 JSONL로 내보낸 뒤 --feedback 으로 주세요 / export feedback to JSONL and pass that",
         ) from exc
     try:
-        return list(export_feedback_rows(path))
+        return list(export_feedback_rows(path))  # approved rows only (its default)
     except UserError:
         raise
     except Exception as exc:  # sqlite3.DatabaseError and friends: a file that is not our store
@@ -112,6 +126,10 @@ def _passages(row: dict[str, Any], kb: KnowledgeBase) -> tuple[list[Passage] | N
     by_id = kb.by_id()
     passages: list[Passage] = []
     for ctx in contexts:
+        if isinstance(ctx, dict) and not str(ctx.get("text", "")).strip() and str(ctx.get("id", "")) in by_id:
+            # the service logs context ids only (no snapshot): take the text from the KB
+            doc = by_id[str(ctx["id"])]
+            ctx = {"id": doc.id, "title": doc.title, "text": doc.text}
         if not isinstance(ctx, dict) or not str(ctx.get("text", "")).strip():
             continue
         cid = ctx.get("id") or ctx.get("doc_id")
@@ -135,6 +153,13 @@ def load_feedback(paths: list[Path], kb: KnowledgeBase) -> FeedbackIntake:
         intake.sources.append(str(path))
         for index, row in enumerate(rows):
             intake.rows += 1
+            review = row.get("review")
+            if isinstance(review, dict) and review.get("status") != "approved":
+                intake.excluded_unreviewed += 1
+                continue
+            if row.get("history"):
+                intake.excluded_with_history += 1
+                continue
             question = str(row.get("question") or "").strip()
             verdict = _verdict(row)
             if not question or verdict is None:
@@ -169,4 +194,14 @@ def load_feedback(paths: list[Path], kb: KnowledgeBase) -> FeedbackIntake:
                 intake.liked += 1
             else:
                 intake.corrected += 1
+            if isinstance(review, dict):
+                intake.provenance.append(
+                    {
+                        "fact_id": f"fb:{key}",
+                        "answer_id": row.get("answer_id"),
+                        "reviewer": review.get("reviewer"),
+                        "reviewed_at": review.get("reviewed_at"),
+                        "source": str(path),
+                    }
+                )
     return intake

@@ -22,6 +22,7 @@ import hmac
 import json
 import logging
 import re
+import secrets
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -43,7 +44,9 @@ from aldlab import __version__
 from aldlab.errors import UserError
 from aldlab.kb.schema import Document, load_kb
 from aldlab.rag.types import Answer
+from aldlab.serve.documents import DocumentCache
 from aldlab.serve.settings import ServeSettings
+from aldlab.store import FeedbackForbidden
 from aldlab.serve.worker import ClientBusy, GenerationWorker, QueueStatus, Ticket, WorkerBusy
 
 log = logging.getLogger("aldlab.serve")
@@ -83,9 +86,10 @@ def error_response(status: int, code: str, ko: str, en: str, hint: str | None = 
 
 
 def user_error_body(exc: UserError) -> dict[str, Any]:
-    loc = exc.location()
+    """A UserError for a client: file names stay, the server's directories do not."""
+    loc = redact_paths(exc.location(), None)
     prefix = f"{loc}: " if loc else ""
-    return error_body("invalid_request", prefix + exc.ko, prefix + exc.en, exc.hint)
+    return error_body("invalid_request", prefix + redact_paths(exc.ko, None), prefix + redact_paths(exc.en, None), exc.hint)
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -241,6 +245,8 @@ class FeedbackRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     answer_id: str = Field(pattern=r"^[0-9a-f]{32}$")
+    # Returned with the answer to the client that asked, and to no one else.
+    answer_token: str = Field(min_length=16, max_length=128)
     rating: Literal["like", "dislike"]
     comment: str | None = Field(default=None, max_length=2000)
     correction: str | None = Field(default=None, max_length=8000)
@@ -272,6 +278,12 @@ class ChatCompletionRequest(BaseModel):
     n: int | None = None
     # Extra options (the openai client sends them with `extra_body={"aldlab": {...}}`).
     aldlab: dict[str, Any] | None = None
+
+
+class ReviewRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    note: str | None = Field(default=None, max_length=2000)
 
 
 class DocumentIn(BaseModel):
@@ -323,6 +335,10 @@ class Service:
         self.started = time.time()
         self._models: tuple[float, list[str]] | None = None
         self.reloader = Reloader(self)
+        self.docs = DocumentCache(Path(settings.kb)) if settings.kb else None
+        self._logged = 0
+        # Admin edits of this server run one at a time, each with its audit row.
+        self.edit_lock = asyncio.Lock()
 
     # -- models
 
@@ -479,13 +495,18 @@ class Service:
             "confidence": round(float(retrieval.confidence), 4),
         }
 
-    async def log_answer(self, query: PreparedQuery, answer: Answer, client: str) -> str:
-        return await anyio.to_thread.run_sync(
+    async def log_answer(self, query: PreparedQuery, answer: Answer, client: str) -> LoggedRef:
+        """Log the answer (ids + KB hash, no texts, no client IP); returns its id and token."""
+        del client  # not stored (see aldlab.store.feedback); rate limits keep it in memory only
+        token = secrets.token_urlsafe(24)
+        answer_id = await anyio.to_thread.run_sync(
             partial(
                 self.store.log_answer,
                 question=query.question,
                 answer=answer.text,
-                contexts=[p.to_json() for p in answer.passages],
+                context_ids=[p.id for p in answer.passages],
+                kb_hash=self.kb_hash(),
+                token=token,
                 model=query.model,
                 citations=list(answer.citations),
                 history=query.history,
@@ -493,11 +514,31 @@ class Service:
                 refused=bool(answer.refused),
                 used_retrieval=bool(answer.used_retrieval),
                 latency_s=float(answer.latency_s),
-                client=client,
             )
         )
+        self._logged += 1
+        if self._logged % RETENTION_EVERY == 1:
+            await self.apply_retention()
+        return LoggedRef(answer_id, token)
 
-    def answer_payload(self, answer: Answer, answer_id: str) -> dict[str, Any]:
+    async def apply_retention(self) -> int:
+        s = self.settings
+        if s.retention_days <= 0 and s.retention_rows <= 0:
+            return 0
+        return await anyio.to_thread.run_sync(
+            partial(self.store.purge_answers, max_age_days=s.retention_days, max_rows=s.retention_rows)
+        )
+
+    def kb_hash(self) -> str:
+        kb = getattr(self.assistant, "kb", None)
+        if kb is not None and hasattr(kb, "content_hash"):
+            return str(kb.content_hash())
+        try:
+            return self.docs.content_hash() if self.docs else ""
+        except UserError:
+            return ""
+
+    def answer_payload(self, answer: Answer, ref: LoggedRef) -> dict[str, Any]:
         """What /api/ask returns and what the OpenAI routes put under `aldlab`."""
         label = self.confidence_label(answer)
         by_id = {p.id: p for p in answer.passages}
@@ -505,7 +546,9 @@ class Service:
             c.id: {"how": c.how, "support": round(float(c.support), 3)} for c in getattr(answer, "citation_details", [])
         }
         return {
-            "answer_id": answer_id,
+            "answer_id": ref.answer_id,
+            # Proof of having asked: /api/feedback needs it, so only this client can rate.
+            "answer_token": ref.token,
             "answer": answer.text,
             "model": answer.model,
             # Everything the model was given, cited or not (shown as "참고 문서 / contexts").
@@ -580,7 +623,30 @@ class Service:
         return path
 
     def load_documents(self) -> list[Document]:
-        return load_kb(self.kb_path()).documents
+        """The KB's documents from memory (re-read only when the files changed)."""
+        if self.docs is None:
+            self.kb_path()  # raises the 409 "no KB configured"
+        assert self.docs is not None
+        try:
+            return self.docs.documents()
+        except UserError as exc:
+            raise kb_unavailable(exc, self.kb_path()) from exc
+
+    def edited(self) -> None:
+        if self.docs is not None:
+            self.docs.invalidate()
+
+    def context_snapshot(self, ids: list[str]) -> list[dict[str, Any]] | None:
+        """Texts of the logged context ids, as the KB has them now (None if any is gone)."""
+        docs = [self.document(i) for i in ids]
+        if any(d is None for d in docs):
+            return None
+        return [{"id": d.id, "title": d.title, "text": d.text} for d in docs if d is not None]
+
+    def document(self, doc_id: str) -> Document | None:
+        self.load_documents()
+        assert self.docs is not None
+        return self.docs.get(doc_id)
 
     def reload_function(self) -> Callable[[], Any]:
         """The assistant's KB reload.
@@ -634,12 +700,45 @@ class Reloader:
             except Exception as exc:  # noqa: BLE001 - reported via /api/health and the reload route
                 log.exception("index reload failed")
                 message = exc.render() if isinstance(exc, UserError) else f"{type(exc).__name__}"
+                message = redact_paths(message, Path(self.service.settings.kb) if self.service.settings.kb else None)
                 self.last = {"ok": False, "seconds": round(time.perf_counter() - started, 3), "error": message}
             self.last["finished_at"] = time.time()
             self.service._models = None
 
     def status(self) -> dict[str, Any]:
         return {"running": self.running, **self.last}
+
+
+@dataclass(frozen=True)
+class LoggedRef:
+    """A logged answer's id and the secret token only its asker receives."""
+
+    answer_id: str
+    token: str
+
+
+#: Retention runs on the first logged answer and then every this many.
+RETENTION_EVERY = 200
+
+
+def redact_paths(text: str, kb: Path | None) -> str:
+    """Error text without the server's absolute paths (KB dir -> '<kb>')."""
+    if kb is not None:
+        for prefix in {str(kb.resolve()), str(kb)}:
+            text = text.replace(prefix, "<kb>")
+    return re.sub(r"(?<![\w<])/(?:[\w.-]+/)+", "", text)
+
+
+def kb_unavailable(exc: UserError, kb: Path | None) -> ApiError:
+    loc = redact_paths(exc.location(), kb)
+    prefix = f"{loc}: " if loc else ""
+    return ApiError(
+        503,
+        "kb_unavailable",
+        prefix + redact_paths(exc.ko, kb),
+        prefix + redact_paths(exc.en, kb),
+        hint="관리자에게 알리세요: KB 파일 검증 실패 / tell the admin: the KB files do not validate",
+    )
 
 
 def context_json(p: Any) -> dict[str, Any]:
@@ -762,26 +861,34 @@ def add_public_routes(app: FastAPI, service: Service) -> None:
             return TicketedStream(ask_events(service, query, client, ticket), service.worker, ticket)
         with service.worker.reserved(ticket):
             answer = await service.answer(query, ticket)
-        answer_id = await service.log_answer(query, answer, client)
-        return service.answer_payload(answer, answer_id)
+        ref = await service.log_answer(query, answer, client)
+        return service.answer_payload(answer, ref)
 
     @app.post("/api/feedback")
     async def feedback(body: FeedbackRequest) -> dict[str, Any]:
-        try:
-            row_id = await anyio.to_thread.run_sync(
-                partial(service.store.add_feedback, body.answer_id, body.rating, body.comment, body.correction)
+        """Pending feedback from the client that asked (its answer token proves it)."""
+
+        def store_feedback() -> int:
+            logged = service.store.get_answer(body.answer_id)
+            contexts = service.context_snapshot(logged.context_ids) if logged is not None else None
+            return service.store.add_feedback(
+                body.answer_id, body.rating, body.comment, body.correction, token=body.answer_token, contexts=contexts
             )
+
+        try:
+            row_id = await anyio.to_thread.run_sync(store_feedback)
+        except FeedbackForbidden as exc:
+            raise ApiError(403, "forbidden", exc.ko, exc.en, hint=exc.hint) from exc
         except UserError as exc:
             raise ApiError(404, "unknown_answer", exc.ko, exc.en, hint=exc.hint) from exc
-        return {"ok": True, "feedback_id": row_id, "answer_id": body.answer_id}
+        return {"ok": True, "feedback_id": row_id, "answer_id": body.answer_id, "status": "pending"}
 
     @app.get("/api/documents/{doc_id}")
     async def document(doc_id: str) -> dict[str, Any]:
-        documents = await anyio.to_thread.run_sync(service.load_documents)
-        for doc in documents:
-            if doc.id == doc_id:
-                return doc.to_json()
-        raise ApiError(404, "document_not_found", f"문서를 찾을 수 없습니다: {doc_id}", f"Document not found: {doc_id}")
+        doc = service.document(doc_id)  # from memory: no KB read per call
+        if doc is None:
+            raise ApiError(404, "document_not_found", "문서를 찾을 수 없습니다.", "Document not found.")
+        return doc.to_json()
 
 
 async def ask_events(service: Service, query: PreparedQuery, client: str, ticket: Ticket) -> AsyncIterator[bytes]:
@@ -807,8 +914,8 @@ async def ask_events(service: Service, query: PreparedQuery, client: str, ticket
                 final = item
         if final is None:
             raise RuntimeError("stream ended without an Answer")
-        answer_id = await service.log_answer(query, final, client)
-        yield sse({"type": "answer", **service.answer_payload(final, answer_id)})
+        ref = await service.log_answer(query, final, client)
+        yield sse({"type": "answer", **service.answer_payload(final, ref)})
     except asyncio.CancelledError:
         raise
     except Exception as exc:  # noqa: BLE001 - reported to the client as an SSE error event
@@ -869,7 +976,7 @@ def add_openai_routes(app: FastAPI, service: Service) -> None:
             )
         with service.worker.reserved(ticket):
             answer = await service.answer(query, ticket)
-        answer_id = await service.log_answer(query, answer, client)
+        ref = await service.log_answer(query, answer, client)
         return {
             "id": completion_id,
             "object": "chat.completion",
@@ -882,7 +989,7 @@ def add_openai_routes(app: FastAPI, service: Service) -> None:
                     "finish_reason": "stop",
                 }
             ],
-            "aldlab": service.answer_payload(answer, answer_id),
+            "aldlab": service.answer_payload(answer, ref),
         }
 
 
@@ -914,8 +1021,8 @@ async def chat_events(
                 final = item
         if final is None:
             raise RuntimeError("stream ended without an Answer")
-        answer_id = await service.log_answer(query, final, client)
-        yield chunk({}, "stop", aldlab=service.answer_payload(final, answer_id))
+        ref = await service.log_answer(query, final, client)
+        yield chunk({}, "stop", aldlab=service.answer_payload(final, ref))
     except asyncio.CancelledError:
         raise
     except Exception as exc:  # noqa: BLE001 - the openai client raises on an `error` chunk
@@ -1001,8 +1108,10 @@ def add_admin_routes(app: FastAPI, service: Service) -> None:
 
         kb_dir = service.editable_kb_dir()
         doc = Document(**body.model_dump())
-        added = await anyio.to_thread.run_sync(edit.add_document, kb_dir, doc)
-        await audit(actor, request, "add", added.id, None, added.to_json())
+        async with service.edit_lock:  # edit + audit as one step: audit rows chain before -> after
+            added = await anyio.to_thread.run_sync(edit.add_document, kb_dir, doc)
+            service.edited()
+            await audit(actor, request, "add", added.id, None, added.to_json())
         return {"document": added.to_json(), **await reload_after_edit(reload, wait)}
 
     @app.put("/api/admin/documents/{doc_id}")
@@ -1020,8 +1129,10 @@ def add_admin_routes(app: FastAPI, service: Service) -> None:
         changes = body.model_dump(exclude_none=True)
         if not changes:
             raise ApiError(400, "invalid_request", "바꿀 필드가 없습니다.", "No fields to change.")
-        before, after = await anyio.to_thread.run_sync(edit.update_document, kb_dir, doc_id, changes)
-        await audit(actor, request, "update", doc_id, before.to_json(), after.to_json())
+        async with service.edit_lock:
+            before, after = await anyio.to_thread.run_sync(edit.update_document, kb_dir, doc_id, changes)
+            service.edited()
+            await audit(actor, request, "update", doc_id, before.to_json(), after.to_json())
         return {"before": before.to_json(), "document": after.to_json(), **await reload_after_edit(reload, wait)}
 
     @app.delete("/api/admin/documents/{doc_id}")
@@ -1029,8 +1140,10 @@ def add_admin_routes(app: FastAPI, service: Service) -> None:
         from aldlab.kb import edit
 
         kb_dir = service.editable_kb_dir()
-        removed = await anyio.to_thread.run_sync(edit.delete_document, kb_dir, doc_id)
-        await audit(actor, request, "delete", doc_id, removed.to_json(), None)
+        async with service.edit_lock:
+            removed = await anyio.to_thread.run_sync(edit.delete_document, kb_dir, doc_id)
+            service.edited()
+            await audit(actor, request, "delete", doc_id, removed.to_json(), None)
         return {"deleted": removed.to_json(), **await reload_after_edit(reload, wait)}
 
     @app.post("/api/admin/reload")
@@ -1045,14 +1158,37 @@ def add_admin_routes(app: FastAPI, service: Service) -> None:
         rows = await anyio.to_thread.run_sync(partial(service.store.list_kb_edits, doc_id=doc_id, limit=limit))
         return {"edits": rows}
 
+    @app.get("/api/admin/feedback")
+    async def list_feedback(
+        actor: str = admin,
+        status: Literal["pending", "approved", "rejected", "all"] = "pending",
+        limit: int = Query(default=50, ge=1, le=500),
+        offset: int = Query(default=0, ge=0),
+    ) -> dict[str, Any]:
+        """The review queue: each item with question, answer, contexts and history."""
+
+        def page() -> dict[str, Any]:
+            wanted = None if status == "all" else status
+            rows = list(service.store.iter_feedback_rows(status=wanted, limit=limit, offset=offset))
+            return {"total": service.store.count_feedback(wanted), "items": rows}
+
+        return await anyio.to_thread.run_sync(page)
+
+    @app.post("/api/admin/feedback/{feedback_id}/{decision}")
+    async def review(
+        feedback_id: int, decision: Literal["approve", "reject"], body: ReviewRequest | None = None, actor: str = admin
+    ) -> dict[str, Any]:
+        status = "approved" if decision == "approve" else "rejected"
+        note = body.note if body else None
+        row = await anyio.to_thread.run_sync(partial(service.store.review_feedback, feedback_id, status, actor, note))
+        return {"item": row}
+
     @app.get("/api/admin/feedback/export", response_model=None)
-    async def export_feedback(actor: str = admin, format: Literal["jsonl", "json"] = "jsonl") -> Any:
-        rows = await anyio.to_thread.run_sync(service.store.export_feedback_rows)
-        if format == "json":
-            return {"rows": rows}
-        body = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
-        return Response(
-            body,
+    async def export_feedback(actor: str = admin) -> Any:
+        """Approved feedback as JSON Lines, streamed (what `aldlab data build --feedback` reads)."""
+        rows = service.store.iter_feedback_rows(status="approved")  # reads in batches, in a thread
+        return StreamingResponse(
+            (json.dumps(r, ensure_ascii=False) + "\n" for r in rows),
             media_type="application/x-ndjson; charset=utf-8",
             headers={"Content-Disposition": 'attachment; filename="aldlab-feedback.jsonl"'},
         )

@@ -43,6 +43,10 @@ class ServeSettings:
     # more are useful only with --llm-url, where generation is a remote HTTP call.
     generation_threads: int = 1
     cors_origins: list[str] = field(default_factory=list)
+    # Answers without feedback are deleted after this many days, and beyond this many rows
+    # (oldest first); answers with feedback stay for review and export. 0 = no limit.
+    retention_days: float = 30.0
+    retention_rows: int = 100_000
     confidence_high: float = 0.7
     confidence_medium: float = 0.4
     # Not read from YAML in practice: filled from ALDLAB_ADMIN_TOKEN by the command.

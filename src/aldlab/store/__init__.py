@@ -1,19 +1,24 @@
-"""aldlab.store: SQLite answer log, feedback and KB audit trail (see store/db.py)."""
+"""aldlab.store: SQLite answer log, feedback review queue and KB audit trail (see store/db.py)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from aldlab.store.audit import list_kb_edits, record_kb_edit
 from aldlab.store.db import init_db
 from aldlab.store.feedback import (
+    FeedbackForbidden,
     LoggedAnswer,
     add_feedback,
     count_feedback,
     export_feedback_rows,
     get_answer,
+    iter_feedback_rows,
     log_answer,
+    purge_answers,
+    review_feedback,
 )
 
 
@@ -29,14 +34,32 @@ class Store:
     def get_answer(self, answer_id: str) -> LoggedAnswer | None:
         return get_answer(self.path, answer_id)
 
-    def add_feedback(self, answer_id: str, rating: str, comment: str | None = None, correction: str | None = None) -> int:
-        return add_feedback(self.path, answer_id, rating, comment, correction)
+    def add_feedback(
+        self,
+        answer_id: str,
+        rating: str,
+        comment: str | None = None,
+        correction: str | None = None,
+        *,
+        token: str | None = None,
+        contexts: list[dict[str, Any]] | None = None,
+    ) -> int:
+        return add_feedback(self.path, answer_id, rating, comment, correction, token=token, contexts=contexts)
 
-    def count_feedback(self) -> int:
-        return count_feedback(self.path)
+    def review_feedback(self, feedback_id: int, status: str, reviewer: str, note: str | None = None) -> dict[str, Any]:
+        return review_feedback(self.path, feedback_id, status, reviewer, note)
 
-    def export_feedback_rows(self) -> list[dict[str, Any]]:
-        return export_feedback_rows(self.path)
+    def count_feedback(self, status: str | None = None) -> int:
+        return count_feedback(self.path, status)
+
+    def iter_feedback_rows(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        return iter_feedback_rows(self.path, **kwargs)
+
+    def export_feedback_rows(self, status: str | None = "approved") -> list[dict[str, Any]]:
+        return export_feedback_rows(self.path, status)
+
+    def purge_answers(self, *, max_age_days: float, max_rows: int) -> int:
+        return purge_answers(self.path, max_age_days=max_age_days, max_rows=max_rows)
 
     def record_kb_edit(self, **fields: Any) -> int:
         return record_kb_edit(self.path, **fields)
@@ -46,6 +69,7 @@ class Store:
 
 
 __all__ = [
+    "FeedbackForbidden",
     "LoggedAnswer",
     "Store",
     "add_feedback",
@@ -53,7 +77,10 @@ __all__ = [
     "export_feedback_rows",
     "get_answer",
     "init_db",
+    "iter_feedback_rows",
     "list_kb_edits",
     "log_answer",
+    "purge_answers",
     "record_kb_edit",
+    "review_feedback",
 ]

@@ -63,6 +63,23 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX kb_audit_doc ON kb_audit(doc_id);
     """,
+    # 1 -> 2: feedback review queue (pending -> approved/rejected, reviewer, time), the
+    # per-answer token that proves who asked (only its hash), and a lean answer log
+    # (context ids + KB hash instead of full texts; contexts snapshotted with feedback).
+    # Existing feedback becomes 'pending': nobody reviewed it.
+    """
+    ALTER TABLE answers ADD COLUMN token_hash TEXT;
+    ALTER TABLE answers ADD COLUMN context_ids_json TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE answers ADD COLUMN kb_hash TEXT NOT NULL DEFAULT '';
+    ALTER TABLE feedback ADD COLUMN status TEXT NOT NULL DEFAULT 'pending'
+        CHECK (status IN ('pending', 'approved', 'rejected'));
+    ALTER TABLE feedback ADD COLUMN reviewer TEXT;
+    ALTER TABLE feedback ADD COLUMN reviewed_at TEXT;
+    ALTER TABLE feedback ADD COLUMN review_note TEXT;
+    ALTER TABLE feedback ADD COLUMN contexts_json TEXT;
+    CREATE INDEX feedback_status ON feedback(status, id);
+    CREATE INDEX answers_created ON answers(created_at);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

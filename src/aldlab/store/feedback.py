@@ -1,19 +1,31 @@
-"""Answer log and user feedback.
+"""Answer log, user feedback and its review queue.
 
-The server logs every answer it gives (question, answer, contexts, model, time) and
-returns an `answer_id`; feedback only carries that id plus the rating, comment and
-correction. So a client can rate an answer but cannot forge what was asked or answered:
-the dataset builder (`aldlab data build`) reads the question/answer/contexts from the
-server's own log through `export_feedback_rows`.
+The server logs every answer it gives and returns an `answer_id` plus an unguessable
+`answer_token` (only its SHA-256 is stored). Feedback carries the id, the token, the
+rating, comment and correction, so:
+- a client cannot forge what was asked or answered (the dataset builder reads question,
+  answer and contexts from the server's own log), and
+- only the client that asked can rate an answer (the token went to it alone).
+
+Feedback is *pending* until an admin approves or rejects it (`aldlab feedback`, the web
+UI's review tab); only approved rows are exported for `aldlab data build --feedback`,
+with the reviewer and the time in the row. A user's correction therefore never becomes a
+training target without a person reading it first.
+
+The answer log keeps the context ids and the KB hash, not the passage texts (a question
+used to cost ~40 KB); the texts are snapshotted into the feedback row when feedback
+arrives, which is the only time they are needed. No client IP is stored.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +33,22 @@ from aldlab.errors import UserError
 from aldlab.store.db import connection, init_db, transaction
 
 RATINGS = ("like", "dislike")
+#: Rows read per query while exporting (memory stays flat for any number of rows).
+EXPORT_BATCH = 200
+STATUSES = ("pending", "approved", "rejected")
 
 
 def utc_now() -> str:
     """ISO-8601 UTC timestamp with microseconds (sorts as text)."""
     return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+class FeedbackForbidden(UserError):
+    """Feedback on an answer the sender did not receive."""
 
 
 @dataclass(frozen=True)
@@ -41,6 +64,9 @@ class LoggedAnswer:
     model: str
     confidence: float
     refused: bool
+    context_ids: list[str]
+    kb_hash: str
+    history: list[dict[str, str]]
 
 
 def log_answer(
@@ -48,8 +74,11 @@ def log_answer(
     *,
     question: str,
     answer: str,
-    contexts: Sequence[dict[str, Any]],
     model: str,
+    contexts: Sequence[dict[str, Any]] = (),
+    context_ids: Sequence[str] | None = None,
+    kb_hash: str = "",
+    token: str | None = None,
     citations: Sequence[str] = (),
     history: Sequence[dict[str, str]] = (),
     confidence: float = 0.0,
@@ -58,13 +87,21 @@ def log_answer(
     latency_s: float = 0.0,
     client: str = "",
 ) -> str:
-    """Record an answer the server produced; returns its id (uuid4 hex)."""
+    """Record an answer the server produced; returns its id (uuid4 hex).
+
+    The service passes `context_ids` + `kb_hash` and no context texts; `contexts` with
+    texts is still accepted (tools, older callers). `client` is kept for API compatibility
+    and not stored.
+    """
+    del client  # not stored: see the module docstring
     answer_id = uuid.uuid4().hex
+    ids = list(context_ids) if context_ids is not None else [str(c.get("id", "")) for c in contexts]
     with connection(db_path) as conn:
         conn.execute(
             "INSERT INTO answers (id, created_at, question, answer, contexts_json, citations_json,"
-            " history_json, confidence, refused, model, used_retrieval, latency_s, client)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " history_json, confidence, refused, model, used_retrieval, latency_s, client,"
+            " token_hash, context_ids_json, kb_hash)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '', ?, ?, ?)",
             (
                 answer_id,
                 utc_now(),
@@ -78,7 +115,9 @@ def log_answer(
                 model,
                 int(bool(used_retrieval)),
                 float(latency_s),
-                client,
+                token_hash(token) if token else None,
+                json.dumps(ids, ensure_ascii=False),
+                kb_hash,
             ),
         )
     return answer_id
@@ -106,6 +145,9 @@ def get_answer(db_path: str | Path, answer_id: str) -> LoggedAnswer | None:
         model=row["model"],
         confidence=row["confidence"],
         refused=bool(row["refused"]),
+        context_ids=json.loads(row["context_ids_json"]),
+        kb_hash=row["kb_hash"],
+        history=json.loads(row["history_json"]),
     )
 
 
@@ -115,12 +157,16 @@ def add_feedback(
     rating: str,
     comment: str | None = None,
     correction: str | None = None,
+    *,
+    token: str | None = None,
+    contexts: Sequence[dict[str, Any]] | None = None,
 ) -> int:
-    """Store feedback on a logged answer; returns the feedback row id.
+    """Store feedback on a logged answer as *pending*; returns the feedback row id.
 
-    A second rating of the same answer replaces the first (a user who clicks 👍 and then
-    👎 with a correction changed their mind; the dataset wants one label per answer).
-    Unknown answer ids are rejected, so feedback always points at a real logged answer.
+    The answer's token must match when the answer has one (every answer the service
+    logs does) or when one is given. A second rating by the same client replaces the
+    first and goes back to pending review (a changed mind needs a fresh look).
+    `contexts` (with texts) is the snapshot the dataset builder will use.
     """
     if rating not in RATINGS:
         raise UserError(
@@ -129,40 +175,68 @@ def add_feedback(
         )
     comment = (comment or "").strip() or None
     correction = (correction or "").strip() or None
+    snapshot = None if contexts is None else json.dumps([_context_row(c) for c in contexts], ensure_ascii=False)
     now = utc_now()
     with transaction(db_path) as conn:
-        known = conn.execute("SELECT 1 FROM answers WHERE id = ?", (answer_id,)).fetchone()
+        known = conn.execute("SELECT token_hash FROM answers WHERE id = ?", (answer_id,)).fetchone()
         if known is None:
             raise UserError(
                 "알 수 없는 답변 ID입니다.",
                 f"Unknown answer id: {answer_id!r}.",
                 hint="서버가 돌려준 answer_id로 피드백하세요 / send the answer_id the server returned",
             )
+        expected = known["token_hash"]
+        if (expected is not None or token is not None) and not hmac.compare_digest(
+            expected or "", token_hash(token) if token else "-"
+        ):
+            raise FeedbackForbidden(
+                "이 답변에 피드백할 권한이 없습니다 (답변 토큰 불일치).",
+                "Not allowed to rate this answer (answer token mismatch).",
+                hint="질문한 클라이언트만 평가할 수 있습니다 / only the client that asked can rate it",
+            )
         row = conn.execute(
-            "INSERT INTO feedback (answer_id, rating, comment, correction, created_at, updated_at)"
-            " VALUES (?, ?, ?, ?, ?, ?)"
+            "INSERT INTO feedback (answer_id, rating, comment, correction, created_at, updated_at, contexts_json)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT(answer_id) DO UPDATE SET rating = excluded.rating,"
             " comment = excluded.comment, correction = excluded.correction,"
-            " updated_at = excluded.updated_at, revisions = feedback.revisions + 1"
+            " updated_at = excluded.updated_at, revisions = feedback.revisions + 1,"
+            " contexts_json = COALESCE(excluded.contexts_json, feedback.contexts_json),"
+            " status = 'pending', reviewer = NULL, reviewed_at = NULL, review_note = NULL"
             " RETURNING id",
-            (answer_id, rating, comment, correction, now, now),
+            (answer_id, rating, comment, correction, now, now, snapshot),
         ).fetchone()
     return int(row[0])
 
 
-def count_feedback(db_path: str | Path) -> int:
+def review_feedback(
+    db_path: str | Path, feedback_id: int, status: str, reviewer: str, note: str | None = None
+) -> dict[str, Any]:
+    """Approve or reject one feedback row; returns the reviewed row."""
+    if status not in ("approved", "rejected"):
+        raise UserError(f"알 수 없는 검토 상태: {status!r}", f"Unknown review status: {status!r}.")
+    reviewer = (reviewer or "").strip()
+    if not reviewer:
+        raise UserError("검토자 이름이 필요합니다.", "A reviewer name is required.", hint="--reviewer 이름 / --reviewer NAME")
+    with transaction(db_path) as conn:
+        cur = conn.execute(
+            "UPDATE feedback SET status = ?, reviewer = ?, reviewed_at = ?, review_note = ? WHERE id = ?",
+            (status, reviewer[:64], utc_now(), (note or "").strip() or None, int(feedback_id)),
+        )
+        if cur.rowcount == 0:
+            raise UserError(f"피드백 {feedback_id} 이(가) 없습니다.", f"No feedback with id {feedback_id}.")
+    rows = list(iter_feedback_rows(db_path, status=None, feedback_id=int(feedback_id)))
+    return rows[0]
+
+
+def count_feedback(db_path: str | Path, status: str | None = None) -> int:
     """Number of feedback rows (the load bench compares it with acknowledged writes)."""
     with connection(db_path) as conn:
-        return int(conn.execute("SELECT COUNT(*) FROM feedback").fetchone()[0])
+        if status is None:
+            return int(conn.execute("SELECT COUNT(*) FROM feedback").fetchone()[0])
+        return int(conn.execute("SELECT COUNT(*) FROM feedback WHERE status = ?", (status,)).fetchone()[0])
 
 
-def export_feedback_rows(db_path: str | Path) -> list[dict[str, Any]]:
-    """Feedback joined with the logged answers, oldest first, for `aldlab data build`.
-
-    Row shape (same fields as the legacy feedback_data.json, plus correction/model/id):
-    {"question", "answer", "feedback": "like"|"dislike", "comment", "correction",
-     "contexts": [{"id", "title", "text"}], "model", "timestamp", "answer_id"}
-    """
+def _open_existing(db_path: str | Path) -> Path:
     path = Path(db_path)
     if not path.exists():
         raise UserError(
@@ -172,27 +246,107 @@ def export_feedback_rows(db_path: str | Path) -> list[dict[str, Any]]:
             hint="`aldlab serve --db` 에 준 경로를 쓰세요 / use the path given to `aldlab serve --db`",
         )
     init_db(path)  # an older schema is migrated before reading
-    with connection(path) as conn:
-        rows = conn.execute(
-            "SELECT a.id AS answer_id, a.question, a.answer, a.contexts_json, a.model,"
-            " f.rating, f.comment, f.correction, f.updated_at"
-            " FROM feedback f JOIN answers a ON a.id = f.answer_id"
-            " ORDER BY f.updated_at, f.id"
-        ).fetchall()
-    return [
-        {
-            "question": r["question"],
-            "answer": r["answer"],
-            "feedback": r["rating"],
-            "comment": r["comment"],
-            "correction": r["correction"],
-            "contexts": [
-                {"id": c.get("id", ""), "title": c.get("title", ""), "text": c.get("text", "")}
-                for c in json.loads(r["contexts_json"])
-            ],
-            "model": r["model"],
-            "timestamp": r["updated_at"],
-            "answer_id": r["answer_id"],
-        }
-        for r in rows
-    ]
+    return path
+
+
+def iter_feedback_rows(
+    db_path: str | Path,
+    *,
+    status: str | None = "approved",
+    limit: int | None = None,
+    offset: int = 0,
+    feedback_id: int | None = None,
+) -> Iterator[dict[str, Any]]:
+    """Feedback joined with its answer, oldest first, one row at a time (exports stream).
+
+    Row shape (the legacy feedback_data.json fields plus review and provenance):
+    {"question", "answer", "feedback": "like"|"dislike", "comment", "correction",
+     "contexts": [{"id", "title", "text"}], "history": [{"role", "content"}], "model",
+     "timestamp", "answer_id", "feedback_id", "kb_hash", "revisions",
+     "review": {"status", "reviewer", "reviewed_at", "note"}}
+    """
+    if status is not None and status not in STATUSES:
+        raise UserError(f"알 수 없는 상태: {status!r}", f"Unknown status: {status!r}.", hint=" | ".join(STATUSES))
+    path = _open_existing(db_path)
+    where, params = [], []
+    if status is not None:
+        where.append("f.status = ?")
+        params.append(status)
+    if feedback_id is not None:
+        where.append("f.id = ?")
+        params.append(feedback_id)
+    query = (
+        "SELECT a.id AS answer_id, a.question, a.answer, a.contexts_json, a.context_ids_json, a.kb_hash,"
+        " a.history_json, a.model, f.id AS feedback_id, f.rating, f.comment, f.correction, f.updated_at,"
+        " f.revisions, f.status, f.reviewer, f.reviewed_at, f.review_note, f.contexts_json AS snapshot"
+        " FROM feedback f JOIN answers a ON a.id = f.answer_id"
+        + (" WHERE " + " AND ".join(where) if where else "")
+        + " ORDER BY f.updated_at, f.id LIMIT ? OFFSET ?"
+    )
+    # Batches, each on its own short connection: a streaming response pulls rows from
+    # whichever worker thread is free, and a sqlite3 connection must stay in one thread.
+    remaining = limit
+    while remaining is None or remaining > 0:
+        size = EXPORT_BATCH if remaining is None else min(EXPORT_BATCH, remaining)
+        with connection(path) as conn:
+            batch = conn.execute(query, [*params, size, offset]).fetchall()
+        yield from (_export_row(r) for r in batch)
+        if len(batch) < size:
+            return
+        offset += len(batch)
+        if remaining is not None:
+            remaining -= len(batch)
+
+
+def _export_row(r: Any) -> dict[str, Any]:
+    contexts = json.loads(r["snapshot"]) if r["snapshot"] else json.loads(r["contexts_json"])
+    if not contexts:  # ids only (no snapshot): the builder looks the texts up in the KB
+        contexts = [{"id": cid} for cid in json.loads(r["context_ids_json"])]
+    return {
+        "question": r["question"],
+        "answer": r["answer"],
+        "feedback": r["rating"],
+        "comment": r["comment"],
+        "correction": r["correction"],
+        "contexts": [
+            {"id": c.get("id", ""), "title": c.get("title", ""), "text": c.get("text", "")} for c in contexts
+        ],
+        "history": json.loads(r["history_json"]),
+        "model": r["model"],
+        "timestamp": r["updated_at"],
+        "answer_id": r["answer_id"],
+        "feedback_id": r["feedback_id"],
+        "kb_hash": r["kb_hash"],
+        "revisions": r["revisions"],
+        "review": {
+            "status": r["status"],
+            "reviewer": r["reviewer"],
+            "reviewed_at": r["reviewed_at"],
+            "note": r["review_note"],
+        },
+    }
+
+
+def export_feedback_rows(db_path: str | Path, status: str | None = "approved") -> list[dict[str, Any]]:
+    """All rows of `iter_feedback_rows` (approved only unless `status` says otherwise)."""
+    return list(iter_feedback_rows(db_path, status=status))
+
+
+def purge_answers(db_path: str | Path, *, max_age_days: float, max_rows: int) -> int:
+    """Retention: delete answers without feedback older than `max_age_days` or beyond the
+    newest `max_rows`; returns how many were deleted. Answers with feedback stay (review
+    and export need them). 0 disables a limit."""
+    deleted = 0
+    with transaction(db_path) as conn:
+        if max_age_days > 0:
+            cutoff = (datetime.now(timezone.utc) - timedelta(days=max_age_days)).isoformat(timespec="microseconds")
+            deleted += conn.execute(
+                "DELETE FROM answers WHERE created_at < ? AND id NOT IN (SELECT answer_id FROM feedback)", (cutoff,)
+            ).rowcount
+        if max_rows > 0:
+            deleted += conn.execute(
+                "DELETE FROM answers WHERE id NOT IN (SELECT answer_id FROM feedback) AND id NOT IN"
+                " (SELECT id FROM answers ORDER BY created_at DESC LIMIT ?)",
+                (int(max_rows),),
+            ).rowcount
+    return deleted

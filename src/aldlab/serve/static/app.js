@@ -155,7 +155,7 @@ function fillAnswerCard(card, result) {
   showContexts(card, result.contexts);
   const cited = new Set(result.citations.map((c) => c.id));
   card.querySelectorAll(".context-open").forEach((b) => b.classList.toggle("cited", cited.has(b.dataset.docId)));
-  setupFeedback(card, result.answer_id);
+  setupFeedback(card, result.answer_id, result.answer_token);
 }
 
 // ---------------------------------------------------------------- waiting status
@@ -183,7 +183,7 @@ function startStatus(card) {
   };
 }
 
-function setupFeedback(card, answerId) {
+function setupFeedback(card, answerId, answerToken) {
   const box = $(".feedback", card);
   box.hidden = false;
   const status = $(".fb-status", box);
@@ -196,12 +196,13 @@ function setupFeedback(card, answerId) {
         headers: { "Content-Type": "application/json" },
         body: JSON.stringify({
           answer_id: answerId,
+          answer_token: answerToken,
           rating,
           comment: $(".fb-comment", box).value,
           correction: $(".fb-correction", box).value,
         }),
       });
-      status.textContent = "피드백 감사합니다 / Thanks for the feedback";
+      status.textContent = "피드백 감사합니다 — 관리자 검토 후 학습에 쓰입니다 / Thanks: it is used for training after an admin reviews it";
       updateHistory(answerId, { feedback: rating });
     } catch (err) {
       status.textContent = `피드백 실패 / failed: ${err.message}`;
@@ -340,6 +341,7 @@ async function adminConnect(event) {
   sessionStorage.setItem("aldlab.admin.token", state.admin.token);
   sessionStorage.setItem("aldlab.admin.actor", state.admin.actor);
   await refreshDocuments();
+  await refreshReview();
 }
 
 async function refreshDocuments() {
@@ -453,6 +455,57 @@ async function exportFeedback() {
   }
 }
 
+// ---------------------------------------------------------------- feedback review
+
+function reviewField(list, label, value, className) {
+  if (value === null || value === undefined || value === "") return;
+  list.append(el("dt", null, label));
+  list.append(el("dd", className || null, value));
+}
+
+async function refreshReview() {
+  const status = $("#review-status").value;
+  const list = $("#review-list");
+  try {
+    const body = await api(`/api/admin/feedback?status=${encodeURIComponent(status)}&limit=100`, { headers: adminHeaders() });
+    $("#review-total").textContent = `${body.total}개 / ${body.total} items`;
+    list.replaceChildren();
+    for (const item of body.items) {
+      const li = el("li", "review-item");
+      li.dataset.feedbackId = item.feedback_id;
+      const review = item.review || {};
+      li.append(el("strong", null, `#${item.feedback_id} ${item.feedback === "like" ? "좋아요 / like" : "싫어요 / dislike"} · ${item.model} · ${item.timestamp.slice(0, 19)}`));
+      const dl = el("dl");
+      for (const turn of item.history || []) reviewField(dl, `기록 / history (${turn.role})`, turn.content);
+      reviewField(dl, "질문 / question", item.question);
+      reviewField(dl, "답변 / answer", item.answer);
+      reviewField(dl, "의견 / comment", item.comment);
+      reviewField(dl, "정정 / correction", item.correction, "correction");
+      reviewField(dl, "참고 문서 / contexts", (item.contexts || []).map((c) => `[${c.id}] ${c.title || ""}`).join("\n"));
+      if (review.reviewer) reviewField(dl, "검토 / review", `${review.status} · ${review.reviewer} · ${review.reviewed_at}${review.note ? ` · ${review.note}` : ""}`);
+      li.append(dl);
+      const row = el("div", "row");
+      for (const [decision, label, cls] of [["approve", "승인 / Approve", "review-approve"], ["reject", "거절 / Reject", "review-reject danger"]]) {
+        const button = el("button", cls, label);
+        button.type = "button";
+        button.addEventListener("click", async () => {
+          try {
+            await api(`/api/admin/feedback/${item.feedback_id}/${decision}`, { method: "POST", headers: adminHeaders(true), body: "{}" });
+            await refreshReview();
+          } catch (err) {
+            $("#review-total").textContent = `오류 / error: ${err.message}`;
+          }
+        });
+        row.append(button);
+      }
+      li.append(row);
+      list.append(li);
+    }
+  } catch (err) {
+    $("#review-total").textContent = `오류 / error: ${err.message}`;
+  }
+}
+
 // ---------------------------------------------------------------- wiring
 
 function init() {
@@ -482,6 +535,8 @@ function init() {
   $("#kb-delete").addEventListener("click", deleteDocument);
   $("#kb-reload").addEventListener("click", reloadIndex);
   $("#kb-export").addEventListener("click", exportFeedback);
+  $("#review-refresh").addEventListener("click", refreshReview);
+  $("#review-status").addEventListener("change", refreshReview);
   $("#admin-token").value = sessionStorage.getItem("aldlab.admin.token") || "";
   $("#admin-actor").value = sessionStorage.getItem("aldlab.admin.actor") || "";
   loadModels();

@@ -1,0 +1,132 @@
+"""`aldlab feedback list|approve|reject|export`: the review queue from the terminal.
+
+    aldlab feedback list                          # pending items, oldest first
+    aldlab feedback approve 12 --reviewer kim     # reaches `aldlab data build --feedback`
+    aldlab feedback reject 13 --reviewer kim --note "틀린 정정"
+    aldlab feedback export approved.jsonl         # approved rows as JSON Lines
+
+Same store and rules as the web UI's review tab (`aldlab.store.feedback`): feedback is
+pending until a named reviewer approves it; only approved rows are exported.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from aldlab.errors import UserError
+
+feedback_app = typer.Typer(
+    no_args_is_help=True, help="피드백 검토 / feedback review queue: list, approve, reject, export"
+)
+out = Console(soft_wrap=True)  # long Korean lines wrap in the terminal, not mid-word here
+err = Console(stderr=True)
+
+DB_OPTION = typer.Option(None, "--db", help="서비스 SQLite (기본: aldlab serve 기본 경로) / service DB")
+REVIEWER_OPTION = typer.Option(..., "--reviewer", help="검토자 이름 (기록됨) / reviewer name, recorded")
+
+
+def _db(db: Path | None) -> Path:
+    from aldlab.serve.settings import default_db_path
+
+    path = Path(db) if db else default_db_path()
+    if not path.exists():
+        raise UserError(
+            "피드백 데이터베이스가 없습니다.",
+            "Feedback database not found.",
+            path=path,
+            hint="`aldlab serve --db` 에 준 경로를 --db 로 주세요 / pass the --db given to aldlab serve",
+        )
+    return path
+
+
+def _store(db: Path | None):  # noqa: ANN202 - Store, imported lazily
+    from aldlab.store import Store
+
+    return Store(_db(db))
+
+
+def _short(text: str | None, n: int = 160) -> str:
+    text = " ".join((text or "").split())
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+@feedback_app.command("list")
+def list_command(
+    status: str = typer.Option("pending", "--status", help="pending | approved | rejected | all"),
+    limit: int = typer.Option(20, "--limit", min=1, max=1000),
+    offset: int = typer.Option(0, "--offset", min=0),
+    db: Path | None = DB_OPTION,
+    as_json: bool = typer.Option(False, "--json", help="JSON Lines 출력 / JSON Lines output"),
+) -> None:
+    """검토 대기열 보기 (질문·답변·문서·대화 기록) / show feedback with question, answer, contexts, history."""
+    store = _store(db)
+    wanted = None if status == "all" else status
+    rows = list(store.iter_feedback_rows(status=wanted, limit=limit, offset=offset))
+    if as_json:
+        for row in rows:
+            typer.echo(json.dumps(row, ensure_ascii=False))
+        return
+    total = store.count_feedback(wanted)
+    out.print(f"{status}: {total}개 중 {len(rows)}개 / {len(rows)} of {total}", highlight=False)
+    for r in rows:
+        review = r["review"]
+        head = f"#{r['feedback_id']} [{review['status']}] {r['feedback']} · {r['model']} · {r['timestamp'][:19]}"
+        if review["reviewer"]:
+            head += f" · 검토 / reviewed by {review['reviewer']}"
+        out.print(f"\n[bold]{escape(head)}[/]", highlight=False)
+        for turn in r["history"]:
+            out.print(f"  (기록 / history) {turn.get('role')}: {escape(_short(turn.get('content')))}", highlight=False)
+        out.print(f"  질문 / question: {escape(r['question'])}", highlight=False)
+        out.print(f"  답변 / answer:   {escape(_short(r['answer'], 400))}", highlight=False)
+        if r["comment"]:
+            out.print(f"  의견 / comment:  {escape(r['comment'])}", highlight=False)
+        if r["correction"]:
+            out.print(f"  [yellow]정정 / correction (학습 목표가 됨 / becomes the training target):[/] {escape(r['correction'])}")
+        ids = ", ".join(c["id"] for c in r["contexts"]) or "-"
+        out.print(f"  참고 문서 / contexts: {escape(ids)}", highlight=False)
+
+
+def _review(feedback_id: int, status: str, reviewer: str, note: str | None, db: Path | None) -> None:
+    row = _store(db).review_feedback(feedback_id, status, reviewer, note)
+    word = "승인 / approved" if status == "approved" else "거절 / rejected"
+    out.print(f"#{row['feedback_id']} {word} ({escape(row['review']['reviewer'])}, {row['review']['reviewed_at'][:19]})")
+
+
+@feedback_app.command("approve")
+def approve_command(
+    feedback_id: int = typer.Argument(..., help="피드백 번호 (list의 #) / feedback id"),
+    reviewer: str = REVIEWER_OPTION,
+    note: str | None = typer.Option(None, "--note", help="메모 / note"),
+    db: Path | None = DB_OPTION,
+) -> None:
+    """승인: 학습 데이터에 쓰임 / approve: it reaches `aldlab data build --feedback`."""
+    _review(feedback_id, "approved", reviewer, note, db)
+
+
+@feedback_app.command("reject")
+def reject_command(
+    feedback_id: int = typer.Argument(..., help="피드백 번호 / feedback id"),
+    reviewer: str = REVIEWER_OPTION,
+    note: str | None = typer.Option(None, "--note", help="거절 이유 / reason"),
+    db: Path | None = DB_OPTION,
+) -> None:
+    """거절: 학습에 쓰이지 않음 / reject: never used for training."""
+    _review(feedback_id, "rejected", reviewer, note, db)
+
+
+@feedback_app.command("export")
+def export_command(
+    output: Path = typer.Argument(..., help="출력 .jsonl / output .jsonl"),
+    db: Path | None = DB_OPTION,
+) -> None:
+    """승인된 피드백을 JSONL로 (aldlab data build --feedback 입력) / approved feedback as JSON Lines."""
+    from aldlab.files import atomic_write_text
+
+    rows = list(_store(db).iter_feedback_rows(status="approved"))
+    atomic_write_text(output, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    err.print(f"{len(rows)}개 승인 피드백 → {output} / {len(rows)} approved rows written", highlight=False)
