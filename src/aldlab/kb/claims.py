@@ -158,8 +158,6 @@ def find_quantities(sentence: str) -> list[tuple[int, Quantity]]:
             if low_unit[0] != dimension:
                 continue
             low, high = low * low_unit[1] / factor, _number_range(match.group("hi"))[1]
-        if dimension != "temperature" and "-" in match.group(0) and match.group("hi") is None and low < 0:
-            continue
         low, high = sorted((low * factor, high * factor))
         bound = match.group("bound")
         if bound in ("이하", "미만"):

@@ -90,8 +90,9 @@ def audit_command(
     from aldlab.kb.audit import audit_kb, document_embeddings, render_markdown
     from aldlab.kb.schema import load_kb
 
-    knowledge = load_kb(_kb_path(kb))
-    report = audit_kb(knowledge, document_embeddings(knowledge, dense_model))
+    source = _kb_path(kb)
+    knowledge = load_kb(source)
+    report = audit_kb(knowledge, document_embeddings(knowledge, dense_model, kb_source=str(source.resolve())))
     counts = report.counts()
     table = Table(title=f"모순 후보 / candidate contradictions ({counts['contradictions']})")
     for column in ("kind", "subject", "A", "A 값 / value", "B", "B 값 / value"):
