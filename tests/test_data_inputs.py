@@ -38,7 +38,7 @@ def feedback_rows(kb_dir: Path) -> list[dict]:
 
 
 def build_with_feedback(kb_dir: Path, feedback: Path, out: Path):
-    return build_dataset(DataConfig(kb=kb_dir, feedback=[feedback], output_dir=out, train_size=80, eval_size=20, seed=5), progress=False)
+    return build_dataset(DataConfig(kb=kb_dir, feedback=[feedback], output_dir=out, train_size=80, eval_size=20, seed=5, semantic_model="hash"), progress=False)
 
 
 def test_feedback_liked_and_corrected_used_disliked_never(kb_dir: Path, tmp_path: Path) -> None:
@@ -72,7 +72,7 @@ def test_sqlite_store_is_read_through_the_store_exporter(kb_dir: Path, tmp_path:
     db = tmp_path / "feedback.db"
     db.write_bytes(b"")  # the fake exporter does not read it
     fake = types.ModuleType("aldlab.store.feedback")
-    fake.export_feedback_rows = lambda path: feedback_rows(kb_dir)[:2]  # type: ignore[attr-defined]
+    fake.export_feedback_rows = lambda path, **_: feedback_rows(kb_dir)[:2]  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "aldlab.store.feedback", fake)
     report = build_with_feedback(kb_dir, db, tmp_path / "out")
     stats = json.loads(report.stats_path.read_text(encoding="utf-8"))["feedback"]
@@ -103,27 +103,27 @@ def test_empty_and_malformed_kb_stop_with_a_clear_message(tmp_path: Path) -> Non
     (empty / "documents").mkdir(parents=True)
     (empty / "kb.json").write_text("{\"name\": \"x\"}", encoding="utf-8")
     with pytest.raises(UserError, match="문서가 없습니다"):
-        build_dataset(DataConfig(kb=empty, output_dir=tmp_path / "o1"), progress=False)
+        build_dataset(DataConfig(kb=empty, output_dir=tmp_path / "o1", semantic_model="hash"), progress=False)
     broken = tmp_path / "broken"
     (broken / "documents").mkdir(parents=True)
     (broken / "kb.json").write_text("{}", encoding="utf-8")
     (broken / "documents" / "a.jsonl").write_text("{\"id\": \"a\", \"text\": \"ALD는 증착법이다.\"}\n{\"id\": \"b\"}\n", encoding="utf-8")
     with pytest.raises(UserError) as err:
-        build_dataset(DataConfig(kb=broken, output_dir=tmp_path / "o2"), progress=False)
+        build_dataset(DataConfig(kb=broken, output_dir=tmp_path / "o2", semantic_model="hash"), progress=False)
     assert err.value.line == 2 and "text" in err.value.render()
     with pytest.raises(UserError):
-        build_dataset(DataConfig(kb=tmp_path / "missing", output_dir=tmp_path / "o3"), progress=False)
+        build_dataset(DataConfig(kb=tmp_path / "missing", output_dir=tmp_path / "o3", semantic_model="hash"), progress=False)
     assert not any((tmp_path / n).exists() for n in ("o1", "o2", "o3"))
 
 
 def test_failed_rebuild_keeps_the_previous_dataset(kb_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    first = build_dataset(DataConfig(kb=kb_dir, output_dir=out, train_size=40, eval_size=10), progress=False)
+    first = build_dataset(DataConfig(kb=kb_dir, output_dir=out, train_size=40, eval_size=10, semantic_model="hash"), progress=False)
     before = first.train_path.read_bytes()
     bad = tmp_path / "bad.json"
     bad.write_text("[1, 2", encoding="utf-8")
     with pytest.raises(UserError):
-        build_dataset(DataConfig(kb=kb_dir, feedback=[bad], output_dir=out, train_size=40, eval_size=10), progress=False)
+        build_dataset(DataConfig(kb=kb_dir, feedback=[bad], output_dir=out, train_size=40, eval_size=10, semantic_model="hash"), progress=False)
     assert first.train_path.read_bytes() == before
 
 
@@ -132,7 +132,7 @@ def test_foreign_output_directory_is_not_overwritten(kb_dir: Path, tmp_path: Pat
     out.mkdir()
     (out / "thesis.docx").write_text("precious", encoding="utf-8")
     with pytest.raises(UserError, match="덮어쓰지"):
-        build_dataset(DataConfig(kb=kb_dir, output_dir=out, train_size=40, eval_size=10), progress=False)
+        build_dataset(DataConfig(kb=kb_dir, output_dir=out, train_size=40, eval_size=10, semantic_model="hash"), progress=False)
     assert (out / "thesis.docx").read_text(encoding="utf-8") == "precious"
 
 
@@ -145,7 +145,7 @@ def test_invalid_settings_are_user_errors() -> None:
 
 def test_cli_build_prints_a_summary_table(kb_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "cli"
-    result = CliRunner().invoke(app, ["build", "--kb", str(kb_dir), "--output", str(out), "--train-size", "40", "--eval-size", "10", "--seed", "3", "--rag-ratio", "0.25", "-q"])
+    result = CliRunner().invoke(app, ["build", "--kb", str(kb_dir), "--output", str(out), "--train-size", "40", "--eval-size", "10", "--seed", "3", "--rag-ratio", "0.25", "--semantic-model", "hash", "-q"])
     assert result.exit_code == 0, result.output
     assert "leakage: 0" in result.output and "train" in result.output
     stats = json.loads((out / "stats.json").read_text(encoding="utf-8"))
@@ -161,7 +161,7 @@ def test_legacy_kb_builds(tmp_path: Path) -> None:
     legacy = LEGACY / "docs_ald.json"
     if not legacy.exists():
         pytest.skip("legacy files not present")
-    report = build_dataset(DataConfig(kb=legacy, output_dir=tmp_path / "legacy", train_size=300, eval_size=75), progress=False)
+    report = build_dataset(DataConfig(kb=legacy, output_dir=tmp_path / "legacy", train_size=300, eval_size=75, semantic_model="hash"), progress=False)
     stats = json.loads(report.stats_path.read_text(encoding="utf-8"))
     assert stats["train"]["rows"] == 300 and stats["eval"]["rows"] == 75
     assert sum(v for k, v in stats["leakage"].items() if not k.startswith("dropped")) == 0

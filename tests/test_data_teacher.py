@@ -85,7 +85,7 @@ def test_build_with_a_local_fake_teacher_counts_rejections(tmp_path) -> None:
     try:
         kb = make_kb(tmp_path / "kb", n_synthetic=20)
         url = f"http://127.0.0.1:{server.server_address[1]}/v1"
-        report = build_dataset(DataConfig(kb=kb, output_dir=tmp_path / "out", train_size=40, eval_size=10, teacher_url=url, teacher_model="fake", teacher_max_facts=10), progress=False)
+        report = build_dataset(DataConfig(kb=kb, output_dir=tmp_path / "out", train_size=40, eval_size=10, teacher_url=url, teacher_model="fake", teacher_max_facts=10, semantic_model="hash"), progress=False)
     finally:
         server.shutdown()
     teacher = report.stats["teacher"]

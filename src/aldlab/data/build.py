@@ -15,6 +15,7 @@ import contextlib
 import os
 import platform
 import random
+import re
 import shutil
 import statistics
 import tempfile
@@ -32,7 +33,9 @@ from aldlab.data.facts import Candidate, Example, Fact
 from aldlab.data.feedback import FeedbackIntake, load_feedback
 from aldlab.data.korean import find_particle_errors
 from aldlab.data.offtopic import RAG_OFFTOPIC_REASONS, missing_context_reason, offtopic_facts
-from aldlab.data.questions import KiwiTagger, combo_facts, difference_facts, document_facts
+from aldlab.data.questions import KiwiTagger, combo_facts, difference_facts, document_facts, split_sentences
+from aldlab.data.refusals import in_domain_refusal_facts, rag_reason
+from aldlab.data.semantic import HashingVectors, SentenceVectors, leaking_rows, sentence_vectors, similar_document_pairs
 from aldlab.data.split import LeakageReport, measure_leakage, split_without_leakage
 from aldlab.errors import UserError
 from aldlab.files import atomic_write_json, atomic_write_jsonl, atomic_write_text, sha256_file
@@ -94,10 +97,13 @@ def load_inputs(config: DataConfig) -> KnowledgeBase:
 def build_facts(kb: KnowledgeBase, config: DataConfig, rng: random.Random) -> tuple[list[Fact], Counter]:
     """All candidate facts in a fixed order (documents, combinations, differences, off-topic)."""
     tagger = KiwiTagger()
-    doc_facts = document_facts(kb, tagger, rng, paraphrases=config.paraphrases, max_answer_chars=config.max_answer_chars)
+    # Two spare wordings per fact: the row picker takes every fact's first wording before any
+    # second one, so spares only fill in when the KB is small for the requested size.
+    wordings = config.paraphrases + 2
+    doc_facts = document_facts(kb, tagger, rng, paraphrases=wordings, max_answer_chars=config.max_answer_chars)
     combos = combo_facts(kb, rng, paraphrases=config.paraphrases, max_facts=config.max_combo_facts, max_answer_chars=config.max_answer_chars)
     diffs = difference_facts(kb, doc_facts, rng, paraphrases=config.paraphrases, max_facts=config.max_difference_facts)
-    facts = [*doc_facts, *combos, *diffs, *offtopic_facts()]
+    facts = [*doc_facts, *combos, *diffs, *offtopic_facts(), *in_domain_refusal_facts()]
     return facts, Counter(f.intent for f in facts)
 
 
@@ -124,6 +130,49 @@ class SideDocs:
             self.by_topic.setdefault(d.topic, []).append(d.id)
         self.lower = {d.id: d.text.casefold() for d in self.docs}
         self.domain_terms = sorted({t.casefold() for t in kb.domain_terms() if len(t) >= 2})
+        self._bm25 = None
+        self._kb = kb
+
+    def _index(self):  # noqa: ANN202 - bm25s is imported lazily
+        """BM25 over this side's documents with the serving tokenizer (built on first use)."""
+        if self._bm25 is None:
+            import bm25s
+
+            from aldlab.rag.index import bm25_text
+            from aldlab.rag.tokenize import get_tokenizer
+
+            self._tokenizer = get_tokenizer(self._kb.domain_terms())
+            tokens = self._tokenizer.tokenize_many([bm25_text(d) for d in self.docs]) if self.docs else []
+            self._bm25 = bm25s.BM25()
+            self._bm25.index([t or ["\u0000"] for t in tokens] or [["\u0000"]], show_progress=False)
+            self._vocab = set(self._bm25.vocab_dict)
+        return self._bm25
+
+    def retrieve(self, query: str, k: int, *, exclude: Sequence[str] = (), avoid_terms: Sequence[str] = ()) -> list[Document]:
+        """The `k` side documents BM25 ranks highest for `query` — what the serving retriever
+        would put in the prompt — minus `exclude` and documents mentioning `avoid_terms`.
+
+        Training contexts drawn this way look like serving contexts (issue 11: the model must
+        learn to pick the passage that answers among plausible neighbours, not among random
+        documents)."""
+        if not self.docs or k <= 0:
+            return []
+        bm25 = self._index()
+        terms = list(dict.fromkeys(t for t in self._tokenizer.tokenize(query) if t in self._vocab))
+        import numpy as np
+
+        scores = np.asarray(bm25.get_scores(terms), dtype=np.float32) if terms else np.zeros(len(self.docs), dtype=np.float32)
+        excluded = set(exclude)
+        avoid = [t.casefold() for t in avoid_terms if t.strip()]
+        out: list[Document] = []
+        for i in np.argsort(-scores, kind="stable").tolist():
+            doc = self.docs[i]
+            if doc.id in excluded or (avoid and any(t in self.lower[doc.id] for t in avoid)):
+                continue
+            out.append(doc)
+            if len(out) >= k:
+                break
+        return out
 
     def related(self, doc_ids: Sequence[str], kb_by_id: dict[str, Document]) -> list[str]:
         """Side documents sharing the most specific keyword of the answering documents.
@@ -184,6 +233,7 @@ def _example(cand: Candidate, kind: str, style: str, answer: str, plain: str, pa
         messages=build_messages(cand.question, passages, answer=answer),
         fact_id=cand.fact.fact_id,
         terms=list(cand.fact.terms),
+        template=cand.template,
     )
 
 
@@ -196,27 +246,36 @@ def render_answerable(cand: Candidate, style: str, side: SideDocs, kb_by_id: dic
     if style == "closed":
         return _example(cand, fact.kind, "closed", fact.plain_answer, fact.plain_answer, None, "")
     answering = [kb_by_id[d] for d in fact.doc_ids if d in kb_by_id]
-    extra = side.distractors(fact.doc_ids, max(0, k - len(answering)), rng, prefer=side.related(fact.doc_ids, kb_by_id))
+    extra = side.retrieve(cand.question, max(0, k - len(answering)), exclude=fact.doc_ids)
     passages = [*answering, *extra]
     rng.shuffle(passages)
     return _example(cand, fact.kind, "rag", cited_answer(fact), fact.plain_answer, passages, "")
 
 
-def render_unanswerable(cand: Candidate, style: str, side: SideDocs, kb_by_id: dict[str, Document], k: int, rng: random.Random, variant: int) -> Example:
-    """Off-topic (closed or with random context) or an ALD question whose documents are withheld."""
+def render_unanswerable(cand: Candidate, style: str, side: SideDocs, kb_by_id: dict[str, Document], k: int, rng: random.Random, variant: int, *, same_fact: dict[str, set[str]] | None = None) -> Example:
+    """A refusal row: off-topic, in-domain but not in the KB, or an ALD question whose
+    documents (and every document stating the same fact) are withheld from the context."""
     fact = cand.fact
     if fact.kind == "unanswerable" and style == "closed":
-        return _example(cand, "unanswerable", "closed", fact.plain_answer, fact.plain_answer, None, "")
+        return _refusal(_example(cand, "unanswerable", "closed", fact.plain_answer, fact.plain_answer, None, ""), fact.intent)
+    if fact.intent == "in_domain":
+        answer = refusal_answer(rag_reason(fact, variant))
+        return _refusal(_example(cand, "unanswerable", "rag", answer, answer, side.retrieve(cand.question, k), ""), "in_domain")
     if fact.kind == "unanswerable":
         answer = refusal_answer(RAG_OFFTOPIC_REASONS[variant % len(RAG_OFFTOPIC_REASONS)])
-        passages = side.distractors([], k, rng)
-        return _example(cand, "unanswerable", "rag", answer, answer, passages, "")
+        return _refusal(_example(cand, "unanswerable", "rag", answer, answer, side.retrieve(cand.question, k), ""), "offtopic")
     avoid = sorted({*side.terms_in(cand.question), *fact.terms})
-    topics = {kb_by_id[d].topic for d in fact.doc_ids if d in kb_by_id}
-    prefer = side.in_topics(topics)
-    passages = side.distractors(fact.doc_ids, k, rng, prefer=prefer, avoid_terms=avoid)
+    withheld = set(fact.doc_ids)
+    for d in fact.doc_ids:
+        withheld |= (same_fact or {}).get(d, set())
+    passages = side.retrieve(cand.question, k, exclude=sorted(withheld), avoid_terms=avoid)
     answer = refusal_answer(missing_context_reason(fact.subject or cand.question.rstrip("?"), variant))
-    return _example(cand, "unanswerable", "rag", answer, answer, passages, "-missing")
+    return _refusal(_example(cand, "unanswerable", "rag", answer, answer, passages, "-missing"), "missing_context")
+
+
+def _refusal(example: Example, refusal_type: str) -> Example:
+    example.refusal_type = refusal_type
+    return example
 
 
 def round_robin(cands: Sequence[Candidate], k: int, rng: random.Random) -> list[Candidate]:
@@ -246,19 +305,28 @@ class SideResult:
     pool: dict[str, int]
 
 
-def assemble_side(cands: list[Candidate], size: int, side: SideDocs, kb_by_id: dict[str, Document], config: DataConfig, rng: random.Random) -> SideResult:
-    """Choose rows for one side (sizes and ratios from the config) and render them."""
+def assemble_side(cands: list[Candidate], size: int, side: SideDocs, kb_by_id: dict[str, Document], config: DataConfig, rng: random.Random, same_fact: dict[str, set[str]] | None = None) -> SideResult:
+    """Choose rows for one side (sizes and ratios from the config) and render them.
+
+    Refusals: `in_domain_refusal_ratio` of the rows are ALD-sounding questions the KB cannot
+    answer (half closed-book, half with retrieved passages); the rest of `unanswerable_ratio`
+    is split between off-topic questions and answerable questions asked with their
+    documents withheld from the context.
+    """
     key = lambda c: normalize(c.question)  # noqa: E731
     answerable, d1 = dedup_within([c for c in cands if c.fact.kind in ("kb", "combo")], key)
     feedback, d2 = dedup_within([c for c in cands if c.fact.kind == "feedback"], key)
-    offtopic, d3 = dedup_within([c for c in cands if c.fact.kind == "unanswerable"], key)
-    pool = {"answerable": len(answerable), "feedback": len(feedback), "offtopic": len(offtopic)}
+    offtopic, d3 = dedup_within([c for c in cands if c.fact.kind == "unanswerable" and c.fact.intent != "in_domain"], key)
+    in_domain, d5 = dedup_within([c for c in cands if c.fact.intent == "in_domain"], key)
+    pool = {"answerable": len(answerable), "feedback": len(feedback), "offtopic": len(offtopic), "in_domain": len(in_domain)}
 
     n_un = round(size * config.unanswerable_ratio)
+    n_in = min(len(in_domain), round(size * min(config.in_domain_refusal_ratio, config.unanswerable_ratio)))
     n_fb = min(len(feedback), size - n_un)
     n_ans = min(size - n_un - n_fb, len(answerable))
     if n_ans + n_fb + n_un < size and config.unanswerable_ratio < 1:  # short pool: keep the ratio
         n_un = round((n_ans + n_fb) * config.unanswerable_ratio / (1 - config.unanswerable_ratio))
+        n_in = min(n_in, n_un)
     chosen = round_robin(answerable, n_ans, rng)
     rng.shuffle(chosen)
     n_rag = round(len(chosen) * config.rag_ratio)
@@ -266,13 +334,20 @@ def assemble_side(cands: list[Candidate], size: int, side: SideDocs, kb_by_id: d
     examples = [render_answerable(c, "rag" if i < n_rag else "closed", side, kb_by_id, k, rng) for i, c in enumerate(chosen)]
     examples += [render_answerable(c, "", side, kb_by_id, k, rng) for c in feedback[:n_fb]]
 
-    n_un_rag = round(n_un * config.rag_ratio)
-    n_un_closed = n_un - n_un_rag
+    inside = list(in_domain)
+    rng.shuffle(inside)
+    n_in_rag = round(n_in * config.rag_ratio) if side.docs else 0
+    for i, c in enumerate(inside[:n_in]):
+        examples.append(render_unanswerable(c, "rag" if i < n_in_rag else "closed", side, kb_by_id, k, rng, i))
+
+    n_other = n_un - n_in
+    n_other_rag = round(n_other * config.rag_ratio)
+    n_un_closed = n_other - n_other_rag
     off = list(offtopic)
     rng.shuffle(off)
     for i, c in enumerate(off[:n_un_closed]):
         examples.append(render_unanswerable(c, "closed", side, kb_by_id, k, rng, i))
-    n_off_rag = min(n_un_rag // 2, len(off)) if side.docs else 0
+    n_off_rag = min(n_other_rag // 2, len(off)) if side.docs else 0
     rotated = off[n_un_closed:] + off[:n_un_closed]
     for i, c in enumerate(rotated[:n_off_rag]):
         examples.append(render_unanswerable(c, "rag", side, kb_by_id, k, rng, i))
@@ -281,9 +356,9 @@ def assemble_side(cands: list[Candidate], size: int, side: SideDocs, kb_by_id: d
     withheld, _ = dedup_within(withheld, key)
     rng.shuffle(withheld)
     asked = {normalize(e.question) for e in examples if e.style == "rag"}
-    n_missing = n_un_rag - n_off_rag if side.docs else 0
+    n_missing = n_other_rag - n_off_rag if side.docs else 0
     for i, c in enumerate([c for c in withheld if normalize(c.question) not in asked][:n_missing]):
-        examples.append(render_unanswerable(c, "rag", side, kb_by_id, k, rng, i))
+        examples.append(render_unanswerable(c, "rag", side, kb_by_id, k, rng, i, same_fact=same_fact))
 
     examples, d4 = dedup_within(examples, lambda e: f"{e.style}|{e.kind == 'unanswerable'}|{normalize(e.question)}")
     seen: Counter = Counter()
@@ -292,7 +367,91 @@ def assemble_side(cands: list[Candidate], size: int, side: SideDocs, kb_by_id: d
         if seen[e.id] > 1:
             e.id = f"{e.id}-{seen[e.id]}"
     rng.shuffle(examples)
-    return SideResult(examples, size, d1 + d2 + d3 + d4, pool)
+    return SideResult(examples, size, d1 + d2 + d3 + d4 + d5, pool)
+
+
+# -------------------------------------------------------------------- semantic
+
+class SemanticIndex:
+    """Sentence vectors of the KB for the semantic split and the semantic leakage figure.
+
+    With `semantic_model: none` (tests, huge synthetic KBs) every method is a no-op and the
+    report says so; the lexical split and checks still apply.
+    """
+
+    def __init__(self, kb: KnowledgeBase, vectors: SentenceVectors | HashingVectors | None) -> None:
+        self.vectors = vectors
+        self.doc_sentences = {d.id: split_sentences(d.text) for d in kb.documents}
+        self._pairs: dict[float, list[tuple[str, str, float]]] = {}
+
+    @classmethod
+    def for_config(cls, kb: KnowledgeBase, config: DataConfig) -> SemanticIndex:
+        return cls(kb, sentence_vectors(config.semantic_model))
+
+    def document_pairs(self, threshold: float) -> list[tuple[str, str, float]]:
+        if self.vectors is None:
+            return []
+        if threshold not in self._pairs:
+            self._pairs[threshold] = similar_document_pairs(self.doc_sentences, self.vectors, threshold)
+        return self._pairs[threshold]
+
+    def same_fact_map(self, threshold: float) -> dict[str, set[str]]:
+        """doc -> documents with a sentence stating the same thing (withheld together)."""
+        out: dict[str, set[str]] = {}
+        for a, b, _ in self.document_pairs(threshold):
+            out.setdefault(a, set()).add(b)
+            out.setdefault(b, set()).add(a)
+        return out
+
+    def drop_restating(self, train: list[Candidate], evals: Sequence[Example], threshold: float) -> tuple[list[Candidate], int]:
+        """Train candidates whose answer restates an eval answer (a sentence ≥ threshold) are
+        dropped: the eval row would otherwise be answered from memory of a train row."""
+        if self.vectors is None:
+            return train, 0
+        eval_sents = [s for e in evals if not e.is_refusal for s in answer_sentences(e.plain_answer)]
+        if not eval_sents:
+            return train, 0
+        answers = sorted({c.answer for c in train if not c.is_refusal})
+        leaking, _ = leaking_rows([[s] for s in eval_sents], [answer_sentences(a) for a in answers], self.vectors, threshold)
+        bad = {answers[j] for j in leaking}
+        kept = [c for c in train if c.is_refusal or c.answer not in bad]
+        return kept, len(train) - len(kept)
+
+    def report(self, train: Sequence[Example], evals: Sequence[Example], config: DataConfig, restated: list, dropped: int) -> dict[str, Any]:
+        """stats.json `semantic`: eval answers with a train answer ≥ threshold (target 0)."""
+        if self.vectors is None:
+            return {"model": "none", "leaking_eval_answers": None}
+        t = [e for e in train if not e.is_refusal]
+        v = [e for e in evals if not e.is_refusal]
+        leaking, pairs = leaking_rows([answer_sentences(e.plain_answer) for e in t], [answer_sentences(e.plain_answer) for e in v], self.vectors, config.semantic_threshold)
+        return {
+            "model": config.semantic_model,
+            "threshold": config.semantic_threshold,
+            "link_threshold": config.semantic_link_threshold,
+            "linked_document_pairs": len(restated),
+            "train_candidates_dropped": dropped,
+            "eval_answers_checked": len(v),
+            "leaking_eval_answers": len(leaking),
+            "examples": [{"eval": v[j].id, "train": t[i].id, "cosine": c} for j, i, c in pairs[:10]],
+        }
+
+
+def answer_sentences(answer: str) -> list[str]:
+    """KB sentences of an answer (the "반면 " a difference answer adds is not in the KB)."""
+    return [re.sub(r"^반면 ", "", s) for s in split_sentences(answer)]
+
+
+def template_stats(examples: Sequence[Example]) -> dict[str, Any]:
+    """How varied the questions are: templates in use and the largest one's share of rows."""
+    counts = Counter(e.template for e in examples if e.template)
+    total = sum(counts.values())
+    top = counts.most_common(5)
+    return {
+        "templates_in_use": len(counts),
+        "templated_rows": total,
+        "top_share": round(top[0][1] / max(1, len(examples)), 3) if top else 0.0,
+        "top": [{"template": t, "rows": n} for t, n in top],
+    }
 
 
 # ------------------------------------------------------------------------ checks
@@ -465,21 +624,29 @@ def build_dataset(config: DataConfig, progress: bool = True) -> DatasetReport:
         step("teacher")
         candidates = [Candidate(f, q, i) for f in facts for i, q in enumerate(f.questions)]
         linked = near_duplicate_documents(kb.documents, config)
+        semantic = SemanticIndex.for_config(kb, config)
+        restated = semantic.document_pairs(config.semantic_link_threshold)
         train_c, eval_c, split_report = split_without_leakage(
-            candidates, config.eval_fraction, config.seed, threshold=config.near_dup_threshold, n=config.ngram, linked_docs=linked, verify=False
+            candidates, config.eval_fraction, config.seed, threshold=config.near_dup_threshold, n=config.ngram,
+            linked_docs=[*linked, *((a, b) for a, b, _ in restated)], verify=False,
         )
         step("split")
         sides = _side_documents(kb, split_report, config, rng)
         kb_by_id = kb.by_id()
-        train = assemble_side(train_c, config.train_size, sides["train"], kb_by_id, config, random.Random(f"{config.seed}:train"))
-        evals = assemble_side(eval_c, config.eval_size, sides["eval"], kb_by_id, config, random.Random(f"{config.seed}:eval"))
+        same_fact = semantic.same_fact_map(config.semantic_threshold)
+        evals = assemble_side(eval_c, config.eval_size, sides["eval"], kb_by_id, config, random.Random(f"{config.seed}:eval"), same_fact)
+        train_c, semantic_dropped = semantic.drop_restating(train_c, evals.examples, config.semantic_threshold)
+        train = assemble_side(train_c, config.train_size, sides["train"], kb_by_id, config, random.Random(f"{config.seed}:train"), same_fact)
         step("render")
         final = measure_leakage(train.examples, evals.examples, threshold=config.near_dup_threshold, n=config.ngram)
         if final.total:  # cannot happen by construction; refuse to write leaking data if it does
             raise RuntimeError(f"leakage after split: {final.leakage()}")
         particles = particle_check([*train.examples, *evals.examples], kb, config.particle_check_sample, random.Random(config.seed))
+        semantic_stats = semantic.report(train.examples, evals.examples, config, restated, semantic_dropped)
         step("checks")
         stats = _stats(config, kb, intake, intents, split_report, final, train, evals, particles, teacher_stats, linked, timings)
+        stats["semantic"] = semantic_stats
+        stats["templates"] = template_stats([*train.examples, *evals.examples])
         report = _write_outputs(config, kb, train.examples, evals.examples, stats)
         step("write")
     return report

