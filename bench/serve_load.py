@@ -111,7 +111,11 @@ def run(clients: int, duration: float, max_requests: int, gen_delay: float, toke
     kb = write_tiny_kb(workdir / f"kb-{clients}")
     store = Store(workdir / f"serve-{clients}.sqlite3")
     assistant = FakeAssistant(kb, delay_s=gen_delay, token_delay_s=token_delay)
-    app = create_app(assistant, store, ServeSettings(kb=str(kb)))
+    # All bench clients come from 127.0.0.1, i.e. one client to the per-client limits; they
+    # are switched off here because this measures the service's capacity, not the limiter
+    # (tests/test_serve_security.py covers the 429s).
+    settings = ServeSettings(kb=str(kb), rate_limit_per_minute=0, max_pending_per_client=0)
+    app = create_app(assistant, store, settings)
     result = RunResult(clients=clients)
     with serve_in_thread(app) as url:
 

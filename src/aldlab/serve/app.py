@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import json
 import logging
 import re
@@ -29,10 +28,11 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import anyio
 from fastapi import Depends, FastAPI, Query, Request
+from fastapi import Path as FastApiPath
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
@@ -45,6 +45,14 @@ from aldlab.errors import UserError
 from aldlab.kb.schema import Document, load_kb
 from aldlab.rag.types import Answer
 from aldlab.serve.documents import DocumentCache
+from aldlab.serve.guards import (
+    FailureThrottle,
+    GuardMiddleware,
+    RateLimiter,
+    allowed_hosts,
+    bearer_token,
+    token_matches,
+)
 from aldlab.serve.settings import ServeSettings
 from aldlab.store import FeedbackForbidden
 from aldlab.serve.worker import ClientBusy, GenerationWorker, QueueStatus, Ticket, WorkerBusy
@@ -65,12 +73,15 @@ CONTENT_SECURITY_POLICY = (
 class ApiError(StarletteHTTPException):
     """An error answered as JSON with a bilingual message (Korean first)."""
 
-    def __init__(self, status: int, code: str, ko: str, en: str, *, hint: str | None = None) -> None:
+    def __init__(
+        self, status: int, code: str, ko: str, en: str, *, hint: str | None = None, retry_after: int | None = None
+    ) -> None:
         super().__init__(status_code=status, detail=en)
         self.code = code
         self.ko = ko
         self.en = en
         self.hint = hint
+        self.retry_after = retry_after
 
 
 def error_body(code: str, ko: str, en: str, hint: str | None = None) -> dict[str, Any]:
@@ -98,7 +109,10 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         if isinstance(exc, ApiError):
-            return error_response(exc.status_code, exc.code, exc.ko, exc.en, exc.hint)
+            response = error_response(exc.status_code, exc.code, exc.ko, exc.en, exc.hint)
+            if exc.retry_after is not None:
+                response.headers["Retry-After"] = str(exc.retry_after)
+            return response
         messages = {
             404: ("경로를 찾을 수 없습니다.", "Not found."),
             405: ("허용되지 않는 메서드입니다.", "Method not allowed."),
@@ -267,10 +281,17 @@ class ChatMessage(BaseModel):
         return "".join(str(p.get("text", "")) for p in self.content if p.get("type") in ("text", "input_text"))
 
 
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    include_usage: bool = False
+
+
 class ChatCompletionRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     model: str | None = None
+    stream_options: StreamOptions | None = None
     messages: list[ChatMessage] = Field(min_length=1)
     stream: bool = False
     max_tokens: int | None = None
@@ -278,6 +299,14 @@ class ChatCompletionRequest(BaseModel):
     n: int | None = None
     # Extra options (the openai client sends them with `extra_body={"aldlab": {...}}`).
     aldlab: dict[str, Any] | None = None
+
+
+#: Document ids and topics: they become file names (topic) and URL segments (id), so
+#: nothing that could climb out of the KB directory ("../x", "a/b") is accepted.
+NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+
+
+DocId = Annotated[str, FastApiPath(pattern=NAME_PATTERN)]
 
 
 class ReviewRequest(BaseModel):
@@ -289,11 +318,11 @@ class ReviewRequest(BaseModel):
 class DocumentIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    id: str = Field(min_length=1, max_length=128)
+    id: str = Field(pattern=NAME_PATTERN)
     title: str = Field(default="", max_length=300)
     text: str = Field(min_length=1, max_length=20000)
     keywords: list[str] = Field(default_factory=list, max_length=50)
-    topic: str = Field(default="general", min_length=1, max_length=64)
+    topic: str = Field(default="general", pattern=NAME_PATTERN)
     source: str = Field(default="admin", max_length=200)
 
 
@@ -303,7 +332,7 @@ class DocumentChanges(BaseModel):
     title: str | None = Field(default=None, max_length=300)
     text: str | None = Field(default=None, min_length=1, max_length=20000)
     keywords: list[str] | None = Field(default=None, max_length=50)
-    topic: str | None = Field(default=None, min_length=1, max_length=64)
+    topic: str | None = Field(default=None, pattern=NAME_PATTERN)
     source: str | None = Field(default=None, max_length=200)
 
 
@@ -339,6 +368,8 @@ class Service:
         self._logged = 0
         # Admin edits of this server run one at a time, each with its audit row.
         self.edit_lock = asyncio.Lock()
+        self.limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
+        self.admin_failures = FailureThrottle()
 
     # -- models
 
@@ -403,6 +434,11 @@ class Service:
         context_only: bool = False,
     ) -> PreparedQuery:
         s = self.settings
+        check_text("question", question)
+        for turn in history:
+            check_text("history", turn["content"])
+        if filter_keyword:
+            check_text("filter_keyword", filter_keyword)
         question = question.strip()
         if not question:
             raise ApiError(400, "invalid_request", "질문이 비어 있습니다.", "The question is empty.")
@@ -452,7 +488,20 @@ class Service:
     # -- answers
 
     def admit(self, client: str) -> Ticket:
-        """A place in the generation queue, taken before any response starts (503/429 if none)."""
+        """A place in the generation queue, taken before any response starts.
+
+        429 + Retry-After when this client is over its rate or already has its share of
+        the queue; 503 when the whole queue is full.
+        """
+        wait = self.limiter.acquire(client)
+        if wait:
+            raise ApiError(
+                429,
+                "rate_limited",
+                f"질문이 너무 잦습니다. {wait}초 뒤에 다시 시도하세요.",
+                f"Too many questions; retry in {wait} s.",
+                retry_after=wait,
+            )
         return self.worker.admit(client)
 
     async def answer(self, query: PreparedQuery, ticket: Ticket) -> Answer:
@@ -528,6 +577,27 @@ class Service:
         return await anyio.to_thread.run_sync(
             partial(self.store.purge_answers, max_age_days=s.retention_days, max_rows=s.retention_rows)
         )
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens of the serving model's tokenizer when one is loaded, else words (fake,
+        remote server): OpenAI clients need integers, and cost accounting reads them."""
+        tokenizer = getattr(getattr(self.assistant, "generator", None), "_tokenizer", None)
+        if tokenizer is not None:
+            try:
+                return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+            except Exception:  # noqa: BLE001 - fall back to a word count
+                pass
+        return len(text.split())
+
+    def usage(self, query: PreparedQuery, answer: Answer) -> dict[str, int]:
+        """OpenAI `usage`; the prompt is counted as question + history + contexts."""
+        prompt = query.question + "".join(t["content"] for t in query.history) + "".join(p.text for p in answer.passages)
+        prompt_tokens, completion_tokens = self.count_tokens(prompt), self.count_tokens(answer.text)
+        return {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        }
 
     def kb_hash(self) -> str:
         kb = getattr(self.assistant, "kb", None)
@@ -631,6 +701,15 @@ class Service:
             return self.docs.documents()
         except UserError as exc:
             raise kb_unavailable(exc, self.kb_path()) from exc
+
+    def check_topic_path(self, kb_dir: Path, topic: str | None) -> None:
+        """Belt and braces after the name pattern: the topic's file stays in the KB."""
+        if topic is None:
+            return
+        documents = (kb_dir / "documents").resolve()
+        target = (documents / f"{topic}.jsonl").resolve()
+        if target.parent != documents:
+            raise ApiError(400, "invalid_topic", "주제 이름이 올바르지 않습니다.", "Invalid topic name.")
 
     def edited(self) -> None:
         if self.docs is not None:
@@ -741,6 +820,31 @@ def kb_unavailable(exc: UserError, kb: Path | None) -> ApiError:
     )
 
 
+def finish_reason(usage: dict[str, Any], query: PreparedQuery) -> str:
+    """"length" when the reply used its whole max_tokens budget (it was cut), else "stop"."""
+    limit = query.kwargs.get("max_new_tokens")
+    return "length" if limit and usage["completion_tokens"] >= limit else "stop"
+
+
+def check_text(field: str, value: str | None) -> None:
+    """Refuse text that is not valid Unicode (a lone surrogate such as "\\ud800").
+
+    It used to pass validation, run generation, and then fail as a 500 when the answer
+    was written to SQLite; now it is a 400 before any work is done.
+    """
+    if value is None:
+        return
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ApiError(
+            400,
+            "invalid_text",
+            f"{field}에 올바르지 않은 문자(짝 없는 서로게이트)가 있습니다.",
+            f"{field} contains invalid characters (a lone surrogate).",
+        ) from exc
+
+
 def context_json(p: Any) -> dict[str, Any]:
     """A retrieved passage as the API shows it."""
     return {"id": p.id, "title": p.title, "text": p.text, "score": round(float(p.score), 4), "topic": p.topic}
@@ -806,6 +910,8 @@ def create_app(assistant: Any, store: Any, settings: ServeSettings) -> FastAPI:
     install_error_handlers(app)
     app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    # Outermost: a request for another Host or with a non-JSON body does no work at all.
+    app.add_middleware(GuardMiddleware, hosts=allowed_hosts(settings.host, settings.allowed_hosts))
     if settings.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
 
@@ -823,7 +929,24 @@ def create_app(assistant: Any, store: Any, settings: ServeSettings) -> FastAPI:
     return app
 
 
+def api_key_guard(service: Service) -> Callable[[Request], None]:
+    """Dependency: with ALDLAB_API_KEY set, the request needs `Authorization: Bearer <key>`."""
+
+    def check(request: Request) -> None:
+        expected = service.settings.api_key
+        if expected and not token_matches(bearer_token(request.headers), expected):
+            raise ApiError(
+                401,
+                "invalid_api_key",
+                "API 키가 없거나 올바르지 않습니다 (Authorization: Bearer <ALDLAB_API_KEY>).",
+                "Missing or invalid API key (Authorization: Bearer <ALDLAB_API_KEY>).",
+            )
+
+    return check
+
+
 def add_public_routes(app: FastAPI, service: Service) -> None:
+    keyed = [Depends(api_key_guard(service))]
     @app.get("/api/health")
     async def health() -> dict[str, Any]:
         try:
@@ -840,10 +963,11 @@ def add_public_routes(app: FastAPI, service: Service) -> None:
             "pending": service.worker.pending,
             "reload": service.reloader.status(),
             "admin": bool(service.settings.admin_token),
+            "api_key_required": bool(service.settings.api_key),
             "uptime_s": round(time.time() - service.started, 1),
         }
 
-    @app.post("/api/ask", response_model=None)
+    @app.post("/api/ask", response_model=None, dependencies=keyed)
     async def ask(body: AskRequest, request: Request, stream: bool = Query(default=False)) -> Any:
         query = await service.validate_query(
             body.question,
@@ -864,9 +988,12 @@ def add_public_routes(app: FastAPI, service: Service) -> None:
         ref = await service.log_answer(query, answer, client)
         return service.answer_payload(answer, ref)
 
-    @app.post("/api/feedback")
+    @app.post("/api/feedback", dependencies=keyed)
     async def feedback(body: FeedbackRequest) -> dict[str, Any]:
         """Pending feedback from the client that asked (its answer token proves it)."""
+
+        for name in ("comment", "correction"):
+            check_text(name, getattr(body, name))
 
         def store_feedback() -> int:
             logged = service.store.get_answer(body.answer_id)
@@ -955,7 +1082,9 @@ async def chat_query(service: Service, body: ChatCompletionRequest) -> PreparedQ
 
 
 def add_openai_routes(app: FastAPI, service: Service) -> None:
-    @app.get("/v1/models")
+    keyed = [Depends(api_key_guard(service))]
+
+    @app.get("/v1/models", dependencies=keyed)
     async def models() -> dict[str, Any]:
         created = int(service.started)
         return {
@@ -963,7 +1092,7 @@ def add_openai_routes(app: FastAPI, service: Service) -> None:
             "data": [{"id": name, "object": "model", "created": created, "owned_by": "aldlab"} for name in await service.model_names()],
         }
 
-    @app.post("/v1/chat/completions", response_model=None)
+    @app.post("/v1/chat/completions", response_model=None, dependencies=keyed)
     async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any:
         query = await chat_query(service, body)
         client = client_host(request)
@@ -971,12 +1100,16 @@ def add_openai_routes(app: FastAPI, service: Service) -> None:
         completion_id = f"chatcmpl-{uuid.uuid4().hex}"
         created = int(time.time())
         if body.stream:
+            include_usage = bool(body.stream_options and body.stream_options.include_usage)
             return TicketedStream(
-                chat_events(service, query, client, completion_id, created, ticket), service.worker, ticket
+                chat_events(service, query, client, completion_id, created, ticket, include_usage),
+                service.worker,
+                ticket,
             )
         with service.worker.reserved(ticket):
             answer = await service.answer(query, ticket)
         ref = await service.log_answer(query, answer, client)
+        usage = service.usage(query, answer)
         return {
             "id": completion_id,
             "object": "chat.completion",
@@ -986,17 +1119,25 @@ def add_openai_routes(app: FastAPI, service: Service) -> None:
                 {
                     "index": 0,
                     "message": {"role": "assistant", "content": answer.text},
-                    "finish_reason": "stop",
+                    "finish_reason": finish_reason(usage, query),
                 }
             ],
+            "usage": usage,
             "aldlab": service.answer_payload(answer, ref),
         }
 
 
 async def chat_events(
-    service: Service, query: PreparedQuery, client: str, completion_id: str, created: int, ticket: Ticket
+    service: Service,
+    query: PreparedQuery,
+    client: str,
+    completion_id: str,
+    created: int,
+    ticket: Ticket,
+    include_usage: bool = False,
 ) -> AsyncIterator[bytes]:
-    """OpenAI streaming: role chunk, content chunks, a final chunk with `aldlab`, [DONE]."""
+    """OpenAI streaming: role chunk, content chunks, a final chunk with `aldlab`, then with
+    `stream_options.include_usage` a chunk with empty `choices` and `usage`, then [DONE]."""
 
     def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> bytes:
         return sse(
@@ -1022,7 +1163,19 @@ async def chat_events(
         if final is None:
             raise RuntimeError("stream ended without an Answer")
         ref = await service.log_answer(query, final, client)
-        yield chunk({}, "stop", aldlab=service.answer_payload(final, ref))
+        usage = service.usage(query, final)
+        yield chunk({}, finish_reason(usage, query), aldlab=service.answer_payload(final, ref))
+        if include_usage:
+            yield sse(
+                {
+                    "id": completion_id,
+                    "object": "chat.completion.chunk",
+                    "created": created,
+                    "model": query.model,
+                    "choices": [],
+                    "usage": usage,
+                }
+            )
     except asyncio.CancelledError:
         raise
     except Exception as exc:  # noqa: BLE001 - the openai client raises on an `error` chunk
@@ -1040,6 +1193,16 @@ def admin_guard(service: Service) -> Callable[[Request], str]:
 
     def check(request: Request) -> str:
         expected = service.settings.admin_token
+        client = client_host(request)
+        wait = service.admin_failures.blocked_for(client)
+        if wait:
+            raise ApiError(
+                429,
+                "too_many_failures",
+                f"잘못된 관리자 토큰이 너무 많습니다. {wait}초 뒤에 다시 시도하세요.",
+                f"Too many wrong admin tokens; retry in {wait} s.",
+                retry_after=wait,
+            )
         if not expected:
             raise ApiError(
                 403,
@@ -1047,10 +1210,11 @@ def admin_guard(service: Service) -> Callable[[Request], str]:
                 "관리자 기능이 꺼져 있습니다 (ALDLAB_ADMIN_TOKEN 미설정).",
                 "Admin routes are disabled (ALDLAB_ADMIN_TOKEN is not set).",
             )
-        auth = request.headers.get("authorization", "")
-        given = auth[7:].strip() if auth.lower().startswith("bearer ") else request.headers.get("x-admin-token", "")
-        if not hmac.compare_digest(given.encode(), expected.encode()):
+        given = bearer_token(request.headers) or request.headers.get("x-admin-token", "").encode("latin-1", "replace")
+        if not token_matches(given, expected):
+            service.admin_failures.fail(client)
             raise ApiError(401, "unauthorized", "관리자 토큰이 올바르지 않습니다.", "Invalid admin token.")
+        service.admin_failures.succeed(client)
         actor = _ACTOR.sub("", request.headers.get("x-aldlab-actor", ""))[:64].strip()
         return actor or "admin"
 
@@ -1107,6 +1271,7 @@ def add_admin_routes(app: FastAPI, service: Service) -> None:
         from aldlab.kb import edit
 
         kb_dir = service.editable_kb_dir()
+        service.check_topic_path(kb_dir, body.topic)
         doc = Document(**body.model_dump())
         async with service.edit_lock:  # edit + audit as one step: audit rows chain before -> after
             added = await anyio.to_thread.run_sync(edit.add_document, kb_dir, doc)
@@ -1116,7 +1281,7 @@ def add_admin_routes(app: FastAPI, service: Service) -> None:
 
     @app.put("/api/admin/documents/{doc_id}")
     async def update_doc(
-        doc_id: str,
+        doc_id: DocId,
         body: DocumentChanges,
         request: Request,
         actor: str = admin,
@@ -1127,6 +1292,7 @@ def add_admin_routes(app: FastAPI, service: Service) -> None:
 
         kb_dir = service.editable_kb_dir()
         changes = body.model_dump(exclude_none=True)
+        service.check_topic_path(kb_dir, body.topic)
         if not changes:
             raise ApiError(400, "invalid_request", "바꿀 필드가 없습니다.", "No fields to change.")
         async with service.edit_lock:
@@ -1136,7 +1302,7 @@ def add_admin_routes(app: FastAPI, service: Service) -> None:
         return {"before": before.to_json(), "document": after.to_json(), **await reload_after_edit(reload, wait)}
 
     @app.delete("/api/admin/documents/{doc_id}")
-    async def delete_doc(doc_id: str, request: Request, actor: str = admin, reload: bool = True, wait: bool = False) -> dict[str, Any]:
+    async def delete_doc(doc_id: DocId, request: Request, actor: str = admin, reload: bool = True, wait: bool = False) -> dict[str, Any]:
         from aldlab.kb import edit
 
         kb_dir = service.editable_kb_dir()

@@ -18,7 +18,7 @@ import typer
 from rich.console import Console
 
 from aldlab.errors import UserError
-from aldlab.serve.settings import ADMIN_TOKEN_ENV, ServeSettings
+from aldlab.serve.settings import ADMIN_TOKEN_ENV, API_KEY_ENV, ServeSettings
 from aldlab.settings import shipped_kb_dir
 
 err_console = Console(stderr=True)
@@ -53,6 +53,23 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def secret_from_env(name: str) -> str | None:
+    """A token from the environment; a guessable one (README's `change-me`, < 16 chars)
+    stops the server instead of protecting nothing."""
+    from aldlab.serve.guards import MIN_TOKEN_CHARS, weak_token
+
+    value = (os.environ.get(name) or "").strip()
+    if not value:
+        return None
+    if weak_token(value):
+        raise UserError(
+            f"{name} 가 너무 약합니다 (예시 값이거나 {MIN_TOKEN_CHARS}자 미만).",
+            f"{name} is too weak (an example value or shorter than {MIN_TOKEN_CHARS} characters).",
+            hint='python -c "import secrets; print(secrets.token_urlsafe(32))" 로 만드세요 / generate one',
+        )
+    return value
+
+
 def resolve_settings(
     *,
     preset: str | None,
@@ -66,7 +83,8 @@ def resolve_settings(
     settings = resolve_config(ServeSettings, "serve", preset=preset, config_file=config_file, overrides=overrides)
     if settings.kb is None:
         settings.kb = str(shipped_kb_dir())
-    settings.admin_token = os.environ.get(ADMIN_TOKEN_ENV) or None
+    settings.admin_token = secret_from_env(ADMIN_TOKEN_ENV)
+    settings.api_key = secret_from_env(API_KEY_ENV)
     if llm_url and settings.generation_threads == 1:
         # Remote generation is I/O-bound; vLLM batches concurrent requests itself.
         settings.generation_threads = 8
@@ -158,6 +176,11 @@ def serve_command(
     cors_origin: list[str] | None = typer.Option(
         None, "--cors-origin", help="허용할 CORS 출처 (반복 가능, 기본 꺼짐) / allowed CORS origin"
     ),
+    allowed_host: list[str] | None = typer.Option(
+        None,
+        "--allowed-host",
+        help="허용할 Host 이름 (반복 가능; 기본: --host, localhost, 127.0.0.1) / extra accepted Host names",
+    ),
 ) -> None:
     """API와 웹 UI 실행 / Run the OpenAI-compatible API and the web UI."""
     import uvicorn
@@ -168,6 +191,7 @@ def serve_command(
         "db": str(db) if db else None,
         "kb": str(kb) if kb else None,
         "cors_origins": list(cors_origin) if cors_origin else None,
+        "allowed_hosts": list(allowed_host) if allowed_host else None,
     }
     settings = resolve_settings(preset=preset, config_file=config_file, overrides=overrides, llm_url=llm_url)
     choice = choose_serve_model(settings, model, parse_adapters(adapter), no_adapter=no_adapter, llm_url=llm_url)
@@ -188,6 +212,13 @@ def serve_command(
         )
         app = build_app(assistant, settings)
     admin = "켜짐 / on" if settings.admin_token else f"꺼짐 / off (set {ADMIN_TOKEN_ENV})"
+    if settings.host in ("0.0.0.0", "::") and not settings.allowed_hosts:
+        err_console.print(
+            "[yellow]경고 / warning:[/] 모든 주소에 바인딩했지만 --allowed-host 가 없어 localhost 로만 접속됩니다 / "
+            "bound to all addresses: add --allowed-host NAME for the name clients use"
+        )
+    if not is_loopback(settings.host) and not settings.api_key:
+        err_console.print(f"[yellow]경고 / warning:[/] {API_KEY_ENV} 미설정: 누구나 질문·피드백 가능 / anyone can ask and send feedback")
     err_console.print(
         f"aldlab serve: http://{settings.host}:{settings.port}/  "
         f"DB {settings.db_path()}  관리자 / admin: {admin}",

@@ -9,6 +9,8 @@ from aldlab.settings import aldlab_home
 
 #: Environment variable holding the admin token; admin routes are off without it.
 ADMIN_TOKEN_ENV = "ALDLAB_ADMIN_TOKEN"
+#: Environment variable holding the optional API key for the model and feedback routes.
+API_KEY_ENV = "ALDLAB_API_KEY"
 
 
 def default_db_path() -> Path:
@@ -38,7 +40,14 @@ class ServeSettings:
     max_pending: int = 256
     # Per client (IP) waiting or running: beyond it a 429, so one client cannot fill the
     # shared queue and make everyone else wait (0 = no per-client cap).
-    max_pending_per_client: int = 0
+    max_pending_per_client: int = 4
+    # Questions per client per minute (token bucket, `rate_limit_burst` at once); 0 = off.
+    # Generous for a person (a CPU answer takes tens of seconds), tight for a script.
+    rate_limit_per_minute: float = 30.0
+    rate_limit_burst: int = 10
+    # Host names accepted besides the configured host and loopback ("*" = any: only
+    # behind a proxy that checks Host itself). See aldlab.serve.guards.
+    allowed_hosts: list[str] = field(default_factory=list)
     # One thread for the embedded model (one model load, torch already uses both cores);
     # more are useful only with --llm-url, where generation is a remote HTTP call.
     generation_threads: int = 1
@@ -51,6 +60,9 @@ class ServeSettings:
     confidence_medium: float = 0.4
     # Not read from YAML in practice: filled from ALDLAB_ADMIN_TOKEN by the command.
     admin_token: str | None = None
+    # Filled from ALDLAB_API_KEY: when set, /v1/*, /api/ask and /api/feedback need
+    # `Authorization: Bearer <key>` (like vLLM's --api-key).
+    api_key: str | None = None
     # The model that answers requests naming none; None = the first adapter, else base.
     default_model: str | None = None
     # Set by `aldlab serve` when the only model is the embedded base (not instruction-tuned):

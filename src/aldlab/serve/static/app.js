@@ -22,6 +22,12 @@ function errorMessage(body, fallback) {
   return fallback;
 }
 
+// With ALDLAB_API_KEY set on the server, the model and feedback routes need it.
+function keyHeaders(headers = {}) {
+  const key = sessionStorage.getItem("aldlab.api_key") || "";
+  return key ? { ...headers, Authorization: `Bearer ${key}` } : headers;
+}
+
 async function api(path, options = {}) {
   const response = await fetch(path, options);
   let body = null;
@@ -43,7 +49,9 @@ function showTab(name) {
 async function loadModels() {
   const select = $("#model-select");
   try {
-    const [body, health] = await Promise.all([api("/v1/models"), api("/api/health").catch(() => ({}))]);
+    const health = await api("/api/health").catch(() => ({}));
+    $("#api-key-label").hidden = !health.api_key_required;
+    const body = await api("/v1/models", { headers: keyHeaders() });
     select.replaceChildren();
     for (const model of body.data) {
       const label = model.id === "base" ? "기본 모델 / base" : `파인튜닝 / fine-tuned: ${model.id}`;
@@ -193,7 +201,7 @@ function setupFeedback(card, answerId, answerToken) {
     try {
       await api("/api/feedback", {
         method: "POST",
-        headers: { "Content-Type": "application/json" },
+        headers: keyHeaders({ "Content-Type": "application/json" }),
         body: JSON.stringify({
           answer_id: answerId,
           answer_token: answerToken,
@@ -236,7 +244,7 @@ async function ask(question) {
   try {
     const response = await fetch("/api/ask?stream=true", {
       method: "POST",
-      headers: { "Content-Type": "application/json" },
+      headers: keyHeaders({ "Content-Type": "application/json" }),
       body: JSON.stringify({
         question, model, history,
         use_retrieval: $("#use-retrieval").checked,
@@ -538,6 +546,11 @@ function init() {
   $("#review-refresh").addEventListener("click", refreshReview);
   $("#review-status").addEventListener("change", refreshReview);
   $("#admin-token").value = sessionStorage.getItem("aldlab.admin.token") || "";
+  $("#api-key").value = sessionStorage.getItem("aldlab.api_key") || "";
+  $("#api-key").addEventListener("change", () => {
+    sessionStorage.setItem("aldlab.api_key", $("#api-key").value.trim());
+    loadModels();
+  });
   $("#admin-actor").value = sessionStorage.getItem("aldlab.admin.actor") || "";
   loadModels();
 }

@@ -1,0 +1,208 @@
+"""Issue 12's findings, each reproduced: names, host, key, JSON-only, throttles, limits,
+surrogates, audit chaining and the OpenAI usage fields."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from aldlab.kb.schema import KnowledgeBase, save_kb
+from aldlab.serve.app import create_app
+from aldlab.serve.fake import FakeAssistant
+from aldlab.serve.settings import ServeSettings
+from aldlab.serve.testing import TINY_DOCUMENTS, write_tiny_kb
+from aldlab.serve.worker import ClientBusy, GenerationWorker
+from aldlab.store import Store
+
+TOKEN = "admin-token-for-security-tests"
+
+
+def client_for(tmp_path: Path, kb: Path | None = None, **overrides: Any) -> tuple[TestClient, FakeAssistant, Store]:
+    kb = kb or write_tiny_kb(tmp_path / "kb")
+    assistant = FakeAssistant(kb)
+    store = Store(tmp_path / "s.sqlite3")
+    settings = ServeSettings(kb=str(kb), admin_token=TOKEN, **overrides)
+    client = TestClient(create_app(assistant, store, settings), base_url="http://127.0.0.1", raise_server_exceptions=False)
+    return client, assistant, store
+
+
+def admin() -> dict[str, str]:
+    return {"Authorization": f"Bearer {TOKEN}"}
+
+
+# ---------------------------------------------------------------- strict names
+
+
+@pytest.mark.parametrize("topic", ["../../victim/data", "a/b", "..", "Topic", "-x", "a" * 65])
+def test_topic_that_would_become_a_path_is_refused(tmp_path: Path, topic: str) -> None:
+    """A KB from `aldlab kb import` has "topics": {} -- the topic used to become a file path."""
+    kb = tmp_path / "kb"
+    save_kb(KnowledgeBase(documents=list(TINY_DOCUMENTS), name="imported", topics={}, keywords=[]), kb)
+    client, _, _ = client_for(tmp_path, kb)
+    r = client.post("/api/admin/documents", json={"id": "new-001", "text": "본문", "topic": topic}, headers=admin())
+    assert r.status_code == 422, r.text
+    assert not (tmp_path / "victim").exists() and not (kb / "documents" / "a").exists()
+    assert sorted(p.name for p in (kb / "documents").iterdir()) == sorted(
+        f"{t}.jsonl" for t in {d.topic for d in TINY_DOCUMENTS}
+    )
+
+
+@pytest.mark.parametrize("doc_id", ["a/b", "../x", "UPPER", "한글"])
+def test_document_ids_that_could_never_be_read_are_refused(tmp_path: Path, doc_id: str) -> None:
+    client, _, _ = client_for(tmp_path)
+    r = client.post("/api/admin/documents", json={"id": doc_id, "text": "본문", "topic": "basics"}, headers=admin())
+    assert r.status_code == 422
+
+
+def test_valid_new_topic_is_created_inside_the_kb(tmp_path: Path) -> None:
+    kb = tmp_path / "kb"
+    save_kb(KnowledgeBase(documents=list(TINY_DOCUMENTS), name="imported", topics={}, keywords=[]), kb)
+    client, _, _ = client_for(tmp_path, kb)
+    r = client.post("/api/admin/documents?reload=false", json={"id": "new-001", "text": "본문", "topic": "new_topic"}, headers=admin())
+    assert r.status_code == 201, r.text
+    assert client.get("/api/documents/new-001").json()["topic"] == "new_topic"
+    assert (kb / "documents" / "new_topic.jsonl").exists()
+
+
+# ---------------------------------------------------------------- host, JSON, key
+
+
+def test_dns_rebinding_host_is_refused(tmp_path: Path) -> None:
+    client, assistant, _ = client_for(tmp_path)
+    r = client.post("/api/ask", json={"question": "TMA"}, headers={"Host": "rebind.evil.com"})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_host" and assistant.calls == 0
+    assert client.get("/api/health", headers={"Host": "rebind.evil.com:8000"}).status_code == 400
+    for host in ("127.0.0.1:8000", "localhost", "[::1]:8000"):
+        assert client.get("/api/health", headers={"Host": host}).status_code == 200
+    extra, _, _ = client_for(tmp_path / "x", allowed_hosts=["ald.example.org"])
+    assert extra.get("/api/health", headers={"Host": "ald.example.org"}).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "content_type", ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", ""]
+)
+def test_cross_site_form_bodies_are_refused(tmp_path: Path, content_type: str) -> None:
+    client, assistant, store = client_for(tmp_path)
+    headers = {"Content-Type": content_type} if content_type else {}
+    r = client.post("/api/ask", content=b'{"question": "TMA"}', headers=headers)
+    assert r.status_code == 415 and assistant.calls == 0
+    r = client.post("/api/admin/documents", content=b'{"id": "x-1", "text": "t"}', headers={**headers, **admin()})
+    assert r.status_code == 415
+
+
+def test_api_key_guards_model_and_feedback_routes(tmp_path: Path) -> None:
+    key = "키-가-있는-api-key-0123456789"  # non-ASCII on purpose
+    client, _, _ = client_for(tmp_path, api_key=key)
+    good = {"Authorization": b"Bearer " + key.encode("utf-8")}
+    assert client.post("/api/ask", json={"question": "TMA"}).status_code == 401
+    assert client.get("/v1/models").status_code == 401
+    assert client.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "TMA"}]}).status_code == 401
+    assert client.post("/api/feedback", json={"answer_id": "a" * 32, "answer_token": "b" * 32, "rating": "like"}).status_code == 401
+    assert client.get("/api/health").json()["api_key_required"] is True  # health stays open
+    answer = client.post("/api/ask", json={"question": "TMA"}, headers=good)
+    assert answer.status_code == 200
+    assert client.get("/v1/models", headers=good).status_code == 200
+
+
+def test_non_ascii_admin_token_matches(tmp_path: Path) -> None:
+    """The header arrives latin-1 decoded; the token was compared as UTF-8 and never matched."""
+    token = "관리자-토큰-한글-0123456789"
+    client, _, _ = client_for(tmp_path)
+    client.app.state.service.settings.admin_token = token  # type: ignore[attr-defined]
+    r = client.get("/api/admin/documents", headers={"Authorization": b"Bearer " + token.encode("utf-8")})
+    assert r.status_code == 200, r.text
+
+
+def test_wrong_admin_tokens_are_throttled(tmp_path: Path) -> None:
+    client, _, _ = client_for(tmp_path)
+    codes = [client.get("/api/admin/documents", headers={"Authorization": f"Bearer guess{i}"}).status_code for i in range(7)]
+    assert codes[:5] == [401] * 5 and codes[5:] == [429, 429]
+    r = client.get("/api/admin/documents", headers=admin())  # even the right token waits out the block
+    assert r.status_code == 429 and int(r.headers["Retry-After"]) > 0
+
+
+# ---------------------------------------------------------------- fair load
+
+
+def test_per_client_rate_limit_is_429_with_retry_after(tmp_path: Path) -> None:
+    client, assistant, _ = client_for(tmp_path, rate_limit_per_minute=6, rate_limit_burst=2)
+    codes = [client.post("/api/ask", json={"question": "TMA"}).status_code for _ in range(3)]
+    assert codes == [200, 200, 429] and assistant.calls == 2
+    r = client.post("/api/ask", json={"question": "TMA"})
+    assert r.json()["error"]["code"] == "rate_limited" and 1 <= int(r.headers["Retry-After"]) <= 10
+
+
+def test_one_client_cannot_fill_the_shared_queue() -> None:
+    worker = GenerationWorker(threads=1, max_pending=256, max_pending_per_client=2)
+    worker.admit("greedy")
+    worker.admit("greedy")
+    with pytest.raises(ClientBusy):
+        worker.admit("greedy")
+    other = worker.admit("someone-else")  # still served
+    assert worker.status(other).position == 3
+    worker.shutdown()
+
+
+def test_queue_cap_per_client_is_a_429_over_http(tmp_path: Path) -> None:
+    client, _, _ = client_for(tmp_path, max_pending_per_client=1)
+    service = client.app.state.service  # type: ignore[attr-defined]
+    held = service.worker.admit("testclient")  # this client already has a question waiting
+    r = client.post("/api/ask", json={"question": "TMA"})
+    assert r.status_code == 429 and r.json()["error"]["code"] == "too_many_requests" and r.headers["Retry-After"]
+    service.worker.release(held)
+    assert client.post("/api/ask", json={"question": "TMA"}).status_code == 200
+
+
+# ---------------------------------------------------------------- smaller items
+
+
+def test_lone_surrogate_is_a_400_before_generation(tmp_path: Path) -> None:
+    client, assistant, _ = client_for(tmp_path)
+    body = b'{"question": "\\ud800 ALD"}'
+    r = client.post("/api/ask", content=body, headers={"Content-Type": "application/json"})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_text" and assistant.calls == 0
+    r = client.post("/api/ask?stream=true", content=body, headers={"Content-Type": "application/json"})
+    assert r.status_code == 400
+
+
+def test_audit_rows_chain_before_to_after_under_concurrent_edits(tmp_path: Path) -> None:
+    """9 of 80 audit rows had a `before` that did not match the previous `after`."""
+    from aldlab.serve.testing import serve_in_thread
+    import httpx
+
+    kb = write_tiny_kb(tmp_path / "kb")
+    app = create_app(FakeAssistant(kb), Store(tmp_path / "s.sqlite3"), ServeSettings(kb=str(kb), admin_token=TOKEN))
+
+    async def edits(url: str) -> None:
+        async with httpx.AsyncClient(base_url=url, timeout=60, headers=admin()) as c:
+            await asyncio.gather(
+                *(c.put("/api/admin/documents/tiny-001?reload=false", json={"text": f"수정 {i}"}) for i in range(24))
+            )
+
+    with serve_in_thread(app) as url:
+        asyncio.run(edits(url))
+    rows = list(reversed(app.state.service.store.list_kb_edits(doc_id="tiny-001")))
+    assert len(rows) == 24
+    for previous, row in zip(rows, rows[1:]):
+        assert row["before"]["text"] == previous["after"]["text"]
+
+
+def test_openai_usage_finish_reason_and_include_usage(tmp_path: Path) -> None:
+    client, _, _ = client_for(tmp_path)
+    messages = [{"role": "user", "content": "TMA 전구체"}]
+    body = client.post("/v1/chat/completions", json={"messages": messages}).json()
+    usage = body["usage"]
+    assert usage["completion_tokens"] > 0 and usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
+    assert body["choices"][0]["finish_reason"] == "stop"
+    cut = client.post("/v1/chat/completions", json={"messages": messages, "max_tokens": 2}).json()
+    assert cut["choices"][0]["finish_reason"] == "length" and cut["usage"]["completion_tokens"] == 2
+    r = client.post("/v1/chat/completions", json={"messages": messages, "stream": True, "stream_options": {"include_usage": True}})
+    chunks = [json.loads(b[6:]) for b in r.text.split("\n\n") if b.startswith("data: ") and b[6:] != "[DONE]"]
+    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["completion_tokens"] > 0
+    plain = client.post("/v1/chat/completions", json={"messages": messages, "stream": True})
+    assert '"usage"' not in plain.text
