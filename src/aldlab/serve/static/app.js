@@ -485,6 +485,9 @@ async function refreshReview() {
       li.append(el("strong", null, `#${item.feedback_id} ${item.feedback === "like" ? "좋아요 / like" : "싫어요 / dislike"} · ${item.model} · ${item.timestamp.slice(0, 19)}`));
       const dl = el("dl");
       for (const turn of item.history || []) reviewField(dl, `기록 / history (${turn.role})`, turn.content);
+      if ((item.history || []).length) {
+        reviewField(dl, "참고 / note", "대화 기록에 의존한 답변: 승인해도 학습 데이터에서는 제외됩니다 / depends on chat history: left out of training even if approved");
+      }
       reviewField(dl, "질문 / question", item.question);
       reviewField(dl, "답변 / answer", item.answer);
       reviewField(dl, "의견 / comment", item.comment);
