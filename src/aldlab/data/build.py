@@ -35,6 +35,7 @@ from aldlab.data.korean import find_particle_errors
 from aldlab.data.offtopic import RAG_OFFTOPIC_REASONS, missing_context_reason, offtopic_facts
 from aldlab.data.questions import KiwiTagger, combo_facts, difference_facts, document_facts, split_sentences
 from aldlab.data.refusals import in_domain_refusal_facts, rag_reason
+from aldlab.data.review import check_rows
 from aldlab.data.semantic import HashingVectors, SentenceVectors, leaking_rows, sentence_vectors, similar_document_pairs
 from aldlab.data.split import LeakageReport, measure_leakage, split_without_leakage
 from aldlab.errors import UserError
@@ -483,6 +484,8 @@ def side_stats(examples: Sequence[Example]) -> dict[str, Any]:
         "styles": dict(sorted(Counter(e.style for e in examples).items())),
         "rag_share": round(sum(e.style == "rag" for e in examples) / max(1, len(examples)), 3),
         "unanswerable_share": round(sum(e.is_refusal for e in examples) / max(1, len(examples)), 3),
+        "refusal_types": dict(sorted(Counter(e.refusal_type for e in examples if e.is_refusal).items())),
+        "in_domain_refusal_share": round(sum(e.refusal_type == "in_domain" for e in examples) / max(1, len(examples)), 3),
         "avg_question_chars": _mean_len([e.question for e in examples]),
         "avg_answer_chars": _mean_len([e.plain_answer for e in answered]),
         "avg_answer_chars_by_kind": {k: _mean_len(v) for k, v in sorted(by_kind.items())},
@@ -516,6 +519,15 @@ def render_summary(stats: dict[str, Any]) -> str:
         f"{leak['dropped_train_exact_dup']} exact, {leak['dropped_train_near_dup']} near; combination rows dropped for straddling: {leak['dropped_straddling']}.",
         "",
         f"**Particles**: {stats['particles']['errors']} errors in {stats['particles']['checked_questions']} checked questions.",
+        "",
+        f"**Semantic leakage** (eval answers restated by a train answer, sentence cosine ≥ {stats.get('semantic', {}).get('threshold', '-')}): "
+        f"{stats.get('semantic', {}).get('leaking_eval_answers')}; train candidates dropped for restating eval: {stats.get('semantic', {}).get('train_candidates_dropped', 0)}.",
+        "",
+        f"**Questions**: {stats.get('templates', {}).get('templates_in_use', 0)} templates in use, the largest covers {stats.get('templates', {}).get('top_share', 0):.1%} of rows; "
+        f"in-domain refusals {t.get('in_domain_refusal_share', 0):.1%} (train) / {e.get('in_domain_refusal_share', 0):.1%} (eval).",
+        "",
+        f"**Automatic checks** (`aldlab data review`): {stats.get('checks', {}).get('total', 0)} findings — "
+        + ", ".join(f"{k} {v}" for k, v in stats.get('checks', {}).get('counts', {}).items()),
         "",
         f"**Feedback**: {stats['feedback']['liked_used']} liked and {stats['feedback']['disliked_with_correction_used']} corrected answers used; "
         f"{stats['feedback']['excluded_dislike_without_correction']} disliked answers without a correction excluded.",
@@ -647,6 +659,7 @@ def build_dataset(config: DataConfig, progress: bool = True) -> DatasetReport:
         stats = _stats(config, kb, intake, intents, split_report, final, train, evals, particles, teacher_stats, linked, timings)
         stats["semantic"] = semantic_stats
         stats["templates"] = template_stats([*train.examples, *evals.examples])
+        stats["checks"] = check_rows([e.to_row() for e in [*train.examples, *evals.examples]], kb).to_json()
         report = _write_outputs(config, kb, train.examples, evals.examples, stats)
         step("write")
     return report
