@@ -116,6 +116,11 @@ SALAD_LOOPS = [
     "APC Valve는 챔버와 pump 사이 압력 조절로 챔버 압력을 설정한다. " * 3,
     "…길게는 100 ms, 짧게는 10 ms, 20 ms, 30 ms, 40 ms, 50 ms, 60 ms, 70 ms, 80 ms, 90 ms, 100 ms, 110 ms, 380 ms, 39",
     "Purge가 짧으면 CVD 반응이 생깁니다 [purge-003] [purge-003] [purge-003] [purge-003] [purge-003]",
+    # a fine-tuned ft+rag answer at 128 tokens (trial of 2026-11-29): the ids are shuffled
+    "Saturation curve는 Precursor 또는 Co-reactant의 Pulse 시간을 늘려가며 GPC를 측정한 그래프이다. "
+    "[ald-basics-006] [ald-basics-003] [flow-025] [ald-basics-003] [ald-basics-006] [flow-025] [ald-basics-003] "
+    "[ald-basics-006] [saturation-curve] [precursor] [pulse] [self-limiting] [self-limiting] [flow] [saturation] [",
+    "관련 정보가 부족합니다. [precursor-011] TEMAZ/O3 ZrO2와 DRAM ZAZ 유전막\n" * 4,
 ]
 CLEAN = [
     "ALD(Atomic Layer Deposition, 원자층 증착)는 Precursor와 Co-reactant를 Purge로 분리해 번갈아 공급하여, "
@@ -124,6 +129,11 @@ CLEAN = [
     "[purge-003]. 그래서 Purge 시간은 챔버 부피와 유량에 맞춰 충분히 잡습니다.",
     "1 sccm은 약 0.0127 Torr·L/s이므로 500 sccm은 약 6.35 Torr·L/s입니다. 정상 상태 압력은 P ≈ Q/S이므로 "
     "6.35 ÷ 100 ≈ 0.06 Torr 정도가 됩니다.",  # the most repetitive reference answer (0.105)
+    # coherent fine-tuned answers from the same trial, with their citations
+    "ALD window를 찾으려면 여러 온도에서 GPC를 측정하되, 각 온도마다 Pulse 시간과 Purge 시간이 충분해 "
+    "포화 조건인지 먼저 확인해야 한다. [ald-basics-005]",
+    "CVD는 공정에 따라 분당 수십에서 수백 nm까지 증착할 수 있다. ALD는 GPC가 약 1 Å/cycle 수준이고 사이클에 "
+    "수 초가 걸려 분당 수 nm 정도에 그친다. 따라서 두꺼운 막은 CVD가 Throughput 면에서 유리하다. [equipment-025]",
 ]
 
 
@@ -157,7 +167,8 @@ def test_repetition_counts_repeated_word_trigrams_with_numbers_folded() -> None:
     assert m.repetition("a b c a b c") == pytest.approx(1 / 4)  # grams abc bca cab abc
     assert m.repetition("짧은 답") == 0.0
     assert m.repetition("10 ms, 20 ms, 30 ms") == pytest.approx(2 / 4)  # "0 ms 0", "ms 0 ms", each twice
-    assert m.words("Purge는, [purge-003] 12.5초!") == ["purge는", "[purge-0]", "0.0초"]
+    assert m.words("Purge는, [purge-003] 12.5초!") == ["purge는", "[cite]", "0.0초"]
+    assert m.repetition("A입니다 [a-1] [b-2] [a-1] [c-3] [b-2] [a-1]") > 0.5  # shuffled ids still loop
 
 
 def test_support_is_the_share_of_content_morphemes_found_in_the_contexts() -> None:
@@ -176,7 +187,7 @@ def test_support_is_the_share_of_content_morphemes_found_in_the_contexts() -> No
 
 def test_summary_reports_share_of_looping_or_echoing_answers() -> None:
     rows = []
-    for text in [*SALAD_LOOPS[:1], SYSTEM_PROMPT, *CLEAN]:
+    for text in [*SALAD_LOOPS[:1], SYSTEM_PROMPT, *CLEAN[:3]]:
         row = m.answer_metrics(text, expect=[], reference=None, contexts=[CLEAN[0]])
         rows.append({**row, "answerable": True, "latency_s": 1.0})
     summary = m.summarize_rows(rows, samples=50)

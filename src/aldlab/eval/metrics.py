@@ -116,10 +116,11 @@ def chrf(answer: str, reference: str) -> float:
 NGRAM = 3
 #: "Has repetition" from this share of repeated word 3-grams. Measured on clean Korean
 #: text: the 68 reference answers of evalsets/*.jsonl reach at most 0.105 and the 434 KB
-#: documents at most 0.103 (one procedure written out twice; all others <= 0.051). The
-#: loops quoted in issue 16 score far above: one sentence three times 0.64, "10 ms, 20 ms,
-#: ..." 0.79, a citation loop "[purge-003] [purge-003] ..." 0.25. 0.15 sits between with
-#: a margin on both sides. (Salad that never repeats three words in a row, e.g. a 13-word
+#: documents at most 0.103 (one procedure written out twice; all others <= 0.051), and 22
+#: coherent ft+rag answers of a 128-token fine-tuning trial (2026-11-29) 0.0. The loops
+#: quoted in issue 16 score far above: one sentence three times 0.64, "10 ms, 20 ms, ..."
+#: 0.79, "[purge-003] [purge-003] ..." 0.25; the same trial's two loops (shuffled citation
+#: ids, a refusal line repeated) 0.56 and 0.75. 0.15 sits between with a margin both sides. (Salad that never repeats three words in a row, e.g. a 13-word
 #: excerpt "…앞면에서 반짝이로 막이 자라면서 앞면에서 반짝이로…" at 0.11, is below it:
 #: support and the LLM judge are the checks for incoherence without loops.)
 REPETITION_THRESHOLD = 0.15
@@ -134,14 +135,17 @@ _DIGITS = re.compile(r"\d+")
 
 
 def words(text: str) -> list[str]:
-    """Normalised words: case-folded, edge punctuation dropped, every number as "0".
+    """Normalised words: case-folded, edge punctuation dropped, every number as "0", every
+    citation tag ("[purge-003]") as "[cite]".
 
-    Numbers are folded because a loop that counts ("10 ms, 20 ms, 30 ms, …", issue 16)
-    repeats its pattern, not its digits.
+    Loops repeat a pattern, not its particulars: a counting loop ("10 ms, 20 ms, 30 ms, …",
+    issue 16) changes its digits, and a citation loop shuffles its ids ("[ald-basics-006]
+    [ald-basics-003] [flow-025] [ald-basics-003] …", a fine-tuned answer of 2026-11-29).
     """
     out = []
     for raw in normalize(CONTROL_TOKEN_RE.sub(" ", text)).split():
-        word = _DIGITS.sub("0", _EDGE_PUNCT.sub("", raw))
+        word = _EDGE_PUNCT.sub("", raw)
+        word = "[cite]" if word.startswith("[") else _DIGITS.sub("0", word)
         if word:
             out.append(word)
     return out
