@@ -209,9 +209,13 @@ def _run_data(config: Any) -> dict[str, Any]:
 
 
 def _run_train(config: Any) -> dict[str, Any]:
+    from aldlab.settings import record_default_adapter
     from aldlab.train.trainer import train
 
-    return _summary(train(config))
+    summary = _summary(train(config))
+    # `aldlab ask/chat/serve` answer with the adapter this run trained, without being told.
+    record_default_adapter(config.output_dir, config.model_name)
+    return summary
 
 
 def _run_eval(config: Any) -> dict[str, Any]:

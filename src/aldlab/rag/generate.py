@@ -82,6 +82,26 @@ def _end_of_turn_ids(tokenizer: Any) -> list[int]:
         return [int(i) for i in ids if i is not None and i != tokenizer.unk_token_id]
 
 
+def merge_token_rows(model: Any, adapter: str) -> None:
+    """Write `adapter`'s trained token rows (train.trainable_tokens) into the shared embedding.
+
+    Unmerged, PEFT rebuilds the whole 262k x 640 embedding (and the tied LM head) with the
+    adapter's rows on every forward: two 670 MB copies per generated token. Merged, the rows
+    sit in the weight itself; switching to the base (`disable_adapter`) unmerges them again
+    inside PEFT, so base answers stay the base model's.
+    """
+    from peft.tuners.trainable_tokens.layer import TrainableTokensLayer
+
+    for module in model.modules():
+        if not isinstance(module, TrainableTokensLayer) or adapter not in module.trainable_tokens_delta:
+            continue
+        if module.merged_adapters == [adapter]:
+            continue
+        if module.merged:
+            module.unmerge()
+        module.merge(adapter_names=[adapter])
+
+
 class HFGenerator:
     """Local transformers model with optional LoRA adapters, loaded lazily on first use.
 
@@ -209,6 +229,7 @@ class HFGenerator:
                 yield self._model
         else:
             self._model.set_adapter(name)
+            merge_token_rows(self._model, name)
             yield self._model
 
     def _prompt_text(self, messages: list[dict[str, str]]) -> str:

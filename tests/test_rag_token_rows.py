@@ -1,0 +1,53 @@
+"""Serving an adapter with trained token rows: merged for speed, the base stays the base."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from aldlab.rag.generate import HFGenerator
+from aldlab.train.config import TrainConfig
+from aldlab.train.tiny import build_tiny_model_dir, write_chat_jsonl
+from aldlab.train.trainer import train
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("token-rows")
+    model = build_tiny_model_dir(root / "model")
+    data = write_chat_jsonl(root / "train.jsonl", 16, seed=0)
+    out = root / "adapter"
+    config = TrainConfig(
+        model_name=str(model), train_file=str(data), output_dir=str(out), learning_rate=5e-2,
+        max_seq_len=512, max_steps=3, eval_steps=100, save_steps=100, lora_r=4, lora_alpha=8,
+        num_threads=1, max_eval_examples=4, trainable_tokens=["<end_of_turn>"],
+    )
+    train(config, progress=False)
+    return {"model": model, "adapter": out}
+
+
+def _last_logits(model, tokenizer) -> torch.Tensor:
+    ids = torch.tensor([[tokenizer.bos_token_id or 2, tokenizer.convert_tokens_to_ids("<end_of_turn>"), 7]])
+    with torch.no_grad():
+        return model(input_ids=ids).logits[0, -1].clone()
+
+
+def test_merged_rows_give_the_adapter_and_base_stays_base(trained) -> None:
+    from peft import PeftModel
+
+    from aldlab.train.model import load_model, load_tokenizer
+
+    tokenizer = load_tokenizer(str(trained["model"]))
+    plain_base = _last_logits(load_model(str(trained["model"])).eval(), tokenizer)
+    reference = PeftModel.from_pretrained(load_model(str(trained["model"])), str(trained["adapter"])).eval()
+    plain_ft = _last_logits(reference, tokenizer)
+    assert not torch.allclose(plain_ft, plain_base)
+
+    generator = HFGenerator(str(trained["model"]), {"ft": str(trained["adapter"])}).load()
+    for _ in range(2):  # ft -> base -> ft -> base: merging and unmerging round-trip
+        with generator._use("ft") as model:
+            torch.testing.assert_close(_last_logits(model, tokenizer), plain_ft, rtol=1e-4, atol=1e-4)
+        with generator._use("base") as model:
+            torch.testing.assert_close(_last_logits(model, tokenizer), plain_base, rtol=1e-4, atol=1e-4)
