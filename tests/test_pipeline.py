@@ -63,3 +63,15 @@ def test_kb_stage_fails_clearly_on_a_broken_kb(tmp_path: Path) -> None:
     with pytest.raises(UserError) as info:
         pipeline._run_kb(bad)
     assert "docs.json" in info.value.render()
+
+
+def test_real_plans_wire_the_preset_into_every_stage(tmp_path) -> None:
+    """build_plans itself (not a fake): files flow data -> train -> eval and the preset's
+    rag section reaches eval, so the pipeline answers the way `aldlab ask` does."""
+    plans = {p.name: p for p in pipeline.build_plans("cpu-demo", tmp_path, kb_path=None, config_file=None)}
+    assert list(plans) == ["kb", "data", "train", "eval"]
+    assert plans["train"].inputs["train"] == tmp_path / "data" / "train.jsonl"
+    assert plans["train"].inputs["config"]["trainable_tokens"] == ["<end_of_turn>"]
+    assert plans["eval"].inputs["adapter"] == tmp_path / "adapter" / "adapter_model.safetensors"
+    assert plans["eval"].inputs["rag"]["no_repeat_ngram_size"] == 8
+    assert plans["eval"].inputs["config"]["max_new_tokens"] >= 128

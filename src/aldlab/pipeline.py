@@ -138,6 +138,7 @@ def build_plans(
     from aldlab.config import config_to_dict, resolve_config
     from aldlab.data.config import DataConfig
     from aldlab.eval.config import EvalConfig
+    from aldlab.rag.config import RagConfig
     from aldlab.settings import shipped_kb_dir
     from aldlab.train.config import TrainConfig
 
@@ -164,6 +165,8 @@ def build_plans(
         config_file=config_file,
         overrides={"kb": kb, "adapter": adapter_dir, "output_dir": eval_dir, "model_name": train_cfg.model_name},
     )
+    # Eval answers through the same retrieval and decoding settings `aldlab ask` would use.
+    rag_cfg = resolve_config(RagConfig, "rag", preset=preset, config_file=config_file)
     return [
         StagePlan("kb", {"kb": kb}, [], lambda: _run_kb(kb)),
         StagePlan(
@@ -180,9 +183,14 @@ def build_plans(
         ),
         StagePlan(
             "eval",
-            {"adapter": adapter_dir / "adapter_model.safetensors", "kb": kb, "config": config_to_dict(eval_cfg)},
+            {
+                "adapter": adapter_dir / "adapter_model.safetensors",
+                "kb": kb,
+                "config": config_to_dict(eval_cfg),
+                "rag": config_to_dict(rag_cfg),
+            },
             [eval_dir / "report.html", eval_dir / "metrics.json"],
-            lambda: _run_eval(eval_cfg),
+            lambda: _run_eval(eval_cfg, rag_cfg),
         ),
     ]
 
@@ -218,10 +226,10 @@ def _run_train(config: Any) -> dict[str, Any]:
     return summary
 
 
-def _run_eval(config: Any) -> dict[str, Any]:
+def _run_eval(config: Any, rag_config: Any) -> dict[str, Any]:
     from aldlab.eval.runner import run_eval
 
-    return _summary(run_eval(config))
+    return _summary(run_eval(config, rag_config=rag_config))
 
 
 def _summary(result: Any) -> dict[str, Any]:
