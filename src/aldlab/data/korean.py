@@ -141,8 +141,8 @@ def _word_final(word: str) -> str:
         return CONSONANT  # -엠, -임
     if w.endswith("n"):
         return CONSONANT  # 핀, 다운
-    if w.endswith("ock"):
-        return CONSONANT  # 락/록
+    if w.endswith("ck"):
+        return CONSONANT  # 락/록/백 (readback, feedback); "check" (체크) is an exception above
     # short vowel + p/t (step, robot) is a final consonant; clusters (pump, drift) add 으.
     if len(w) >= 3 and w[-1] in "pt" and w[-2] in "aeiou" and w[-3] not in "aeiou":
         return CONSONANT
