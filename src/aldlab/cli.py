@@ -21,6 +21,7 @@ from aldlab.kb.commands import app as kb_app
 from aldlab.pipeline import pipeline_command
 from aldlab.rag.commands import ask_command, chat_command
 from aldlab.serve.commands import serve_command
+from aldlab.serve.feedback_commands import feedback_app
 from aldlab.train.commands import export_command, train_command
 
 err_console = Console(stderr=True)
@@ -51,7 +52,8 @@ def root(
 
 
 app.add_typer(kb_app, name="kb", help="지식 베이스 / knowledge base: validate, stats, import, add, search")
-app.add_typer(data_app, name="data", help="학습 데이터셋 / dataset: build")
+app.add_typer(data_app, name="data", help="학습 데이터셋 / dataset: build, review")
+app.add_typer(feedback_app, name="feedback", help="피드백 검토 / feedback review: list, approve, reject, export")
 app.command("train", context_settings={"allow_interspersed_args": True})(train_command)
 app.command("export")(export_command)
 app.command("ask")(ask_command)
