@@ -90,20 +90,29 @@ def train_command(
 
 def export_command(
     adapter_dir: Path = typer.Argument(..., help="aldlab train 출력 디렉터리 / adapter directory"),
-    merge: bool = typer.Option(False, "--merge", help="기반 모델에 병합 / merge into the base model"),
-    output: Path = typer.Option(..., "--output", "-o", help="병합 모델 출력 디렉터리 / output directory"),
+    merge: bool = typer.Option(False, "--merge", help="기반 모델에 병합 (vLLM용) / merge into the base model"),
+    gguf: bool = typer.Option(False, "--gguf", help="병합 모델을 GGUF + Ollama Modelfile로 / GGUF for llama.cpp, Ollama"),
+    quant: str = typer.Option("f16", "--quant", help="GGUF 형식: f32, f16, q8_0 / GGUF tensor type"),
+    output: Path = typer.Option(..., "--output", "-o", help="출력 디렉터리 / output directory"),
     base_model: str = _opt(None, "base_model", "기반 모델 (기본: adapter_config.json) / base model override"),
 ) -> None:
-    """어댑터를 기반 모델에 병합해 vLLM용 모델로 저장 / merge an adapter into a servable model."""
+    """어댑터를 병합해 vLLM용 모델(--merge) 또는 llama.cpp/Ollama용 GGUF(--gguf)로 저장 / export an adapter."""
     from aldlab.errors import UserError
+
+    if merge == gguf:
+        raise UserError(
+            "--merge 또는 --gguf 중 하나를 고르세요.",
+            "Pick one of --merge or --gguf.",
+            hint=f"aldlab export {adapter_dir} --gguf -o gguf/  또는 / or  aldlab export {adapter_dir} --merge -o merged/ "
+            "(어댑터 그대로는 vLLM --enable-lora 로 서빙 가능 / the adapter itself can be served with vLLM --enable-lora)",
+        )
+    if gguf:
+        from aldlab.llm.gguf_export import export_gguf
+
+        result = export_gguf(adapter_dir, output, quant=quant, base_model=base_model)
+        typer.echo(f"{result.gguf_path}\n{result.modelfile_path}")
+        return
     from aldlab.train.export import export_merged
 
-    if not merge:
-        raise UserError(
-            "현재는 --merge 내보내기만 지원합니다.",
-            "Only --merge export is supported.",
-            hint=f"aldlab export {adapter_dir} --merge --output merged/  (어댑터 그대로는 vLLM --enable-lora 로 서빙 가능 / "
-            "the adapter itself can be served with vLLM --enable-lora)",
-        )
     out = export_merged(adapter_dir, output, base_model=base_model)
     typer.echo(str(out))
