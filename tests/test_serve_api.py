@@ -38,7 +38,7 @@ def assistant(kb_dir: Path) -> FakeAssistant:
 
 def make_client(assistant: FakeAssistant, store: Store, kb_dir: Path, **overrides: Any) -> TestClient:
     settings = ServeSettings(kb=str(kb_dir), admin_token=TOKEN, **overrides)
-    return TestClient(create_app(assistant, store, settings), raise_server_exceptions=False)
+    return TestClient(create_app(assistant, store, settings), raise_server_exceptions=False, base_url="http://127.0.0.1")
 
 
 @pytest.fixture()
@@ -184,7 +184,7 @@ def admin(actor: str = "kim") -> dict[str, str]:
 
 def test_admin_is_off_without_a_token(assistant: FakeAssistant, store: Store, kb_dir: Path) -> None:
     settings = ServeSettings(kb=str(kb_dir), admin_token=None)
-    client = TestClient(create_app(assistant, store, settings))
+    client = TestClient(create_app(assistant, store, settings), base_url="http://127.0.0.1")
     r = client.get("/api/admin/documents", headers=admin())
     assert r.status_code == 403 and r.json()["error"]["code"] == "admin_disabled"
 
