@@ -460,7 +460,7 @@ _ROLE = re.compile(r"(역할을 (한다|맡는다)|기능을 한다|담당한다
 _MECHANISM = re.compile(r"원리|이용해|이용하여|이용한다|반복하|순차적으로|을 통해|를 통해|방식으로")
 _DETERMINED_BY = re.compile(r"(결정된다|좌우된다|정해진다)\.?$")
 #: The sentence tells what to conclude or suspect: a diagnostic (symptom-first) question fits.
-_INFERENCE = re.compile(r"(판단할 수|의심할 수|의심해야|의심한다|알 수 있|추정할 수|판단한다|원인일 가능성|원인으로 본다|가능성이 크다|가능성이 높다)")
+_INFERENCE = re.compile(r"(판단할 수|의심할 수|의심해야|의심한다|알 수 있|추정할 수|판단한다|원인일 가능성|원인으로 본다|가능성이 크다|가능성이 높다|원인이었던|원인이다|뜻이다)")
 #: The sentence ends by prescribing an action: "어떻게 조치해야 하나요?" fits.
 _ACTION_END = re.compile(r"(점검한다|확인한다|교체한다|조치한다|조정한다|낮춘다|높인다|늘린다|줄인다|세정한다|보정한다|바꾼다|해야 한다|하는 것이 좋다)\.?$")
 #: The sentence states a problem (not just a change): "어떤 문제가 생기나요?" fits.
