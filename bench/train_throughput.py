@@ -1,18 +1,25 @@
-"""Fine-tuning throughput: aldlab's trainer vs the legacy recipe, same model, same data, one run.
+"""Fine-tuning throughput: aldlab vs TRL SFTTrainer vs the legacy recipe, same rows, one run.
 
-    python bench/train_throughput.py [--steps 4] [--batch-size 2] [--max-length 1024]
+    nice -n 19 python bench/train_throughput.py [--warmup 2] [--steps 8] [--batch-size 2]
 
 (a) aldlab: `aldlab.train.trainer.train` — LM head on supervised positions only, dynamic
-    padding, length-grouped batches.
-(b) legacy (the seed's finetune_llama.py): HF Trainer + PEFT LoRA, every row padded to
+    padding, length-grouped batches (longest first).
+(b) TRL SFTTrainer: the baseline a user would pick — same model object, same LoRA, the same
+    token ids and answer masks (pre-tokenised by aldlab, `completion_mask` +
+    `completion_only_loss=True`), dynamic padding (TRL's collator), TRL's fused LM head on
+    completion positions, its default random sampler.
+(c) legacy (the seed's finetune_llama.py): HF Trainer + PEFT, every row padded to
     max_length, logits and loss over every position.
 
-Each side runs in its own subprocess (so peak RSS is its own) on the embedded
-gemma-3-270m, LoRA r=16 on q/k/v/o, fp32 on CPU, for the same number of optimizer steps of
-the same batch size over rows built from the shipped KB with aldlab.prompts. Printed:
-supervised (assistant) tokens/s, estimated wall time per epoch of the data set, peak RSS,
-achieved matmul FLOP/s against a plain 2048^3 fp32 matmul measured in this run (MFU), and
-the aldlab/legacy ratios. Attention score FLOPs are not counted (small at these lengths).
+Every side runs in its own subprocess (so peak RSS is its own) on the embedded
+gemma-3-270m, LoRA r=16 / alpha 32 / dropout 0.1 on q/k/v/o, fp32 on CPU, batch B, for
+warmup + steps + 1 optimizer steps. The measurement window is the same for every side: from
+the end of optimizer step `warmup` to the end of step `warmup + steps` (the extra last step
+keeps end-of-run work such as a final eval out of it). Tokens are counted the same way for
+every side from the batches those steps trained on: supervised tokens = labels[:, 1:] !=
+-100, with the answer tokens of each row for legacy (its loss also covers the prompt).
+Printed: supervised tokens/s, peak RSS, achieved matmul FLOP/s against a plain 2048^3 fp32
+matmul measured in this run (MFU), and the aldlab / TRL and aldlab / legacy ratios.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import random
 import resource
 import subprocess
@@ -95,95 +103,159 @@ def _nonembed_params(model) -> int:
     return sum(p.numel() for p in model.parameters()) - emb
 
 
+def _window(ends: list[float], tokens: list[int], padded: list[int], warmup: int, steps: int) -> dict:
+    """Seconds, supervised and padded tokens of steps warmup+1 .. warmup+steps (1-based)."""
+    if len(ends) < warmup + steps or len(tokens) < warmup + steps:
+        raise SystemExit(f"only {len(ends)} steps timed, {len(tokens)} batches counted")
+    return {
+        "window_seconds": ends[warmup + steps - 1] - ends[warmup - 1] if warmup else ends[steps - 1],
+        "supervised_tokens": sum(tokens[warmup : warmup + steps]),
+        "padded_tokens": sum(padded[warmup : warmup + steps]),
+    }
+
+
+def _count(batch: dict) -> tuple[int, int]:
+    return int((batch["labels"][:, 1:] != -100).sum()), int(batch["input_ids"].numel())
+
+
 def child_aldlab(args: argparse.Namespace) -> dict:
     from aldlab.train.config import TrainConfig
-    from aldlab.train.data import load_examples
-    from aldlab.train.model import load_tokenizer
-    from aldlab.train.trainer import _micro_batches, train
+    from aldlab.train.trainer import train
 
-    out = Path(args.workdir) / "aldlab_out"
+    total = args.warmup + args.steps + 1
     cfg = TrainConfig(
-        model_name="embedded", train_file=args.data, output_dir=str(out), max_steps=args.steps,
-        batch_size=args.batch_size, max_seq_len=args.max_length, eval_steps=10**6, max_eval_examples=1,
-        logging_steps=1, save_steps=10**6, save_inference_only=True, learning_rate=2e-4,
+        model_name=args.model, train_file=args.data, output_dir=str(Path(args.workdir) / "aldlab_out"),
+        max_steps=total, batch_size=args.batch_size, max_seq_len=args.max_length, eval_steps=10**6,
+        max_eval_examples=1, logging_steps=10**6, save_steps=10**6, save_inference_only=True, learning_rate=2e-4,
+        lora_r=16, lora_alpha=32, lora_dropout=0.1, allow_skipping_long_rows=True,
     )
-    t0 = time.perf_counter()
-    result = train(cfg, progress=False)
-    wall = time.perf_counter() - t0
-    # Recompute what the trainer processed (same seed -> same batches) for token/FLOP counts.
-    tok = load_tokenizer("embedded")
-    examples, stats = load_examples(args.data, tok, args.max_length)
-    from aldlab.train.trainer import _split_eval
+    ends: list[float] = []
+    tokens: list[int] = []
+    padded: list[int] = []
 
-    train_ex, _ = _split_eval(examples, cfg.seed)
-    batches = _micro_batches(cfg, [len(e.input_ids) for e in train_ex], 0)[: args.steps]
-    padded = sum(len(b) * max(len(train_ex[i].input_ids) for i in b) for b in batches)
-    supervised = sum(train_ex[i].n_supervised for b in batches for i in b)
-    model = _meta_model()  # counts parameters without a second copy in RAM (peak RSS)
-    flops = _lm_flops(_nonembed_params(model), model.config.hidden_size, model.config.vocab_size, padded, supervised)
-    return {
-        "train_seconds": result.seconds,
-        "wall_seconds": wall,
-        "supervised_tokens": supervised,
-        "rows": sum(len(b) for b in batches),
-        "flops": flops,
-        "peak_rss_mb": _peak_rss_mb(),
-        "dataset_rows": stats.rows,  # epoch estimate over the same file for both sides
-    }
+    def on_step(step: int, log: dict) -> None:
+        ends.append(time.perf_counter())
+        tokens.append(log["tokens"])
+        padded.append(log["padded_tokens"])
+
+    train(cfg, progress=False, on_step=on_step)
+    return {**_window(ends, tokens, padded, args.warmup, args.steps), "head_rows": "supervised",
+            "peak_rss_mb": _peak_rss_mb()}
+
+
+def _tokenised_rows(path: str, max_length: int, model: str) -> list[dict]:
+    """aldlab's token ids and answer masks for every row (the same input for every side)."""
+    from aldlab.train.data import tokenize_file
+    from aldlab.train.model import load_tokenizer
+
+    tok = load_tokenizer(model)
+    rows = []
+    for ex in tokenize_file(path, tok):
+        if len(ex.input_ids) <= max_length:
+            rows.append({"input_ids": ex.input_ids, "completion_mask": [int(x != -100) for x in ex.labels]})
+    return rows
+
+
+def _timing_callback(ends: list[float]):
+    from transformers import TrainerCallback
+
+    class StepEnds(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001, ANN201
+            ends.append(time.perf_counter())
+
+    return StepEnds()
+
+
+def _counting(collator, tokens: list[int], padded: list[int], supervised_of=None):  # noqa: ANN001, ANN202
+    """Wrap a data collator: the i-th batch it builds is optimizer step i (accumulation 1)."""
+
+    def collate(features):  # noqa: ANN001, ANN202
+        batch = collator(features)
+        sup, pad = _count(batch)
+        tokens.append(supervised_of(features) if supervised_of else sup)
+        padded.append(pad)
+        return batch
+
+    return collate
+
+
+def _lora():  # noqa: ANN202
+    from peft import LoraConfig
+
+    return LoraConfig(r=16, lora_alpha=32, lora_dropout=0.1, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
+                      task_type="CAUSAL_LM")
+
+
+def child_trl(args: argparse.Namespace) -> dict:
+    """TRL SFTTrainer with completion-only loss on the same pre-tokenised rows."""
+    import torch
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    from aldlab.train.model import load_model, load_tokenizer
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    tok = load_tokenizer(args.model)
+    ds = Dataset.from_list(_tokenised_rows(args.data, args.max_length, args.model))
+    model = load_model(args.model)
+    model.config.use_cache = False
+    sft = SFTConfig(
+        output_dir=str(Path(args.workdir) / "trl_out"), per_device_train_batch_size=args.batch_size,
+        max_steps=args.warmup + args.steps + 1, learning_rate=2e-4, logging_steps=10**6, save_strategy="no",
+        report_to=[], use_cpu=True, seed=42, disable_tqdm=True, dataloader_num_workers=0,
+        completion_only_loss=True, max_length=args.max_length, padding_free=False,
+    )
+    ends: list[float] = []
+    tokens: list[int] = []
+    padded: list[int] = []
+    trainer = SFTTrainer(model=model, args=sft, train_dataset=ds, processing_class=tok, peft_config=_lora(),
+                         callbacks=[_timing_callback(ends)])
+    trainer.data_collator = _counting(trainer.data_collator, tokens, padded)
+    trainer.train()
+    return {**_window(ends, tokens, padded, args.warmup, args.steps), "head_rows": "supervised",
+            "peak_rss_mb": _peak_rss_mb()}
 
 
 def child_legacy(args: argparse.Namespace) -> dict:
     """The seed's recipe: HF Trainer + PEFT, pad to max_length, loss on every position."""
     import torch
     from datasets import Dataset
-    from peft import LoraConfig, get_peft_model
-    from transformers import Trainer, TrainingArguments
+    from peft import get_peft_model
+    from transformers import Trainer, TrainingArguments, default_data_collator
 
-    from aldlab.files import read_jsonl
-    from aldlab.train.data import tokenize_conversation
-    from aldlab.train.model import load_model, load_tokenizer
+    from aldlab.train.model import load_model
 
     torch.set_num_threads(os.cpu_count() or 1)
-    tok = load_tokenizer("embedded")
-    rows = read_jsonl(args.data)
-    texts, supervised = [], []
-    for r in rows:
-        texts.append(tok.apply_chat_template(r["messages"], tokenize=False))
-        supervised.append(tokenize_conversation(tok, r["messages"]).n_supervised)
-    enc = tok(texts, padding="max_length", truncation=True, max_length=args.max_length, add_special_tokens=False)
-    labels = [[t if m else -100 for t, m in zip(ids, mask, strict=True)]
-              for ids, mask in zip(enc["input_ids"], enc["attention_mask"], strict=True)]
-    ds = Dataset.from_dict({"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"], "labels": labels})
-
-    model = load_model("embedded")
+    rows = _tokenised_rows(args.data, args.max_length, args.model)
+    pad = args.max_length
+    ds = Dataset.from_dict({
+        "input_ids": [r["input_ids"] + [0] * (pad - len(r["input_ids"])) for r in rows],
+        "attention_mask": [[1] * len(r["input_ids"]) + [0] * (pad - len(r["input_ids"])) for r in rows],
+        "labels": [r["input_ids"] + [-100] * (pad - len(r["input_ids"])) for r in rows],
+        "answer_tokens": [sum(r["completion_mask"][1:]) for r in rows],
+    })
+    model = load_model(args.model)
     model.config.use_cache = False
-    model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, lora_dropout=0.1,
-                                             target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
-                                             task_type="CAUSAL_LM"))
+    model = get_peft_model(model, _lora())
     targs = TrainingArguments(
         output_dir=str(Path(args.workdir) / "legacy_out"), per_device_train_batch_size=args.batch_size,
-        max_steps=args.steps, learning_rate=2e-4, logging_steps=1, save_strategy="no", report_to=[],
-        use_cpu=True, seed=42, disable_tqdm=True, dataloader_num_workers=0,
+        max_steps=args.warmup + args.steps + 1, learning_rate=2e-4, logging_steps=10**6, save_strategy="no",
+        report_to=[], use_cpu=True, seed=42, disable_tqdm=True, dataloader_num_workers=0,
+        remove_unused_columns=False,
     )
-    trainer = Trainer(model=model, args=targs, train_dataset=ds)
-    t0 = time.perf_counter()
+    ends: list[float] = []
+    tokens: list[int] = []
+    padded: list[int] = []
+
+    def collate(features):  # noqa: ANN001, ANN202
+        return default_data_collator([{k: v for k, v in f.items() if k != "answer_tokens"} for f in features])
+
+    answer_tokens = lambda features: sum(f["answer_tokens"] for f in features)  # noqa: E731
+    trainer = Trainer(model=model, args=targs, train_dataset=ds, callbacks=[_timing_callback(ends)],
+                      data_collator=_counting(collate, tokens, padded, answer_tokens))
     trainer.train()
-    wall = time.perf_counter() - t0
-    # The Trainer's sampler order is seeded; rows per step are batch_size, all padded to max_length.
-    n_rows = args.steps * args.batch_size
-    sup = sum(supervised) / len(supervised) * n_rows  # expected assistant tokens in those rows
-    base = model.get_base_model()
-    tokens = n_rows * args.max_length
-    flops = _lm_flops(_nonembed_params(base), base.config.hidden_size, base.config.vocab_size, tokens, tokens)
-    return {
-        "train_seconds": wall,
-        "wall_seconds": wall,
-        "supervised_tokens": sup,
-        "rows": n_rows,
-        "flops": flops,
-        "peak_rss_mb": _peak_rss_mb(),
-        "dataset_rows": len(rows),
-    }
+    return {**_window(ends, tokens, padded, args.warmup, args.steps), "head_rows": "padded",
+            "peak_rss_mb": _peak_rss_mb()}
 
 
 def peak_matmul_flops(n: int = 2048, reps: int = 5) -> float:
@@ -204,32 +276,45 @@ def peak_matmul_flops(n: int = 2048, reps: int = 5) -> float:
 
 def run_child(kind: str, args: argparse.Namespace) -> dict:
     cmd = [sys.executable, __file__, "--child", kind, "--data", args.data, "--workdir", args.workdir,
-           "--steps", str(args.steps), "--batch-size", str(args.batch_size), "--max-length", str(args.max_length)]
+           "--warmup", str(args.warmup), "--steps", str(args.steps), "--batch-size", str(args.batch_size),
+           "--max-length", str(args.max_length), "--model", args.model]
     print(f"running {kind} ...", file=sys.stderr, flush=True)
+    t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         sys.stderr.write(proc.stderr[-4000:])
         why = "killed (out of memory?)" if proc.returncode in (-9, 137) else f"exit code {proc.returncode}"
         raise SystemExit(f"{kind} failed: {why}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    print(f"  {kind}: {time.perf_counter() - t0:.0f} s in all", file=sys.stderr, flush=True)
+    return result
+
+
+def _flops(r: dict) -> float:
+    model = _meta_model()
+    head_rows = r["supervised_tokens"] if r["head_rows"] == "supervised" else r["padded_tokens"]
+    return _lm_flops(_nonembed_params(model), model.config.hidden_size, model.config.vocab_size,
+                     r["padded_tokens"], head_rows)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--steps", type=int, default=4, help="optimizer steps per side")
+    ap.add_argument("--warmup", type=int, default=2, help="optimizer steps before the measurement window")
+    ap.add_argument("--steps", type=int, default=8, help="optimizer steps measured per side")
     # Batch 2: the legacy recipe at batch 4 x 1024 was OOM-killed at 16.7 GB RSS on this
     # 24 GB machine ([4, 1024, 262144] fp32 logits are 4.3 GB, and the loss keeps copies).
     ap.add_argument("--batch-size", type=int, default=2)
-    ap.add_argument("--max-length", type=int, default=1024, help="legacy pad length / aldlab max_seq_len")
+    ap.add_argument("--max-length", type=int, default=1024, help="legacy pad length / longest row kept")
     ap.add_argument("--rows", type=int, default=200, help="rows in the generated data set")
     ap.add_argument("--data", default=None, help="chat JSONL (default: generated from the shipped KB)")
     ap.add_argument("--workdir", default=None)
-    ap.add_argument("--child", choices=["aldlab", "legacy"], default=None)
+    ap.add_argument("--model", default="embedded", help="model for every side (a tiny dir for a quick check)")
+    ap.add_argument("--sides", default="aldlab,trl,legacy", help="comma-separated subset, in run order")
+    ap.add_argument("--child", choices=list(CHILDREN), default=None)
     args = ap.parse_args()
 
     if args.child:
-        result = child_aldlab(args) if args.child == "aldlab" else child_legacy(args)
-        print(json.dumps(result))
+        print(json.dumps(CHILDREN[args.child](args)))
         return
 
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="aldlab-bench-"))
@@ -241,35 +326,40 @@ def main() -> None:
                         encoding="utf-8")
         args.data = str(data)
 
+    sides = [s.strip() for s in args.sides.split(",") if s.strip()]
     peak = peak_matmul_flops()
-    a = run_child("aldlab", args)
-    b = run_child("legacy", args)
-    peak_after = peak_matmul_flops()
-    peak = max(peak, peak_after)
+    results = {side: run_child(side, args) for side in sides}
+    peak = max(peak, peak_matmul_flops())
 
-    def derived(r: dict) -> dict:
-        tps = r["supervised_tokens"] / r["train_seconds"]
-        epoch = r["train_seconds"] / r["rows"] * r["dataset_rows"]
-        achieved = r["flops"] / r["train_seconds"]
-        return {"tps": tps, "epoch": epoch, "rss": r["peak_rss_mb"], "flops": achieved, "mfu": achieved / peak}
+    derived = {}
+    for side, r in results.items():
+        tps = r["supervised_tokens"] / r["window_seconds"]
+        achieved = _flops(r) / r["window_seconds"]
+        derived[side] = {"tps": tps, "rss": r["peak_rss_mb"], "flops": achieved / 1e9, "mfu": achieved / peak * 100,
+                         "sec": r["window_seconds"], "sup": r["supervised_tokens"], "pad": r["padded_tokens"]}
 
-    da, db = derived(a), derived(b)
-    print(f"\nfine-tuning throughput: gemma-3-270m fp32 CPU ({os.cpu_count()} cores), LoRA r=16 q/k/v/o, "
-          f"{args.steps} steps x batch {args.batch_size}, legacy padded to {args.max_length}")
-    print(f"plain fp32 matmul (2048^3) in this run: {peak / 1e9:.1f} GFLOP/s\n")
-    print(f"{'metric':<34}{'aldlab':>14}{'legacy':>14}{'ratio':>10}")
-    rows = [
-        ("supervised tokens/s", da["tps"], db["tps"], "{:.1f}", da["tps"] / db["tps"]),
-        ("wall time per epoch (s, est.)", da["epoch"], db["epoch"], "{:.0f}", da["epoch"] / db["epoch"]),
-        ("peak RSS (MB)", da["rss"], db["rss"], "{:.0f}", da["rss"] / db["rss"]),
-        ("achieved matmul GFLOP/s", da["flops"] / 1e9, db["flops"] / 1e9, "{:.1f}", da["flops"] / db["flops"]),
-        ("MFU vs plain matmul", da["mfu"] * 100, db["mfu"] * 100, "{:.1f}%", da["mfu"] / db["mfu"]),
-    ]
-    for name, x, y, fmt, ratio in rows:
-        print(f"{name:<34}{fmt.format(x):>14}{fmt.format(y):>14}{ratio:>9.2f}x")
-    print(f"\ntargets: tokens/s ratio >= 3x -> {'OK' if da['tps'] / db['tps'] >= 3 else 'MISS'}; "
-          f"peak memory ratio <= 0.6x -> {'OK' if da['rss'] / db['rss'] <= 0.6 else 'MISS'}")
-    print(json.dumps({"aldlab": a, "legacy": b, "peak_matmul_flops": peak}), file=sys.stderr)
+    print(f"\nfine-tuning throughput, {time.strftime('%Y-%m-%d')}, {platform.machine()} CPU, "
+          f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the end")
+    print(f"gemma-3-270m fp32, LoRA r=16 q/k/v/o, batch {args.batch_size}, window: steps {args.warmup + 1}-"
+          f"{args.warmup + args.steps}; plain fp32 matmul (2048^3) in this run: {peak / 1e9:.1f} GFLOP/s\n")
+    cols = [("supervised tokens/s", "tps", "{:.1f}"), ("peak RSS (MB)", "rss", "{:.0f}"),
+            ("matmul GFLOP/s", "flops", "{:.1f}"), ("MFU %", "mfu", "{:.1f}"), ("window s", "sec", "{:.1f}"),
+            ("supervised tok", "sup", "{:d}"), ("decoder positions", "pad", "{:d}")]
+    print(f"{'side':<10}" + "".join(f"{name:>21}" for name, _, _ in cols))
+    for side, d in derived.items():
+        print(f"{side:<10}" + "".join(f"{fmt.format(d[key]):>21}" for _, key, fmt in cols))
+    if "aldlab" in derived:
+        for other in [s for s in derived if s != "aldlab"]:
+            a, b = derived["aldlab"], derived[other]
+            print(f"aldlab / {other}: tokens/s {a['tps'] / b['tps']:.2f}x, peak RSS {a['rss'] / b['rss']:.2f}x")
+        if "trl" in derived:
+            a, b = derived["aldlab"], derived["trl"]
+            ok = a["tps"] / b["tps"] >= 1.5 and a["rss"] / b["rss"] <= 1.0
+            print(f"target vs TRL (>= 1.5x tokens/s at <= 1.0x peak RSS): {'OK' if ok else 'MISS'}")
+    print(json.dumps({"results": results, "peak_matmul_flops": peak}), file=sys.stderr)
+
+
+CHILDREN = {"aldlab": child_aldlab, "trl": child_trl, "legacy": child_legacy}
 
 
 if __name__ == "__main__":

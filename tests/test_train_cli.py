@@ -64,7 +64,10 @@ def test_preset_then_config_file_then_flags(captured, tmp_path: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     cfg = captured[-1]
-    assert cfg.model_name == "embedded" and cfg.max_seq_len == 512  # from the preset
+    from aldlab.config import load_section
+
+    preset = load_section("train", preset="cpu-demo")
+    assert cfg.model_name == "embedded" and cfg.max_seq_len == preset["max_seq_len"]  # from the preset
     assert cfg.lora_r == 4 and cfg.max_steps == 9  # file, then flag
 
 

@@ -91,7 +91,8 @@ def _first_step_grads(cfg: TrainConfig) -> tuple[dict[str, torch.Tensor], dict[s
         return real_step(*args, **kwargs)
 
     run.optimizer.step = capture
-    _train_step(run, micro)
+    stats = _train_step(run, micro)
+    assert stats.tokens == int(n) and stats.padded_tokens >= stats.tokens
     return seen, reference
 
 

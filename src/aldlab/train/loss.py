@@ -34,6 +34,16 @@ class SupervisedCausalLM(nn.Module):
         super().__init__()
         self.model = model
 
+    @property
+    def config(self) -> Any:
+        """The model's config: DeepSpeed fills its "auto" bucket sizes from `hidden_size`."""
+        return _base_causal_lm(self.model).config
+
+    @property
+    def _no_split_modules(self) -> Any:
+        """FSDP auto-wrap finds the decoder layer class here."""
+        return getattr(_base_causal_lm(self.model), "_no_split_modules", None)
+
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         base = _base_causal_lm(self.model)
         hidden = base.get_decoder()(

@@ -133,15 +133,18 @@ class LoadOptions:
 
     dtype: str = "auto"  # auto | float32 | bfloat16 | float16
     load_in_4bit: bool = False
-    device_map: str | None = None
+    device_map: str | dict[str, int] | None = None  # {"": local_rank} puts a rank's copy on its GPU
 
 
 def torch_dtype(name: str) -> Any:
-    """'auto' means bf16 on CUDA and fp32 on CPU (bf16 matmul is ~280x slower here)."""
+    """'auto' means bf16 on CUDA (fp16 without bf16 support) and fp32 on CPU (bf16 matmul is ~280x slower here)."""
     import torch
 
     if name == "auto":
-        return torch.bfloat16 if torch.cuda.is_available() else torch.float32
+        if not torch.cuda.is_available():
+            return torch.float32
+        # fp16 on GPUs without bf16 (T4, V100): emulated bf16 is many times slower there.
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
 
 

@@ -32,6 +32,15 @@ from typing import Any
 from aldlab.errors import UserError
 from aldlab.files import atomic_write_json, sha256_file
 from aldlab.train.config import TrainConfig
+from aldlab.train.distributed import (
+    device_map_for,
+    engine_name,
+    eval_batches,
+    fill_deepspeed_config,
+    is_sharded,
+    precision_plan,
+    zero_stage,
+)
 from aldlab.train.data import (
     DatasetStats,
     Example,
@@ -46,6 +55,7 @@ from aldlab.train.data import (
 
 CHECKPOINT_PREFIX = "checkpoint-"
 STATE_FILE = "trainer_state.json"
+SHARDED_DIR = "sharded_state"  # accelerate save_state of DeepSpeed/FSDP runs, one shard per rank
 OOM_HINT = (
     "배치 크기를 줄이고(--batch_size 1~2) 그만큼 --gradient_accumulation_steps를 늘리거나, "
     "--lora_r를 낮추거나(8), --max_seq_len을 줄이거나, GPU에서는 --load_in_4bit / --gradient_checkpointing을 켜세요 "
@@ -232,12 +242,12 @@ def _steps_per_epoch(n_micro: int, accum: int, world: int, deepspeed: bool = Fal
 
 
 def _is_deepspeed(accelerator: Any) -> bool:
-    return str(getattr(accelerator.distributed_type, "value", accelerator.distributed_type)).upper() == "DEEPSPEED"
+    return engine_name(accelerator) == "DEEPSPEED"
 
 
 def _adapter_state_dict(run: _Run) -> dict[str, Any] | None:
-    """Under ZeRO-3 the parameters are sharded: gather them (collective) before saving."""
-    if not _is_deepspeed(run.accelerator):
+    """Under ZeRO/FSDP the parameters may be sharded: gather them (collective) before saving."""
+    if not is_sharded(run.accelerator):
         return None
     full = run.accelerator.get_state_dict(run.model)
     return {k.removeprefix("model."): v for k, v in full.items()}
@@ -317,7 +327,9 @@ def _setup(config: TrainConfig) -> _Run:
     if config.model_name is None:
         config.model_name = default_model_name()
 
-    mixed = "bf16" if torch.cuda.is_available() and config.dtype in {"auto", "bfloat16"} else "no"
+    cuda = torch.cuda.is_available()
+    precision = precision_plan(config.dtype, cuda, cuda and torch.cuda.is_bf16_supported())
+    mixed = precision.mixed_precision
     # cpu=True without CUDA: ranks started by torchrun / `accelerate launch` form a gloo group.
     accelerator = Accelerator(
         cpu=not torch.cuda.is_available(),
@@ -326,6 +338,15 @@ def _setup(config: TrainConfig) -> _Run:
         mixed_precision=mixed,
         gradient_accumulation_steps=config.gradient_accumulation_steps,
     )
+    if _is_deepspeed(accelerator):
+        fill_deepspeed_config(
+            accelerator.state.deepspeed_plugin.deepspeed_config,
+            micro_batch_size=config.batch_size,
+            gradient_accumulation_steps=config.gradient_accumulation_steps,
+            world_size=accelerator.num_processes,
+            max_grad_norm=config.max_grad_norm,
+            mixed_precision=mixed,
+        )
     _configure_threads(config, int(os.environ.get("LOCAL_WORLD_SIZE", accelerator.num_processes)))
     _set_seed(config.seed)
 
@@ -337,9 +358,8 @@ def _setup(config: TrainConfig) -> _Run:
     if eval_stats is not None:
         _log(accelerator, f"평가 데이터 / eval rows (used/read): {eval_stats.summary()}")
 
-    options = LoadOptions(dtype=config.dtype, load_in_4bit=config.load_in_4bit)
-    if config.load_in_4bit:
-        options.device_map = {"": accelerator.local_process_index}  # type: ignore[assignment]
+    options = LoadOptions(dtype=precision.load_dtype, load_in_4bit=config.load_in_4bit)
+    options.device_map = device_map_for(cuda, accelerator.local_process_index, zero_stage(accelerator) == 3)
     base = load_model(config.model_name, options)
     _configure_threads(config, int(os.environ.get("LOCAL_WORLD_SIZE", accelerator.num_processes)))
     base.config.use_cache = False
@@ -382,7 +402,8 @@ def _setup(config: TrainConfig) -> _Run:
     # The scheduler is stepped by us once per optimizer step, so it is not prepared
     # (a prepared scheduler steps num_processes times per call).
     model, optimizer = accelerator.prepare(SupervisedCausalLM(peft_model), optimizer)
-    _check_loss_against_model(accelerator, accelerator.unwrap_model(model).model, tokenizer, train_examples, mixed)
+    if engine_name(accelerator) != "FSDP":  # FSDP1 unwrapped modules hold flat shards: no plain forward
+        _check_loss_against_model(accelerator, accelerator.unwrap_model(model).model, tokenizer, train_examples, mixed)
 
     meta_inputs = {
         "train_file": str(train_path),
@@ -427,15 +448,27 @@ def _to_device(batch: dict[str, Any], device: Any) -> dict[str, Any]:
     return {k: v.to(device) for k, v in batch.items()}
 
 
-def _train_step(run: _Run, micro: list[list[int]]) -> tuple[float, int, float]:
-    """One optimizer step over this rank's micro-batches; returns (global mean loss, tokens, lr)."""
+@dataclass
+class StepStats:
+    """What one optimizer step did, summed over ranks (logged in the history)."""
+
+    loss: float  # mean loss per supervised token
+    tokens: int  # supervised (answer) tokens
+    padded_tokens: int  # positions the decoder ran over, padding included
+    lr: float  # the learning rate this step's update used
+
+
+def _train_step(run: _Run, micro: list[list[int]]) -> StepStats:
+    """One optimizer step over this rank's micro-batches."""
     acc, cfg = run.accelerator, run.config
     pad_id = run.tokenizer.pad_token_id
     batches = [collate([run.train_examples[i] for i in mb], pad_id) for mb in micro]
     local_tokens = sum(int((b["labels"][:, 1:] != -100).sum()) for b in batches)
+    local_padded = sum(int(b["input_ids"].numel()) for b in batches)
     # Normalise by the supervised tokens of the whole step, over every micro-batch and rank.
     # DDP averages gradients over ranks, hence the world-size factor.
-    total_tokens = max(1.0, _all_reduce_sum(acc, [float(local_tokens)])[0])
+    total_tokens, total_padded = _all_reduce_sum(acc, [float(local_tokens), float(local_padded)])
+    total_tokens = max(1.0, total_tokens)
     scale = acc.num_processes / total_tokens
     loss_sum_local = 0.0
     run.model.train()
@@ -458,29 +491,33 @@ def _train_step(run: _Run, micro: list[list[int]]) -> tuple[float, int, float]:
     run.scheduler.step()
     run.optimizer.zero_grad(set_to_none=True)
     loss_total = _all_reduce_sum(acc, [loss_sum_local])[0]
-    return loss_total / total_tokens, int(total_tokens), lr
+    return StepStats(loss_total / total_tokens, int(total_tokens), int(total_padded), lr)
 
 
 def evaluate(run: _Run) -> float:
-    """Mean loss per supervised token over the eval set (sharded over ranks)."""
+    """Mean loss per supervised token over the eval set (sharded over ranks).
+
+    Every rank runs the same number of forwards (`eval_batches`): under ZeRO-3/FSDP a
+    forward gathers parameters from all ranks, so an extra batch on one rank would hang.
+    """
     import torch
 
     acc = run.accelerator
     order = sorted(range(len(run.eval_examples)), key=lambda i: len(run.eval_examples[i].input_ids))
-    mine = order[acc.process_index :: acc.num_processes]
     bs = max(1, run.config.batch_size * 2)
     loss_sum, tokens = 0.0, 0.0
-    # The unwrapped module: ranks may get different numbers of eval batches, and a DDP
-    # forward would take part in collectives.
-    model = acc.unwrap_model(run.model)
+    # DDP: the unwrapped module (a DDP forward is not needed without gradients). Sharded
+    # engines: the prepared one, whose forward gathers the parameters.
+    model = run.model if is_sharded(acc) else acc.unwrap_model(run.model)
     run.model.eval()
     with torch.no_grad():
-        for i in range(0, len(mine), bs):
-            batch = collate([run.eval_examples[j] for j in mine[i : i + bs]], run.tokenizer.pad_token_id)
+        for rows, counted in eval_batches(order, acc.process_index, acc.num_processes, bs):
+            batch = collate([run.eval_examples[j] for j in rows], run.tokenizer.pad_token_id)
             with acc.autocast():
                 s, n = model(**_to_device(batch, acc.device))
-            loss_sum += float(s)
-            tokens += float(n)
+            if counted:
+                loss_sum += float(s)
+                tokens += float(n)
     loss_sum, tokens = _all_reduce_sum(acc, [loss_sum, tokens])
     run.model.train()
     return loss_sum / max(1.0, tokens)
@@ -523,14 +560,16 @@ def _loop(run: _Run, progress: bool, on_step: Callable[[int, dict[str, Any]], No
                 step_micro = step_micro[: len(step_micro) - len(step_micro) % acc.num_processes]
                 mine = step_micro[acc.process_index :: acc.num_processes]
                 t0 = time.perf_counter()
-                loss, tokens, lr = _train_step(run, mine)
+                step = _train_step(run, mine)
+                loss, lr = step.loss, step.lr
                 state.train_seconds += time.perf_counter() - t0
-                state.supervised_tokens += tokens
+                state.supervised_tokens += step.tokens
                 state.global_step += 1
                 state.step_in_epoch += 1
                 recent.append(loss)
                 log: dict[str, Any] = {"step": state.global_step, "epoch": state.epoch, "loss": loss,
-                                       "lr": lr}
+                                       "lr": lr,
+                                       "tokens": step.tokens, "padded_tokens": step.padded_tokens}
                 if state.global_step % cfg.logging_steps == 0 or state.global_step == run.total_steps:
                     log["train_loss"] = sum(recent) / len(recent)
                     recent = []
@@ -590,12 +629,17 @@ def _save_checkpoint(run: _Run, state: LoopState) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         run.peft_model.save_pretrained(str(tmp), state_dict=gathered)
-        torch.save(run.optimizer.state_dict(), tmp / "optimizer.pt")
+        if not is_sharded(acc):
+            torch.save(run.optimizer.state_dict(), tmp / "optimizer.pt")
         torch.save(run.scheduler.state_dict(), tmp / "scheduler.pt")
         atomic_write_json(
             tmp / STATE_FILE, asdict(state) | {"config": run.config.to_dict(), "inputs": _resume_inputs(run)}
         )
     acc.wait_for_everyone()
+    if is_sharded(acc):
+        # Each rank writes its own optimizer (and ZeRO-3/FSDP parameter) shard; rank 0's
+        # optimizer.state_dict() would hold only its part.
+        acc.save_state(str(tmp / SHARDED_DIR), **_sharded_kwargs(acc, saving=True))
     torch.save(_rng_state(), tmp / f"rng_state_{acc.process_index}.pt")
     acc.wait_for_everyone()
     if acc.is_main_process:
@@ -604,6 +648,13 @@ def _save_checkpoint(run: _Run, state: LoopState) -> Path:
         _prune_checkpoints(out, run.config.save_total_limit)
     acc.wait_for_everyone()
     return final
+
+
+def _sharded_kwargs(acc: Any, saving: bool) -> dict[str, Any]:
+    """DeepSpeed: keep the frozen base weights out of every checkpoint (LoRA only)."""
+    if not _is_deepspeed(acc):
+        return {}
+    return {"exclude_frozen_parameters": True} if saving else {"load_module_strict": False}
 
 
 def _prune_checkpoints(out: Path, keep: int) -> None:
@@ -664,9 +715,16 @@ def _load_checkpoint(run: _Run, ckpt: Path) -> LoopState:
 
     saved = json.loads((ckpt / STATE_FILE).read_text(encoding="utf-8"))
     _check_resume_config(run, saved.pop("config", {}), saved.pop("inputs", {}), ckpt)
-    adapter = ckpt / "adapter_model.safetensors"
-    set_peft_model_state_dict(run.peft_model, load_file(str(adapter), device=str(run.accelerator.device)))
-    run.optimizer.load_state_dict(torch.load(ckpt / "optimizer.pt", map_location=run.accelerator.device, weights_only=False))
+    if is_sharded(run.accelerator):
+        # Loads each rank's shard into the sharded parameters and optimizer (loading the
+        # full adapter into ZeRO-3 partitions would write into placeholders).
+        run.accelerator.load_state(str(ckpt / SHARDED_DIR), **_sharded_kwargs(run.accelerator, saving=False))
+    else:
+        adapter = ckpt / "adapter_model.safetensors"
+        set_peft_model_state_dict(run.peft_model, load_file(str(adapter), device=str(run.accelerator.device)))
+        run.optimizer.load_state_dict(
+            torch.load(ckpt / "optimizer.pt", map_location=run.accelerator.device, weights_only=False)
+        )
     run.scheduler.load_state_dict(torch.load(ckpt / "scheduler.pt", weights_only=False))
     rng_file = ckpt / f"rng_state_{run.accelerator.process_index}.pt"
     if rng_file.exists():

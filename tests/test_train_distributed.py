@@ -1,0 +1,131 @@
+"""Multi-GPU configurations built on a CPU: the objects `accelerate launch` would create.
+
+DeepSpeed and FSDP need CUDA here (accelerate turns FSDP into DDP on CPU; DeepSpeed is not
+installed), so these tests go as far as a CPU can: they read configs/accelerate/*.yaml the
+way `accelerate launch` does, build accelerate's DeepSpeed/FSDP plugins from the resulting
+environment, apply the trainer's fills and check every value a launch depends on.
+`scripts/gpu_smoke.sh` runs the real thing on GPUs.
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import pytest
+
+from aldlab.errors import UserError
+from aldlab.train.distributed import (
+    device_map_for,
+    eval_batches,
+    fill_deepspeed_config,
+    precision_plan,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _launch_env(config_file: str, deepspeed: bool) -> dict[str, str]:
+    from accelerate.commands.launch import _validate_launch_command, launch_command_parser
+    from accelerate.utils.launch import prepare_deepspeed_cmd_env, prepare_multi_gpu_env
+
+    args = launch_command_parser().parse_args(["--config_file", config_file, "train.py"])
+    args, _, _ = _validate_launch_command(args)
+    if deepspeed:
+        args.deepspeed_fields_from_accelerate_config = []
+        return prepare_deepspeed_cmd_env(args)[1]
+    return prepare_multi_gpu_env(args)
+
+
+@pytest.mark.parametrize(("name", "stage"), [("deepspeed-zero2", 2), ("deepspeed-zero3", 3)])
+def test_deepspeed_configs_get_every_value_a_launch_needs(monkeypatch, name: str, stage: int) -> None:
+    """accelerate raised `ValueError` on prepare(model, optimizer) with micro batch "auto"."""
+    from accelerate.utils import DeepSpeedPlugin
+
+    monkeypatch.chdir(REPO)  # the YAML names the JSON relative to the repository root
+    env = _launch_env(f"configs/accelerate/{name}.yaml", deepspeed=True)
+    for key, value in env.items():
+        if key.startswith("ACCELERATE"):
+            monkeypatch.setenv(key, value)
+    plugin = DeepSpeedPlugin()
+    assert plugin.zero_stage == stage
+    assert plugin.zero3_init_flag == (stage == 3)
+    plugin.set_mixed_precision("bf16")
+    ds = fill_deepspeed_config(plugin.deepspeed_config, micro_batch_size=4, gradient_accumulation_steps=2,
+                               world_size=8, max_grad_norm=0.5, mixed_precision="bf16")
+    assert ds["train_micro_batch_size_per_gpu"] == 4 and ds["gradient_accumulation_steps"] == 2
+    assert ds["train_batch_size"] == 64 and ds["gradient_clipping"] == 0.5
+    assert ds["bf16"]["enabled"] is True and ds["fp16"]["enabled"] is False
+    # What accelerate checks in _prepare_deepspeed: nothing left that needs a DataLoader.
+    assert not plugin.is_auto("train_micro_batch_size_per_gpu")
+    assert not plugin.is_auto("gradient_accumulation_steps")
+    # A T4/V100 run: fp16 on, bf16 off.
+    fp16 = fill_deepspeed_config({"bf16": {"enabled": "auto"}}, micro_batch_size=1, gradient_accumulation_steps=1,
+                                 world_size=1, max_grad_norm=1.0, mixed_precision="fp16")
+    assert fp16["fp16"]["enabled"] is True and fp16["bf16"]["enabled"] is False
+
+
+def test_deepspeed_explicit_values_must_agree_with_the_config() -> None:
+    with pytest.raises(UserError, match="train_micro_batch_size_per_gpu"):
+        fill_deepspeed_config({"train_micro_batch_size_per_gpu": 8}, micro_batch_size=4,
+                              gradient_accumulation_steps=1, world_size=2, max_grad_norm=1.0, mixed_precision="bf16")
+
+
+def test_deepspeed_auto_bucket_sizes_can_be_filled_from_the_wrapped_model(tmp_path: Path) -> None:
+    """ZeRO-3's "auto" bucket sizes need model.config.hidden_size on the prepared module."""
+    from aldlab.train.loss import SupervisedCausalLM
+    from aldlab.train.model import load_model
+    from aldlab.train.tiny import build_tiny_model_dir
+
+    wrapped = SupervisedCausalLM(load_model(str(build_tiny_model_dir(tmp_path / "m"))))
+    assert wrapped.config.hidden_size == 32
+    assert "Gemma3DecoderLayer" in wrapped._no_split_modules
+
+
+def test_fsdp_config_builds_a_sharded_plugin_that_wraps_decoder_layers(monkeypatch, tmp_path: Path) -> None:
+    from accelerate.utils import FullyShardedDataParallelPlugin
+    from accelerate.utils.fsdp_utils import fsdp2_prepare_auto_wrap_policy
+    from peft import LoraConfig, get_peft_model
+
+    from aldlab.train.loss import SupervisedCausalLM
+    from aldlab.train.model import load_model
+    from aldlab.train.tiny import build_tiny_model_dir
+
+    monkeypatch.chdir(REPO)
+    env = _launch_env("configs/accelerate/fsdp.yaml", deepspeed=False)
+    assert env["ACCELERATE_USE_FSDP"] == "true"
+    for key, value in env.items():
+        if key.startswith(("ACCELERATE", "FSDP")):
+            monkeypatch.setenv(key, value)
+    plugin = FullyShardedDataParallelPlugin()
+    assert plugin.fsdp_version == 2
+    assert "SHARDED" in str(plugin.state_dict_type).upper()
+    base = load_model(str(build_tiny_model_dir(tmp_path / "m")))
+    model = SupervisedCausalLM(get_peft_model(base, LoraConfig(r=4, target_modules=["q_proj", "v_proj"])))
+    policy = fsdp2_prepare_auto_wrap_policy(plugin, model)
+    wrapped = [type(m).__name__ for m in model.modules() if policy(m)]
+    assert wrapped.count("Gemma3DecoderLayer") == 2
+
+
+def test_precision_and_placement_per_gpu_kind() -> None:
+    assert precision_plan("auto", cuda=False, bf16_supported=False) == ("float32", "no")
+    assert precision_plan("auto", cuda=True, bf16_supported=True) == ("bfloat16", "bf16")
+    # T4 / V100: fp16 weights and autocast with a loss scaler, not emulated bf16.
+    assert precision_plan("auto", cuda=True, bf16_supported=False) == ("float16", "fp16")
+    assert precision_plan("bfloat16", cuda=True, bf16_supported=False) == ("float16", "fp16")
+    assert precision_plan("float32", cuda=True, bf16_supported=True) == ("float32", "no")
+    # Every rank loads onto its own GPU (no full copy in host RAM per rank), except ZeRO-3.
+    assert device_map_for(cuda=True, local_rank=3, zero3=False) == {"": 3}
+    assert device_map_for(cuda=True, local_rank=3, zero3=True) is None
+    assert device_map_for(cuda=False, local_rank=0, zero3=False) is None
+
+
+@pytest.mark.parametrize(("n", "world", "bs"), list(itertools.product(range(0, 12), (1, 2, 3, 4), (1, 2, 3))))
+def test_eval_batches_are_equal_on_every_rank(n: int, world: int, bs: int) -> None:
+    """A ZeRO-3/FSDP forward is collective: every rank must run as many eval batches."""
+    order = list(range(n))
+    per_rank = [eval_batches(order, r, world, bs) for r in range(world)]
+    assert len({len(b) for b in per_rank}) == 1
+    counted = sorted(i for batches in per_rank for rows, ok in batches if ok for i in rows)
+    assert counted == order
+    assert all(rows for batches in per_rank for rows, _ in batches)  # no empty forward
