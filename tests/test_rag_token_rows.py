@@ -51,3 +51,18 @@ def test_merged_rows_give_the_adapter_and_base_stays_base(trained) -> None:
             torch.testing.assert_close(_last_logits(model, tokenizer), plain_ft, rtol=1e-4, atol=1e-4)
         with generator._use("base") as model:
             torch.testing.assert_close(_last_logits(model, tokenizer), plain_base, rtol=1e-4, atol=1e-4)
+
+
+def test_the_resolver_names_the_engine_and_falls_back_to_transformers(monkeypatch) -> None:
+    """Without llama-cpp-python the one resolver gives transformers, and says so."""
+    import aldlab.llm.llamacpp as llamacpp
+    from aldlab.rag.config import RagConfig
+    from aldlab.rag.generate import generator_from_config
+
+    monkeypatch.setattr(llamacpp, "llama_cpp_available", lambda: False)
+    generator = generator_from_config(RagConfig(), "embedded")
+    assert generator.engine == "transformers"
+    monkeypatch.setattr(llamacpp, "llama_cpp_available", lambda: True)
+    monkeypatch.setattr(llamacpp, "_has_cuda", lambda: False)
+    assert generator_from_config(RagConfig(), "embedded").engine == "llama.cpp"
+    assert generator_from_config(RagConfig(engine="transformers"), "embedded").engine == "transformers"

@@ -289,6 +289,8 @@ class Assistant:
 
         def done(text: str, **fields: Any) -> Answer:
             fields.setdefault("model", model or "base")
+            if self._generator is not None and "engine" not in fields:
+                fields["engine"] = str(getattr(self._generator, "engine", ""))
             return Answer(question=question, text=text, latency_s=round(time.perf_counter() - started, 4), **fields)
 
         if not use_retrieval:

@@ -231,6 +231,8 @@ def print_answer(answer: Any, threshold: float, *, context_only: bool = False, s
     elif show_text:
         style = "yellow" if answer.refused else "green"
         title = f"답변 / answer · 모델 / model: {escape(answer.model)}" if answer.model else "답변 / answer"
+        if answer.engine:
+            title += f" · 엔진 / engine: {escape(answer.engine)}"
         out.print(Panel(escape(answer.text), title=title, border_style=style, title_align="left"))
     if answer.used_retrieval:
         status = "거절 / refused" if answer.refused else "답변 / answered"

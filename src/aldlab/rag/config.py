@@ -56,6 +56,9 @@ class RagConfig:
     repetition_penalty: float = 1.0
     #: Forbid repeating any n-gram of this many tokens within the answer (0 = off).
     no_repeat_ngram_size: int = 0
+    #: Local generation engine: "auto" picks llama.cpp when llama-cpp-python is installed, no
+    #: CUDA GPU is present and the base is the embedded model; "transformers" / "llama.cpp" force one.
+    engine: str = "auto"
     #: Earlier chat turns (user+assistant pairs) kept in the prompt.
     history_turns: int = 2
     llm_url: str | None = None

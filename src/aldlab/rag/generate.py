@@ -108,6 +108,8 @@ class HFGenerator:
     `model`/`tokenizer` may be passed ready-made (tests use a tiny random model).
     """
 
+    engine = "transformers"
+
     def __init__(
         self,
         model_name: str | None = None,
@@ -369,6 +371,8 @@ class OpenAIGenerator:
     None/'base' uses `model`.
     """
 
+    engine = "openai"
+
     def __init__(
         self, url: str, model: str | None = None, api_key: str | None = None, *, temperature: float = 0.0,
         timeout: float = 120.0,
@@ -481,6 +485,11 @@ def generator_from_config(
     url = llm_url or config.llm_url
     if url:
         return OpenAIGenerator(url, config.llm_model, config.llm_api_key, temperature=config.temperature)
+    from aldlab.llm.llamacpp import ENGINE as LLAMA_CPP
+    from aldlab.llm.llamacpp import LlamaCppGenerator, resolve_engine
+
+    if resolve_engine(getattr(config, "engine", "auto"), model_name) == LLAMA_CPP:
+        return LlamaCppGenerator(model_name, adapters, temperature=config.temperature)  # type: ignore[return-value]
     return HFGenerator(
         model_name,
         adapters,

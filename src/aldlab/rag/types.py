@@ -50,6 +50,7 @@ class Answer:
     citations: list[str] = field(default_factory=list)  # ids the answer cites or is supported by; never padded
     citation_details: list[Citation] = field(default_factory=list)
     model: str = ""
+    engine: str = ""  # what generated the text: transformers | llama.cpp | openai ("" = no LLM ran)
     used_retrieval: bool = True
     latency_s: float = 0.0
 
