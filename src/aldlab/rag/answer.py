@@ -32,13 +32,12 @@ REFUSAL_REASON = "지식 베이스에서 이 질문과 관련된 문서를 찾�
 
 
 def model_refused(text: str) -> bool:
-    """The model itself declined: its answer *opens* with the refusal phrase.
+    """The model itself declined (the one classifier, `prompts.is_refusal`, shared with eval).
 
-    `prompts.is_refusal` (substring) is right for trained models, but an untuned base
-    model often echoes the system prompt, which contains the phrase; that echo is not a
-    refusal and must not hide the answer's citations.
+    An untuned base model often echoes the system prompt, which contains the phrase; that
+    echo is not a refusal and must not hide the answer's citations — `is_refusal` knows.
     """
-    return text.strip().strip("\"'").startswith(prompts.REFUSAL)
+    return prompts.is_refusal(text)
 
 
 #: A sentence counts as supported by a passage when at least this share of its content
@@ -160,11 +159,10 @@ class Assistant:
         url = llm_url or config.llm_url
 
         def factory() -> Generator:
-            from aldlab.rag.generate import HFGenerator, OpenAIGenerator
+            from aldlab.rag.generate import generator_from_config
 
-            if url:
-                return OpenAIGenerator(url, config.llm_model, config.llm_api_key, temperature=config.temperature)
-            return HFGenerator(model_name, adapters, temperature=config.temperature)
+            # The one resolver: ask, chat, serve and eval decode with the same settings and engine.
+            return generator_from_config(config, model_name, adapters, url)
 
         return cls(kb, retriever, None, config, kb_path=kb_path, generator_factory=factory)
 
