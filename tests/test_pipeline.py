@@ -75,3 +75,17 @@ def test_real_plans_wire_the_preset_into_every_stage(tmp_path) -> None:
     assert plans["eval"].inputs["adapter"] == tmp_path / "adapter" / "adapter_model.safetensors"
     assert plans["eval"].inputs["rag"]["no_repeat_ngram_size"] == 8
     assert plans["eval"].inputs["config"]["max_new_tokens"] >= 128
+
+
+def test_outcome_table_shows_loops_and_support(tmp_path, capsys) -> None:
+    """Key-fact recall alone hid word salad: the headline table shows loops/echo and support."""
+    import json
+
+    est = lambda v: {"value": v, "low": v, "high": v, "n": 30}  # noqa: E731
+    system = {"keyfact_recall": est(0.6), "repetition_or_echo_rate": est(0.27), "support": est(0.91),
+              "refusal_f1": est(0.9), "latency_s": est(3.0)}
+    (tmp_path / "eval").mkdir()
+    (tmp_path / "eval" / "metrics.json").write_text(json.dumps({"systems": {"ft+rag": system}}), encoding="utf-8")
+    pipeline.print_outcome(tmp_path)
+    out = capsys.readouterr().out
+    assert "27%" in out and "0.91" in out

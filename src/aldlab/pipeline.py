@@ -253,12 +253,16 @@ def print_outcome(run_dir: Path) -> None:
         return
     metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
     table = Table(title="시스템 비교 / system comparison (evalsets/seed.jsonl)")
-    for column in ("system", "key-fact recall [95% CI]", "refusal F1", "latency (s)"):
+    columns = ("system", "key-fact recall [95% CI]", "loops/echo", "support", "refusal F1", "latency (s)")
+    for column in columns:
         table.add_column(column, justify="left" if column == "system" else "right")
     for name, values in metrics.get("systems", {}).items():
+        loops = (values.get("repetition_or_echo_rate") or {}).get("value")
         table.add_row(
             name,
             _with_ci(values.get("keyfact_recall", {})),
+            "-" if loops is None else f"{loops:.0%}",  # word salad that key-fact recall cannot see
+            _with_ci(values.get("support") or {}, ci=False, digits=2),
             _with_ci(values.get("refusal_f1", {}), ci=False),
             _with_ci(values.get("latency_s", {}), ci=False, digits=1),
         )
