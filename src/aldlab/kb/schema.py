@@ -12,6 +12,8 @@ datasets and citations refer to them.
 
 from __future__ import annotations
 
+import json
+
 import re
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
@@ -24,6 +26,12 @@ from aldlab.files import atomic_write_json, atomic_write_jsonl, iter_jsonl, read
 DOC_FIELDS = ("id", "title", "topic", "keywords", "text", "source")
 DEFAULT_TOPIC = "general"
 
+
+
+#: Document ids and topics: lowercase ASCII, digits, '-' and '_'. A topic names the file
+#: documents/<topic>.jsonl and an id appears in URLs and citations, so neither may hold a
+#: path separator or anything a shell, URL or `[id]` citation would mangle.
+NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 
 @dataclass
 class Document:
@@ -179,6 +187,30 @@ def _load_native(root: Path) -> KnowledgeBase:
     )
 
 
+def _ids_on_disk(path: Path) -> set[str]:
+    ids: set[str] = set()
+    if path.exists():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                ids.add(str(json.loads(line).get("id")))
+            except (ValueError, AttributeError):
+                continue
+    return ids
+
+
+def _gaining_files_first(docs_dir: Path, by_topic: dict[str, list[Document]]) -> list[tuple[str, list[Document]]]:
+    """Topic files that receive a document are written before the files that lose one.
+
+    Each file is replaced atomically, but a move between topics touches two files: written
+    in this order, a crash between them leaves the document in both files (a duplicate id
+    that `aldlab kb validate` reports), never in neither.
+    """
+    def gains(item: tuple[str, list[Document]]) -> bool:
+        return bool({d.id for d in item[1]} - _ids_on_disk(docs_dir / f"{item[0]}.jsonl"))
+
+    return sorted(by_topic.items(), key=lambda item: 0 if gains(item) else 1)
+
+
 def save_kb(kb: KnowledgeBase, root: str | Path) -> None:
     """Write a KB in the native format; each file atomically, one JSONL per topic."""
     root = Path(root)
@@ -186,7 +218,7 @@ def save_kb(kb: KnowledgeBase, root: str | Path) -> None:
     for doc in kb.documents:
         by_topic.setdefault(doc.topic, []).append(doc)
     docs_dir = root / "documents"
-    for topic, docs in by_topic.items():
+    for topic, docs in _gaining_files_first(docs_dir, by_topic):
         atomic_write_jsonl(docs_dir / f"{topic}.jsonl", (d.to_json() for d in docs))
     if docs_dir.exists():
         for stale in docs_dir.glob("*.jsonl"):

@@ -7,11 +7,12 @@ duplicates) are printed but do not fail.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from aldlab.errors import UserError
-from aldlab.kb.schema import Document, KnowledgeBase, load_kb
+from aldlab.kb.schema import NAME_PATTERN, Document, KnowledgeBase, load_kb
 from aldlab.kb.similarity import NearDuplicateIndex
 
 MIN_CHARS = 60
@@ -87,6 +88,16 @@ def _document_issues(doc: Document, where: str, kb: KnowledgeBase, vocabulary: s
     issues: list[Issue] = []
     if not doc.id.strip():
         issues.append(Issue("error", where, "id가 비어 있습니다.", "empty id"))
+    elif not re.match(NAME_PATTERN, doc.id):
+        issues.append(
+            Issue("error", where, f"id '{doc.id}'는 영문 소문자·숫자·-·_만 쓸 수 있습니다 (64자 이하).",
+                  f"id '{doc.id}' must match {NAME_PATTERN} (lowercase letters, digits, '-', '_')")
+        )
+    if doc.topic and not re.match(NAME_PATTERN, doc.topic):
+        issues.append(
+            Issue("error", where, f"topic '{doc.topic}'는 영문 소문자·숫자·-·_만 쓸 수 있습니다 (64자 이하).",
+                  f"topic '{doc.topic}' must match {NAME_PATTERN} (it names documents/<topic>.jsonl)")
+        )
     if not doc.text.strip():
         issues.append(Issue("error", where, f"'{doc.id}'의 text가 비어 있습니다.", f"'{doc.id}' has empty text"))
     elif not MIN_CHARS <= len(doc.text) <= MAX_CHARS:

@@ -41,6 +41,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from aldlab import __version__
+from aldlab.kb.schema import NAME_PATTERN
 from aldlab.errors import UserError
 from aldlab.kb.schema import Document, load_kb
 from aldlab.rag.types import Answer
@@ -301,9 +302,8 @@ class ChatCompletionRequest(BaseModel):
     aldlab: dict[str, Any] | None = None
 
 
-#: Document ids and topics: they become file names (topic) and URL segments (id), so
-#: nothing that could climb out of the KB directory ("../x", "a/b") is accepted.
-NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+# Document ids and topics (aldlab.kb.schema.NAME_PATTERN, the KB validator's rule too) become
+# file names and URL segments, so nothing that could climb out of the KB dir ("../x", "a/b") passes.
 
 
 DocId = Annotated[str, FastApiPath(pattern=NAME_PATTERN)]
