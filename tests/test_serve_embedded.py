@@ -14,6 +14,9 @@ import pytest
 
 from aldlab.serve.testing import free_port, write_tiny_kb
 
+#: The server refuses weak admin tokens at start (issue 12), so the test uses a real one.
+ADMIN_TOKEN = "embedded-test-admin-token-0123456789"
+
 
 @pytest.mark.slow
 def test_aldlab_serve_answers_offline_on_the_embedded_model(tmp_path: Path) -> None:
@@ -23,7 +26,7 @@ def test_aldlab_serve_answers_offline_on_the_embedded_model(tmp_path: Path) -> N
         f"rag:\n  dense_model: none\n  refusal_threshold: 0.0\n  index_dir: {tmp_path / 'index'}\n", encoding="utf-8"
     )
     port = free_port()
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "ALDLAB_ADMIN_TOKEN": "t"}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "ALDLAB_ADMIN_TOKEN": ADMIN_TOKEN}
     proc = subprocess.Popen(
         [sys.executable, "-m", "aldlab.cli", "serve", "--kb", str(kb), "--port", str(port),
          "--db", str(tmp_path / "serve.sqlite3"), "--config", str(config)],
