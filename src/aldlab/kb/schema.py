@@ -187,6 +187,19 @@ def _load_native(root: Path) -> KnowledgeBase:
     )
 
 
+def kb_signature(path: Path) -> tuple[Any, ...]:
+    """Names, sizes and mtimes of the KB files (cheap change detector)."""
+    files = [path] if path.is_file() else [path / "kb.json", *sorted((path / "documents").glob("*.jsonl"))]
+    out = []
+    for f in files:
+        try:
+            st = f.stat()
+            out.append((f.name, st.st_size, st.st_mtime_ns))
+        except FileNotFoundError:
+            out.append((f.name, None, None))
+    return tuple(out)
+
+
 def _ids_on_disk(path: Path) -> set[str]:
     ids: set[str] = set()
     if path.exists():

@@ -16,7 +16,7 @@ from typing import Any
 
 from aldlab import prompts
 from aldlab.errors import UserError
-from aldlab.kb.schema import KnowledgeBase, load_kb
+from aldlab.kb.schema import KnowledgeBase, kb_signature, load_kb
 from aldlab.rag.config import RagConfig
 from aldlab.rag.retriever import HybridRetriever, Retrieval
 from aldlab.rag.types import Answer, Citation, Generator, Passage
@@ -136,7 +136,7 @@ class Assistant:
         self.kb_path = Path(kb_path) if kb_path else None
         self._generator = generator
         self._generator_factory = generator_factory
-        self._kb_signature = _kb_signature(self.kb_path) if self.kb_path else None
+        self._kb_signature = kb_signature(self.kb_path) if self.kb_path else None
         self._reload_lock = threading.Lock()
         self._terms = sorted(kb.domain_terms(), key=len, reverse=True)
 
@@ -185,7 +185,7 @@ class Assistant:
         if self.kb_path is None:
             return False
         with self._reload_lock:
-            signature = _kb_signature(self.kb_path)
+            signature = kb_signature(self.kb_path)
             if signature == self._kb_signature:
                 return False
             kb = load_kb(self.kb_path)
@@ -381,15 +381,3 @@ def retrieval_settings(config: RagConfig) -> dict[str, Any]:
         "reranker": config.reranker,
     }
 
-
-def _kb_signature(path: Path) -> tuple[Any, ...]:
-    """Cheap change detector: names, sizes and mtimes of the KB files."""
-    files = [path] if path.is_file() else [path / "kb.json", *sorted((path / "documents").glob("*.jsonl"))]
-    out = []
-    for f in files:
-        try:
-            st = f.stat()
-            out.append((f.name, st.st_size, st.st_mtime_ns))
-        except FileNotFoundError:
-            out.append((f.name, None, None))
-    return tuple(out)

@@ -14,23 +14,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from aldlab.kb.schema import Document, load_kb
+from aldlab.kb.schema import Document, kb_signature, load_kb
 
 #: How often the KB files are stat()ed for changes (seconds).
 CHECK_INTERVAL_S = 1.0
-
-
-def kb_signature(path: Path) -> tuple[Any, ...]:
-    """Names, sizes and mtimes of the KB files (cheap change detector)."""
-    files = [path] if path.is_file() else [path / "kb.json", *sorted((path / "documents").glob("*.jsonl"))]
-    out = []
-    for f in files:
-        try:
-            st = f.stat()
-            out.append((f.name, st.st_size, st.st_mtime_ns))
-        except FileNotFoundError:
-            out.append((f.name, None, None))
-    return tuple(out)
 
 
 class DocumentCache:
