@@ -31,20 +31,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 
-
-def rag_prompts(n: int) -> list[list[dict[str, str]]]:
-    """Chat messages of the first `n` answerable seed questions with retrieved contexts."""
-    from aldlab.kb.schema import load_kb
-    from aldlab.prompts import build_messages
-    from aldlab.rag.answer import build_retriever
-    from aldlab.rag.config import RagConfig
-    from aldlab.settings import shipped_evalset, shipped_kb_dir
-
-    kb_dir = shipped_kb_dir()
-    retriever = build_retriever(load_kb(kb_dir), RagConfig(), kb_source=kb_dir, show_progress=False)
-    rows = [json.loads(line) for line in Path(shipped_evalset()).read_text(encoding="utf-8").splitlines() if line.strip()]
-    questions = [r["question"] for r in rows if r.get("answerable", True)][:n]
-    return [build_messages(q, retriever.search(q).passages) for q in questions]
+# Same prompts as the batching bench (this folder is on sys.path when a bench runs as a script).
+from eval_generate import rag_prompts  # noqa: E402
 
 
 # --------------------------------------------------------------------------- worker
