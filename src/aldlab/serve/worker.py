@@ -18,7 +18,7 @@ import itertools
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -133,6 +133,16 @@ class GenerationWorker:
             return QueueStatus("queued", ahead + 1, elapsed)
 
     # ------------------------------------------------------------------ running
+    def _submit(self, ticket: Ticket, job: Callable[[], Any]) -> Future[Any]:
+        """Hand `job` to the worker thread; a shut-down executor gives the queue slot back."""
+        try:
+            future = self._executor.submit(job)
+        except RuntimeError:  # executor shut down
+            self.release(ticket)
+            raise
+        ticket.submitted = True
+        return future
+
     async def run(self, fn: Callable[..., T], *args: Any, ticket: Ticket | None = None, **kwargs: Any) -> T:
         """Run `fn(*args, **kwargs)` on a worker thread and await its result."""
         ticket = ticket or self.admit()
@@ -144,12 +154,7 @@ class GenerationWorker:
             finally:
                 self.release(ticket)
 
-        try:
-            future = self._executor.submit(job)
-        except RuntimeError:  # executor shut down
-            self.release(ticket)
-            raise
-        ticket.submitted = True
+        future = self._submit(ticket, job)
         try:
             return await asyncio.wrap_future(future)
         finally:
@@ -198,12 +203,7 @@ class GenerationWorker:
                     close()
                 self.release(ticket)
 
-        try:
-            job = self._executor.submit(produce)
-        except RuntimeError:  # executor shut down
-            self.release(ticket)
-            raise
-        ticket.submitted = True
+        job = self._submit(ticket, produce)
         try:
             while True:
                 try:
