@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -41,6 +42,43 @@ SYNONYMS = [
     ["Ar", "아르곤"],
     ["MFC", "Mass Flow Controller", "유량 제어기"],
 ]
+
+
+#: Questions about the tiny KB with the documents that answer them, and off-topic ones: the
+#: dev set tests calibrate refusal on.
+IN_KB = [
+    ("퍼지 시간이 짧으면 어떻게 돼?", ["tiny-001", "tiny-008"]),
+    ("로드락 Vent는 어떻게 해?", ["tiny-002"]),
+    ("TMA Canister 가열이 필요해?", ["tiny-003"]),
+    ("MFC 영점 drift 점검 방법", ["tiny-004"]),
+    ("VG12는 무슨 게이지야?", ["tiny-005"]),
+    ("ALD window 온도 구간은?", ["tiny-006"]),
+    ("Argon 순도가 낮으면?", ["tiny-007"]),
+    ("Precursor 증기압이 높으면 가열하지 않나?", ["tiny-003"]),
+]
+OFF_TOPIC = [
+    "내일 서울 날씨 어때?",
+    "김치찌개 끓이는 법 알려줘",
+    "삼성전자 주식 사도 될까?",
+    "손흥민 골 몇 개 넣었어?",
+    "제주도 여행 코스 추천",
+    "고양이가 밥을 안 먹어요",
+    "비트코인 전망은?",
+    "파스타 면 삶는 시간",
+]
+
+
+def write_dev_set(path: Path) -> Path:
+    """IN_KB + OFF_TOPIC as an eval-set file (the calibration dev set of the tiny KB)."""
+    rows = [
+        {"id": f"d{i}", "question": q, "answerable": True, "doc_ids": ids, "expect": [], "topic": "t"}
+        for i, (q, ids) in enumerate(IN_KB)
+    ] + [
+        {"id": f"o{i}", "question": q, "answerable": False, "doc_ids": [], "expect": [], "topic": "off"}
+        for i, q in enumerate(OFF_TOPIC)
+    ]
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return path
 
 
 def tiny_kb() -> KnowledgeBase:

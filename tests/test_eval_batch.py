@@ -2,26 +2,16 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
-from rag_testkit import RecordingGenerator, install_fake_embedder, tiny_kb
+from rag_testkit import RecordingGenerator, install_fake_embedder, tiny_kb, write_dev_set
 
 from aldlab import prompts
 from aldlab.eval.batch import BatchAnswerer
 from aldlab.rag.answer import Assistant, build_retriever
 from aldlab.rag.config import RagConfig
 
-IN_KB = [
-    ("퍼지 시간이 짧으면 어떻게 돼?", ["tiny-001", "tiny-008"]),
-    ("로드락 Vent는 어떻게 해?", ["tiny-002"]),
-    ("TMA Canister 가열이 필요해?", ["tiny-003"]),
-    ("MFC 영점 drift 점검 방법", ["tiny-004"]),
-    ("VG12는 무슨 게이지야?", ["tiny-005"]),
-    ("ALD window 온도 구간은?", ["tiny-006"]),
-]
-OFF_TOPIC = ["내일 서울 날씨 어때?", "김치찌개 끓이는 법 알려줘", "비트코인 전망은?", "파스타 면 삶는 시간"]
 QUESTIONS = ["퍼지 시간이 짧으면?", "오늘 부산 날씨는 맑아?", "VG12는 뭘 재?", "로드락 Vent 절차", "TMA 가열?", "된장찌개 레시피 알려줘"]
 
 
@@ -40,11 +30,7 @@ class BatchingGenerator(RecordingGenerator):
 @pytest.fixture()
 def parts(tmp_path: Path):  # noqa: ANN201
     install_fake_embedder()
-    dev = tmp_path / "dev.jsonl"
-    rows = [{"id": f"d{i}", "question": q, "answerable": True, "doc_ids": ids, "expect": [], "topic": "t"} for i, (q, ids) in enumerate(IN_KB)]
-    rows += [{"id": f"o{i}", "question": q, "answerable": False, "doc_ids": [], "expect": [], "topic": "off"} for i, q in enumerate(OFF_TOPIC)]
-    dev.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-    config = RagConfig(dense_model="fake", index_dir=tmp_path / "index", dev_set=dev)
+    config = RagConfig(dense_model="fake", index_dir=tmp_path / "index", dev_set=write_dev_set(tmp_path / "dev.jsonl"))
     kb = tiny_kb()
     return kb, build_retriever(kb, config, show_progress=False), config
 

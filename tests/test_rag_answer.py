@@ -2,49 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
-from rag_testkit import RecordingGenerator, install_fake_embedder, tiny_kb, write_tiny_kb
+from rag_testkit import IN_KB, OFF_TOPIC, RecordingGenerator, install_fake_embedder, tiny_kb, write_dev_set, write_tiny_kb
 
 from aldlab import prompts
 from aldlab.rag.answer import SUPPORT_THRESHOLD, Assistant, build_retriever, extract_citations, find_citations, supporting_passages
 from aldlab.rag.config import RagConfig
 from aldlab.rag.types import Answer, Passage
-
-IN_KB = [
-    ("퍼지 시간이 짧으면 어떻게 돼?", ["tiny-001", "tiny-008"]),
-    ("로드락 Vent는 어떻게 해?", ["tiny-002"]),
-    ("TMA Canister 가열이 필요해?", ["tiny-003"]),
-    ("MFC 영점 drift 점검 방법", ["tiny-004"]),
-    ("VG12는 무슨 게이지야?", ["tiny-005"]),
-    ("ALD window 온도 구간은?", ["tiny-006"]),
-    ("Argon 순도가 낮으면?", ["tiny-007"]),
-    ("Precursor 증기압이 높으면 가열하지 않나?", ["tiny-003"]),
-]
-OFF_TOPIC = [
-    "내일 서울 날씨 어때?",
-    "김치찌개 끓이는 법 알려줘",
-    "삼성전자 주식 사도 될까?",
-    "손흥민 골 몇 개 넣었어?",
-    "제주도 여행 코스 추천",
-    "고양이가 밥을 안 먹어요",
-    "비트코인 전망은?",
-    "파스타 면 삶는 시간",
-]
-
-
-def write_dev_set(path: Path) -> Path:
-    rows = [
-        {"id": f"d{i}", "question": q, "answerable": True, "doc_ids": ids, "expect": [], "topic": "t"}
-        for i, (q, ids) in enumerate(IN_KB)
-    ] + [
-        {"id": f"o{i}", "question": q, "answerable": False, "doc_ids": [], "expect": [], "topic": "off"}
-        for i, q in enumerate(OFF_TOPIC)
-    ]
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-    return path
 
 
 @pytest.fixture()
