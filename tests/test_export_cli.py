@@ -8,9 +8,7 @@ from typer.testing import CliRunner
 
 from aldlab.cli import app
 from aldlab.errors import UserError
-from aldlab.train.config import TrainConfig
-from aldlab.train.tiny import build_tiny_model_dir, write_chat_jsonl
-from aldlab.train.trainer import train
+from aldlab.train.tiny import train_tiny_adapter
 
 
 def test_export_needs_exactly_one_format(tmp_path: Path) -> None:
@@ -21,17 +19,7 @@ def test_export_needs_exactly_one_format(tmp_path: Path) -> None:
 
 
 def test_export_gguf_of_an_adapter_with_trained_token_rows(tmp_path: Path) -> None:
-    model = build_tiny_model_dir(tmp_path / "model")
-    data = write_chat_jsonl(tmp_path / "train.jsonl", 8, seed=0)
-    adapter = tmp_path / "adapter"
-    train(
-        TrainConfig(
-            model_name=str(model), train_file=str(data), output_dir=str(adapter), max_steps=2, max_seq_len=512,
-            eval_steps=100, save_steps=100, lora_r=4, lora_alpha=8, num_threads=1, max_eval_examples=2,
-            trainable_tokens=["<end_of_turn>"],
-        ),
-        progress=False,
-    )
+    _, adapter = train_tiny_adapter(tmp_path, rows=8, steps=2, max_eval_examples=2, trainable_tokens=["<end_of_turn>"])
     out = tmp_path / "gguf"
     result = CliRunner().invoke(app, ["export", str(adapter), "--gguf", "--quant", "f32", "-o", str(out)])
     assert result.exit_code == 0, result.output

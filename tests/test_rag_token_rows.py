@@ -8,24 +8,13 @@ import pytest
 import torch
 
 from aldlab.rag.generate import HFGenerator
-from aldlab.train.config import TrainConfig
-from aldlab.train.tiny import build_tiny_model_dir, write_chat_jsonl
-from aldlab.train.trainer import train
+from aldlab.train.tiny import train_tiny_adapter
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("token-rows")
-    model = build_tiny_model_dir(root / "model")
-    data = write_chat_jsonl(root / "train.jsonl", 16, seed=0)
-    out = root / "adapter"
-    config = TrainConfig(
-        model_name=str(model), train_file=str(data), output_dir=str(out), learning_rate=5e-2,
-        max_seq_len=512, max_steps=3, eval_steps=100, save_steps=100, lora_r=4, lora_alpha=8,
-        num_threads=1, max_eval_examples=4, trainable_tokens=["<end_of_turn>"],
-    )
-    train(config, progress=False)
-    return {"model": model, "adapter": out}
+    model, adapter = train_tiny_adapter(tmp_path_factory.mktemp("token-rows"), trainable_tokens=["<end_of_turn>"])
+    return {"model": model, "adapter": adapter}
 
 
 def _last_logits(model, tokenizer) -> torch.Tensor:

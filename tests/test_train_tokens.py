@@ -8,40 +8,18 @@ import pytest
 import torch
 
 from aldlab.errors import UserError
-from aldlab.train.config import TrainConfig
-from aldlab.train.tiny import build_tiny_model_dir, write_chat_jsonl
-from aldlab.train.trainer import train
+from aldlab.train.tiny import train_tiny_adapter
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("tiny-tokens")
-    return {
-        "model": build_tiny_model_dir(root / "model"),
-        "train": write_chat_jsonl(root / "train.jsonl", 16, seed=0),
-    }
-
-
-def _config(tiny: dict[str, Path], out: Path, **kw) -> TrainConfig:
-    base = dict(
-        model_name=str(tiny["model"]), train_file=str(tiny["train"]), output_dir=str(out),
-        learning_rate=5e-2, max_seq_len=512, max_steps=3, eval_steps=100, logging_steps=1,
-        save_steps=100, lora_r=4, lora_alpha=8, num_threads=1, max_eval_examples=4,
-    )
-    base.update(kw)
-    return TrainConfig(**base)
-
-
-def test_end_of_turn_row_is_trained_and_only_that_row(tiny, tmp_path: Path) -> None:
+def test_end_of_turn_row_is_trained_and_only_that_row(tmp_path: Path) -> None:
     from peft import PeftModel
 
     from aldlab.train.model import load_model, load_tokenizer
 
-    out = tmp_path / "adapter"
-    train(_config(tiny, out, trainable_tokens=["<end_of_turn>"]), progress=False)
-    tok = load_tokenizer(str(tiny["model"]))
+    model_dir, out = train_tiny_adapter(tmp_path, trainable_tokens=["<end_of_turn>"])
+    tok = load_tokenizer(str(model_dir))
     eot = tok.convert_tokens_to_ids("<end_of_turn>")
-    base = load_model(str(tiny["model"]))
+    base = load_model(str(model_dir))
     other = 7 if eot != 7 else 8
     ids = torch.tensor([[eot, other]])
     with torch.no_grad():
@@ -56,6 +34,6 @@ def test_end_of_turn_row_is_trained_and_only_that_row(tiny, tmp_path: Path) -> N
     torch.testing.assert_close(plain[0], before[0])  # base answers stay the base model's
 
 
-def test_unknown_trainable_token_is_a_user_error(tiny, tmp_path: Path) -> None:
+def test_unknown_trainable_token_is_a_user_error(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="trainable_tokens"):
-        train(_config(tiny, tmp_path / "x", trainable_tokens=["<no_such_token>"]), progress=False)
+        train_tiny_adapter(tmp_path, trainable_tokens=["<no_such_token>"])

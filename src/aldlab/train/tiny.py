@@ -123,3 +123,25 @@ class _Passage:
 
     def __init__(self, id: str, title: str, text: str) -> None:  # noqa: A002
         self.id, self.title, self.text = id, title, text
+
+
+def train_tiny_adapter(root: str | Path, rows: int = 16, steps: int = 3, **overrides: Any) -> tuple[Path, Path]:
+    """Train a LoRA adapter on the tiny model for a few steps; returns (model_dir, adapter_dir).
+
+    For tests that need a real trained adapter (saved the way `aldlab train` saves it)
+    rather than a hand-built one.
+    """
+    from aldlab.train.config import TrainConfig
+    from aldlab.train.trainer import train
+
+    root = Path(root)
+    model = build_tiny_model_dir(root / "model")
+    data = write_chat_jsonl(root / "train.jsonl", rows, seed=0)
+    settings: dict[str, Any] = dict(
+        model_name=str(model), train_file=str(data), output_dir=str(root / "adapter"), learning_rate=5e-2,
+        max_seq_len=512, max_steps=steps, eval_steps=100, save_steps=100, logging_steps=1, lora_r=4, lora_alpha=8,
+        num_threads=1, max_eval_examples=4,
+    )
+    settings.update(overrides)
+    train(TrainConfig(**settings), progress=False)
+    return model, Path(settings["output_dir"])
