@@ -488,7 +488,7 @@ def generator_from_config(
     from aldlab.llm.llamacpp import ENGINE as LLAMA_CPP
     from aldlab.llm.llamacpp import LlamaCppGenerator, resolve_engine
 
-    if resolve_engine(getattr(config, "engine", "auto"), model_name) == LLAMA_CPP:
+    if resolve_engine(config.engine, model_name) == LLAMA_CPP:
         return LlamaCppGenerator(model_name, adapters, temperature=config.temperature)  # type: ignore[return-value]
     return HFGenerator(
         model_name,

@@ -41,9 +41,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from aldlab import __version__
-from aldlab.kb.schema import NAME_PATTERN
 from aldlab.errors import UserError
-from aldlab.kb.schema import Document, load_kb
+from aldlab.kb.schema import NAME_PATTERN, Document
 from aldlab.rag.types import Answer
 from aldlab.serve.documents import DocumentCache
 from aldlab.serve.guards import (
