@@ -154,3 +154,53 @@ def test_from_config_builds_lazily_and_refuses_without_loading_a_model(tmp_path:
     assistant = Assistant.from_config(kb_dir, config, model_name="/nonexistent/model", show_progress=False)
     assert assistant.answer("내일 날씨 어때?").refused  # no model load attempted
     assert assistant._generator is None
+
+
+# ---------------------------------------------------------------- names the KB never mentions
+def test_name_terms_are_identifiers_not_plain_words() -> None:
+    from aldlab.rag.tokenize import name_terms
+
+    found = [w for w, _ in name_terms("What is ASM Pulsar E-2041 HfO2 purge sccm 300mm 30kVA 2025년 self-limiting?")]
+    # Capitalised or letter+digit terms are names; plain lower-case words, numbers and the
+    # English question word are not; "300mm" is a number with a unit: only the unit is checked.
+    assert found == ["ASM", "Pulsar", "E-2041", "HfO2", "300mm", "30kVA"]
+    assert dict(name_terms("30kVA 300mm")) == {"30kVA": "kva", "300mm": "mm"}
+
+
+def test_a_question_naming_what_the_kb_never_mentions_is_refused_before_the_llm(assistant: Assistant) -> None:
+    # Everything else in the question is on topic (loadlock vent), so retrieval is confident.
+    question = "Pulsar 장비에서 로드락 Vent는 어떻게 해?"
+    assert assistant.search(question).confidence >= assistant.retriever.threshold
+    answer = assistant.answer(question)
+    assert answer.refused and answer.text.startswith(prompts.REFUSAL)
+    assert "'Pulsar'" in answer.text  # the reason names what is missing
+    assert assistant.generator.calls == []  # type: ignore[attr-defined]
+
+
+def test_names_the_kb_has_in_any_case_or_as_a_synonym_are_not_unknown(assistant: Assistant) -> None:
+    retriever = assistant.retriever
+    assert retriever.unknown_names("VG12는 무슨 게이지야?") == []
+    assert retriever.unknown_names("tma Canister 가열은?") == []
+    assert retriever.unknown_names("Argon 순도") == []  # synonym group member (Ar)
+    assert retriever.unknown_names("ALD window, ASM 장비") == ["ASM"]
+
+
+def test_batched_eval_refuses_the_same_questions_as_the_service(assistant: Assistant) -> None:
+    from aldlab.eval.batch import BatchAnswerer
+
+    question = "Pulsar 장비에서 로드락 Vent는 어떻게 해?"
+    [batched] = BatchAnswerer(assistant).answer_batch([question], model="ft")
+    assert batched.refused and batched.text == assistant.answer(question).text
+
+
+def test_the_threshold_is_chosen_without_questions_already_refused_for_unknown_names() -> None:
+    from aldlab.rag.confidence import QueryFeatures, fit_calibration
+
+    features = [QueryFeatures(0.9, 8.0, 1.0), QueryFeatures(0.88, 7.0, 1.0), QueryFeatures(0.7, 1.0, 0.2),
+                QueryFeatures(0.72, 1.5, 0.3), QueryFeatures(0.95, 9.0, 1.0)]
+    hits = [True, True, False, False, False]
+    answerable = [True, True, False, False, False]
+    # The last question is unanswerable but scores like an answerable one: it names a vendor.
+    with_it = fit_calibration(features, hits, answerable)
+    without = fit_calibration(features, hits, answerable, threshold_on=[True, True, True, True, False])
+    assert without.threshold < with_it.threshold

@@ -73,10 +73,11 @@ class BatchAnswerer:
         retrieval = retriever.search(question)
         passages, confidence = retrieval.passages, round(retrieval.confidence, 4)
         answer = Answer(question=question, text="", passages=passages, confidence=confidence, model=model)
-        if confidence < retriever.threshold or not passages:
-            from aldlab.rag.answer import REFUSAL_REASON
+        from aldlab.rag.answer import refusal_reason
 
-            answer.text, answer.refused = prompts.refusal_answer(REFUSAL_REASON), True
+        reason = refusal_reason(retrieval, retriever.threshold)
+        if reason:
+            answer.text, answer.refused = prompts.refusal_answer(reason), True
             return answer, None
         return answer, prompts.build_messages(question, passages)
 

@@ -31,6 +31,21 @@ _CITATION = re.compile(r"\[([^\[\]\s]{1,80})\]")
 REFUSAL_REASON = "지식 베이스에서 이 질문과 관련된 문서를 찾지 못했습니다."
 
 
+def refusal_reason(retrieval: Retrieval, threshold: float) -> str | None:
+    """Why the KB cannot answer this retrieval's question, or None when it can.
+
+    The one pre-LLM refusal rule (the service and batched eval both call it): refuse when
+    the question names something no KB document mentions (`Retrieval.unknown_names`), or
+    when the calibrated confidence is below the threshold fitted on the dev set.
+    """
+    if retrieval.unknown_names:
+        names = ", ".join(f"'{n}'" for n in retrieval.unknown_names[:3])
+        return f"지식 베이스에 {names}에 대한 내용이 없습니다."
+    if not retrieval.passages or retrieval.confidence < threshold:
+        return REFUSAL_REASON
+    return None
+
+
 def model_refused(text: str) -> bool:
     """The model itself declined (the one classifier, `prompts.is_refusal`, shared with eval).
 
@@ -299,8 +314,9 @@ class Assistant:
 
         retrieval = self.retriever.search(resolved, top_k=top_k, filter_keyword=filter_keyword)
         passages, confidence = retrieval.passages, round(retrieval.confidence, 4)
-        if confidence < self.retriever.threshold or not passages:
-            text = prompts.refusal_answer(REFUSAL_REASON)
+        reason = refusal_reason(retrieval, self.retriever.threshold)
+        if reason:
+            text = prompts.refusal_answer(reason)
             yield text
             yield done(text, passages=passages, confidence=confidence, refused=True, citations=[])
             return
@@ -372,6 +388,7 @@ def ensure_calibration(retriever: HybridRetriever, config: RagConfig) -> None:
 def retrieval_settings(config: RagConfig) -> dict[str, Any]:
     """The settings a calibration depends on (a change triggers a refit)."""
     return {
+        "refusal_rule": "unknown-names-v1",  # how the threshold is chosen (see calibrate)
         "candidates": config.candidates,
         "rrf_weight": config.rrf_weight,
         "rrf_k": config.rrf_k,

@@ -175,8 +175,14 @@ def fit_calibration(
     answerable: Sequence[bool],
     *,
     fitted_on: dict[str, Any] | None = None,
+    threshold_on: Sequence[bool] | None = None,
 ) -> Calibration:
-    """Fit the logistic model (label = hit) and pick the refusal threshold (answerable)."""
+    """Fit the logistic model (label = hit) and pick the refusal threshold (answerable).
+
+    `threshold_on` marks the questions the threshold has to decide: those already refused
+    for naming something the KB never mentions (`Retrieval.unknown_names`) are left out,
+    so they do not push the threshold up and make answerable questions refused.
+    """
     x = np.asarray([f.vector() for f in features], dtype=float)
     y = np.asarray(hits, dtype=float)
     if len(x) < 4 or y.min() == y.max():
@@ -192,7 +198,10 @@ def fit_calibration(
         fitted_on=dict(fitted_on or {}),
     )
     probs = [calibration.probability(f) for f in features]
-    calibration.threshold = choose_threshold(probs, answerable)
+    keep = list(threshold_on) if threshold_on is not None else [True] * len(probs)
+    calibration.threshold = choose_threshold(
+        [p for p, k in zip(probs, keep, strict=True) if k], [a for a, k in zip(answerable, keep, strict=True) if k]
+    )
     calibration.reliability = reliability(probs, hits)
     return calibration
 
@@ -202,17 +211,19 @@ def calibrate(retriever: Any, dev_path: str | Path, top_k: int = CALIBRATION_TOP
     questions = load_questions(dev_path)
     known = {d.id for d in retriever.documents}
     usable = [q for q in questions if not q.answerable or (q.doc_ids and set(q.doc_ids) & known)]
-    features, hits, answerable = [], [], []
+    features, hits, answerable, named = [], [], [], []
     for q in usable:
         result = retriever.search(q.question, top_k=top_k)
         ids = {p.id for p in result.passages}
         features.append(result.features)
         hits.append(bool(q.answerable and ids & set(q.doc_ids)))
         answerable.append(q.answerable)
+        named.append(not result.unknown_names)
     return fit_calibration(
         features,
         hits,
         answerable,
+        threshold_on=named,
         fitted_on={"dev_set": str(dev_path), "dev_sha256": sha256_file(dev_path)[:16], "questions": len(usable),
                    "top_k": top_k},
     )

@@ -33,7 +33,7 @@ from aldlab.rag.config import RagConfig
 from aldlab.rag.confidence import DEFAULT_CALIBRATION, Calibration, QueryFeatures
 from aldlab.rag.dense import Embedder, get_embedder
 from aldlab.rag.index import CorpusIndex, load_or_build_index
-from aldlab.rag.tokenize import KoreanTokenizer, get_tokenizer
+from aldlab.rag.tokenize import KoreanTokenizer, get_tokenizer, name_terms
 from aldlab.rag.types import Passage
 
 #: (query, passage texts) -> one relevance score per passage; higher is better.
@@ -49,6 +49,9 @@ class Retrieval:
     features: QueryFeatures
     confidence: float
     expanded_terms: list[str] = field(default_factory=list)
+    #: Names in the query (vendors, tools, materials, alarm codes: `tokenize.name_terms`)
+    #: that no KB document contains. The KB cannot answer about a thing it never names.
+    unknown_names: list[str] = field(default_factory=list)
 
 
 def rrf_fuse(
@@ -347,7 +350,26 @@ class HybridRetriever:
             features=features,
             confidence=self.calibration.probability(features),
             expanded_terms=expanded,
+            unknown_names=self.unknown_names(query),
         )
+
+    def unknown_names(self, query: str) -> list[str]:
+        """Names in `query` that occur in no KB document, as the user wrote them.
+
+        "ASM Pulsar 장비의 PM 주기" retrieves PM documents with high confidence, yet the KB
+        says nothing about ASM or Pulsar; answering from the PM passages would invent a
+        vendor's schedule. A hyphenated name counts as known when all its parts are
+        ("self-limiting"); synonym spellings of a KB term count as known.
+        """
+        known = self._vocab | self._synonym_covered
+        out: list[str] = []
+        for written, folded in name_terms(query):
+            parts = [p for p in folded.split("-") if len(p) > 1]
+            if folded in known or ("-" in folded and parts and all(p in known for p in parts)):
+                continue
+            if written not in out:
+                out.append(written)
+        return out
 
     def query_vector(self, query: str, cache_size: int = 512) -> np.ndarray:
         """The dense query embedding, from a small LRU cache when seen recently."""

@@ -51,6 +51,43 @@ def ascii_terms(text: str) -> list[str]:
     return out
 
 
+#: Latin/digit names as written (case kept): "ASM", "HfO2", "E-2041", "30kVA".
+_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9\-.]*[A-Za-z0-9])?")
+_NUMBER_UNIT = re.compile(r"^\d+(?:\.\d+)?([a-z%]+)$")
+#: Capitalised English function words that start an English question ("What is ALD?").
+_ENGLISH_STOPWORDS = {
+    "what", "how", "why", "when", "where", "which", "who", "is", "are", "was", "the", "an", "can", "could",
+    "do", "does", "did", "should", "would", "will", "please", "tell", "explain", "give", "list", "in", "on",
+    "of", "for", "and", "or", "if", "my", "our", "we", "you", "it", "this", "that", "there", "about", "ok",
+}
+
+
+def name_terms(text: str) -> list[tuple[str, str]]:
+    """(as written, index form) of the Latin/digit *names* in `text`.
+
+    A name is a term with an upper-case letter or with letters and digits ("ASM", "Pulsar",
+    "HfO2", "E-2041"): the kind of word that names one tool, vendor, material or alarm.
+    Lower-case words ("purge", "sccm") and bare numbers are not names: users write plain
+    English words the KB may spell in Korean, and numbers vary freely. "300mm" is the
+    number 300 with the unit "mm", so only the unit is checked.
+    """
+    out: list[tuple[str, str]] = []
+    for match in _NAME.finditer(text):
+        written = match.group(0).rstrip(".")
+        folded = written.casefold()
+        if len(folded) < 2 or not _HAS_ALPHA.search(folded) or folded in _ENGLISH_STOPWORDS:
+            continue
+        unit = _NUMBER_UNIT.match(folded)
+        if unit:
+            if len(unit.group(1)) >= 2:
+                out.append((written, unit.group(1)))
+            continue
+        has_digit = any(c.isdigit() for c in folded)
+        if has_digit or written != folded:
+            out.append((written, folded))
+    return out
+
+
 class KoreanTokenizer:
     """Thread-safe tokenizer: Hangul morphemes from Kiwi plus Latin/digit terms."""
 
