@@ -204,3 +204,15 @@ def test_the_threshold_is_chosen_without_questions_already_refused_for_unknown_n
     with_it = fit_calibration(features, hits, answerable)
     without = fit_calibration(features, hits, answerable, threshold_on=[True, True, True, True, False])
     assert without.threshold < with_it.threshold
+
+
+def test_a_written_id_whose_passage_does_not_support_the_answer_is_not_a_citation() -> None:
+    # The sentence comes from purge-1, but the model wrote the neighbouring context's id.
+    text = "퍼지 시간이 짧으면 남은 전구체가 반응물과 기상에서 만나 CVD성 기생 증착이 생긴다 [tma-1]."
+    details = find_citations(text, SUPPORT_PASSAGES)
+    assert [(c.id, c.how) for c in details] == [("purge-1", "overlap")]
+    # written and supported: kept as the bracketed citation
+    right = text.replace("[tma-1]", "[purge-1]")
+    assert [(c.id, c.how) for c in find_citations(right, SUPPORT_PASSAGES)] == [("purge-1", "bracket")]
+    # too short to check: the written id is taken at its word
+    assert extract_citations("[tma-1] 참고.", SUPPORT_PASSAGES) == ["tma-1"]

@@ -75,7 +75,7 @@ class BatchAnswerer:
         answer = Answer(question=question, text="", passages=passages, confidence=confidence, model=model)
         from aldlab.rag.answer import refusal_reason
 
-        reason = refusal_reason(retrieval, retriever.threshold)
+        reason = refusal_reason(retrieval, retriever.threshold, check_names=self.assistant.config.refuse_unknown_names)
         if reason:
             answer.text, answer.refused = prompts.refusal_answer(reason), True
             return answer, None

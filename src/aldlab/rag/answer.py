@@ -31,14 +31,14 @@ _CITATION = re.compile(r"\[([^\[\]\s]{1,80})\]")
 REFUSAL_REASON = "지식 베이스에서 이 질문과 관련된 문서를 찾지 못했습니다."
 
 
-def refusal_reason(retrieval: Retrieval, threshold: float) -> str | None:
+def refusal_reason(retrieval: Retrieval, threshold: float, *, check_names: bool = True) -> str | None:
     """Why the KB cannot answer this retrieval's question, or None when it can.
 
     The one pre-LLM refusal rule (the service and batched eval both call it): refuse when
     the question names something no KB document mentions (`Retrieval.unknown_names`), or
     when the calibrated confidence is below the threshold fitted on the dev set.
     """
-    if retrieval.unknown_names:
+    if check_names and retrieval.unknown_names:
         names = ", ".join(f"'{n}'" for n in retrieval.unknown_names[:3])
         return f"지식 베이스에 {names}에 대한 내용이 없습니다."
     if not retrieval.passages or retrieval.confidence < threshold:
@@ -83,6 +83,22 @@ def _content_terms(texts: Sequence[str], tokenizer: Any) -> list[set[str]]:
     return [set(terms) for terms in tokenizer.tokenize_many(list(texts))] if texts else []
 
 
+def _sentence_shares(text: str, passages: Sequence[Passage], tokenizer: Any) -> list[list[float]]:
+    """For each measurable sentence, the share of its content morphemes found in each passage."""
+    for p in passages:  # a bare id ("purge-003에 따르면") is a reference, not content
+        text = text.replace(p.id, " ")
+    sentences = split_sentences(text)
+    if not sentences or not passages:
+        return []
+    terms = _content_terms([*sentences, *(p.text for p in passages)], tokenizer)
+    sentence_terms, passage_terms = terms[: len(sentences)], terms[len(sentences) :]
+    return [
+        [len(words & p_words) / len(words) for p_words in passage_terms]
+        for words in sentence_terms
+        if len(words) >= MIN_SUPPORT_TERMS
+    ]
+
+
 def supporting_passages(text: str, passages: Sequence[Passage], tokenizer: Any = None) -> dict[str, float]:
     """Passage id -> best support, for passages that are some sentence's best match >= threshold.
 
@@ -90,20 +106,16 @@ def supporting_passages(text: str, passages: Sequence[Passage], tokenizer: Any =
     the passage. Only the best passage of each sentence is credited, so a sentence whose
     words also appear in a neighbouring context does not make that context a citation.
     """
-    sentences = split_sentences(text)
-    if not sentences or not passages:
-        return {}
-    terms = _content_terms([*sentences, *(p.text for p in passages)], tokenizer)
-    sentence_terms, passage_terms = terms[: len(sentences)], terms[len(sentences) :]
+    return _best_support(_sentence_shares(text, passages, tokenizer), passages)
+
+
+def _best_support(shares: list[list[float]], passages: Sequence[Passage]) -> dict[str, float]:
     found: dict[str, float] = {}
-    for words in sentence_terms:
-        if len(words) < MIN_SUPPORT_TERMS:
-            continue
-        shares = [len(words & p_words) / len(words) for p_words in passage_terms]
-        best = max(range(len(passages)), key=lambda i: shares[i])
-        if shares[best] >= SUPPORT_THRESHOLD:
+    for row in shares:
+        best = max(range(len(passages)), key=lambda i: row[i])
+        if row[best] >= SUPPORT_THRESHOLD:
             pid = passages[best].id
-            found[pid] = max(found.get(pid, 0.0), round(shares[best], 3))
+            found[pid] = max(found.get(pid, 0.0), round(row[best], 3))
     return found
 
 
@@ -111,17 +123,29 @@ def find_citations(text: str, passages: Sequence[Passage], tokenizer: Any = None
     """The documents an answer relies on: cited as [id], named bare, or supporting a sentence.
 
     Never padded with the passages that were merely given: an answer that cites nothing
-    and whose sentences no passage supports has no citations, and the UI says so.
+    and whose sentences no passage supports has no citations, and the UI says so. A small
+    model often writes the id of a neighbouring context after a sentence taken from another
+    one; an id the answer writes is kept only when its passage supports one of the answer's
+    sentences (or when no sentence is long enough to check), so the citation list names the
+    passage the text really comes from.
     """
     known = {p.id for p in passages}
+    shares = _sentence_shares(text, passages, tokenizer)
+    supported_any = {
+        p.id for i, p in enumerate(passages) if any(row[i] >= SUPPORT_THRESHOLD for row in shares)
+    }
+
+    def checks_out(pid: str) -> bool:
+        return not shares or pid in supported_any
+
     how: dict[str, str] = {}
     for cid in _CITATION.findall(text):
-        if cid in known:
+        if cid in known and checks_out(cid):
             how.setdefault(cid, "bracket")
     for p in passages:  # models often drop the brackets: "purge-003에 따르면"
-        if p.id not in how and p.id in text:
+        if p.id not in how and p.id in text and checks_out(p.id):
             how[p.id] = "mention"
-    support = supporting_passages(text, passages, tokenizer)
+    support = _best_support(shares, passages)
     for pid in support:
         how.setdefault(pid, "overlap")
     return [Citation(cid, kind, support.get(cid, 0.0)) for cid, kind in how.items()]
@@ -314,7 +338,7 @@ class Assistant:
 
         retrieval = self.retriever.search(resolved, top_k=top_k, filter_keyword=filter_keyword)
         passages, confidence = retrieval.passages, round(retrieval.confidence, 4)
-        reason = refusal_reason(retrieval, self.retriever.threshold)
+        reason = refusal_reason(retrieval, self.retriever.threshold, check_names=self.config.refuse_unknown_names)
         if reason:
             text = prompts.refusal_answer(reason)
             yield text
@@ -380,7 +404,7 @@ def ensure_calibration(retriever: HybridRetriever, config: RagConfig) -> None:
         return
     if not devset_matches_kb(dev_path, {d.id for d in retriever.documents}):
         return  # a user's own KB: the built-in default calibration applies
-    calibration = calibrate(retriever, dev_path)
+    calibration = calibrate(retriever, dev_path, names_refused=config.refuse_unknown_names)
     calibration.fitted_on["retrieval"] = settings
     retriever.set_calibration(calibration)
 
@@ -388,7 +412,8 @@ def ensure_calibration(retriever: HybridRetriever, config: RagConfig) -> None:
 def retrieval_settings(config: RagConfig) -> dict[str, Any]:
     """The settings a calibration depends on (a change triggers a refit)."""
     return {
-        "refusal_rule": "unknown-names-v1",  # how the threshold is chosen (see calibrate)
+        # how the threshold is chosen (see confidence.calibrate)
+        "refusal_rule": "unknown-names-v1" if config.refuse_unknown_names else "confidence-only",
         "candidates": config.candidates,
         "rrf_weight": config.rrf_weight,
         "rrf_k": config.rrf_k,

@@ -206,8 +206,14 @@ def fit_calibration(
     return calibration
 
 
-def calibrate(retriever: Any, dev_path: str | Path, top_k: int = CALIBRATION_TOP_K) -> Calibration:
-    """Run the dev questions through `retriever` and fit a Calibration (not saved)."""
+def calibrate(
+    retriever: Any, dev_path: str | Path, top_k: int = CALIBRATION_TOP_K, *, names_refused: bool = True
+) -> Calibration:
+    """Run the dev questions through `retriever` and fit a Calibration (not saved).
+
+    `names_refused`: questions naming what the KB never mentions are refused anyway, so the
+    threshold is chosen on the others (see `fit_calibration`).
+    """
     questions = load_questions(dev_path)
     known = {d.id for d in retriever.documents}
     usable = [q for q in questions if not q.answerable or (q.doc_ids and set(q.doc_ids) & known)]
@@ -218,7 +224,7 @@ def calibrate(retriever: Any, dev_path: str | Path, top_k: int = CALIBRATION_TOP
         features.append(result.features)
         hits.append(bool(q.answerable and ids & set(q.doc_ids)))
         answerable.append(q.answerable)
-        named.append(not result.unknown_names)
+        named.append(not (names_refused and result.unknown_names))
     return fit_calibration(
         features,
         hits,

@@ -44,6 +44,9 @@ class RagConfig:
     #: Refuse without calling the LLM when the calibrated confidence is below this.
     #: None = use the threshold calibrated on the dev set (stored with the index).
     refusal_threshold: float | None = None
+    #: Also refuse (before the LLM) questions that name something no KB document mentions:
+    #: a vendor, tool, material or alarm code ("ASM", "E-2041"; see `Retrieval.unknown_names`).
+    refuse_unknown_names: bool = True
     #: Dev set used for calibration; None = evalsets/dev.jsonl of the checkout.
     dev_set: Path | None = None
 
