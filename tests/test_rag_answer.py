@@ -216,3 +216,29 @@ def test_a_written_id_whose_passage_does_not_support_the_answer_is_not_a_citatio
     assert [(c.id, c.how) for c in find_citations(right, SUPPORT_PASSAGES)] == [("purge-1", "bracket")]
     # too short to check: the written id is taken at its word
     assert extract_citations("[tma-1] 참고.", SUPPORT_PASSAGES) == ["tma-1"]
+
+
+@pytest.mark.parametrize(
+    ("text", "echo"),
+    [
+        ("CMP 공정에서 슬러리 pH는 어떻게 관리해?", True),
+        ("S2 인증을 받으려면 어떤 서류가 필요해?", True),  # part of the question
+        ("CMP 공정에서 슬러리 pH는 어떻게 관리해? [flow-001]", True),
+        ("CMP 공정에서 슬러리 pH는 pH 미터로 매 로트 측정해 관리한다.", False),
+        ("관리해?", False),  # too short to judge
+    ],
+)
+def test_an_answer_that_only_repeats_the_question_is_an_echo(text: str, echo: bool) -> None:
+    from aldlab.rag.answer import echoes_question
+
+    question = "CMP 공정에서 슬러리 pH는 어떻게 관리해?" if "CMP" in text or len(text) < 6 else "SEMI S2 인증을 받으려면 어떤 서류가 필요해?"
+    assert echoes_question(text, question) is echo
+
+
+def test_an_echoed_question_is_shown_as_the_refusal(tmp_path: Path) -> None:
+    from aldlab.rag.answer import settle_generated
+
+    text, refused = settle_generated("로드락 Vent는 어떻게 해?", "로드락 Vent는 어떻게 해?")
+    assert refused and text.startswith(prompts.REFUSAL)
+    assert settle_generated("로드락은 천천히 Vent한다 [tiny-002]", "로드락 Vent는 어떻게 해?") == (
+        "로드락은 천천히 Vent한다 [tiny-002]", False)

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from aldlab import prompts
+from aldlab.rag.answer import refusal_reason, settle_generated
 from aldlab.rag.types import Answer
 
 
@@ -57,8 +58,7 @@ class BatchAnswerer:
             texts = self._generate([messages for _, messages in chunk], max_new_tokens, adapter)
             share = (time.perf_counter() - t0) / len(chunk)
             for (answer, _), text in zip(chunk, texts, strict=True):
-                answer.text = text
-                answer.refused = prompts.is_refusal(text)
+                answer.text, answer.refused = settle_generated(text, answer.question)
                 answer.latency_s = round(answer.latency_s + share, 4)
         return answers
 
@@ -73,7 +73,6 @@ class BatchAnswerer:
         retrieval = retriever.search(question)
         passages, confidence = retrieval.passages, round(retrieval.confidence, 4)
         answer = Answer(question=question, text="", passages=passages, confidence=confidence, model=model)
-        from aldlab.rag.answer import refusal_reason
 
         reason = refusal_reason(retrieval, retriever.threshold, check_names=self.assistant.config.refuse_unknown_names)
         if reason:

@@ -55,6 +55,40 @@ def model_refused(text: str) -> bool:
     return prompts.is_refusal(text)
 
 
+_NOT_WORD = re.compile(r"[^0-9a-z\uac00-\ud7a3]+")
+ECHO_REASON = "모델이 질문을 되풀이했을 뿐 답하지 못했습니다."
+
+
+def _squash(text: str) -> str:
+    return _NOT_WORD.sub("", _CITATION.sub("", text).casefold())
+
+
+def echoes_question(text: str, question: str, *, slack: int = 10) -> bool:
+    """True when the answer only repeats (part of) the question.
+
+    A small model that finds nothing to say in the contexts often writes the question back
+    ("CMP 공정에서 슬러리 pH는 어떻게 관리해?"). That is no answer: the user is better served
+    by the refusal. Compared without spaces, punctuation and [id] tags; `slack` characters
+    beyond the question ("…관리해? 입니다") still count as an echo.
+    """
+    answer, asked = _squash(text), _squash(question)
+    if len(answer) < 6 or len(asked) < 6:
+        return False
+    return answer in asked or (answer.startswith(asked) and len(answer) - len(asked) <= slack)
+
+
+def settle_generated(text: str, question: str) -> tuple[str, bool]:
+    """(text to show, refused) for a generated answer: the one rule for service and eval.
+
+    The model's own refusal stays as written; an echo of the question becomes the refusal.
+    """
+    if model_refused(text):
+        return text, True
+    if echoes_question(text, question):
+        return prompts.refusal_answer(ECHO_REASON), True
+    return text, False
+
+
 #: A sentence counts as supported by a passage when at least this share of its content
 #: morphemes (Kiwi nouns, roots and verb stems: `aldlab.rag.tokenize`) occurs in the
 #: passage. Measured on the 120 RAG rows of a cpu-demo training set (687 sentence-passage
@@ -333,7 +367,8 @@ class Assistant:
         if not use_retrieval:
             messages = prompts.build_messages(resolved, None, history=turns)
             text = yield from self._generate(messages, max_new_tokens, adapter, _stream)
-            yield done(text, used_retrieval=False, refused=model_refused(text))
+            text, refused = settle_generated(text, question)
+            yield done(text, used_retrieval=False, refused=refused)
             return
 
         retrieval = self.retriever.search(resolved, top_k=top_k, filter_keyword=filter_keyword)
@@ -352,7 +387,7 @@ class Assistant:
             return
         messages = prompts.build_messages(resolved, passages, history=turns)
         text = yield from self._generate(messages, max_new_tokens, adapter, _stream)
-        refused = model_refused(text)
+        text, refused = settle_generated(text, question)
         cited = [] if refused else find_citations(text, passages, getattr(self.retriever, "tokenizer", None))
         yield done(
             text,
