@@ -75,8 +75,23 @@ def run_worker(spec: dict[str, str], prompts_file: Path, max_new_tokens: int) ->
             "tokens": n_tokens,
             "answer": answer,
         })
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"load_s": load_s, "rows": rows, "peak_rss_mb": peak_mb}
+    return {"load_s": load_s, "rows": rows, "peak_rss_mb": peak_rss_mb()}
+
+
+def peak_rss_mb() -> float:
+    """This process's own peak RSS.
+
+    `ru_maxrss` survives fork + exec, so a worker started by a parent that had just held a
+    4 GB model would report the parent's peak; the kernel's VmHWM belongs to the address
+    space, which exec replaces.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 # --------------------------------------------------------------------------- driver
