@@ -99,6 +99,9 @@ def test_run_eval_writes_all_outputs_with_expected_scores(tmp_path: Path, qfile:
     assert "| ft+rag |" in md and "system comparison" in md
     manifest = json.loads((result.output_dir / "manifest.json").read_text(encoding="utf-8"))
     assert manifest["questions_sha256"] and manifest["config"]["max_new_tokens"] == 32
+    # the KB is named by the content hash data and the retrieval index record (aldlab.manifest)
+    assert len(manifest["kb"]["content_hash"]) == 16 and manifest["kb"]["documents"] > 0
+    assert set(manifest["versions"]) >= {"python", "torch", "kiwipiepy"}
     assert result.passed is None
 
 

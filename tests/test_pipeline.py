@@ -43,7 +43,7 @@ def test_unchanged_stages_are_skipped_and_changes_rerun(tmp_path: Path, monkeypa
     assert calls[-1] == "data"
     manifest = json.loads((run_dir / "manifest.json").read_text("utf-8"))
     assert set(manifest["stages"]) == set(pipeline.STAGES)
-    assert manifest["versions"]["torch"] != "-"
+    assert set(manifest["versions"]) >= {"python", "torch", "aldlab"}  # values: tests/test_manifest.py
     assert manifest["stages"]["data"]["result"]["path"].endswith("data.out")
 
 

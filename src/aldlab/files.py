@@ -123,6 +123,30 @@ def sha256_file(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def sha256_tree(path: str | Path) -> str | None:
+    """Hex sha256 of a file, or of a directory's files (relative names + contents); None if absent.
+
+    Lock files (`file_lock`'s `<path>.lock`) and in-flight temp files (`atomic_write_bytes`'s
+    `.<name>.*.tmp`) are skipped: they come and go with every write and say nothing about
+    the content, and counting them made an unchanged input look changed.
+    """
+    root = Path(path)
+    if root.is_file():
+        return sha256_file(root)
+    if not root.is_dir():
+        return None
+    parts = [
+        f"{p.relative_to(root).as_posix()}:{sha256_file(p)}"
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and not _is_scratch(p)
+    ]
+    return sha256_text("\n".join(parts))
+
+
+def _is_scratch(path: Path) -> bool:
+    return path.name.endswith(".lock") or (path.name.startswith(".") and path.name.endswith(".tmp"))
+
+
 def sha256_text(text: str) -> str:
     """Hex sha256 of a UTF-8 string."""
     return hashlib.sha256(text.encode("utf-8")).hexdigest()

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import platform
 import random
 import re
 import shutil
@@ -41,6 +40,7 @@ from aldlab.data.split import LeakageReport, measure_leakage, split_without_leak
 from aldlab.errors import UserError
 from aldlab.files import atomic_write_json, atomic_write_jsonl, atomic_write_text, sha256_file
 from aldlab.kb.schema import Document, KnowledgeBase, load_kb
+from aldlab.manifest import kb_record, package_versions
 from aldlab.prompts import build_messages, refusal_answer
 
 if TYPE_CHECKING:
@@ -540,21 +540,9 @@ def render_summary(stats: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {"python": platform.python_version()}
-    for pkg in ("aldlab", "kiwipiepy"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            out[pkg] = "unknown"
-    return out
-
-
 def _input_hashes(config: DataConfig, kb: KnowledgeBase) -> dict[str, Any]:
     return {
-        "kb": {"path": str(config.kb), "content_hash": kb.content_hash(), "documents": len(kb.documents)},
+        "kb": kb_record(kb, config.kb),
         "feedback": [{"path": str(p), "sha256": sha256_file(p)} for p in config.feedback],
     }
 
@@ -725,7 +713,7 @@ def _write_outputs(config: DataConfig, kb: KnowledgeBase, train: list[Example], 
             "stage": "data",
             "inputs": _input_hashes(config, kb),
             "config": stats["config"],
-            "versions": _versions(),
+            "versions": package_versions(),
             "outputs": {name: sha256_file(tmp / name) for name in ("train.jsonl", "eval.jsonl", "stats.json", "summary.md")},
         }
         atomic_write_json(tmp / "manifest.json", manifest)

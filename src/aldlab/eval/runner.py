@@ -6,7 +6,6 @@ request, so comparing base / ft / base+rag / ft+rag costs one model load, not fo
 
 from __future__ import annotations
 
-import platform
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -19,7 +18,8 @@ from aldlab.errors import UserError
 from aldlab.eval.config import EvalConfig
 from aldlab.eval.metrics import answer_metrics, bootstrap_mean, group_keyfact_recall, summarize_rows
 from aldlab.eval.questions import Question, load_questions
-from aldlab.files import atomic_write_json, atomic_write_jsonl, sha256_file, sha256_text
+from aldlab.files import atomic_write_json, atomic_write_jsonl, sha256_file
+from aldlab.manifest import kb_record, package_versions
 from aldlab.prompts import is_refusal
 from aldlab.rag.types import Answer
 
@@ -406,26 +406,13 @@ def run_judge(
     return summary, per_item
 
 
-def _kb_fingerprint(kb: Path) -> str | None:
-    """sha256 over the KB's files (names + contents), without loading it."""
-    if kb.is_file():
-        return sha256_file(kb)
-    if not kb.is_dir():
-        return None
-    parts = [f"{p.relative_to(kb)}:{sha256_file(p)}" for p in sorted(kb.rglob("*")) if p.is_file() and not p.name.endswith(".lock")]
-    return sha256_text("\n".join(parts))
+def _kb_entry(kb: Path) -> dict[str, Any]:
+    """The KB the answers were retrieved from, identified the way data and the index identify it."""
+    from aldlab.kb.schema import load_kb
 
-
-def _versions() -> dict[str, str]:
-    import importlib.metadata as md
-
-    out = {"python": platform.python_version()}
-    for pkg in ("aldlab", "torch", "transformers", "peft", "kiwipiepy", "sacrebleu", "matplotlib"):
-        try:
-            out[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            pass
-    return out
+    if not kb.exists():
+        return {"path": str(kb), "content_hash": None, "documents": None}
+    return kb_record(load_kb(kb), kb)
 
 
 def write_manifest(config: EvalConfig, output_dir: Path, started: datetime, duration_s: float) -> Path:
@@ -438,10 +425,10 @@ def write_manifest(config: EvalConfig, output_dir: Path, started: datetime, dura
         "started_utc": started.isoformat(timespec="seconds"),
         "duration_s": round(duration_s, 1),
         "questions_sha256": sha256_file(config.questions),
-        "kb_sha256": _kb_fingerprint(Path(config.kb)),
+        "kb": _kb_entry(Path(config.kb)),
         "adapters": adapters,
         "config": config_to_dict(config),
-        "versions": _versions(),
+        "versions": package_versions(),
     }
     path = output_dir / "manifest.json"
     atomic_write_json(path, manifest)
