@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from aldlab.llm.tiny import build_tiny_model_dir
 from aldlab.train.config import TrainConfig
 from aldlab.train.data import collate, load_examples
 from aldlab.train.loss import SupervisedCausalLM, full_logits_loss
-from aldlab.train.tiny import build_tiny_model_dir, write_chat_jsonl
+from aldlab.train.tiny import write_chat_jsonl
 from aldlab.train.trainer import latest_checkpoint, train
 
 
@@ -45,7 +46,7 @@ def _step_losses(out: Path) -> list[float]:
 
 
 def test_sliced_head_loss_equals_full_logits_loss(tiny) -> None:
-    from aldlab.train.model import load_model, load_tokenizer
+    from aldlab.llm.model import load_model, load_tokenizer
 
     tok = load_tokenizer(str(tiny["model"]))
     model = load_model(str(tiny["model"]))
@@ -265,7 +266,7 @@ def test_adapter_names_the_embedded_base_portably(tiny, tmp_path: Path, monkeypa
     """adapter_config.json must not carry ALDLAB_HOME's absolute path: export from a copy works."""
     import shutil
 
-    import aldlab.train.model as model_mod
+    import aldlab.llm.model as model_mod
     from aldlab.train.export import export_merged
 
     monkeypatch.setattr(model_mod, "embedded_model_dir", lambda home=None: tiny["model"])

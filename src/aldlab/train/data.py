@@ -1,10 +1,11 @@
 """SFT data: chat JSONL -> token ids with assistant-only labels, length-grouped batches.
 
 Each row has a `messages` list (system/user/assistant; other keys are ignored). The text is
-rendered with the tokenizer's chat template and tokenised once; labels are -100 everywhere
-except the tokens of assistant turns, including their end-of-turn token, so the model learns
-to answer and to stop. Batches are padded only to their own longest row (dynamic padding),
-and rows of similar length are grouped, so almost no compute goes to padding.
+rendered with the tokenizer's chat template and tokenised by `llm.chat_template.chat_token_ids`
+(the tokenisation generation uses too); labels are -100 everywhere except the tokens of
+assistant turns, including their end-of-turn token, so the model learns to answer and to stop.
+Batches are padded only to their own longest row (dynamic padding), and rows of similar
+length are grouped, so almost no compute goes to padding.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 from aldlab.errors import UserError
 from aldlab.files import iter_jsonl
+from aldlab.llm.chat_template import chat_token_ids
 
 IGNORE_INDEX = -100
 ROLES = {"system", "user", "assistant"}
@@ -128,48 +130,14 @@ def read_conversations(path: str | Path) -> list[tuple[int, list[dict[str, str]]
     return rows
 
 
-def _render(tokenizer: Any, messages: list[dict[str, str]], add_generation_prompt: bool) -> str:
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
-
-
-def assistant_char_spans(tokenizer: Any, messages: list[dict[str, str]]) -> tuple[str, list[tuple[int, int]]]:
-    """Full rendered text and the character spans of each assistant turn.
-
-    Works with any template: the prompt rendered up to turn i with a generation prompt is a
-    prefix of the rendering through turn i; the difference is the assistant's text plus its
-    end-of-turn marker.
-    """
-    full = _render(tokenizer, messages, add_generation_prompt=False)
-    spans = []
-    for i, message in enumerate(messages):
-        if message["role"] != "assistant":
-            continue
-        before = _render(tokenizer, messages[:i], add_generation_prompt=True)
-        through = _render(tokenizer, messages[: i + 1], add_generation_prompt=False)
-        if not full.startswith(through) or not through.startswith(before):
-            raise UserError(
-                "채팅 템플릿이 접두사 규칙을 따르지 않아 답변 위치를 찾을 수 없습니다.",
-                "The chat template is not prefix-consistent; cannot locate assistant turns.",
-                hint="다른 모델/템플릿을 쓰세요 / use a model with a standard chat template",
-            )
-        spans.append((len(before), len(through)))
-    return full, spans
-
-
 def tokenize_conversation(tokenizer: Any, messages: list[dict[str, str]]) -> Example:
-    """Token ids and labels: a token is supervised iff it starts inside an assistant span."""
-    text, spans = assistant_char_spans(tokenizer, messages)
-    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-    ids = list(enc["input_ids"])
-    labels = [IGNORE_INDEX] * len(ids)
-    span_i = 0
-    for t, (start, end) in enumerate(enc["offset_mapping"]):
-        if end <= start:
-            continue
-        while span_i < len(spans) and start >= spans[span_i][1]:
-            span_i += 1
-        if span_i < len(spans) and spans[span_i][0] <= start < spans[span_i][1]:
-            labels[t] = ids[t]
+    """Token ids and labels: a token is supervised iff it belongs to an assistant turn.
+
+    `chat_token_ids` is also what generation feeds the model (`render_prompt_ids`), so the
+    ids before each answer are exactly the served prompt.
+    """
+    ids, is_answer = chat_token_ids(tokenizer, messages)
+    labels = [token if answer else IGNORE_INDEX for token, answer in zip(ids, is_answer, strict=True)]
     return Example(ids, labels)
 
 

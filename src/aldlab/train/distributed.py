@@ -26,7 +26,7 @@ SHARDED_ENGINES = {"DEEPSPEED", "FSDP"}
 class PrecisionPlan(NamedTuple):
     """How weights are loaded and which autocast accelerate runs."""
 
-    load_dtype: str  # float32 | bfloat16 | float16 (aldlab.train.model.torch_dtype names)
+    load_dtype: str  # float32 | bfloat16 | float16 (aldlab.llm.model.torch_dtype names)
     mixed_precision: str  # no | bf16 | fp16 (accelerate's names)
 
 

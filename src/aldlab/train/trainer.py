@@ -320,7 +320,7 @@ def _setup(config: TrainConfig) -> _Run:
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
     from aldlab.train.loss import SupervisedCausalLM
-    from aldlab.train.model import LoadOptions, default_model_name, load_model, load_tokenizer, portable_model_name
+    from aldlab.llm.model import LoadOptions, default_model_name, load_model, load_tokenizer, portable_model_name
 
     train_path = _require_file(config.train_file, "--train_file")
     eval_path = _require_file(config.eval_file, "--eval_file") if config.eval_file else None
@@ -767,27 +767,15 @@ def _finish(run: _Run, state: LoopState) -> TrainResult:
 
 
 def _meta(run: _Run, state: LoopState, result: TrainResult) -> dict[str, Any]:
-    import platform
-
-    import peft
-    import torch
-    import transformers
-
-    from aldlab import __version__
-    from aldlab.train.chat_template import end_of_turn_token_ids
+    from aldlab.llm.chat_template import end_of_turn_token_ids
+    from aldlab.manifest import package_versions
 
     return {
         "kind": "aldlab.train",
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "config": run.config.to_dict(),
         "inputs": run.meta_inputs,
-        "versions": {
-            "aldlab": __version__,
-            "torch": torch.__version__,
-            "transformers": transformers.__version__,
-            "peft": peft.__version__,
-            "python": platform.python_version(),
-        },
+        "versions": package_versions(),
         "device": str(run.accelerator.device),
         "end_of_turn_token_ids": end_of_turn_token_ids(run.tokenizer),
         "final": asdict(result),
