@@ -230,6 +230,8 @@ def _summary(result: Any) -> dict[str, Any]:
 
 def print_outcome(run_dir: Path) -> None:
     """Headline: the system comparison table from metrics.json and where the report is."""
+    from aldlab.eval.metrics import MISSING_VALUE, format_estimate
+
     metrics_path = run_dir / "eval" / "metrics.json"
     if not metrics_path.exists():
         return
@@ -242,27 +244,17 @@ def print_outcome(run_dir: Path) -> None:
         loops = (values.get("repetition_or_echo_rate") or {}).get("value")
         table.add_row(
             name,
-            _with_ci(values.get("keyfact_recall", {})),
-            "-" if loops is None else f"{loops:.0%}",  # word salad that key-fact recall cannot see
-            _with_ci(values.get("support") or {}, ci=False, digits=2),
-            _with_ci(values.get("refusal_f1", {}), ci=False),
-            _with_ci(values.get("latency_s", {}), ci=False, digits=1),
+            format_estimate(values.get("keyfact_recall")),
+            MISSING_VALUE if loops is None else f"{loops:.0%}",  # word salad that key-fact recall cannot see
+            format_estimate(values.get("support"), 2, ci=False),
+            format_estimate(values.get("refusal_f1"), ci=False),
+            format_estimate(values.get("latency_s"), 1, ci=False),
         )
     out = Console()
     out.print(table)
     if metrics.get("headline"):
         out.print(str(metrics["headline"]))
     out.print(Panel(f"보고서 / report: {run_dir / 'eval' / 'report.html'}"))
-
-
-def _with_ci(stat: dict[str, Any], *, ci: bool = True, digits: int = 3) -> str:
-    value = stat.get("value")
-    if value is None:
-        return "-"
-    text = f"{value:.{digits}f}"
-    if ci and stat.get("low") is not None:
-        text += f" [{stat['low']:.{digits}f}, {stat['high']:.{digits}f}]"
-    return text
 
 
 def pipeline_command(

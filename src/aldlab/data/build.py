@@ -41,6 +41,7 @@ from aldlab.errors import UserError
 from aldlab.files import atomic_write_json, atomic_write_jsonl, atomic_write_text, sha256_file
 from aldlab.kb.schema import Document, KnowledgeBase, load_kb
 from aldlab.manifest import kb_record, package_versions
+from aldlab.progress import progress_bar
 from aldlab.prompts import build_messages, refusal_answer
 
 if TYPE_CHECKING:
@@ -589,30 +590,20 @@ def _make_readable(directory: Path) -> None:
 
 # ------------------------------------------------------------------------- main
 
-def _steps(progress: bool):  # a rich bar on stderr, or a no-op
-    if not progress:
-        return contextlib.nullcontext(None)
-    from rich.console import Console
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-    return Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(), console=Console(stderr=True), transient=True)
-
-
 def build_dataset(config: DataConfig, progress: bool = True) -> DatasetReport:
     """Build train/eval JSONL (chat messages) plus stats, summary and manifest into `config.output_dir`."""
     started = time.perf_counter()
     timings: dict[str, float] = {}
     rng = random.Random(config.seed)
-    with _steps(progress) as bar:
-        task = bar.add_task("데이터셋 / dataset: KB", total=7) if bar else None
+    with progress_bar(enabled=progress, transient=True) as bar:
+        task = bar.add_task("데이터셋 / dataset: KB", total=7)
 
         mark = [started]
 
         def step(name: str) -> None:
             now = time.perf_counter()
             timings[name], mark[0] = round(now - mark[0], 2), now
-            if bar is not None:
-                bar.update(task, advance=1, description=f"데이터셋 / dataset: {name}")
+            bar.update(task, advance=1, description=f"데이터셋 / dataset: {name}")
 
         kb = load_inputs(config)
         intake: FeedbackIntake = load_feedback(config.feedback, kb)

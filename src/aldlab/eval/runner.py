@@ -16,10 +16,11 @@ from typing import Any, Protocol
 from aldlab.config import config_to_dict
 from aldlab.errors import UserError
 from aldlab.eval.config import EvalConfig
-from aldlab.eval.metrics import answer_metrics, bootstrap_mean, group_keyfact_recall, summarize_rows
+from aldlab.eval.metrics import answer_metrics, bootstrap_mean, format_estimate, group_keyfact_recall, summarize_rows
 from aldlab.eval.questions import Question, load_questions
 from aldlab.files import atomic_write_json, atomic_write_jsonl, sha256_file
 from aldlab.manifest import kb_record, package_versions
+from aldlab.progress import progress_bar
 from aldlab.prompts import is_refusal
 from aldlab.rag.types import Answer
 
@@ -154,21 +155,6 @@ def answer_row(system: System, question: Question, answer: Answer, elapsed: floa
     }
 
 
-def _progress(enabled: bool) -> Any:
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        disable=not enabled,
-    )
-
-
 def _answer_chunk(
     assistant: AnswersQuestions, system: System, questions: Sequence[Question], max_new_tokens: int
 ) -> list[Answer]:
@@ -196,7 +182,7 @@ def generate_answers(
     """
     rows: list[dict[str, Any]] = []
     batch_size = max(1, int(batch_size))
-    with _progress(progress) as bar:
+    with progress_bar(enabled=progress) as bar:
         task = bar.add_task("답변 생성 / answering", total=len(systems) * len(questions))
         for system in systems:
             bar.update(task, description=f"답변 생성 / answering [{system.name}]")
@@ -314,27 +300,19 @@ def build_metrics(
     }
 
 
-def _fmt_ci(est: dict[str, Any]) -> str:
-    if est.get("value") is None:
-        return "n/a"
-    if est.get("low") is None:
-        return f"{est['value']:.3f}"
-    return f"{est['value']:.3f} [{est['low']:.3f}, {est['high']:.3f}]"
-
-
 def headline(per_system: dict[str, Any], deltas: dict[str, Any]) -> str:
     """One line: ft+rag vs base+rag key-fact recall (or the best available comparison)."""
     for key in ("ft+rag vs base+rag", *deltas):
         if key in deltas:
             cand, base = key.split(" vs ")
             d = deltas[key]
-            delta = f"{d['value']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]" if d.get("value") is not None else "n/a"
+            delta = format_estimate(d, signed=True)
             return (
                 f"{cand} vs {base}: 핵심 사실 재현율 / key-fact recall "
-                f"{_fmt_ci(per_system[cand]['keyfact_recall'])} vs {_fmt_ci(per_system[base]['keyfact_recall'])}, "
+                f"{format_estimate(per_system[cand]['keyfact_recall'])} vs {format_estimate(per_system[base]['keyfact_recall'])}, "
                 f"차이 / Δ {delta}; {salad_summary(cand, per_system[cand])}"
             )
-    parts = [f"{name} {_fmt_ci(s['keyfact_recall'])}" for name, s in per_system.items()]
+    parts = [f"{name} {format_estimate(s['keyfact_recall'])}" for name, s in per_system.items()]
     best = next((n for n in per_system if n.endswith(RAG_SUFFIX)), next(iter(per_system), None))
     tail = f"; {salad_summary(best, per_system[best])}" if best else ""
     return "핵심 사실 재현율 / key-fact recall: " + "; ".join(parts) + tail
@@ -374,7 +352,7 @@ def run_judge(
     rubric: dict[str, list[RubricScore]] = {s.name: [] for s in systems}
     failures = 0
     pairwise: dict[str, list[Any]] = {f"{c} vs {b}": [] for b, c in pairs}
-    with _progress(progress) as bar:
+    with progress_bar(enabled=progress) as bar:
         task = bar.add_task("LLM 평가 / judging", total=len(rows) + len(pairs) * len(questions))
         for row in rows:
             q = by_id[row["id"]]

@@ -69,14 +69,14 @@ def build_corpus_index(
     show_progress: bool = True,
 ) -> CorpusIndex:
     """Tokenize and embed documents (no disk I/O)."""
-    from rich.console import Console
-    from rich.progress import Progress
+    from aldlab.progress import progress_bar
 
     tokens = tokenizer.tokenize_many([bm25_text(d) for d in documents])
     embeddings = None
     if embedder is not None:
         texts = [dense_text(d) for d in documents]
-        with Progress(console=Console(stderr=True), transient=True, disable=not show_progress or len(texts) < 64) as progress:
+        # Under 64 passages the embedding takes about a second: no bar to flicker.
+        with progress_bar(enabled=show_progress and len(texts) >= 64, transient=True) as progress:
             task = progress.add_task(f"임베딩 / embedding ({embedder.name})", total=len(texts))
             embeddings = embedder.encode_passages(texts, progress=lambda n: progress.advance(task, n))
     return CorpusIndex(doc_ids=[d.id for d in documents], tokens=tokens, embeddings=embeddings)
