@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from aldlab.config import config_to_dict
 from aldlab.data.config import DataConfig
 from aldlab.data.dedup import dedup_within, ngrams, normalize, similar_pairs
-from aldlab.data.facts import Candidate, Example, Fact
+from aldlab.data.facts import Candidate, TrainingRow, Fact
 from aldlab.data.feedback import FeedbackIntake, load_feedback
 from aldlab.data.korean import find_particle_errors
 from aldlab.data.offtopic import RAG_OFFTOPIC_REASONS, missing_context_reason, offtopic_facts
@@ -221,8 +221,8 @@ def cited_answer(fact: Fact) -> str:
     return " ".join(f"{text} [{doc_id}]" if doc_id else text for text, doc_id in fact.answer_parts).strip()
 
 
-def _example(cand: Candidate, kind: str, style: str, answer: str, plain: str, passages: list[Any] | None, suffix: str) -> Example:
-    return Example(
+def _example(cand: Candidate, kind: str, style: str, answer: str, plain: str, passages: list[Any] | None, suffix: str) -> TrainingRow:
+    return TrainingRow(
         id=f"{cand.id}-{style}{suffix}",
         kind=kind,
         style=style,
@@ -239,7 +239,7 @@ def _example(cand: Candidate, kind: str, style: str, answer: str, plain: str, pa
     )
 
 
-def render_answerable(cand: Candidate, style: str, side: SideDocs, kb_by_id: dict[str, Document], k: int, rng: random.Random) -> Example:
+def render_answerable(cand: Candidate, style: str, side: SideDocs, kb_by_id: dict[str, Document], k: int, rng: random.Random) -> TrainingRow:
     fact = cand.fact
     if fact.kind == "feedback":
         if fact.passages:
@@ -254,7 +254,7 @@ def render_answerable(cand: Candidate, style: str, side: SideDocs, kb_by_id: dic
     return _example(cand, fact.kind, "rag", cited_answer(fact), fact.plain_answer, passages, "")
 
 
-def render_unanswerable(cand: Candidate, style: str, side: SideDocs, kb_by_id: dict[str, Document], k: int, rng: random.Random, variant: int, *, same_fact: dict[str, set[str]] | None = None) -> Example:
+def render_unanswerable(cand: Candidate, style: str, side: SideDocs, kb_by_id: dict[str, Document], k: int, rng: random.Random, variant: int, *, same_fact: dict[str, set[str]] | None = None) -> TrainingRow:
     """A refusal row: off-topic, in-domain but not in the KB, or an ALD question whose
     documents (and every document stating the same fact) are withheld from the context."""
     fact = cand.fact
@@ -275,7 +275,7 @@ def render_unanswerable(cand: Candidate, style: str, side: SideDocs, kb_by_id: d
     return _refusal(_example(cand, "unanswerable", "rag", answer, answer, passages, "-missing"), "missing_context")
 
 
-def _refusal(example: Example, refusal_type: str) -> Example:
+def _refusal(example: TrainingRow, refusal_type: str) -> TrainingRow:
     example.refusal_type = refusal_type
     return example
 
@@ -301,7 +301,7 @@ def round_robin(cands: Sequence[Candidate], k: int, rng: random.Random) -> list[
 
 @dataclass
 class SideResult:
-    examples: list[Example]
+    examples: list[TrainingRow]
     requested: int
     dedup_dropped: int
     pool: dict[str, int]
@@ -405,7 +405,7 @@ class SemanticIndex:
             out.setdefault(b, set()).add(a)
         return out
 
-    def drop_restating(self, train: list[Candidate], evals: Sequence[Example], threshold: float) -> tuple[list[Candidate], int]:
+    def drop_restating(self, train: list[Candidate], evals: Sequence[TrainingRow], threshold: float) -> tuple[list[Candidate], int]:
         """Train candidates whose answer restates an eval answer (a sentence ≥ threshold) are
         dropped: the eval row would otherwise be answered from memory of a train row."""
         if self.vectors is None:
@@ -419,7 +419,7 @@ class SemanticIndex:
         kept = [c for c in train if c.is_refusal or c.answer not in bad]
         return kept, len(train) - len(kept)
 
-    def report(self, train: Sequence[Example], evals: Sequence[Example], config: DataConfig, restated: list, dropped: int) -> dict[str, Any]:
+    def report(self, train: Sequence[TrainingRow], evals: Sequence[TrainingRow], config: DataConfig, restated: list, dropped: int) -> dict[str, Any]:
         """stats.json `semantic`: eval answers with a train answer ≥ threshold (target 0)."""
         if self.vectors is None:
             return {"model": "none", "leaking_eval_answers": None}
@@ -443,7 +443,7 @@ def answer_sentences(answer: str) -> list[str]:
     return [re.sub(r"^반면 ", "", s) for s in split_sentences(answer)]
 
 
-def template_stats(examples: Sequence[Example]) -> dict[str, Any]:
+def template_stats(examples: Sequence[TrainingRow]) -> dict[str, Any]:
     """How varied the questions are: templates in use and the largest one's share of rows."""
     counts = Counter(e.template for e in examples if e.template)
     total = sum(counts.values())
@@ -458,7 +458,7 @@ def template_stats(examples: Sequence[Example]) -> dict[str, Any]:
 
 # ------------------------------------------------------------------------ checks
 
-def particle_check(examples: Sequence[Example], kb: KnowledgeBase, sample_size: int, rng: random.Random) -> dict[str, Any]:
+def particle_check(examples: Sequence[TrainingRow], kb: KnowledgeBase, sample_size: int, rng: random.Random) -> dict[str, Any]:
     """Particle agreement on a random sample of generated questions (must be 0 errors)."""
     generated = [e for e in examples if e.kind in ("kb", "combo")]
     sample = rng.sample(generated, min(sample_size, len(generated)))
@@ -474,7 +474,7 @@ def _mean_len(texts: Sequence[str]) -> float:
     return round(statistics.fmean(len(t) for t in texts), 1) if texts else 0.0
 
 
-def side_stats(examples: Sequence[Example]) -> dict[str, Any]:
+def side_stats(examples: Sequence[TrainingRow]) -> dict[str, Any]:
     answered = [e for e in examples if not e.is_refusal]
     by_kind: dict[str, list[str]] = {}
     for e in answered:
@@ -694,7 +694,7 @@ def _stats(config, kb, intake, intents, split_report, final, train, evals, parti
     }
 
 
-def _write_outputs(config: DataConfig, kb: KnowledgeBase, train: list[Example], evals: list[Example], stats: dict[str, Any]) -> DatasetReport:
+def _write_outputs(config: DataConfig, kb: KnowledgeBase, train: list[TrainingRow], evals: list[TrainingRow], stats: dict[str, Any]) -> DatasetReport:
     with staged_directory(config.output_dir) as tmp:
         atomic_write_jsonl(tmp / "train.jsonl", (e.to_row() for e in train))
         atomic_write_jsonl(tmp / "eval.jsonl", (e.to_row() for e in evals))
