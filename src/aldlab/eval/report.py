@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from aldlab.eval.metrics import format_estimate
-from aldlab.eval.questions import DIFFICULTIES, Question
+from aldlab.evalset import DIFFICULTIES, Question
 from aldlab.files import atomic_write_text
 
 #: English plot labels for the seed's topic and difficulty names.

@@ -17,7 +17,7 @@ from aldlab.config import config_to_dict
 from aldlab.errors import UserError
 from aldlab.eval.config import EvalConfig
 from aldlab.eval.metrics import answer_metrics, bootstrap_mean, format_estimate, group_keyfact_recall, summarize_rows
-from aldlab.eval.questions import Question, load_questions
+from aldlab.evalset import Question, load_questions
 from aldlab.files import atomic_write_json, atomic_write_jsonl, sha256_file
 from aldlab.manifest import kb_record, package_versions
 from aldlab.progress import progress_bar
