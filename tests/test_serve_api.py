@@ -235,7 +235,7 @@ def test_edits_return_before_a_slow_reindex_finishes(
         calls.append(1)
         release.wait(10)
 
-    monkeypatch.setattr(assistant, "reload", slow_reload)
+    monkeypatch.setattr(assistant, "reload_if_changed", slow_reload)
     doc = {"id": "tiny-300", "text": "ALD 문서 하나 더", "topic": "basics"}
     r = client.post("/api/admin/documents", json=doc, headers=admin())
     assert r.status_code == 201 and r.json()["reload"]["scheduled"] is True
