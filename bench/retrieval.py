@@ -35,7 +35,8 @@ sys.path.insert(0, str(REPO / "src"))
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from aldlab.kb.schema import Document, load_kb  # noqa: E402
+from aldlab.kb.io import load_kb  # noqa: E402
+from aldlab.kb.schema import Document  # noqa: E402
 from aldlab.rag.answer import build_retriever  # noqa: E402
 from aldlab.rag.config import RagConfig  # noqa: E402
 from aldlab.evalset import Question, load_questions  # noqa: E402

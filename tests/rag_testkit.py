@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from aldlab.kb.schema import Document, KnowledgeBase, save_kb
+from aldlab.kb.io import save_kb
+from aldlab.kb.schema import Document, KnowledgeBase
 
 DOCS = [
     ("tiny-001", "Purge 시간", "purge", ["Purge", "Purge 시간"],

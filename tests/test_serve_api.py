@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from aldlab.kb.schema import load_kb
+from aldlab.kb.io import load_kb
 from aldlab.serve.app import create_app
 from aldlab.serve.fake import FakeAssistant
 from aldlab.serve.settings import ServeSettings

@@ -13,7 +13,7 @@ KB identity has exactly three meanings in the code base, each with one function:
 
 - content: `KnowledgeBase.content_hash()` — what the documents, keywords and synonyms say
   (loaded KB; used by manifests, the index cache key and reload decisions);
-- files changed on disk: `aldlab.kb.schema.kb_signature()` — names, sizes, mtimes, no reading
+- files changed on disk: `aldlab.kb.io.kb_signature()` — names, sizes, mtimes, no reading
   (a cheap poll for the server's reload);
 - bytes of any input path: `aldlab.files.sha256_tree()` — what `aldlab pipeline` compares to
   decide that a stage's inputs are unchanged (it hashes files, not KBs).

@@ -39,7 +39,8 @@ from aldlab.data.semantic import HashingVectors, SentenceVectors, leaking_rows, 
 from aldlab.data.split import LeakageReport, measure_leakage, split_without_leakage
 from aldlab.errors import UserError
 from aldlab.files import atomic_write_json, atomic_write_jsonl, atomic_write_text, sha256_file
-from aldlab.kb.schema import Document, KnowledgeBase, load_kb
+from aldlab.kb.io import load_kb
+from aldlab.kb.schema import Document, KnowledgeBase
 from aldlab.manifest import kb_record, package_versions
 from aldlab.progress import progress_bar
 from aldlab.prompts import build_messages, refusal_answer

@@ -109,7 +109,7 @@ def review_command(
     from aldlab.data.review import check_rows, load_rows, render_sheet, sample_per_style
     from aldlab.errors import UserError
     from aldlab.files import atomic_write_text, read_json
-    from aldlab.kb.schema import load_kb
+    from aldlab.kb.io import load_kb
 
     rows = load_rows(data_dir)
     if not rows["train"] and not rows["eval"]:

@@ -105,7 +105,7 @@ def default_assistant_factory(config: EvalConfig, rag_config: Any) -> AnswersQue
     import dataclasses
 
     from aldlab.eval.batch import BatchAnswerer
-    from aldlab.kb.schema import load_kb
+    from aldlab.kb.io import load_kb
     from aldlab.rag.answer import Assistant, build_retriever
     from aldlab.rag.config import RagConfig
     from aldlab.rag.generate import generator_from_config
@@ -386,7 +386,7 @@ def run_judge(
 
 def _kb_entry(kb: Path) -> dict[str, Any]:
     """The KB the answers were retrieved from, identified the way data and the index identify it."""
-    from aldlab.kb.schema import load_kb
+    from aldlab.kb.io import load_kb
 
     if not kb.exists():
         return {"path": str(kb), "content_hash": None, "documents": None}

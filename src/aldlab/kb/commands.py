@@ -58,7 +58,7 @@ def stats_command(
     """주제별·키워드별 문서 수와 길이 / documents per topic and keyword, lengths."""
     from dataclasses import asdict
 
-    from aldlab.kb.schema import load_kb
+    from aldlab.kb.io import load_kb
     from aldlab.kb.stats import compute_stats
 
     stats = compute_stats(load_kb(_kb_path(kb)))
@@ -88,7 +88,7 @@ def audit_command(
     """같은 사실을 다시 쓰는 문서 묶음과 모순 후보 / restatement clusters and candidate contradictions."""
     from aldlab.files import atomic_write_text
     from aldlab.kb.audit import audit_kb, document_embeddings, render_markdown
-    from aldlab.kb.schema import load_kb
+    from aldlab.kb.io import load_kb
 
     source = _kb_path(kb)
     knowledge = load_kb(source)
@@ -218,7 +218,7 @@ def search_command(
     limit: int = typer.Option(10, "--limit", min=1, max=200),
 ) -> None:
     """키워드 검색 (동의어 포함) / keyword search with synonyms."""
-    from aldlab.kb.schema import load_kb
+    from aldlab.kb.io import load_kb
     from aldlab.kb.search import search_documents
 
     hits = search_documents(load_kb(_kb_path(kb)), query, limit)

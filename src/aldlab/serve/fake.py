@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aldlab.kb.schema import Document, KnowledgeBase, load_kb
+from aldlab.kb.io import load_kb
+from aldlab.kb.schema import Document, KnowledgeBase
 from aldlab.prompts import refusal_answer
 from aldlab.rag.types import Answer, Citation, Passage
 
