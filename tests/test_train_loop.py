@@ -13,11 +13,12 @@ import pytest
 import torch
 
 from aldlab.llm.tiny import build_tiny_model_dir
+from aldlab.train.checkpoint import latest_checkpoint
 from aldlab.train.config import TrainConfig
 from aldlab.train.data import collate, load_examples
 from aldlab.train.loss import SupervisedCausalLM, full_logits_loss
 from aldlab.train.tiny import write_chat_jsonl
-from aldlab.train.trainer import latest_checkpoint, train
+from aldlab.train.trainer import train
 
 
 @pytest.fixture(scope="module")
@@ -209,7 +210,7 @@ def test_export_merged_matches_adapter(tiny, tmp_path: Path) -> None:
 
 def test_first_step_trains_and_log_shows_the_lr_used(tiny, tmp_path: Path) -> None:
     """48 steps at 3% warm-up made HF's schedule give step 1 a learning rate of 0: wasted."""
-    from aldlab.train.trainer import lr_factor, warmup_steps
+    from aldlab.train.schedule import lr_factor, warmup_steps
 
     assert warmup_steps(0.03, 48) == 2
     factors = [lr_factor(s, "cosine", 2, 48) for s in range(48)]

@@ -14,11 +14,14 @@ import math
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aldlab.errors import UserError
 from aldlab.files import iter_jsonl
 from aldlab.llm.chat_template import chat_token_ids
+
+if TYPE_CHECKING:
+    from aldlab.train.config import TrainConfig
 
 IGNORE_INDEX = -100
 ROLES = {"system", "user", "assistant"}
@@ -276,6 +279,41 @@ def load_examples(
     examples = tokenize_file(path, tokenizer)
     limit = resolve_max_seq_len(max_seq_len, [len(e.input_ids) for e in examples])
     return select_examples(examples, limit, max_examples, seed, allow_skipping_long_rows, path)
+
+
+def split_eval(examples: list[Example], seed: int) -> tuple[list[Example], list[Example]]:
+    """Hold out ~5% (at most 100, at least 1) of training rows when no eval file is given.
+
+    Stratified by style, so the eval loss measures RAG and refusal rows too.
+    """
+    if len(examples) < 2:
+        return examples, examples
+    n_eval = max(1, min(100, len(examples) // 20))
+    held = {id(e) for e in stratified_cap(examples, n_eval, seed)}
+    return [e for e in examples if id(e) not in held], [e for e in examples if id(e) in held]
+
+
+def load_train_and_eval(config: TrainConfig, tokenizer: Any, train_path: Path, eval_path: Path | None) -> tuple[
+    list[Example], list[Example], DatasetStats, DatasetStats | None, int
+]:
+    """The trainer's data: tokenise both files, fix max_seq_len from both (when `auto`/`pNN`),
+    skip and cap per style; without an eval file, hold out a stratified share of train."""
+    train_all = tokenize_file(train_path, tokenizer)
+    eval_all = tokenize_file(eval_path, tokenizer) if eval_path else []
+    seq_len = resolve_max_seq_len(config.max_seq_len, [len(e.input_ids) for e in train_all + eval_all])
+    allow = config.allow_skipping_long_rows
+    train_examples, train_stats = select_examples(
+        train_all, seq_len, config.max_train_examples, config.seed, allow, train_path
+    )
+    eval_stats = None
+    if eval_path is not None:
+        eval_examples, eval_stats = select_examples(
+            eval_all, seq_len, config.max_eval_examples, config.seed, allow, eval_path
+        )
+    else:
+        train_examples, eval_examples = split_eval(train_examples, config.seed)
+        eval_examples = stratified_cap(eval_examples, config.max_eval_examples, config.seed)
+    return train_examples, eval_examples, train_stats, eval_stats, seq_len
 
 
 def length_grouped_batches(lengths: list[int], batch_size: int, seed: int, epoch: int) -> list[list[int]]:

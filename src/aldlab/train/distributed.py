@@ -58,6 +58,10 @@ def engine_name(accelerator: Any) -> str:
     return str(getattr(accelerator.distributed_type, "value", accelerator.distributed_type)).upper()
 
 
+def is_deepspeed(accelerator: Any) -> bool:
+    return engine_name(accelerator) == "DEEPSPEED"
+
+
 def is_sharded(accelerator: Any) -> bool:
     """Optimizer (and under ZeRO-3/FSDP parameter) state is split over ranks."""
     return engine_name(accelerator) in SHARDED_ENGINES
