@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from aldlab.config import same_as
 from aldlab.errors import UserError
 from aldlab.settings import shipped_kb_dir
 
@@ -27,8 +28,9 @@ class DataConfig:
     #: share of all rows that are in-domain refusals (ALD-sounding questions the KB cannot
     #: answer); taken out of `unanswerable_ratio` (issue 11 asks for at least 5%)
     in_domain_refusal_ratio: float = 0.06
-    #: passages in a retrieval-style prompt (answering documents + distractors)
-    num_context_docs: int = 3
+    #: passages in a retrieval-style prompt (answering documents + distractors); unset = the
+    #: preset's `rag.top_k`, so training prompts carry as many contexts as serving retrieves
+    num_context_docs: int | None = field(default=None, metadata=same_as("rag", "top_k"))
     #: question wordings per fact (paraphrases share a group, so they never straddle the split)
     paraphrases: int = 3
     #: upper bound of an answer built from one document; multi-document answers may double it
@@ -62,6 +64,10 @@ class DataConfig:
         if isinstance(self.feedback, (str, Path)):
             self.feedback = [self.feedback]
         self.feedback = [Path(p) for p in self.feedback or []]
+        if self.num_context_docs is None:
+            from aldlab.rag.config import RagConfig  # the serving default, when no preset links it
+
+            self.num_context_docs = RagConfig().top_k
         self.validate()
 
     def validate(self) -> None:

@@ -59,8 +59,7 @@ def eval_command(
     from aldlab.config import resolve_config
     from aldlab.eval.config import EvalConfig
     from aldlab.eval.runner import run_eval
-    from aldlab.rag.build import parse_adapter_specs
-    from aldlab.rag.config import RagConfig
+    from aldlab.rag.build import parse_adapter_specs, rag_config_from_flags
 
     eval_config = resolve_config(
         EvalConfig,
@@ -74,8 +73,6 @@ def eval_command(
             "adapters": parse_adapter_specs(adapter) or None,
             "kb": kb,
             "output_dir": output,
-            "llm_url": llm_url,
-            "llm_model": llm_model,
             "judge_url": judge_url,
             "judge_model": judge_model,
             "max_new_tokens": max_new_tokens,
@@ -84,7 +81,7 @@ def eval_command(
             "fail_under": fail_under,
         },
     )
-    rag_config = resolve_config(RagConfig, "rag", preset=preset, config_file=config)
+    rag_config = rag_config_from_flags(preset, config, llm_url=llm_url, llm_model=llm_model)
     result = run_eval(eval_config, progress=not quiet, rag_config=rag_config)
     console.print(result.metrics["headline"], highlight=False, soft_wrap=True)
     for name in ("answers.jsonl", "metrics.json", "report.html", "report.md"):

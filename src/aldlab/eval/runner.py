@@ -99,35 +99,16 @@ def check_adapter_dirs(adapters: dict[str, str], systems: Sequence[System]) -> N
 def default_assistant_factory(config: EvalConfig, rag_config: Any) -> AnswersQuestions:
     """The real RAG Assistant (base model loaded once, every adapter attached), answering in batches.
 
-    The generator comes from `generator_from_config`, so the preset's decoding settings
-    (repetition_penalty, no_repeat_ngram_size) apply in eval exactly as in ask/serve.
+    Built by `aldlab.rag.build.build_assistant`, the one builder ask, chat and serve use, so
+    the preset's retrieval and decoding settings (and `rag.llm_url` for a served model)
+    apply in eval exactly as there.
     """
-    import dataclasses
-
     from aldlab.eval.batch import BatchAnswerer
-    from aldlab.kb.io import load_kb
-    from aldlab.rag.answer import Assistant, build_retriever
+    from aldlab.rag.build import build_assistant
     from aldlab.rag.config import RagConfig
-    from aldlab.rag.generate import generator_from_config
 
-    rag_config = rag_config or RagConfig()
-    if config.llm_url or config.llm_model:
-        # The RAG core reads the served model's name from its own config.
-        rag_config = dataclasses.replace(
-            rag_config,
-            llm_url=config.llm_url or rag_config.llm_url,
-            llm_model=config.llm_model or rag_config.llm_model,
-        )
-    kb = load_kb(config.kb)
-    retriever = build_retriever(kb, rag_config, kb_source=config.kb)
-    adapters = config.adapter_dirs() or None
-    assistant = Assistant(
-        kb,
-        retriever,
-        None,
-        rag_config,
-        kb_path=config.kb,
-        generator_factory=lambda: generator_from_config(rag_config, config.model_name, adapters, config.llm_url),
+    assistant = build_assistant(
+        config.kb, rag_config or RagConfig(), model_name=config.model_name, adapters=config.adapter_dirs() or None
     )
     return BatchAnswerer(assistant, batch_size=config.batch_size)
 

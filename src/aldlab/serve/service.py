@@ -208,7 +208,7 @@ class Service:
             "history": history,
             "top_k": top_k,
             "filter_keyword": filter_keyword or None,
-            "max_new_tokens": max_new_tokens or s.default_max_new_tokens,
+            "max_new_tokens": max_new_tokens,  # None: the assistant's rag.max_new_tokens (one default)
         }
         if context_only and use_retrieval:
             kwargs["context_only"] = True
