@@ -61,3 +61,43 @@ def test_shipped_presets_resolve_every_section() -> None:
         resolve_config(EvalConfig, "eval", preset=path.stem)
         resolve_config(RagConfig, "rag", preset=path.stem)
         resolve_config(ServeSettings, "serve", preset=path.stem)
+
+
+# --------------------------------------------------------------------------- secrets
+
+
+def test_get_secret_reads_only_the_named_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    from aldlab.settings import get_secret
+
+    monkeypatch.setenv("ALDLAB_TEST_KEY", "  sk-test-123  ")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-not-for-you")
+    monkeypatch.setenv("ALDLAB_BLANK_KEY", " ")
+    assert get_secret("ALDLAB_TEST_KEY") == "sk-test-123"
+    assert get_secret("ALDLAB_BLANK_KEY") is None and get_secret("ALDLAB_UNSET_KEY") is None and get_secret(None) is None
+
+
+@pytest.mark.parametrize(("section", "key"), [("data", "teacher_api_key"), ("rag", "llm_api_key")])
+def test_a_plain_key_in_yaml_is_refused_with_the_variable_to_use(tmp_path: Path, section: str, key: str) -> None:
+    from aldlab.errors import UserError
+
+    path = write(tmp_path, {section: {key: "sk-live-secret"}})
+    cls = {"data": DataConfig, "rag": RagConfig}[section]
+    with pytest.raises(UserError) as info:
+        resolve_config(cls, section, config_file=path)
+    text = info.value.render()
+    assert f"{key}_env" in text and "extra.yaml" in text and "sk-live-secret" not in text
+
+
+def test_every_client_gets_its_key_from_the_variable_its_config_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    from aldlab.eval.judge import Judge
+    from aldlab.rag.generate import generator_from_config
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-not-for-you")
+    monkeypatch.setenv("MY_LLM_KEY", "sk-llm")
+    remote = generator_from_config(RagConfig(llm_url="http://127.0.0.1:9/v1", llm_api_key_env="MY_LLM_KEY"))
+    assert remote._client.headers["Authorization"] == "Bearer sk-llm"
+    judge = Judge.from_env("http://127.0.0.1:9/v1", "m", "ALDLAB_UNSET_JUDGE_KEY")
+    assert "Authorization" not in judge._client.headers  # no hidden OPENAI_API_KEY fallback
+    monkeypatch.setenv("ALDLAB_JUDGE_API_KEY", "sk-judge")
+    assert Judge.from_env("http://127.0.0.1:9/v1", "m")._client.headers["Authorization"] == "Bearer sk-judge"
+    assert DataConfig().teacher_api_key_env == "ALDLAB_TEACHER_API_KEY"

@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from aldlab.errors import UserError
-from aldlab.settings import configs_dir
+from aldlab.settings import PLAIN_SECRET_KEYS, configs_dir
 
 T = TypeVar("T")
 
@@ -103,6 +103,21 @@ def _apply_moved_keys(data: Mapping[str, Any], section: str, part: dict[str, Any
                 _warn_moved(source, f"{old_section}.{old_key}", f"{new_section}.{new_key}")
 
 
+def _refuse_plain_secrets(section: str, part: Mapping[str, Any], source: str | Path) -> None:
+    """A key written into YAML is refused, not used: the file is committed, shared and copied
+    into manifests. The config names the environment variable instead (`aldlab.settings.get_secret`)."""
+    for key, env_key in PLAIN_SECRET_KEYS.items():
+        if key in part:
+            raise UserError(
+                f"'{section}.{key}'에 API 키를 직접 쓰지 마세요: 키는 환경 변수에 두고 '{section}.{env_key}'에 그 변수 이름을 "
+                "적습니다.",
+                f"'{section}.{key}' holds a secret in a config file; keep the key in an environment variable and "
+                f"name that variable in '{section}.{env_key}'.",
+                path=source,
+                hint=f"'{key}' 줄을 지우고 export 하세요 / delete the '{key}' line and export the variable",
+            )
+
+
 def _warn_moved(source: str | Path, old: str, new: str) -> None:
     key = (str(source), old, new)
     if key in _warned:
@@ -123,6 +138,7 @@ def _sections(section: str, preset: str | None, config_file: str | Path | None) 
             continue
         data = load_yaml(source)
         part = _section_of(data, section, source)
+        _refuse_plain_secrets(section, part, source)
         _apply_moved_keys(data, section, part, source)
         parts.append(part)
     return parts

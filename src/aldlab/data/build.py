@@ -12,7 +12,6 @@ failed build leaves nothing partial behind.
 
 from __future__ import annotations
 
-import os
 import random
 import time
 from collections import Counter
@@ -39,6 +38,7 @@ from aldlab.kb.io import load_kb
 from aldlab.kb.schema import Document, KnowledgeBase
 from aldlab.manifest import kb_record, package_versions
 from aldlab.progress import progress_bar
+from aldlab.settings import get_secret
 
 if TYPE_CHECKING:
     from aldlab.data.teacher import TeacherStats
@@ -179,7 +179,8 @@ def build_dataset(config: DataConfig, progress: bool = True) -> DatasetReport:
 def _run_teacher(facts: list[Fact], kb: KnowledgeBase, config: DataConfig) -> "TeacherStats":
     from aldlab.data.teacher import TeacherClient, TeacherStats, improve_facts  # httpx: only when used
 
-    client = TeacherClient(str(config.teacher_url), str(config.teacher_model), api_key=config.teacher_api_key or os.environ.get("ALDLAB_TEACHER_API_KEY"), timeout_s=config.teacher_timeout_s)
+    api_key = get_secret(config.teacher_api_key_env)
+    client = TeacherClient(str(config.teacher_url), str(config.teacher_model), api_key=api_key, timeout_s=config.teacher_timeout_s)
     stats = TeacherStats()
     try:
         client.check_reachable()

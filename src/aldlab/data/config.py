@@ -53,7 +53,8 @@ class DataConfig:
     particle_check_sample: int = 400
     teacher_url: str | None = None
     teacher_model: str | None = None
-    teacher_api_key: str | None = None
+    #: environment variable holding the teacher endpoint's API key (never the key itself)
+    teacher_api_key_env: str = "ALDLAB_TEACHER_API_KEY"
     #: at most this many facts are sent to the teacher (it is slow; None = all)
     teacher_max_facts: int | None = 200
     teacher_timeout_s: float = 60.0

@@ -140,7 +140,7 @@ def dataset_stats(
             warnings.append(f"{name}: {len(side.examples)} rows < requested {side.requested} (KB too small for this size)")
     return {
         "inputs": {"kb": str(config.kb), "documents": len(kb.documents), "feedback_files": [str(p) for p in config.feedback]},
-        "config": config_to_dict(config) | {"feedback": [str(p) for p in config.feedback], "teacher_api_key": None},
+        "config": config_to_dict(config) | {"feedback": [str(p) for p in config.feedback]},
         "train": side_stats(train.examples),
         "eval": side_stats(evals.examples),
         "avg_answer_chars": _mean_len([e.plain_answer for e in [*train.examples, *evals.examples] if not e.is_refusal]),

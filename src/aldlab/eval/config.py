@@ -32,6 +32,7 @@ class EvalConfig:
     output_dir: str | Path = "runs/eval"
     judge_url: str | None = None
     judge_model: str | None = None
+    #: Environment variable holding the judge endpoint's API key (never the key itself).
     judge_api_key_env: str = "ALDLAB_JUDGE_API_KEY"
     judge_pairwise: bool = True
     max_new_tokens: int = 128

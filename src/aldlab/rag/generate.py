@@ -30,6 +30,7 @@ from typing import Any
 
 from aldlab.errors import UserError
 from aldlab.llm.chat_template import end_of_turn_token_ids, render_prompt_ids
+from aldlab.settings import get_secret
 
 BASE = "base"
 
@@ -476,7 +477,7 @@ def generator_from_config(
     """
     url = llm_url or config.llm_url
     if url:
-        return OpenAIGenerator(url, config.llm_model, config.llm_api_key, temperature=config.temperature)
+        return OpenAIGenerator(url, config.llm_model, get_secret(config.llm_api_key_env), temperature=config.temperature)
     from aldlab.llm.llamacpp import ENGINE as LLAMA_CPP
     from aldlab.llm.llamacpp import LlamaCppGenerator, resolve_engine
 
