@@ -28,7 +28,7 @@ SCRIPT = textwrap.dedent(
     from aldlab.train.config import TrainConfig
     from aldlab.train.trainer import train
     r = train(TrainConfig(**json.loads(sys.argv[1])), progress=False)
-    print("RESULT", r.steps)
+    print("RESULT", r.steps, flush=True)  # counted by the parent: never lost in a buffer at exit
     """
 )
 
