@@ -47,6 +47,7 @@ PACKAGES = (
     "sacrebleu",
     "matplotlib",
     "llama-cpp-python",
+    "gguf",
 )
 
 
