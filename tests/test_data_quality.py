@@ -26,7 +26,6 @@ from aldlab.data.questions import (
 from aldlab.data.refusals import AREAS, in_domain_refusal_facts
 from aldlab.data.review import check_rows
 from aldlab.data.semantic import HashingVectors, SemanticIndex
-from aldlab.kb.io import save_kb
 from aldlab.kb.schema import Document, KnowledgeBase
 from aldlab.prompts import REFUSAL, build_messages
 
