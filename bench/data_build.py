@@ -21,7 +21,7 @@ from aldlab.data.build import build_dataset
 from aldlab.data.config import DataConfig
 from aldlab.data.dedup import jaccard, ngrams, similar_pairs
 from aldlab.data.synthetic import synthetic_kb
-from aldlab.kb.schema import save_kb
+from aldlab.kb.io import save_kb
 from aldlab.settings import shipped_kb_dir
 
 

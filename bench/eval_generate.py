@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def rag_prompts(n: int) -> list[list[dict[str, str]]]:
     """Chat messages of the first `n` answerable seed questions with retrieved contexts."""
-    from aldlab.kb.schema import load_kb
+    from aldlab.kb.io import load_kb
     from aldlab.prompts import build_messages
     from aldlab.rag.answer import build_retriever
     from aldlab.rag.config import RagConfig

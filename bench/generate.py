@@ -147,7 +147,7 @@ def main() -> None:
         print(json.dumps(run_worker(json.loads(args.worker), Path(args.prompts_file), args.max_new_tokens), ensure_ascii=False))
         return
 
-    from aldlab.train.model import load_tokenizer
+    from aldlab.llm.model import load_tokenizer
 
     prompts = rag_prompts(args.prompts)
     tokenizer = load_tokenizer(None)

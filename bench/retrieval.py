@@ -35,10 +35,12 @@ sys.path.insert(0, str(REPO / "src"))
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from aldlab.kb.schema import Document, load_kb  # noqa: E402
+from aldlab.kb.io import load_kb  # noqa: E402
+from aldlab.kb.schema import Document  # noqa: E402
 from aldlab.rag.answer import build_retriever  # noqa: E402
 from aldlab.rag.config import RagConfig  # noqa: E402
-from aldlab.rag.confidence import DevQuestion, load_questions, reliability  # noqa: E402
+from aldlab.evalset import Question, load_questions  # noqa: E402
+from aldlab.rag.confidence import reliability  # noqa: E402
 from aldlab.rag.index import CorpusIndex  # noqa: E402
 from aldlab.rag.retriever import HybridRetriever, _top_indices, single_thread_blas  # noqa: E402
 
@@ -53,7 +55,7 @@ def rank_of_gold(ids: list[str], gold: list[str]) -> int | None:
     return None
 
 
-def quality(rankers: dict[str, callable], questions: list[DevQuestion]) -> dict[str, dict[str, float]]:
+def quality(rankers: dict[str, callable], questions: list[Question]) -> dict[str, dict[str, float]]:
     out = {}
     for name, ranker in rankers.items():
         ranks = [rank_of_gold(ranker(q.question), q.doc_ids) for q in questions]

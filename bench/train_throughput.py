@@ -93,7 +93,7 @@ def _meta_model():
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    from aldlab.train.model import resolve_model_path
+    from aldlab.llm.model import resolve_model_path
 
     with torch.device("meta"):
         return AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(resolve_model_path("embedded")))
@@ -147,7 +147,7 @@ def child_aldlab(args: argparse.Namespace) -> dict:
 def _tokenised_rows(path: str, max_length: int, model: str) -> list[dict]:
     """aldlab's token ids and answer masks for every row (the same input for every side)."""
     from aldlab.train.data import tokenize_file
-    from aldlab.train.model import load_tokenizer
+    from aldlab.llm.model import load_tokenizer
 
     tok = load_tokenizer(model)
     rows = []
@@ -203,7 +203,7 @@ def child_trl(args: argparse.Namespace, *, group_by_length: bool = False) -> dic
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
-    from aldlab.train.model import load_model, load_tokenizer
+    from aldlab.llm.model import load_model, load_tokenizer
 
     torch.set_num_threads(os.cpu_count() or 1)
     tok = load_tokenizer(args.model)
@@ -235,7 +235,7 @@ def child_legacy(args: argparse.Namespace) -> dict:
     from peft import get_peft_model
     from transformers import Trainer, TrainingArguments, default_data_collator
 
-    from aldlab.train.model import load_model
+    from aldlab.llm.model import load_model
 
     torch.set_num_threads(os.cpu_count() or 1)
     rows = _tokenised_rows(args.data, args.max_length, args.model)

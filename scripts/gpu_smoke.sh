@@ -33,10 +33,10 @@ train() {  # train <config> <output dir> [extra flags...]
   local config=$1 out=$2
   shift 2
   accelerate launch --config_file "configs/accelerate/$config.yaml" --num_processes "$NPROC" \
-    -m aldlab.cli train --model_name "$MODEL" --train_file "$WORK/data/train.jsonl" \
-    --eval_file "$WORK/data/eval.jsonl" --output_dir "$out" --max_steps "$STEPS" --save_steps 5 \
-    --eval_steps 10 --batch_size 2 --gradient_accumulation_steps 2 --max_seq_len auto \
-    --max_train_examples 200 --no_progress "$@"
+    -m aldlab.cli train --model "$MODEL" --train-file "$WORK/data/train.jsonl" \
+    --eval-file "$WORK/data/eval.jsonl" --output "$out" --max-steps "$STEPS" --save-steps 5 \
+    --eval-steps 10 --batch-size 2 --gradient-accumulation-steps 2 --max-seq-len auto \
+    --max-train-examples 200 --quiet "$@"
 }
 
 declare -A RESULT

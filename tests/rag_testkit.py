@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from aldlab.kb.schema import Document, KnowledgeBase, save_kb
+from aldlab.kb.io import save_kb
+from aldlab.kb.schema import Document, KnowledgeBase
 
 DOCS = [
     ("tiny-001", "Purge 시간", "purge", ["Purge", "Purge 시간"],
@@ -71,10 +72,11 @@ OFF_TOPIC = [
 def write_dev_set(path: Path) -> Path:
     """IN_KB + OFF_TOPIC as an eval-set file (the calibration dev set of the tiny KB)."""
     rows = [
-        {"id": f"d{i}", "question": q, "answerable": True, "doc_ids": ids, "expect": [], "topic": "t"}
+        {"id": f"d{i}", "question": q, "answerable": True, "doc_ids": ids, "expect": [[q.split()[0]]], "topic": "t",
+         "difficulty": "기본"}
         for i, (q, ids) in enumerate(IN_KB)
     ] + [
-        {"id": f"o{i}", "question": q, "answerable": False, "doc_ids": [], "expect": [], "topic": "off"}
+        {"id": f"o{i}", "question": q, "answerable": False, "doc_ids": [], "expect": [], "topic": "off", "difficulty": "기본"}
         for i, q in enumerate(OFF_TOPIC)
     ]
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")

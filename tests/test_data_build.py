@@ -13,7 +13,8 @@ from aldlab.data.config import DataConfig
 from aldlab.data.dedup import jaccard, ngrams, normalize
 from aldlab.data.korean import find_particle_errors
 from aldlab.data.synthetic import synthetic_kb
-from aldlab.kb.schema import Document, KnowledgeBase, load_kb, save_kb
+from aldlab.kb.io import load_kb, save_kb
+from aldlab.kb.schema import Document
 from aldlab.prompts import REFUSAL, SYSTEM_PROMPT, build_messages
 
 HAND_DOCS = [

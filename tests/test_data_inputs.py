@@ -14,7 +14,7 @@ from aldlab.data.build import build_dataset
 from aldlab.data.commands import app
 from aldlab.data.config import DataConfig
 from aldlab.errors import UserError
-from aldlab.kb.schema import load_kb
+from aldlab.kb.io import load_kb
 
 from test_data_build import make_kb, question_of, read_rows
 

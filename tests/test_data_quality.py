@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from aldlab.data.build import SemanticIndex, build_dataset
+from aldlab.data.build import build_dataset
 from aldlab.data.config import DataConfig
 from aldlab.data.facts import Candidate, Fact
 from aldlab.data.korean import josa
@@ -25,8 +25,8 @@ from aldlab.data.questions import (
 )
 from aldlab.data.refusals import AREAS, in_domain_refusal_facts
 from aldlab.data.review import check_rows
-from aldlab.data.semantic import HashingVectors
-from aldlab.kb.schema import Document, KnowledgeBase, save_kb
+from aldlab.data.semantic import HashingVectors, SemanticIndex
+from aldlab.kb.schema import Document, KnowledgeBase
 from aldlab.prompts import REFUSAL, build_messages
 
 

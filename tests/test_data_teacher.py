@@ -56,7 +56,7 @@ def test_endpoint_path_is_normalised() -> None:
     assert TeacherClient("http://h:8000/v1/", "m").endpoint == "http://h:8000/v1/chat/completions"
 
 
-def test_build_with_a_local_fake_teacher_counts_rejections(tmp_path) -> None:
+def test_build_with_a_local_fake_teacher_counts_rejections(tmp_path, monkeypatch) -> None:
     import threading
     from http.server import BaseHTTPRequestHandler, HTTPServer
 
@@ -64,8 +64,11 @@ def test_build_with_a_local_fake_teacher_counts_rejections(tmp_path) -> None:
     from aldlab.data.config import DataConfig
     from test_data_build import make_kb, read_rows
 
+    auth: list[str | None] = []
+
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:  # noqa: N802 - http.server API
+            auth.append(self.headers.get("Authorization"))
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             question = body["messages"][-1]["content"].split("질문: ")[-1].split("\n")[0]
             reply = {"questions": [question.rstrip("?.") + " 좀 알려주세요.", "它是什么?"], "answer": "전혀 관계없는 내용으로 만든 답변입니다."}
@@ -82,6 +85,7 @@ def test_build_with_a_local_fake_teacher_counts_rejections(tmp_path) -> None:
     server = HTTPServer(("127.0.0.1", 0), Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
+    monkeypatch.setenv("ALDLAB_TEACHER_API_KEY", "sk-teacher")  # data.teacher_api_key_env's default
     try:
         kb = make_kb(tmp_path / "kb", n_synthetic=20)
         url = f"http://127.0.0.1:{server.server_address[1]}/v1"
@@ -90,6 +94,8 @@ def test_build_with_a_local_fake_teacher_counts_rejections(tmp_path) -> None:
         server.shutdown()
     teacher = report.stats["teacher"]
     assert teacher["calls"] == 10 and teacher["accepted_questions"] >= 1
+    assert set(auth) == {"Bearer sk-teacher"}
+    assert "sk-teacher" not in report.stats_path.read_text("utf-8")  # the config records the variable's name only
     assert teacher["rejected"]["chinese_characters"] == 10 and teacher["rejected"]["ungrounded_answer"] >= 1
     rows = read_rows(report.train_path) + read_rows(report.eval_path)
     text = json.dumps(rows, ensure_ascii=False)

@@ -195,3 +195,14 @@ def test_summary_reports_share_of_looping_or_echoing_answers() -> None:
     assert summary["repetition_rate"] == pytest.approx(1 / 5) and summary["echo_rate"] == pytest.approx(1 / 5)
     assert summary["support"]["n"] == 5 and 0 < summary["support"]["value"] < 1
     assert summary["repetition"]["value"] > 0 and summary["echo"]["value"] > 0
+
+
+def test_format_estimate_is_the_one_ci_format() -> None:
+    from aldlab.eval.metrics import MISSING_VALUE, format_estimate
+
+    est = {"value": 0.677, "low": 0.534, "high": 0.812, "n": 28}
+    assert format_estimate(est) == "0.677 [0.534, 0.812]"  # the README's "[95% CI]" columns
+    assert format_estimate(est, 2, ci=False) == "0.68"
+    assert format_estimate({"value": 0.427, "low": 0.271, "high": 0.586}, signed=True) == "+0.427 [+0.271, +0.586]"
+    assert format_estimate({"value": 1.0, "low": 1.0, "high": 1.0}) == "1.000"  # no interval to show
+    assert format_estimate({"value": None}) == format_estimate(None) == MISSING_VALUE

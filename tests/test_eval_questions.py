@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from aldlab.errors import UserError
-from aldlab.eval.questions import DIFFICULTIES, load_questions
+from aldlab.evalset import DIFFICULTIES, load_questions
 from aldlab.settings import shipped_evalset, shipped_kb_dir
 
 GOOD = {
@@ -102,3 +102,21 @@ def test_seed_key_facts_are_stated_in_the_shipped_kb() -> None:
         if not any(alt.casefold().replace(" ", "") in kb for alt in group)
     ]
     assert not missing
+
+
+def test_one_parser_reads_every_shipped_set_and_the_calibration_uses_it(tmp_path: Path) -> None:
+    """seed, holdout and dev share one format; dev's doc_ids (retrieval gold) are part of it."""
+    from aldlab.rag import confidence
+    from aldlab.settings import REPO_ROOT
+
+    sets = {p.stem: load_questions(p) for p in sorted((REPO_ROOT / "evalsets").glob("*.jsonl"))}
+    assert {"seed", "dev", "holdout"} <= set(sets)
+    assert all(q.doc_ids for q in sets["dev"] if q.answerable)
+    assert confidence.load_questions is load_questions  # rag calibration reads sets with the same parser
+
+    with pytest.raises(UserError) as info:
+        load_questions(write(tmp_path, [{**GOOD, "doc_ids": "ald-basics-001"}]))
+    assert "doc_ids" in info.value.render() and info.value.line == 1
+    row = load_questions(write(tmp_path, [{**GOOD, "doc_ids": ["a-1"]}]))[0]
+    assert row.doc_ids == ["a-1"] and row.to_json()["doc_ids"] == ["a-1"]
+    assert "doc_ids" not in load_questions(write(tmp_path, [GOOD]))[0].to_json()

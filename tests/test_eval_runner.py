@@ -99,6 +99,9 @@ def test_run_eval_writes_all_outputs_with_expected_scores(tmp_path: Path, qfile:
     assert "| ft+rag |" in md and "system comparison" in md
     manifest = json.loads((result.output_dir / "manifest.json").read_text(encoding="utf-8"))
     assert manifest["questions_sha256"] and manifest["config"]["max_new_tokens"] == 32
+    # the KB is named by the content hash data and the retrieval index record (aldlab.manifest)
+    assert len(manifest["kb"]["content_hash"]) == 16 and manifest["kb"]["documents"] > 0
+    assert set(manifest["versions"]) >= {"python", "torch", "kiwipiepy"}
     assert result.passed is None
 
 
@@ -231,3 +234,32 @@ def test_presets_have_a_valid_eval_section(preset: str) -> None:
     config = resolve_config(EvalConfig, "eval", preset=preset)
     assert runner.parse_systems(config.systems, {"ft": "x"})
     assert 1 <= config.max_new_tokens <= 1024
+
+
+class EchoingAssistant(FakeAssistant):
+    """base echoes the system prompt / RAG instruction (both contain the refusal phrase), as an
+    untuned model does; ft refuses the unanswerable question properly."""
+
+    def answer(self, question: str, *, model: str = "base", use_retrieval: bool = True, max_new_tokens: int = 256) -> Answer:
+        from aldlab.prompts import RAG_INSTRUCTION, SYSTEM_PROMPT
+
+        answer = super().answer(question, model=model, use_retrieval=use_retrieval, max_new_tokens=max_new_tokens)
+        if model == "base":
+            answer.text = f"{RAG_INSTRUCTION} {SYSTEM_PROMPT}" if use_retrieval else SYSTEM_PROMPT
+        return answer
+
+
+def test_an_echoed_system_prompt_is_not_counted_as_a_refusal(tmp_path: Path, qfile: Path) -> None:
+    """The echo contains "관련 정보가 부족합니다" inside the instruction; eval must call it an
+    answer (as the service shows it), not a refusal that earns refusal recall."""
+    from aldlab.prompts import REFUSAL, SYSTEM_PROMPT
+
+    assert REFUSAL in SYSTEM_PROMPT  # the trap this test is about
+    result = runner.run_eval(make_config(tmp_path, qfile), progress=False, assistant_factory=lambda c, r: EchoingAssistant())
+    lines = [json.loads(x) for x in result.paths["answers.jsonl"].read_text(encoding="utf-8").splitlines()]
+    echoes = [r for r in lines if r["system"] in ("base", "base+rag")]
+    assert len(echoes) == 8 and not any(r["refused"] for r in echoes)
+    systems = result.metrics["systems"]
+    assert systems["base"]["refusal_recall"]["value"] == 0.0 and systems["base+rag"]["refusal_recall"]["value"] == 0.0
+    assert systems["ft"]["refusal_recall"]["value"] == 1.0  # a real refusal still counts
+    assert {r["id"] for r in lines if r["refused"]} == {"x1"}

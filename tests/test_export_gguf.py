@@ -30,7 +30,7 @@ def _random_adapter(model: object, out: Path, std: float, targets: list[str]) ->
 def tiny_adapter(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from transformers import AutoModelForCausalLM
 
-    from aldlab.train.tiny import build_tiny_model_dir
+    from aldlab.llm.tiny import build_tiny_model_dir
 
     model_dir = build_tiny_model_dir(tmp_path_factory.mktemp("tiny") / "model")
     model = AutoModelForCausalLM.from_pretrained(str(model_dir))
@@ -39,7 +39,7 @@ def tiny_adapter(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def merged(tiny_adapter: Path):  # noqa: ANN201
-    from aldlab.train.export import merge_adapter
+    from aldlab.llm.merge import merge_adapter
 
     return merge_adapter(tiny_adapter)
 
@@ -160,8 +160,8 @@ def test_embedded_model_gguf_export_matches_hf_greedy(tmp_path: Path) -> None:
     """
     from aldlab.llm.gguf_export import embedded_gguf_path, export_gguf
     from aldlab.prompts import build_messages
-    from aldlab.train.export import merge_adapter
-    from aldlab.train.model import load_model
+    from aldlab.llm.merge import merge_adapter
+    from aldlab.llm.model import load_model
 
     adapter = _random_adapter(load_model("embedded"), tmp_path / "ft", 0.02, ["q_proj", "v_proj"])
     result = export_gguf(adapter, tmp_path / "gguf", "f16")

@@ -21,7 +21,7 @@ def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Tiny Gemma 3 whose attention scale is 1/sqrt(head_dim), as llama.cpp computes it."""
     import json
 
-    from aldlab.train.tiny import build_tiny_model_dir
+    from aldlab.llm.tiny import build_tiny_model_dir
 
     out = build_tiny_model_dir(tmp_path_factory.mktemp("tiny") / "model")
     config = json.loads((out / "config.json").read_text(encoding="utf-8"))
@@ -32,7 +32,7 @@ def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def tokenizer(tiny_dir: Path):  # noqa: ANN201
-    from aldlab.train.model import load_tokenizer
+    from aldlab.llm.model import load_tokenizer
 
     return load_tokenizer(str(tiny_dir))
 

@@ -10,7 +10,8 @@ import numpy as np
 
 from aldlab.kb.audit import audit_kb, render_markdown
 from aldlab.kb.claims import Vocabulary, find_quantities, scales_disagree
-from aldlab.kb.schema import Document, KnowledgeBase, load_kb, save_kb
+from aldlab.kb.io import load_kb, save_kb
+from aldlab.kb.schema import Document, KnowledgeBase
 from aldlab.settings import shipped_kb_dir
 
 KEYWORDS = ["Carrier gas", "MFC", "Canister", "Valve", "VG12", "Gate Valve", "로드락", "Pump", "sccm", "Torr", "온도"]

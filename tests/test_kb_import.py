@@ -10,7 +10,8 @@ import pytest
 from aldlab.errors import UserError
 from aldlab.kb.edit import add_document, delete_document, import_into, import_preview, update_document
 from aldlab.kb.loaders import load_any, load_legacy_json, split_passages
-from aldlab.kb.schema import Document, load_kb
+from aldlab.kb.io import load_kb
+from aldlab.kb.schema import Document
 from aldlab.kb.validate import validate_kb, validate_path
 
 

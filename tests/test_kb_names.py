@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-import aldlab.kb.schema as schema
-from aldlab.kb.schema import Document, KnowledgeBase, load_kb, save_kb
+import aldlab.kb.io as schema
+from aldlab.kb.io import load_kb, save_kb
+from aldlab.kb.schema import Document, KnowledgeBase
 from aldlab.kb.validate import validate_kb
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from aldlab.kb.schema import load_kb
+from aldlab.kb.io import load_kb
 from aldlab.kb.stats import compute_stats
 from aldlab.kb.validate import validate_kb
 from aldlab.settings import shipped_kb_dir

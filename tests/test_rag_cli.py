@@ -157,7 +157,7 @@ def test_ask_base_way_out_and_base_only_warning(
 
 
 def test_a_recorded_adapter_that_is_gone_is_reported_not_used(fake_hf: type[FakeHF], tmp_path: Path) -> None:
-    from aldlab.rag.commands import choose_model
+    from aldlab.rag.build import choose_model
     from aldlab.settings import default_adapter, record_default_adapter
 
     record_default_adapter(tmp_path / "deleted", "embedded")

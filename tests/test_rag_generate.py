@@ -23,7 +23,7 @@ BATCH = [
 
 @pytest.fixture(scope="module")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from aldlab.train.tiny import build_tiny_model_dir
+    from aldlab.llm.tiny import build_tiny_model_dir
 
     return build_tiny_model_dir(tmp_path_factory.mktemp("tiny") / "model")
 

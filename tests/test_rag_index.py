@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from rag_testkit import install_fake_embedder, write_tiny_kb
 
-from aldlab.kb.schema import load_kb
+from aldlab.kb.io import load_kb
 from aldlab.rag import index as index_module
 from aldlab.rag.answer import Assistant
 from aldlab.rag.config import RagConfig

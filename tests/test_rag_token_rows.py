@@ -26,7 +26,7 @@ def _last_logits(model, tokenizer) -> torch.Tensor:
 def test_merged_rows_give_the_adapter_and_base_stays_base(trained) -> None:
     from peft import PeftModel
 
-    from aldlab.train.model import load_model, load_tokenizer
+    from aldlab.llm.model import load_model, load_tokenizer
 
     tokenizer = load_tokenizer(str(trained["model"]))
     plain_base = _last_logits(load_model(str(trained["model"])).eval(), tokenizer)

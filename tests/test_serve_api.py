@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from aldlab.kb.schema import load_kb
+from aldlab.kb.io import load_kb
 from aldlab.serve.app import create_app
 from aldlab.serve.fake import FakeAssistant
 from aldlab.serve.settings import ServeSettings
@@ -63,10 +63,25 @@ def test_ask_returns_cited_answer_and_logs_it(client: TestClient, store: Store) 
     body = r.json()
     assert body["citations"] == [{"id": "tiny-003", "title": "TMA 전구체", "how": "bracket", "support": 0.0}]
     assert body["contexts"][0]["id"] == "tiny-003" and body["contexts"][0]["score"] > 0
-    assert body["confidence_label"] in {"high", "medium", "low"}
+    # The fake's confidence is 0.3 + the share of question words the document has (1 of
+    # "TMA", "전구체는", "무엇인가요" -> 0.63): between confidence_medium 0.4 and confidence_high 0.7.
+    assert body["confidence"] == pytest.approx(0.6333) and body["confidence_label"] == "medium"
     assert body["confidence_explanation"]["ko"] and body["confidence_explanation"]["en"]
     logged = store.get_answer(body["answer_id"])
     assert logged is not None and logged.question == "TMA 전구체는 무엇인가요?" and logged.answer == body["answer"]
+
+
+@pytest.mark.parametrize(
+    ("high", "medium", "label"), [(0.6, 0.4, "high"), (0.7, 0.4, "medium"), (0.9, 0.7, "low")]
+)
+def test_confidence_label_follows_the_configured_thresholds(
+    assistant: FakeAssistant, store: Store, kb_dir: Path, high: float, medium: float, label: str
+) -> None:
+    client = make_client(assistant, store, kb_dir, confidence_high=high, confidence_medium=medium)
+    body = client.post("/api/ask", json={"question": "TMA 전구체는 무엇인가요?"}).json()  # confidence 0.63
+    assert body["refused"] is False and body["confidence_label"] == label
+    explanation = body["confidence_explanation"]
+    assert {"high": "높음", "medium": "보통", "low": "낮음"}[label] in explanation["ko"] and label in explanation["en"]
 
 
 def test_out_of_kb_question_is_refused_with_low_confidence(client: TestClient) -> None:
@@ -235,7 +250,7 @@ def test_edits_return_before_a_slow_reindex_finishes(
         calls.append(1)
         release.wait(10)
 
-    monkeypatch.setattr(assistant, "reload", slow_reload)
+    monkeypatch.setattr(assistant, "reload_if_changed", slow_reload)
     doc = {"id": "tiny-300", "text": "ALD 문서 하나 더", "topic": "basics"}
     r = client.post("/api/admin/documents", json=doc, headers=admin())
     assert r.status_code == 201 and r.json()["reload"]["scheduled"] is True

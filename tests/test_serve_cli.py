@@ -14,7 +14,9 @@ from fastapi.responses import StreamingResponse
 from fastapi.testclient import TestClient
 
 from aldlab.errors import UserError
-from aldlab.serve.commands import build_app, build_assistant, is_loopback, parse_adapters, resolve_settings
+from aldlab.rag.answer import Assistant
+from aldlab.rag.build import build_assistant, rag_config_from_flags
+from aldlab.serve.commands import build_app, is_loopback, resolve_settings
 from aldlab.serve.testing import serve_in_thread, write_tiny_kb
 
 
@@ -43,16 +45,6 @@ def fake_vllm(calls: list[dict[str, Any]]) -> FastAPI:
     return app
 
 
-def test_parse_adapters(tmp_path: Path) -> None:
-    assert parse_adapters([f"ald={tmp_path}"]) == {"ald": str(tmp_path)}
-    with pytest.raises(UserError, match="NAME=DIR"):
-        parse_adapters(["justapath"])
-    with pytest.raises(UserError, match="not found"):
-        parse_adapters([f"ald={tmp_path / 'missing'}"])
-    with pytest.raises(UserError, match="reserved"):
-        parse_adapters([f"base={tmp_path}"])
-
-
 def test_loopback_detection() -> None:
     assert is_loopback("127.0.0.1") and is_loopback("localhost") and is_loopback("::1")
     assert not is_loopback("0.0.0.0") and not is_loopback("example.com")
@@ -75,7 +67,6 @@ def test_settings_from_preset_config_and_flags(tmp_path: Path, monkeypatch: pyte
 
 
 def test_llm_url_serves_base_and_lora_through_an_openai_compatible_server(tmp_path: Path) -> None:
-    pytest.importorskip("aldlab.rag.answer")
     kb = write_tiny_kb(tmp_path / "kb")
     config = tmp_path / "vllm.yaml"
     # BM25 only and no refusal threshold: the test is about the generation path.
@@ -88,10 +79,9 @@ def test_llm_url_serves_base_and_lora_through_an_openai_compatible_server(tmp_pa
     with serve_in_thread(fake_vllm(calls)) as vllm_url:
         url = vllm_url + "/v1"
         settings = resolve_settings(preset=None, config_file=config, overrides={}, llm_url=url)
-        assistant = build_assistant(
-            settings, preset=None, config_file=config, model_name=None, adapters={}, llm_url=url,
-            llm_model="Qwen/Qwen2.5-7B-Instruct",
-        )
+        rag_config = rag_config_from_flags(None, config, llm_url=url, llm_model="Qwen/Qwen2.5-7B-Instruct")
+        assistant = build_assistant(settings.kb, rag_config, load_model=True)
+        assert isinstance(assistant, Assistant)
         from aldlab.rag.generate import OpenAIGenerator
 
         assert isinstance(assistant.generator, OpenAIGenerator)

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from aldlab.kb.schema import KnowledgeBase, save_kb
+from aldlab.kb.io import save_kb
+from aldlab.kb.schema import KnowledgeBase
 from aldlab.serve.app import create_app
 from aldlab.serve.fake import FakeAssistant
 from aldlab.serve.settings import ServeSettings

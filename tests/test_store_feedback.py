@@ -177,7 +177,7 @@ def test_audit_records_before_and_after(tmp_path: Path) -> None:
 
 def test_only_approved_single_turn_feedback_reaches_the_dataset(tmp_path: Path) -> None:
     from aldlab.data.feedback import load_feedback
-    from aldlab.kb.schema import load_kb
+    from aldlab.kb.io import load_kb
     from aldlab.serve.testing import write_tiny_kb
 
     kb = load_kb(write_tiny_kb(tmp_path / "kb"))

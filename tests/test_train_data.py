@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from aldlab.errors import UserError
+from aldlab.llm.chat_template import GEMMA_TEMPLATE, GENERIC_TEMPLATE, end_of_turn_token_ids, ensure_chat_template
+from aldlab.llm.tiny import build_tiny_tokenizer
 from aldlab.prompts import build_messages
-from aldlab.train.chat_template import GEMMA_TEMPLATE, GENERIC_TEMPLATE, end_of_turn_token_ids, ensure_chat_template
 from aldlab.train.config import TrainConfig
 from aldlab.train.data import (
     IGNORE_INDEX,
@@ -24,7 +25,7 @@ from aldlab.train.data import (
     tokenize_conversation,
     tokenize_file,
 )
-from aldlab.train.tiny import build_tiny_tokenizer, write_chat_jsonl
+from aldlab.train.tiny import write_chat_jsonl
 
 
 @pytest.fixture(scope="module")

@@ -74,8 +74,8 @@ def test_deepspeed_explicit_values_must_agree_with_the_config() -> None:
 def test_deepspeed_auto_bucket_sizes_can_be_filled_from_the_wrapped_model(tmp_path: Path) -> None:
     """ZeRO-3's "auto" bucket sizes need model.config.hidden_size on the prepared module."""
     from aldlab.train.loss import SupervisedCausalLM
-    from aldlab.train.model import load_model
-    from aldlab.train.tiny import build_tiny_model_dir
+    from aldlab.llm.model import load_model
+    from aldlab.llm.tiny import build_tiny_model_dir
 
     wrapped = SupervisedCausalLM(load_model(str(build_tiny_model_dir(tmp_path / "m"))))
     assert wrapped.config.hidden_size == 32
@@ -88,8 +88,8 @@ def test_fsdp_config_builds_a_sharded_plugin_that_wraps_decoder_layers(monkeypat
     from peft import LoraConfig, get_peft_model
 
     from aldlab.train.loss import SupervisedCausalLM
-    from aldlab.train.model import load_model
-    from aldlab.train.tiny import build_tiny_model_dir
+    from aldlab.llm.model import load_model
+    from aldlab.llm.tiny import build_tiny_model_dir
 
     monkeypatch.chdir(REPO)
     env = _launch_env("configs/accelerate/fsdp.yaml", deepspeed=False)

@@ -12,11 +12,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from aldlab.llm.tiny import build_tiny_model_dir
+from aldlab.train.checkpoint import latest_checkpoint
 from aldlab.train.config import TrainConfig
 from aldlab.train.data import collate, load_examples
 from aldlab.train.loss import SupervisedCausalLM, full_logits_loss
-from aldlab.train.tiny import build_tiny_model_dir, write_chat_jsonl
-from aldlab.train.trainer import latest_checkpoint, train
+from aldlab.train.tiny import write_chat_jsonl
+from aldlab.train.trainer import train
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +47,7 @@ def _step_losses(out: Path) -> list[float]:
 
 
 def test_sliced_head_loss_equals_full_logits_loss(tiny) -> None:
-    from aldlab.train.model import load_model, load_tokenizer
+    from aldlab.llm.model import load_model, load_tokenizer
 
     tok = load_tokenizer(str(tiny["model"]))
     model = load_model(str(tiny["model"]))
@@ -208,7 +210,7 @@ def test_export_merged_matches_adapter(tiny, tmp_path: Path) -> None:
 
 def test_first_step_trains_and_log_shows_the_lr_used(tiny, tmp_path: Path) -> None:
     """48 steps at 3% warm-up made HF's schedule give step 1 a learning rate of 0: wasted."""
-    from aldlab.train.trainer import lr_factor, warmup_steps
+    from aldlab.train.schedule import lr_factor, warmup_steps
 
     assert warmup_steps(0.03, 48) == 2
     factors = [lr_factor(s, "cosine", 2, 48) for s in range(48)]
@@ -265,7 +267,7 @@ def test_adapter_names_the_embedded_base_portably(tiny, tmp_path: Path, monkeypa
     """adapter_config.json must not carry ALDLAB_HOME's absolute path: export from a copy works."""
     import shutil
 
-    import aldlab.train.model as model_mod
+    import aldlab.llm.model as model_mod
     from aldlab.train.export import export_merged
 
     monkeypatch.setattr(model_mod, "embedded_model_dir", lambda home=None: tiny["model"])

@@ -17,8 +17,9 @@ from pathlib import Path
 
 import pytest
 
+from aldlab.llm.tiny import build_tiny_model_dir
 from aldlab.train.config import TrainConfig
-from aldlab.train.tiny import build_tiny_model_dir, write_chat_jsonl
+from aldlab.train.tiny import write_chat_jsonl
 from aldlab.train.trainer import train
 
 SCRIPT = textwrap.dedent(
@@ -27,7 +28,7 @@ SCRIPT = textwrap.dedent(
     from aldlab.train.config import TrainConfig
     from aldlab.train.trainer import train
     r = train(TrainConfig(**json.loads(sys.argv[1])), progress=False)
-    print("RESULT", r.steps)
+    print("RESULT", r.steps, flush=True)  # counted by the parent: never lost in a buffer at exit
     """
 )
 

@@ -15,9 +15,9 @@ def test_short_finetune_answers_end_at_end_of_turn(tmp_path: Path) -> None:
     import torch
     from peft import PeftModel
 
-    from aldlab.train.chat_template import end_of_turn_token_ids
+    from aldlab.llm.chat_template import end_of_turn_token_ids
     from aldlab.train.config import TrainConfig
-    from aldlab.train.model import load_model, load_tokenizer
+    from aldlab.llm.model import load_model, load_tokenizer
     from aldlab.train.trainer import train
 
     answer = "ALD는 원자층 증착입니다."

@@ -14,7 +14,7 @@ from aldlab.train.tiny import train_tiny_adapter
 def test_end_of_turn_row_is_trained_and_only_that_row(tmp_path: Path) -> None:
     from peft import PeftModel
 
-    from aldlab.train.model import load_model, load_tokenizer
+    from aldlab.llm.model import load_model, load_tokenizer
 
     model_dir, out = train_tiny_adapter(tmp_path, trainable_tokens=["<end_of_turn>"])
     tok = load_tokenizer(str(model_dir))

@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 
 from aldlab import __version__
+from aldlab.cli_options import normalize_flag
 from aldlab.data.commands import app as data_app
 from aldlab.eval.commands import eval_command
 from aldlab.kb.commands import app as kb_app
@@ -32,6 +33,8 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    # One spelling per flag; `--snake_case` and old names (FLAG_ALIASES) still match.
+    context_settings={"token_normalize_func": normalize_flag},
 )
 
 

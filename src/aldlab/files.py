@@ -11,8 +11,9 @@ import fcntl
 import hashlib
 import json
 import os
+import shutil
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,54 @@ def _current_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+@contextlib.contextmanager
+def staged_directory(output_dir: str | Path, *, owned: Sequence[str], marker: str = "manifest.json") -> Iterator[Path]:
+    """Yield a temp dir next to `output_dir`; on success it replaces `output_dir` in one rename.
+
+    The directory-level twin of `atomic_write_bytes`: a stage that writes several files
+    (train.jsonl, eval.jsonl, stats.json, ...) never leaves a mix of old and new ones, and a
+    failed run leaves the previous output untouched. An existing non-empty directory is
+    replaced only when it looks like this stage's output (it has `marker`, or holds only
+    `owned` names); a directory of other files is refused instead of deleted.
+    """
+    output_dir = Path(output_dir)
+    if output_dir.exists() and not output_dir.is_dir():
+        raise UserError("출력 경로가 파일입니다.", "Output path is a file, not a directory.", path=output_dir)
+    if output_dir.is_dir() and any(output_dir.iterdir()) and not (output_dir / marker).exists():
+        foreign = sorted(p.name for p in output_dir.iterdir() if p.name not in owned)
+        if foreign:
+            raise UserError(
+                "출력 디렉터리에 다른 파일이 있어 덮어쓰지 않습니다.",
+                f"Output directory holds other files ({', '.join(foreign[:3])}); not overwriting.",
+                path=output_dir,
+                hint="빈 디렉터리나 새 경로를 --output 으로 주세요 / pass an empty or new --output",
+            )
+    output_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.tmp-", dir=output_dir.parent))
+    try:
+        yield tmp
+        make_readable(tmp)
+        backup = None
+        if output_dir.exists():
+            backup = output_dir.parent / f".{output_dir.name}.old-{os.getpid()}"
+            os.replace(output_dir, backup)
+        os.replace(tmp, output_dir)
+        if backup is not None:
+            shutil.rmtree(backup, ignore_errors=True)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def make_readable(directory: Path) -> None:
+    """mkdtemp/mkstemp create 0700/0600; an artefact directory is meant to be read by others
+    (the umask applies, as for a plain mkdir/open)."""
+    umask = _current_umask()
+    directory.chmod(0o777 & ~umask)
+    for path in directory.iterdir():
+        path.chmod(0o666 & ~umask)
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
@@ -121,6 +170,30 @@ def sha256_file(path: str | Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def sha256_tree(path: str | Path) -> str | None:
+    """Hex sha256 of a file, or of a directory's files (relative names + contents); None if absent.
+
+    Lock files (`file_lock`'s `<path>.lock`) and in-flight temp files (`atomic_write_bytes`'s
+    `.<name>.*.tmp`) are skipped: they come and go with every write and say nothing about
+    the content, and counting them made an unchanged input look changed.
+    """
+    root = Path(path)
+    if root.is_file():
+        return sha256_file(root)
+    if not root.is_dir():
+        return None
+    parts = [
+        f"{p.relative_to(root).as_posix()}:{sha256_file(p)}"
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and not _is_scratch(p)
+    ]
+    return sha256_text("\n".join(parts))
+
+
+def _is_scratch(path: Path) -> bool:
+    return path.name.endswith(".lock") or (path.name.startswith(".") and path.name.endswith(".tmp"))
 
 
 def sha256_text(text: str) -> str:

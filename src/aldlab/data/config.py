@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from aldlab.config import same_as
 from aldlab.errors import UserError
 from aldlab.settings import shipped_kb_dir
 
@@ -27,8 +28,9 @@ class DataConfig:
     #: share of all rows that are in-domain refusals (ALD-sounding questions the KB cannot
     #: answer); taken out of `unanswerable_ratio` (issue 11 asks for at least 5%)
     in_domain_refusal_ratio: float = 0.06
-    #: passages in a retrieval-style prompt (answering documents + distractors)
-    num_context_docs: int = 3
+    #: passages in a retrieval-style prompt (answering documents + distractors); unset = the
+    #: preset's `rag.top_k`, so training prompts carry as many contexts as serving retrieves
+    num_context_docs: int | None = field(default=None, metadata=same_as("rag", "top_k"))
     #: question wordings per fact (paraphrases share a group, so they never straddle the split)
     paraphrases: int = 3
     #: upper bound of an answer built from one document; multi-document answers may double it
@@ -51,7 +53,8 @@ class DataConfig:
     particle_check_sample: int = 400
     teacher_url: str | None = None
     teacher_model: str | None = None
-    teacher_api_key: str | None = None
+    #: environment variable holding the teacher endpoint's API key (never the key itself)
+    teacher_api_key_env: str = "ALDLAB_TEACHER_API_KEY"
     #: at most this many facts are sent to the teacher (it is slow; None = all)
     teacher_max_facts: int | None = 200
     teacher_timeout_s: float = 60.0
@@ -62,6 +65,10 @@ class DataConfig:
         if isinstance(self.feedback, (str, Path)):
             self.feedback = [self.feedback]
         self.feedback = [Path(p) for p in self.feedback or []]
+        if self.num_context_docs is None:
+            from aldlab.rag.config import RagConfig  # the serving default, when no preset links it
+
+            self.num_context_docs = RagConfig().top_k
         self.validate()
 
     def validate(self) -> None:

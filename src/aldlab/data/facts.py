@@ -3,7 +3,7 @@
 A `Fact` is one thing the KB (or a user) says, with several question wordings and the
 answer built from the documents that state it. A `Candidate` is one wording of one fact;
 the split works on candidates, and only afterwards are they rendered into chat rows
-(`Example`), so retrieval contexts can be drawn from documents of the same split side.
+(`TrainingRow`), so retrieval contexts can be drawn from documents of the same split side.
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ STYLES = ("closed", "rag")
 
 
 @dataclass
-class Passage:
-    """A context passage (id, title, text): what `aldlab.prompts.format_context` needs."""
+class ContextPassage:
+    """A fixed context passage of a feedback row (id, title, text), as `aldlab.prompts.format_context`
+    needs it. Named apart from `aldlab.rag.types.Passage`, the retrieved passage with scores."""
 
     id: str
     title: str
@@ -42,7 +43,7 @@ class Fact:
     #: group key for facts without documents (off-topic area, feedback question)
     group: str = ""
     #: fixed retrieval context (feedback rows that carry their contexts)
-    passages: list[Passage] | None = None
+    passages: list[ContextPassage] | None = None
     #: feedback answers are kept verbatim: no citations are added
     verbatim: bool = False
     #: template id of each wording (parallel to `questions`; "" when not templated)
@@ -94,8 +95,9 @@ class Candidate:
 
 
 @dataclass
-class Example:
-    """One rendered training row."""
+class TrainingRow:
+    """One rendered chat row of train.jsonl / eval.jsonl (before tokenisation; the tokenised
+    form is `aldlab.train.data.Example`)."""
 
     id: str
     kind: str

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aldlab.data.facts import Fact, Passage
+from aldlab.data.facts import ContextPassage, Fact
 from aldlab.errors import UserError
 from aldlab.files import iter_jsonl, read_json, sha256_text
 from aldlab.kb.schema import KnowledgeBase
@@ -117,14 +117,14 @@ def _verdict(row: dict[str, Any]) -> str | None:
     return None
 
 
-def _passages(row: dict[str, Any], kb: KnowledgeBase) -> tuple[list[Passage] | None, list[str]]:
+def _passages(row: dict[str, Any], kb: KnowledgeBase) -> tuple[list[ContextPassage] | None, list[str]]:
     """Contexts with ids as passages; legacy contexts (text only) are matched to KB documents."""
     contexts = row.get("contexts") or []
     if not isinstance(contexts, list) or not contexts:
         return None, []
     by_text = {d.text.strip(): d for d in kb.documents}
     by_id = kb.by_id()
-    passages: list[Passage] = []
+    passages: list[ContextPassage] = []
     for ctx in contexts:
         if isinstance(ctx, dict) and not str(ctx.get("text", "")).strip() and str(ctx.get("id", "")) in by_id:
             # the service logs context ids only (no snapshot): take the text from the KB
@@ -141,7 +141,7 @@ def _passages(row: dict[str, Any], kb: KnowledgeBase) -> tuple[list[Passage] | N
             cid = doc.id
         title = str(ctx.get("title") or (by_id[str(cid)].title if str(cid) in by_id else text[:30]))
         if all(p.id != str(cid) for p in passages):
-            passages.append(Passage(str(cid), title, text))
+            passages.append(ContextPassage(str(cid), title, text))
     return (passages or None), [p.id for p in passages]
 
 

@@ -15,12 +15,18 @@ edit re-embeds only the sentences it changed, and an unchanged KB costs a file r
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from aldlab.data.config import DataConfig
+from aldlab.data.facts import Candidate, TrainingRow
+from aldlab.data.questions import split_sentences
 from aldlab.files import atomic_write_bytes, file_lock
+from aldlab.kb.schema import KnowledgeBase
 from aldlab.settings import aldlab_home
 
 #: Cosine similarity of two sentences (e5 vectors, normalised) at or above which an eval answer
@@ -177,3 +183,72 @@ def sentence_vectors(model: str) -> SentenceVectors | HashingVectors | None:
     if name == "hash":
         return HashingVectors()
     return SentenceVectors(model)
+
+
+class SemanticIndex:
+    """Sentence vectors of the KB for the semantic split and the semantic leakage figure.
+
+    With `semantic_model: none` (tests, huge synthetic KBs) every method is a no-op and the
+    report says so; the lexical split and checks still apply.
+    """
+
+    def __init__(self, kb: KnowledgeBase, vectors: SentenceVectors | HashingVectors | None) -> None:
+        self.vectors = vectors
+        self.doc_sentences = {d.id: split_sentences(d.text) for d in kb.documents}
+        self._pairs: dict[float, list[tuple[str, str, float]]] = {}
+
+    @classmethod
+    def for_config(cls, kb: KnowledgeBase, config: DataConfig) -> SemanticIndex:
+        return cls(kb, sentence_vectors(config.semantic_model))
+
+    def document_pairs(self, threshold: float) -> list[tuple[str, str, float]]:
+        if self.vectors is None:
+            return []
+        if threshold not in self._pairs:
+            self._pairs[threshold] = similar_document_pairs(self.doc_sentences, self.vectors, threshold)
+        return self._pairs[threshold]
+
+    def same_fact_map(self, threshold: float) -> dict[str, set[str]]:
+        """doc -> documents with a sentence stating the same thing (withheld together)."""
+        out: dict[str, set[str]] = {}
+        for a, b, _ in self.document_pairs(threshold):
+            out.setdefault(a, set()).add(b)
+            out.setdefault(b, set()).add(a)
+        return out
+
+    def drop_restating(self, train: list[Candidate], evals: Sequence[TrainingRow], threshold: float) -> tuple[list[Candidate], int]:
+        """Train candidates whose answer restates an eval answer (a sentence ≥ threshold) are
+        dropped: the eval row would otherwise be answered from memory of a train row."""
+        if self.vectors is None:
+            return train, 0
+        eval_sents = [s for e in evals if not e.is_refusal for s in answer_sentences(e.plain_answer)]
+        if not eval_sents:
+            return train, 0
+        answers = sorted({c.answer for c in train if not c.is_refusal})
+        leaking, _ = leaking_rows([[s] for s in eval_sents], [answer_sentences(a) for a in answers], self.vectors, threshold)
+        bad = {answers[j] for j in leaking}
+        kept = [c for c in train if c.is_refusal or c.answer not in bad]
+        return kept, len(train) - len(kept)
+
+    def report(self, train: Sequence[TrainingRow], evals: Sequence[TrainingRow], config: DataConfig, restated: list, dropped: int) -> dict[str, Any]:
+        """stats.json `semantic`: eval answers with a train answer ≥ threshold (target 0)."""
+        if self.vectors is None:
+            return {"model": "none", "leaking_eval_answers": None}
+        t = [e for e in train if not e.is_refusal]
+        v = [e for e in evals if not e.is_refusal]
+        leaking, pairs = leaking_rows([answer_sentences(e.plain_answer) for e in t], [answer_sentences(e.plain_answer) for e in v], self.vectors, config.semantic_threshold)
+        return {
+            "model": config.semantic_model,
+            "threshold": config.semantic_threshold,
+            "link_threshold": config.semantic_link_threshold,
+            "linked_document_pairs": len(restated),
+            "train_candidates_dropped": dropped,
+            "eval_answers_checked": len(v),
+            "leaking_eval_answers": len(leaking),
+            "examples": [{"eval": v[j].id, "train": t[i].id, "cosine": c} for j, i, c in pairs[:10]],
+        }
+
+
+def answer_sentences(answer: str) -> list[str]:
+    """KB sentences of an answer (the "반면 " a difference answer adds is not in the KB)."""
+    return [re.sub(r"^반면 ", "", s) for s in split_sentences(answer)]

@@ -11,6 +11,16 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from aldlab.cli_options import (
+    MACHINE_DEFAULT_MODEL,
+    adapter_option,
+    config_option,
+    kb_option,
+    model_option,
+    output_option,
+    preset_option,
+    quiet_option,
+)
 from aldlab.errors import UserError
 
 console = Console()
@@ -29,10 +39,10 @@ def _systems(value: str | None) -> list[str] | None:
 def eval_command(
     questions: Path | None = typer.Option(None, "--questions", help="질문 JSONL / question set (기본: evalsets/seed.jsonl)"),
     systems: str | None = typer.Option(None, "--systems", help="비교할 시스템 / systems: base,ft,base+rag,ft+rag"),
-    model: str | None = typer.Option(None, "--model", help="기본 모델 / base model: embedded, Hub id or directory"),
-    adapter: Path | None = typer.Option(None, "--adapter", help="파인튜닝 LoRA 어댑터 디렉터리 (시스템 이름 ft) / LoRA adapter dir"),
-    kb: Path | None = typer.Option(None, "--kb", help="지식 베이스 / knowledge base (기본: knowledge/ald)"),
-    output: Path | None = typer.Option(None, "--output", help="출력 디렉터리 / output directory"),
+    model: str | None = model_option(MACHINE_DEFAULT_MODEL),
+    adapter: list[str] | None = adapter_option(),
+    kb: Path | None = kb_option(),
+    output: Path | None = output_option("출력 디렉터리 / output directory"),
     llm_url: str | None = typer.Option(None, "--llm-url", help="OpenAI 호환 생성 서버 / OpenAI-compatible LLM endpoint"),
     llm_model: str | None = typer.Option(None, "--llm-model", help="--llm-url의 모델 이름 / model name at --llm-url"),
     judge_url: str | None = typer.Option(None, "--judge-url", help="LLM 평가자 서버 / OpenAI-compatible judge endpoint"),
@@ -41,15 +51,15 @@ def eval_command(
     batch_size: int | None = typer.Option(None, "--batch-size", min=1, help="한 번에 생성할 질문 수 / questions per generation batch"),
     limit: int | None = typer.Option(None, "--limit", min=1, help="앞의 N개 질문만 / first N questions only"),
     fail_under: float | None = typer.Option(None, "--fail-under", help="주 시스템 핵심 사실 재현율 기준 (CI용) / CI gate"),
-    preset: str | None = typer.Option(None, "--preset", help="프리셋 / preset: cpu-demo, gpu-qwen7b, ..."),
-    config: Path | None = typer.Option(None, "--config", help="설정 YAML / config file"),
-    quiet: bool = typer.Option(False, "--quiet", help="진행 표시 끄기 / no progress bars"),
+    preset: str | None = preset_option(),
+    config: Path | None = config_option(),
+    quiet: bool = quiet_option(),
 ) -> None:
     """기본 모델과 파인튜닝 모델을 검색 유무별로 평가하고 보고서를 씁니다 / evaluate systems and write a report."""
     from aldlab.config import resolve_config
     from aldlab.eval.config import EvalConfig
     from aldlab.eval.runner import run_eval
-    from aldlab.rag.config import RagConfig
+    from aldlab.rag.build import parse_adapter_specs, rag_config_from_flags
 
     eval_config = resolve_config(
         EvalConfig,
@@ -60,11 +70,9 @@ def eval_command(
             "questions": questions,
             "systems": _systems(systems),
             "model_name": model,
-            "adapter": adapter,
+            "adapters": parse_adapter_specs(adapter) or None,
             "kb": kb,
             "output_dir": output,
-            "llm_url": llm_url,
-            "llm_model": llm_model,
             "judge_url": judge_url,
             "judge_model": judge_model,
             "max_new_tokens": max_new_tokens,
@@ -73,7 +81,7 @@ def eval_command(
             "fail_under": fail_under,
         },
     )
-    rag_config = resolve_config(RagConfig, "rag", preset=preset, config_file=config)
+    rag_config = rag_config_from_flags(preset, config, llm_url=llm_url, llm_model=llm_model)
     result = run_eval(eval_config, progress=not quiet, rag_config=rag_config)
     console.print(result.metrics["headline"], highlight=False, soft_wrap=True)
     for name in ("answers.jsonl", "metrics.json", "report.html", "report.md"):

@@ -18,7 +18,9 @@ class EvalConfig:
     `adapter` is a shortcut for `adapters={"ft": adapter}`; with several adapters, each
     name becomes a system (`name`, `name+rag`). `model_name=None` means the embedded /
     default base model. `fail_under` is an optional CI gate on the primary system's
-    key-fact recall; low scores alone never make the run fail.
+    key-fact recall; low scores alone never make the run fail. Retrieval, decoding and a
+    served model (`llm_url`, `llm_model`) are the `rag:` section's (`RagConfig`), the same
+    settings `aldlab ask` uses; they are not repeated here.
     """
 
     questions: str | Path = field(default_factory=shipped_evalset)
@@ -28,10 +30,9 @@ class EvalConfig:
     adapters: dict[str, str] = field(default_factory=dict)
     kb: str | Path = field(default_factory=shipped_kb_dir)
     output_dir: str | Path = "runs/eval"
-    llm_url: str | None = None
-    llm_model: str | None = None
     judge_url: str | None = None
     judge_model: str | None = None
+    #: Environment variable holding the judge endpoint's API key (never the key itself).
     judge_api_key_env: str = "ALDLAB_JUDGE_API_KEY"
     judge_pairwise: bool = True
     max_new_tokens: int = 128

@@ -16,7 +16,6 @@ never aborts the run.
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from typing import Any
 import httpx
 
 from aldlab.errors import UserError
+from aldlab.settings import get_secret
 
 RUBRIC = {
     "정확성": ("accuracy", "기술적 사실이 정확한가"),
@@ -231,7 +231,7 @@ class Judge:
                 "--judge-url needs --judge-model too.",
                 hint="예 / e.g. --judge-model gpt-4o-mini",
             )
-        return cls(url, model, api_key=os.environ.get(api_key_env) or os.environ.get("OPENAI_API_KEY"))
+        return cls(url, model, api_key=get_secret(api_key_env))
 
     def close(self) -> None:
         self._client.close()

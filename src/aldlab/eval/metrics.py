@@ -15,7 +15,7 @@ import functools
 import math
 import re
 import unicodedata
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -266,6 +266,29 @@ class Estimate:
 
     def to_json(self) -> dict[str, Any]:
         return {"value": self.value, "low": self.low, "high": self.high, "n": self.n}
+
+
+#: What a table cell shows for a statistic that has no value (no items, or not applicable).
+MISSING_VALUE = "–"
+
+
+def format_estimate(est: Mapping[str, Any] | None, digits: int = 3, *, ci: bool = True, signed: bool = False) -> str:
+    """`0.677 [0.534, 0.812]`: a statistic and its bootstrap 95% interval, as every table shows it.
+
+    The interval is printed as its two ends, never as "± half-width": percentile bootstrap
+    intervals are asymmetric near 0 and 1, where most of these rates live. Without an
+    interval (one item, or `ci=False`) only the value is printed; `signed` puts a sign on
+    every number (differences between systems).
+    """
+    value = (est or {}).get("value")
+    if value is None:
+        return MISSING_VALUE
+    spec = f"{'+' if signed else ''}.{digits}f"
+    text = f"{value:{spec}}"
+    low, high = (est or {}).get("low"), (est or {}).get("high")
+    if ci and low is not None and high is not None and low != high:
+        text += f" [{low:{spec}}, {high:{spec}}]"
+    return text
 
 
 def bootstrap(

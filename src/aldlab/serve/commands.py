@@ -18,30 +18,19 @@ import typer
 from rich.console import Console
 
 from aldlab.errors import UserError
+from aldlab.rag.build import (
+    BASE_MODEL_WARNING,
+    ModelChoice,
+    build_assistant,
+    choose_model,
+    parse_adapter_specs,
+    rag_config_from_flags,
+)
+from aldlab.rag.commands import ADAPTER_OPTION, BASE_OPTION, CONFIG_OPTION, KB_OPTION, MODEL_OPTION, PRESET_OPTION
 from aldlab.serve.settings import ADMIN_TOKEN_ENV, API_KEY_ENV, ServeSettings
 from aldlab.settings import shipped_kb_dir
 
 err_console = Console(stderr=True)
-
-
-def parse_adapters(specs: list[str] | None) -> dict[str, str]:
-    """`name=DIR` pairs from repeated --adapter flags; each DIR must exist."""
-    adapters: dict[str, str] = {}
-    for spec in specs or []:
-        name, sep, path = spec.partition("=")
-        name, path = name.strip(), path.strip()
-        if not sep or not name or not path:
-            raise UserError(
-                f"--adapter 형식이 잘못되었습니다: {spec!r}",
-                f"Bad --adapter value: {spec!r}",
-                hint="--adapter 이름=디렉터리 (예: --adapter ald=runs/lora/adapter) / use NAME=DIR",
-            )
-        if name == "base":
-            raise UserError("'base'는 어댑터 이름으로 쓸 수 없습니다.", "'base' is reserved for the base model.")
-        if not Path(path).exists():
-            raise UserError("어댑터 디렉터리가 없습니다.", "Adapter directory not found.", path=path)
-        adapters[name] = path
-    return adapters
 
 
 def is_loopback(host: str) -> bool:
@@ -91,47 +80,15 @@ def resolve_settings(
     return settings
 
 
-def build_assistant(
-    settings: ServeSettings,
-    *,
-    preset: str | None,
-    config_file: Path | None,
-    model_name: str | None,
-    adapters: dict[str, str],
-    llm_url: str | None,
-    llm_model: str | None = None,
-) -> Any:
-    """The real RAG Assistant (one model load shared by every request)."""
-    from aldlab.config import resolve_config
-    from aldlab.rag.answer import Assistant
-    from aldlab.rag.config import RagConfig
-
-    rag_config = resolve_config(
-        RagConfig, "rag", preset=preset, config_file=config_file, overrides={"llm_url": llm_url, "llm_model": llm_model}
-    )
-    assistant = Assistant.from_config(
-        settings.kb, rag_config, model_name=model_name, adapters=adapters or None, llm_url=llm_url
-    )
-    # Load the model once, now: every request then shares it, and the first user does not
-    # wait for (or race another request into) a second load.
-    load = getattr(assistant.generator, "load", None)
-    if callable(load):
-        load()
-    return assistant
-
-
 def choose_serve_model(
     settings: ServeSettings, model: str | None, adapters: dict[str, str], *, no_adapter: bool, llm_url: str | None
-) -> Any:
+) -> ModelChoice:
     """The ask/chat resolver (flags, else the pipeline's recorded adapter), said on stderr.
 
     Fills `settings.default_model` (what requests naming no model get, and what the web UI
     preselects) and `settings.base_model_warning`.
     """
-    from aldlab.rag.commands import BASE_MODEL_WARNING, choose_model
-
-    flags = [f"{name}={path}" for name, path in adapters.items()] or None
-    choice = choose_model(model, flags, base=no_adapter and not adapters, llm_url=llm_url)
+    choice = choose_model(model, adapters, base=no_adapter, llm_url=llm_url)
     if not llm_url:  # a remote server has its own model list; base/adapters come from it
         settings.default_model = choice.default
     settings.base_model_warning = choice.base_warning
@@ -153,22 +110,15 @@ def build_app(assistant: Any, settings: ServeSettings) -> Any:
 
 
 def serve_command(
-    kb: Path | None = typer.Option(None, "--kb", help="KB 디렉터리 또는 파일 / KB dir or file (default: shipped KB)"),
+    kb: Path | None = KB_OPTION,
     host: str | None = typer.Option(None, "--host", help="바인딩 주소 / bind address (default 127.0.0.1)"),
     port: int | None = typer.Option(None, "--port", help="포트 / port (default 8000)"),
     db: Path | None = typer.Option(None, "--db", help="SQLite 경로 (피드백·답변 기록·감사) / feedback DB"),
-    preset: str = typer.Option("cpu-demo", "--preset", help="설정 프리셋 / config preset"),
-    config_file: Path | None = typer.Option(None, "--config", help="추가 YAML 설정 / extra YAML config"),
-    model: str | None = typer.Option(None, "--model", help="기본 모델 / base model (default: embedded)"),
-    adapter: list[str] | None = typer.Option(
-        None, "--adapter", help="파인튜닝 어댑터 이름=디렉터리 (반복 가능) / NAME=DIR, repeatable"
-    ),
-    no_adapter: bool = typer.Option(
-        False,
-        "--base",
-        "--no-adapter",
-        help="aldlab pipeline이 기록한 어댑터를 쓰지 않음 / do not load the adapter recorded by aldlab pipeline",
-    ),
+    preset: str | None = PRESET_OPTION,
+    config_file: Path | None = CONFIG_OPTION,
+    model: str | None = MODEL_OPTION,
+    adapter: list[str] | None = ADAPTER_OPTION,
+    no_adapter: bool = BASE_OPTION,
     llm_url: str | None = typer.Option(
         None, "--llm-url", help="OpenAI 호환 LLM 서버 (예: vLLM) / OpenAI-compatible LLM server URL"
     ),
@@ -194,21 +144,16 @@ def serve_command(
         "allowed_hosts": list(allowed_host) if allowed_host else None,
     }
     settings = resolve_settings(preset=preset, config_file=config_file, overrides=overrides, llm_url=llm_url)
-    choice = choose_serve_model(settings, model, parse_adapters(adapter), no_adapter=no_adapter, llm_url=llm_url)
+    choice = choose_serve_model(settings, model, parse_adapter_specs(adapter), no_adapter=no_adapter, llm_url=llm_url)
     if not is_loopback(settings.host):
         err_console.print(
             f"[yellow]경고 / warning:[/] {settings.host} 에 바인딩합니다 — 네트워크에 공개됩니다. "
             "TLS 프록시 뒤에서 실행하세요 / exposed to the network: run behind a TLS proxy."
         )
     with err_console.status("모델과 색인을 불러오는 중… / loading model and index…"):
+        config = rag_config_from_flags(preset, config_file, llm_url=llm_url, llm_model=llm_model)
         assistant = build_assistant(
-            settings,
-            preset=preset,
-            config_file=config_file,
-            model_name=choice.model_name,
-            adapters=choice.adapters,
-            llm_url=llm_url,
-            llm_model=llm_model,
+            settings.kb, config, model_name=choice.model_name, adapters=choice.adapters, load_model=True
         )
         app = build_app(assistant, settings)
     admin = "켜짐 / on" if settings.admin_token else f"꺼짐 / off (set {ADMIN_TOKEN_ENV})"

@@ -14,7 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from aldlab.kb.schema import Document, kb_signature, load_kb
+from aldlab.kb.io import kb_signature, load_kb
+from aldlab.kb.schema import Document
 
 #: How often the KB files are stat()ed for changes (seconds).
 CHECK_INTERVAL_S = 1.0

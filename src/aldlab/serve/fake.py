@@ -1,10 +1,11 @@
 """A tiny, deterministic stand-in for `aldlab.rag.answer.Assistant`.
 
 Tests, the browser tests and the load bench need a server that answers in milliseconds
-without loading a language model. `FakeAssistant` has the same interface as the real
-Assistant (`answer`, `stream_answer`, `generator.models()`, `reload`), retrieves by
-keyword overlap over a KB on disk, and answers by quoting the best document with a
-`[doc-id]` citation, or with the project's refusal when nothing matches.
+without loading a language model. `FakeAssistant` implements the same
+`aldlab.rag.types.AssistantProtocol` as the real Assistant (`answer`, `stream_answer`,
+`search`, `models`, `reload_if_changed`, ...), retrieves by keyword overlap over a KB on
+disk, and answers by quoting the best document with a `[doc-id]` citation, or with the
+project's refusal when nothing matches.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aldlab.kb.schema import Document, load_kb
+from aldlab.kb.io import load_kb
+from aldlab.kb.schema import Document, KnowledgeBase
 from aldlab.prompts import refusal_answer
 from aldlab.rag.types import Answer, Citation, Passage
 
@@ -26,16 +28,6 @@ _TOKEN = re.compile(r"[0-9A-Za-z가-힣]{2,}")
 
 def _tokens(text: str) -> set[str]:
     return {t.casefold() for t in _TOKEN.findall(text)}
-
-
-class FakeGenerator:
-    """Model names only: the fake assistant composes its answers itself."""
-
-    def __init__(self, names: Sequence[str]) -> None:
-        self._names = list(names)
-
-    def models(self) -> list[str]:
-        return list(self._names)
 
 
 @dataclass
@@ -57,26 +49,33 @@ class FakeAssistant:
         top_k: int = 3,
     ) -> None:
         self.kb_path = Path(kb_path)
-        self.generator = FakeGenerator(models)
+        self._models = list(models)  # the fake composes its answers itself: names only, no generator
         self.delay_s = delay_s
         self.token_delay_s = token_delay_s
         self.top_k = top_k
         self.reloads = 0
         self.calls = 0
         self._lock = threading.Lock()
-        self._documents = load_kb(self.kb_path).documents
+        self.kb: KnowledgeBase = load_kb(self.kb_path)
 
-    def reload(self) -> None:
-        """Re-read the KB from disk (what the real Assistant does after a KB edit)."""
-        documents = load_kb(self.kb_path).documents
+    def models(self) -> list[str]:
+        return list(self._models)
+
+    def reload_if_changed(self) -> bool:
+        """Re-read the KB from disk if its content changed (what the real Assistant does
+        after a KB edit); True if it did."""
+        kb = load_kb(self.kb_path)
         with self._lock:
-            self._documents = documents
+            if kb.content_hash() == self.kb.content_hash():
+                return False
+            self.kb = kb
             self.reloads += 1
+            return True
 
     def retrieve(self, question: str, *, top_k: int | None = None, filter_keyword: str | None = None) -> list[Passage]:
         query = _tokens(question)
         with self._lock:
-            documents = list(self._documents)
+            documents = list(self.kb.documents)
         scored: list[tuple[float, Document]] = []
         for doc in documents:
             if filter_keyword and filter_keyword not in doc.keywords:
@@ -121,7 +120,7 @@ class FakeAssistant:
     ) -> Iterator[str | Answer]:
         started = time.perf_counter()
         self.calls += 1
-        if model not in self.generator.models():
+        if model not in self.models():
             raise ValueError(f"unknown model {model}")
         if self.delay_s:
             time.sleep(self.delay_s)

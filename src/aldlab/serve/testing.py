@@ -10,7 +10,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from aldlab.kb.schema import Document, KnowledgeBase, save_kb
+from aldlab.kb.io import save_kb
+from aldlab.kb.schema import Document, KnowledgeBase
 
 #: A few Korean ALD passages (written for the tests, not copied from any KB).
 TINY_DOCUMENTS = [

@@ -20,7 +20,7 @@ DEFAULT_TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj"]
 class TrainConfig:
     """Everything one fine-tuning run needs; recorded verbatim in training_meta.json."""
 
-    model_name: str | None = None  # None -> aldlab.train.model.default_model_name()
+    model_name: str | None = None  # None -> aldlab.llm.model.default_model_name()
     train_file: str | None = None
     eval_file: str | None = None
     output_dir: str = "runs/adapter"

@@ -1,10 +1,11 @@
 """SFT data: chat JSONL -> token ids with assistant-only labels, length-grouped batches.
 
 Each row has a `messages` list (system/user/assistant; other keys are ignored). The text is
-rendered with the tokenizer's chat template and tokenised once; labels are -100 everywhere
-except the tokens of assistant turns, including their end-of-turn token, so the model learns
-to answer and to stop. Batches are padded only to their own longest row (dynamic padding),
-and rows of similar length are grouped, so almost no compute goes to padding.
+rendered with the tokenizer's chat template and tokenised by `llm.chat_template.chat_token_ids`
+(the tokenisation generation uses too); labels are -100 everywhere except the tokens of
+assistant turns, including their end-of-turn token, so the model learns to answer and to stop.
+Batches are padded only to their own longest row (dynamic padding), and rows of similar
+length are grouped, so almost no compute goes to padding.
 """
 
 from __future__ import annotations
@@ -13,10 +14,14 @@ import math
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aldlab.errors import UserError
 from aldlab.files import iter_jsonl
+from aldlab.llm.chat_template import chat_token_ids
+
+if TYPE_CHECKING:
+    from aldlab.train.config import TrainConfig
 
 IGNORE_INDEX = -100
 ROLES = {"system", "user", "assistant"}
@@ -128,48 +133,14 @@ def read_conversations(path: str | Path) -> list[tuple[int, list[dict[str, str]]
     return rows
 
 
-def _render(tokenizer: Any, messages: list[dict[str, str]], add_generation_prompt: bool) -> str:
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
-
-
-def assistant_char_spans(tokenizer: Any, messages: list[dict[str, str]]) -> tuple[str, list[tuple[int, int]]]:
-    """Full rendered text and the character spans of each assistant turn.
-
-    Works with any template: the prompt rendered up to turn i with a generation prompt is a
-    prefix of the rendering through turn i; the difference is the assistant's text plus its
-    end-of-turn marker.
-    """
-    full = _render(tokenizer, messages, add_generation_prompt=False)
-    spans = []
-    for i, message in enumerate(messages):
-        if message["role"] != "assistant":
-            continue
-        before = _render(tokenizer, messages[:i], add_generation_prompt=True)
-        through = _render(tokenizer, messages[: i + 1], add_generation_prompt=False)
-        if not full.startswith(through) or not through.startswith(before):
-            raise UserError(
-                "채팅 템플릿이 접두사 규칙을 따르지 않아 답변 위치를 찾을 수 없습니다.",
-                "The chat template is not prefix-consistent; cannot locate assistant turns.",
-                hint="다른 모델/템플릿을 쓰세요 / use a model with a standard chat template",
-            )
-        spans.append((len(before), len(through)))
-    return full, spans
-
-
 def tokenize_conversation(tokenizer: Any, messages: list[dict[str, str]]) -> Example:
-    """Token ids and labels: a token is supervised iff it starts inside an assistant span."""
-    text, spans = assistant_char_spans(tokenizer, messages)
-    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-    ids = list(enc["input_ids"])
-    labels = [IGNORE_INDEX] * len(ids)
-    span_i = 0
-    for t, (start, end) in enumerate(enc["offset_mapping"]):
-        if end <= start:
-            continue
-        while span_i < len(spans) and start >= spans[span_i][1]:
-            span_i += 1
-        if span_i < len(spans) and spans[span_i][0] <= start < spans[span_i][1]:
-            labels[t] = ids[t]
+    """Token ids and labels: a token is supervised iff it belongs to an assistant turn.
+
+    `chat_token_ids` is also what generation feeds the model (`render_prompt_ids`), so the
+    ids before each answer are exactly the served prompt.
+    """
+    ids, is_answer = chat_token_ids(tokenizer, messages)
+    labels = [token if answer else IGNORE_INDEX for token, answer in zip(ids, is_answer, strict=True)]
     return Example(ids, labels)
 
 
@@ -308,6 +279,41 @@ def load_examples(
     examples = tokenize_file(path, tokenizer)
     limit = resolve_max_seq_len(max_seq_len, [len(e.input_ids) for e in examples])
     return select_examples(examples, limit, max_examples, seed, allow_skipping_long_rows, path)
+
+
+def split_eval(examples: list[Example], seed: int) -> tuple[list[Example], list[Example]]:
+    """Hold out ~5% (at most 100, at least 1) of training rows when no eval file is given.
+
+    Stratified by style, so the eval loss measures RAG and refusal rows too.
+    """
+    if len(examples) < 2:
+        return examples, examples
+    n_eval = max(1, min(100, len(examples) // 20))
+    held = {id(e) for e in stratified_cap(examples, n_eval, seed)}
+    return [e for e in examples if id(e) not in held], [e for e in examples if id(e) in held]
+
+
+def load_train_and_eval(config: TrainConfig, tokenizer: Any, train_path: Path, eval_path: Path | None) -> tuple[
+    list[Example], list[Example], DatasetStats, DatasetStats | None, int
+]:
+    """The trainer's data: tokenise both files, fix max_seq_len from both (when `auto`/`pNN`),
+    skip and cap per style; without an eval file, hold out a stratified share of train."""
+    train_all = tokenize_file(train_path, tokenizer)
+    eval_all = tokenize_file(eval_path, tokenizer) if eval_path else []
+    seq_len = resolve_max_seq_len(config.max_seq_len, [len(e.input_ids) for e in train_all + eval_all])
+    allow = config.allow_skipping_long_rows
+    train_examples, train_stats = select_examples(
+        train_all, seq_len, config.max_train_examples, config.seed, allow, train_path
+    )
+    eval_stats = None
+    if eval_path is not None:
+        eval_examples, eval_stats = select_examples(
+            eval_all, seq_len, config.max_eval_examples, config.seed, allow, eval_path
+        )
+    else:
+        train_examples, eval_examples = split_eval(train_examples, config.seed)
+        eval_examples = stratified_cap(eval_examples, config.max_eval_examples, config.seed)
+    return train_examples, eval_examples, train_stats, eval_stats, seq_len
 
 
 def length_grouped_batches(lengths: list[int], batch_size: int, seed: int, epoch: int) -> list[list[int]]:

@@ -26,7 +26,7 @@ SHARDED_ENGINES = {"DEEPSPEED", "FSDP"}
 class PrecisionPlan(NamedTuple):
     """How weights are loaded and which autocast accelerate runs."""
 
-    load_dtype: str  # float32 | bfloat16 | float16 (aldlab.train.model.torch_dtype names)
+    load_dtype: str  # float32 | bfloat16 | float16 (aldlab.llm.model.torch_dtype names)
     mixed_precision: str  # no | bf16 | fp16 (accelerate's names)
 
 
@@ -56,6 +56,10 @@ def device_map_for(cuda: bool, local_rank: int, zero3: bool) -> dict[str, int] |
 def engine_name(accelerator: Any) -> str:
     """DEEPSPEED / FSDP / MULTI_GPU / MULTI_CPU / NO, from accelerate's distributed type."""
     return str(getattr(accelerator.distributed_type, "value", accelerator.distributed_type)).upper()
+
+
+def is_deepspeed(accelerator: Any) -> bool:
+    return engine_name(accelerator) == "DEEPSPEED"
 
 
 def is_sharded(accelerator: Any) -> bool:

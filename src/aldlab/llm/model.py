@@ -155,10 +155,10 @@ def torch_dtype(name: str) -> Any:
 
 
 def load_tokenizer(name_or_path: str | None) -> Any:
-    """Tokenizer with a pad token and a chat template (see `train.chat_template`)."""
+    """Tokenizer with a pad token and a chat template (see `llm.chat_template`)."""
     from transformers import AutoTokenizer
 
-    from aldlab.train.chat_template import ensure_chat_template
+    from aldlab.llm.chat_template import ensure_chat_template
 
     path = resolve_model_path(name_or_path)
     try:

@@ -1,4 +1,4 @@
-"""Chat templates for models that ship without one, and the end-of-turn stop tokens.
+"""Chat templates, chat -> token ids, and the end-of-turn stop tokens.
 
 A tokenizer's own template always wins (Qwen, Llama-3 instruct...). Base models such as
 google/gemma-3-270m have turn tokens in their vocabulary but no template; we add Gemma's
@@ -6,11 +6,18 @@ instruct format so fine-tuning, eval and serving render exactly the same turns, 
 model learns to close its answer with `<end_of_turn>` (which is supervised). Generation
 must then stop at that token, or a short fine-tune runs on into junk: `end_of_turn_token_ids`
 gives the ids to pass as `eos_token_id`.
+
+`chat_token_ids` is the one tokenisation of a chat: the trainer takes its ids and answer
+mask (`train.data`), every local generator takes `render_prompt_ids` (the same function with
+the generation prompt), so the ids a model was trained to answer after are the ids it is
+fed when serving.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from aldlab.errors import UserError
 
 #: Gemma's instruct format: the system prompt is folded into the first user turn (Gemma has
 #: no system role), the assistant speaks as `model`, every turn ends with `<end_of_turn>\n`.
@@ -109,3 +116,88 @@ def _template_stop_token_id(tokenizer: Any) -> int | None:
             if token_id is not None:
                 return int(token_id)
     return None
+
+
+# --------------------------------------------------------------------------- chat -> token ids
+
+
+class TemplateNotPrefixConsistent(UserError):
+    """The template renders earlier turns differently once later turns follow.
+
+    Then no cut of the text marks where an answer starts: such a template cannot be trained
+    on (the trainer stops), and generation tokenises its prompt whole.
+    """
+
+
+def render_chat(tokenizer: Any, messages: list[dict[str, str]], add_generation_prompt: bool) -> str:
+    """`messages` as text in the tokenizer's chat template."""
+    return str(tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt))
+
+
+def assistant_char_spans(
+    tokenizer: Any, messages: list[dict[str, str]], add_generation_prompt: bool = False
+) -> tuple[str, list[tuple[int, int]]]:
+    """Full rendered text and the character spans of each assistant turn.
+
+    Works with any template: the prompt rendered up to turn i with a generation prompt is a
+    prefix of the rendering through turn i; the difference is the assistant's text plus its
+    end-of-turn marker.
+    """
+    full = render_chat(tokenizer, messages, add_generation_prompt)
+    spans = []
+    for i, message in enumerate(messages):
+        if message["role"] != "assistant":
+            continue
+        before = render_chat(tokenizer, messages[:i], add_generation_prompt=True)
+        through = render_chat(tokenizer, messages[: i + 1], add_generation_prompt=False)
+        if not full.startswith(through) or not through.startswith(before):
+            raise TemplateNotPrefixConsistent(
+                "채팅 템플릿이 접두사 규칙을 따르지 않아 답변 위치를 찾을 수 없습니다.",
+                "The chat template is not prefix-consistent; cannot locate assistant turns.",
+                hint="다른 모델/템플릿을 쓰세요 / use a model with a standard chat template",
+            )
+        spans.append((len(before), len(through)))
+    return full, spans
+
+
+def _encode(tokenizer: Any, text: str) -> list[int]:
+    # The template writes <bos> itself, so the tokenizer must not add another one.
+    return [int(i) for i in tokenizer(text, add_special_tokens=False)["input_ids"]]
+
+
+def chat_token_ids(
+    tokenizer: Any, messages: list[dict[str, str]], add_generation_prompt: bool = False
+) -> tuple[list[int], list[bool]]:
+    """Token ids of the rendered chat and, per id, whether it belongs to an assistant turn.
+
+    An assistant turn is its text plus its end-of-turn marker (both supervised in training).
+    The text is tokenised piece by piece, cut where each assistant turn starts and ends, so
+    the ids of a chat up to an answer are exactly `render_prompt_ids` of the messages before
+    it. Tokenising the whole text at once could merge the last prompt characters with the
+    first answer characters into one token the generator never feeds the model.
+    """
+    text, spans = assistant_char_spans(tokenizer, messages, add_generation_prompt)
+    cuts = [(0, False)]
+    for start, end in spans:
+        cuts += [(start, True), (end, False)]
+    ids: list[int] = []
+    is_answer: list[bool] = []
+    for (start, answer), (end, _) in zip(cuts, [*cuts[1:], (len(text), False)], strict=True):
+        piece = _encode(tokenizer, text[start:end]) if end > start else []
+        ids += piece
+        is_answer += [answer] * len(piece)
+    return ids, is_answer
+
+
+def render_prompt_ids(tokenizer: Any, messages: list[dict[str, str]]) -> list[int]:
+    """The token ids a model is fed to answer `messages` (chat template + generation prompt).
+
+    The one prompt tokenisation of generation (`rag.generate`, `llm.llamacpp`); training
+    builds its examples with the same `chat_token_ids`, so train and serve prompts agree
+    token for token. A template that is not prefix-consistent (never trained on here) is
+    rendered and tokenised whole.
+    """
+    try:
+        return chat_token_ids(tokenizer, messages, add_generation_prompt=True)[0]
+    except TemplateNotPrefixConsistent:
+        return _encode(tokenizer, render_chat(tokenizer, messages, add_generation_prompt=True))

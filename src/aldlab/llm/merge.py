@@ -1,0 +1,78 @@
+"""`merge_adapter`: fold a LoRA adapter into its base model, in memory.
+
+Both exports start here: `train.export.export_merged` writes the result as a plain HF model
+directory (vLLM), `llm.gguf_export.export_gguf` as GGUF (llama.cpp, Ollama). It lives in the
+LLM layer, not in `train`, because serving (the llama.cpp engine exports an adapter on first
+use) must not depend on the training stage.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aldlab.errors import UserError
+from aldlab.files import read_json
+
+
+def adapter_base_model(adapter_dir: str | Path) -> str:
+    """The base model an adapter was trained on (from adapter_config.json)."""
+    cfg = read_json(Path(adapter_dir) / "adapter_config.json")
+    base = cfg.get("base_model_name_or_path")
+    if not base:
+        raise UserError(
+            "adapter_config.json에 base_model_name_or_path가 없습니다.",
+            "adapter_config.json has no base_model_name_or_path.",
+            path=Path(adapter_dir) / "adapter_config.json",
+            hint="--base_model 로 기반 모델을 지정하세요 / pass --base_model",
+        )
+    return str(base)
+
+
+@dataclass
+class MergedModel:
+    """A base model with an adapter folded in, still in memory (for export_merged / export_gguf)."""
+
+    model: Any
+    tokenizer: Any
+    base_name: str
+    end_of_turn_ids: list[int]
+    adapter_dir: Path
+
+
+def _check_adapter_dir(adapter: Path) -> None:
+    if not (adapter / "adapter_config.json").exists():
+        raise UserError(
+            "어댑터 디렉터리가 아닙니다 (adapter_config.json 없음).",
+            "Not an adapter directory (no adapter_config.json).",
+            path=adapter,
+            hint="aldlab train 의 --output_dir 을 지정하세요 / pass the --output_dir of `aldlab train`",
+        )
+
+
+def merge_adapter(adapter_dir: str | Path, base_model: str | None = None) -> MergedModel:
+    """Load the base, fold the LoRA adapter into it and set the end-of-turn stop ids."""
+    import torch
+    from peft import PeftModel
+
+    from aldlab.llm.chat_template import end_of_turn_token_ids
+    from aldlab.llm.model import LoadOptions, load_model, load_tokenizer
+
+    adapter = Path(adapter_dir).expanduser()
+    _check_adapter_dir(adapter)
+    base_name = base_model or adapter_base_model(adapter)
+    # Merge in fp32 on CPU (exact); on a GPU machine bf16 halves the memory of a 7B merge.
+    dtype = "bfloat16" if torch.cuda.is_available() else "float32"
+    base = load_model(base_name, LoadOptions(dtype=dtype))
+    with warnings.catch_warnings():  # peft calls a transformers API deprecated in v5
+        warnings.simplefilter("ignore", FutureWarning)
+        merged = PeftModel.from_pretrained(base, str(adapter)).merge_and_unload()
+    tokenizer_src = adapter if (adapter / "tokenizer_config.json").exists() else base_name
+    tokenizer = load_tokenizer(str(tokenizer_src))
+
+    eot = end_of_turn_token_ids(tokenizer)
+    merged.generation_config.eos_token_id = eot if len(eot) > 1 else eot[0]
+    merged.generation_config.pad_token_id = tokenizer.pad_token_id
+    return MergedModel(merged, tokenizer, base_name, eot, adapter)

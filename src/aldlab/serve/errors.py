@@ -1,0 +1,145 @@
+"""The service's one error shape and the handlers that produce it.
+
+Every failure is JSON `{"error": {"message", "message_ko", "message_en", "type", "code"}}`
+(the shape the `openai` client reads), never a traceback and never a server path.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from aldlab.errors import UserError
+from aldlab.serve.worker import ClientBusy, WorkerBusy
+
+log = logging.getLogger("aldlab.serve")
+
+
+class ApiError(StarletteHTTPException):
+    """An error answered as JSON with a bilingual message (Korean first)."""
+
+    def __init__(
+        self, status: int, code: str, ko: str, en: str, *, hint: str | None = None, retry_after: int | None = None
+    ) -> None:
+        super().__init__(status_code=status, detail=en)
+        self.code = code
+        self.ko = ko
+        self.en = en
+        self.hint = hint
+        self.retry_after = retry_after
+
+
+def error_body(code: str, ko: str, en: str, hint: str | None = None) -> dict[str, Any]:
+    """The one error shape of the service (OpenAI-compatible: `error.message`)."""
+    error: dict[str, Any] = {"message": f"{ko} / {en}", "message_ko": ko, "message_en": en, "type": code, "code": code}
+    if hint:
+        error["hint"] = hint
+    return {"error": error}
+
+
+def error_response(status: int, code: str, ko: str, en: str, hint: str | None = None) -> JSONResponse:
+    return JSONResponse(error_body(code, ko, en, hint), status_code=status)
+
+
+def redact_paths(text: str, kb: Path | None) -> str:
+    """Error text without the server's absolute paths (KB dir -> '<kb>')."""
+    if kb is not None:
+        for prefix in {str(kb.resolve()), str(kb)}:
+            text = text.replace(prefix, "<kb>")
+    return re.sub(r"(?<![\w<])/(?:[\w.-]+/)+", "", text)
+
+
+def user_error_body(exc: UserError) -> dict[str, Any]:
+    """A UserError for a client: file names stay, the server's directories do not."""
+    loc = redact_paths(exc.location(), None)
+    prefix = f"{loc}: " if loc else ""
+    return error_body("invalid_request", prefix + redact_paths(exc.ko, None), prefix + redact_paths(exc.en, None), exc.hint)
+
+
+def kb_unavailable(exc: UserError, kb: Path | None) -> ApiError:
+    """503 for a KB whose files do not validate (the message names the file, not the path)."""
+    loc = redact_paths(exc.location(), kb)
+    prefix = f"{loc}: " if loc else ""
+    return ApiError(
+        503,
+        "kb_unavailable",
+        prefix + redact_paths(exc.ko, kb),
+        prefix + redact_paths(exc.en, kb),
+        hint="관리자에게 알리세요: KB 파일 검증 실패 / tell the admin: the KB files do not validate",
+    )
+
+
+def busy_response(exc: WorkerBusy | None = None) -> JSONResponse:
+    """503 when the whole queue is full; 429 when this client already has its share."""
+    if isinstance(exc, ClientBusy):
+        response = error_response(
+            429,
+            "too_many_requests",
+            "이 클라이언트의 대기 중인 질문이 너무 많습니다. 앞의 답변이 끝난 뒤 다시 시도하세요.",
+            "Too many of your questions are waiting; retry after the earlier answers finish.",
+        )
+    else:
+        response = error_response(
+            503, "server_busy", "요청이 많아 잠시 후 다시 시도하세요.", "The server is busy; retry shortly."
+        )
+    response.headers["Retry-After"] = "2"
+    return response
+
+
+def internal_error_body(exc: BaseException) -> dict[str, Any]:
+    """Error body for failures after a stream started (status is already 200)."""
+    if isinstance(exc, UserError):
+        return user_error_body(exc)
+    if isinstance(exc, ApiError):
+        return error_body(exc.code, exc.ko, exc.en, exc.hint)
+    if isinstance(exc, WorkerBusy):
+        return error_body("server_busy", "요청이 많아 잠시 후 다시 시도하세요.", "The server is busy; retry shortly.")
+    log.error("error while streaming", exc_info=exc)
+    return error_body("internal_error", "서버 내부 오류입니다.", "Internal server error.")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """JSON for every failure; tracebacks only in the server log."""
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if isinstance(exc, ApiError):
+            response = error_response(exc.status_code, exc.code, exc.ko, exc.en, exc.hint)
+            if exc.retry_after is not None:
+                response.headers["Retry-After"] = str(exc.retry_after)
+            return response
+        messages = {
+            404: ("경로를 찾을 수 없습니다.", "Not found."),
+            405: ("허용되지 않는 메서드입니다.", "Method not allowed."),
+        }
+        ko, en = messages.get(exc.status_code, ("요청을 처리할 수 없습니다.", str(exc.detail)))
+        return error_response(exc.status_code, "http_error", ko, en)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = []
+        for err in exc.errors()[:5]:
+            where = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
+            problems.append(f"{where or 'body'}: {err.get('msg', 'invalid')}")
+        detail = "; ".join(problems)
+        return error_response(422, "invalid_request", f"요청 형식이 잘못되었습니다: {detail}", f"Invalid request: {detail}")
+
+    @app.exception_handler(UserError)
+    async def user_error(_: Request, exc: UserError) -> JSONResponse:
+        return JSONResponse(user_error_body(exc), status_code=400)
+
+    @app.exception_handler(WorkerBusy)
+    async def busy(_: Request, exc: WorkerBusy) -> JSONResponse:
+        return busy_response(exc)
+
+    @app.exception_handler(Exception)
+    async def internal_error(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("internal error: %s", exc)
+        return error_response(500, "internal_error", "서버 내부 오류입니다.", "Internal server error.")

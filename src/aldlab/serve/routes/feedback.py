@@ -1,0 +1,88 @@
+"""Feedback: the asker rates an answer (`/api/feedback`), an admin reviews the queue.
+
+Only approved feedback reaches `aldlab data build --feedback` (via the JSONL export).
+"""
+
+from __future__ import annotations
+
+import json
+from functools import partial
+from typing import Annotated, Literal
+
+import anyio
+from fastapi import APIRouter, Query
+from fastapi.responses import StreamingResponse
+
+from aldlab.errors import UserError
+from aldlab.serve.deps import AdminActor, ApiKey, ServiceDep
+from aldlab.serve.errors import ApiError
+from aldlab.serve.schemas import FeedbackAck, FeedbackPage, FeedbackRequest, ReviewOut, ReviewRequest
+from aldlab.serve.service import check_text
+from aldlab.store import FeedbackForbidden
+
+router = APIRouter()
+
+
+@router.post("/api/feedback", dependencies=[ApiKey])
+async def feedback(body: FeedbackRequest, service: ServiceDep) -> FeedbackAck:
+    """Pending feedback from the client that asked (its answer token proves it)."""
+    for name in ("comment", "correction"):
+        check_text(name, getattr(body, name))
+
+    def store_feedback() -> int:
+        logged = service.store.get_answer(body.answer_id)
+        contexts = service.context_snapshot(logged.context_ids) if logged is not None else None
+        return service.store.add_feedback(
+            body.answer_id, body.rating, body.comment, body.correction, token=body.answer_token, contexts=contexts
+        )
+
+    try:
+        row_id = await anyio.to_thread.run_sync(store_feedback)
+    except FeedbackForbidden as exc:
+        raise ApiError(403, "forbidden", exc.ko, exc.en, hint=exc.hint) from exc
+    except UserError as exc:
+        raise ApiError(404, "unknown_answer", exc.ko, exc.en, hint=exc.hint) from exc
+    return FeedbackAck(feedback_id=row_id, answer_id=body.answer_id)
+
+
+@router.get("/api/admin/feedback")
+async def list_feedback(
+    service: ServiceDep,
+    actor: AdminActor,
+    status: Literal["pending", "approved", "rejected", "all"] = "pending",
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> FeedbackPage:
+    """The review queue: each item with question, answer, contexts and history."""
+
+    def page() -> FeedbackPage:
+        wanted = None if status == "all" else status
+        rows = list(service.store.iter_feedback_rows(status=wanted, limit=limit, offset=offset))
+        return FeedbackPage(total=service.store.count_feedback(wanted), items=rows)
+
+    return await anyio.to_thread.run_sync(page)
+
+
+@router.post("/api/admin/feedback/{feedback_id}/{decision}")
+async def review(
+    feedback_id: int,
+    decision: Literal["approve", "reject"],
+    service: ServiceDep,
+    actor: AdminActor,
+    body: ReviewRequest | None = None,
+) -> ReviewOut:
+    status = "approved" if decision == "approve" else "rejected"
+    note = body.note if body else None
+    row = await anyio.to_thread.run_sync(partial(service.store.review_feedback, feedback_id, status, actor, note))
+    return ReviewOut(item=row)
+
+
+@router.get("/api/admin/feedback/export", response_model=None)
+async def export_feedback(service: ServiceDep, actor: AdminActor) -> StreamingResponse:
+    """Approved feedback as JSON Lines, streamed (what `aldlab data build --feedback` reads)."""
+    rows = service.store.iter_feedback_rows(status="approved")  # reads in batches, in a thread
+    return StreamingResponse(
+        (json.dumps(r, ensure_ascii=False) + "\n" for r in rows),
+        media_type="application/x-ndjson; charset=utf-8",
+        headers={"Content-Disposition": 'attachment; filename="aldlab-feedback.jsonl"'},
+    )

@@ -1,0 +1,297 @@
+"""The API's request and response models: what crosses the HTTP edge, and nothing else.
+
+Requests cap what a client may send (lengths, counts, patterns); responses fix the JSON
+shapes the web UI, the `openai` client and `aldlab feedback` read. KB documents and store
+rows stay plain dicts here: their fields belong to `aldlab.kb.schema` and `aldlab.store`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import Path as FastApiPath
+from pydantic import BaseModel, ConfigDict, Field
+
+from aldlab.kb.schema import NAME_PATTERN
+from aldlab.rag.types import Passage
+
+# --------------------------------------------------------------------------- requests
+
+
+class Turn(BaseModel):
+    role: Literal["user", "assistant"]
+    content: str
+
+
+class AskRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    question: str
+    model: str | None = None  # None: the server's default (the fine-tuned adapter when loaded)
+    top_k: int | None = None
+    use_retrieval: bool = True
+    context_only: bool = False
+    history: list[Turn] = Field(default_factory=list)
+    filter_keyword: str | None = None
+    max_new_tokens: int | None = None
+    stream: bool = False
+
+
+class FeedbackRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    answer_id: str = Field(pattern=r"^[0-9a-f]{32}$")
+    # Returned with the answer to the client that asked, and to no one else.
+    answer_token: str = Field(min_length=16, max_length=128)
+    rating: Literal["like", "dislike"]
+    comment: str | None = Field(default=None, max_length=2000)
+    correction: str | None = Field(default=None, max_length=8000)
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    role: str
+    content: str | list[dict[str, Any]] | None = None
+
+    def text(self) -> str:
+        """Plain text of a message (OpenAI content may be a list of typed parts)."""
+        if self.content is None:
+            return ""
+        if isinstance(self.content, str):
+            return self.content
+        return "".join(str(p.get("text", "")) for p in self.content if p.get("type") in ("text", "input_text"))
+
+
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    include_usage: bool = False
+
+
+class ChatCompletionRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    model: str | None = None
+    stream_options: StreamOptions | None = None
+    messages: list[ChatMessage] = Field(min_length=1)
+    stream: bool = False
+    max_tokens: int | None = None
+    max_completion_tokens: int | None = None
+    n: int | None = None
+    # Extra options (the openai client sends them with `extra_body={"aldlab": {...}}`).
+    aldlab: dict[str, Any] | None = None
+
+
+# Document ids and topics (aldlab.kb.schema.NAME_PATTERN, the KB validator's rule too) become
+# file names and URL segments, so nothing that could climb out of the KB dir ("../x", "a/b") passes.
+DocId = Annotated[str, FastApiPath(pattern=NAME_PATTERN)]
+
+
+class ReviewRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    note: str | None = Field(default=None, max_length=2000)
+
+
+class DocumentIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(pattern=NAME_PATTERN)
+    title: str = Field(default="", max_length=300)
+    text: str = Field(min_length=1, max_length=20000)
+    keywords: list[str] = Field(default_factory=list, max_length=50)
+    topic: str = Field(default="general", pattern=NAME_PATTERN)
+    source: str = Field(default="admin", max_length=200)
+
+
+class DocumentChanges(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    title: str | None = Field(default=None, max_length=300)
+    text: str | None = Field(default=None, min_length=1, max_length=20000)
+    keywords: list[str] | None = Field(default=None, max_length=50)
+    topic: str | None = Field(default=None, pattern=NAME_PATTERN)
+    source: str | None = Field(default=None, max_length=200)
+
+
+# --------------------------------------------------------------------------- answers
+
+
+ConfidenceLabel = Literal["high", "medium", "low"]
+
+
+class ContextOut(BaseModel):
+    """A passage the model was given (shown as "참고 문서 / contexts")."""
+
+    id: str
+    title: str
+    text: str
+    score: float
+    topic: str
+
+    @classmethod
+    def of(cls, passage: Passage) -> ContextOut:
+        return cls(id=passage.id, title=passage.title, text=passage.text, score=round(float(passage.score), 4), topic=passage.topic)
+
+
+class CitationOut(BaseModel):
+    """A document the answer cites or is supported by (`how`: bracket, mention or overlap)."""
+
+    id: str
+    title: str
+    how: str
+    support: float
+
+
+class Bilingual(BaseModel):
+    ko: str
+    en: str
+
+
+class AnswerOut(BaseModel):
+    """What /api/ask returns, the SSE `answer` event carries and the OpenAI routes put under `aldlab`."""
+
+    answer_id: str
+    # Proof of having asked: /api/feedback needs it, so only this client can rate.
+    answer_token: str
+    answer: str
+    model: str
+    # Everything the model was given, cited or not.
+    contexts: list[ContextOut]
+    # Only what the answer cites or is supported by; empty means "인용 없음 / no citation".
+    citations: list[CitationOut]
+    confidence: float
+    confidence_label: ConfidenceLabel
+    confidence_explanation: Bilingual
+    refused: bool
+    used_retrieval: bool
+    latency_s: float
+
+
+class FeedbackAck(BaseModel):
+    ok: bool = True
+    feedback_id: int
+    answer_id: str
+    status: Literal["pending"] = "pending"
+
+
+# --------------------------------------------------------------------------- health and reload
+
+
+class ReloadStatus(BaseModel):
+    """The background index rebuild: running now, and how the last one ended."""
+
+    running: bool
+    ok: bool | None = None
+    seconds: float | None = None
+    error: str | None = None
+    finished_at: float | None = None
+
+
+class ReloadInfo(BaseModel):
+    """`reload` of an admin edit: whether it scheduled a rebuild, and the rebuild's state."""
+
+    scheduled: bool
+    running: bool
+    ok: bool | None = None
+    seconds: float | None = None
+    error: str | None = None
+    finished_at: float | None = None
+
+
+class HealthOut(BaseModel):
+    status: Literal["ok", "degraded"]
+    version: str
+    models: list[str]
+    default_model: str
+    # The web UI warns when only the embedded base model (not instruction-tuned) answers.
+    base_model_warning: bool
+    pending: int
+    reload: ReloadStatus
+    admin: bool
+    api_key_required: bool
+    uptime_s: float
+
+
+# --------------------------------------------------------------------------- OpenAI-compatible
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str = "aldlab"
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class AssistantMessage(BaseModel):
+    role: Literal["assistant"] = "assistant"
+    content: str
+
+
+class ChatChoice(BaseModel):
+    index: int = 0
+    message: AssistantMessage
+    finish_reason: Literal["stop", "length"]
+
+
+class ChatCompletion(BaseModel):
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    choices: list[ChatChoice]
+    usage: Usage
+    aldlab: AnswerOut
+
+
+# --------------------------------------------------------------------------- admin
+
+
+class DocumentPage(BaseModel):
+    total: int
+    documents: list[dict[str, Any]]
+
+
+class DocumentAdded(BaseModel):
+    document: dict[str, Any]
+    reload: ReloadInfo
+
+
+class DocumentUpdated(BaseModel):
+    before: dict[str, Any]
+    document: dict[str, Any]
+    reload: ReloadInfo
+
+
+class DocumentDeleted(BaseModel):
+    deleted: dict[str, Any]
+    reload: ReloadInfo
+
+
+class ReloadOut(BaseModel):
+    reload: ReloadInfo
+
+
+class AuditPage(BaseModel):
+    edits: list[dict[str, Any]]
+
+
+class FeedbackPage(BaseModel):
+    total: int
+    items: list[dict[str, Any]]
+
+
+class ReviewOut(BaseModel):
+    item: dict[str, Any]

@@ -1,0 +1,67 @@
+"""What a training run holds: the objects setup builds, the loop's resumable state, one
+step's numbers and the result.
+
+`LoopState` is exactly what a checkpoint stores next to the weights (`checkpoint.py`);
+everything else in `Run` is rebuilt from the config on resume.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from aldlab.train.config import TrainConfig
+from aldlab.train.data import Example
+
+
+@dataclass
+class TrainResult:
+    """What the pipeline and the CLI report after a run."""
+
+    output_dir: str
+    final_train_loss: float | None
+    final_eval_loss: float | None
+    first_eval_loss: float | None
+    steps: int
+    seconds: float
+    supervised_tokens_per_s: float
+
+
+@dataclass
+class LoopState:
+    """Everything the loop needs to continue exactly where it stopped."""
+
+    global_step: int = 0
+    epoch: int = 0
+    step_in_epoch: int = 0
+    supervised_tokens: int = 0
+    train_seconds: float = 0.0
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class Run:
+    """Objects built by `trainer._setup` and shared by the loop, the checkpoints and the report."""
+
+    config: TrainConfig
+    accelerator: Any
+    tokenizer: Any
+    peft_model: Any
+    model: Any  # SupervisedCausalLM, possibly wrapped by DDP
+    optimizer: Any
+    scheduler: Any
+    train_examples: list[Example]
+    eval_examples: list[Example]
+    steps_per_epoch: int
+    total_steps: int
+    meta_inputs: dict[str, Any]
+
+
+@dataclass
+class StepStats:
+    """What one optimizer step did, summed over ranks (logged in the history)."""
+
+    loss: float  # mean loss per supervised token
+    tokens: int  # supervised (answer) tokens
+    padded_tokens: int  # positions the decoder ran over, padding included
+    lr: float  # the learning rate this step's update used
