@@ -57,8 +57,10 @@ class RagConfig:
     #: Penalty on tokens the answer already produced (1.0 = off; CTRL paper suggests ~1.2).
     #: Only the answer's own tokens count, never the prompt's contexts (see rag/generate.py).
     repetition_penalty: float = 1.0
-    #: Forbid repeating any n-gram of this many tokens within the answer (0 = off).
-    no_repeat_ngram_size: int = 0
+    #: Forbid repeating any n-gram of this many tokens within the answer (0 = off). 8 is a
+    #: safety net against loops only (an answer rarely repeats 8 tokens of its own on purpose),
+    #: and the value cpu-demo is evaluated with: `ask`/`serve` without --preset decode the same way.
+    no_repeat_ngram_size: int = 8
     #: Local generation engine: "auto" picks llama.cpp when llama-cpp-python is installed, no
     #: CUDA GPU is present and the base is the embedded model; "transformers" / "llama.cpp" force one.
     engine: str = "auto"
