@@ -1,5 +1,6 @@
 """Fine-tuning throughput: aldlab vs TRL SFTTrainer vs the legacy recipe, same rows, one run.
 
+    pip install -e ".[bench]"   # TRL and datasets: the baselines
     nice -n 19 python bench/train_throughput.py [--warmup 2] [--steps 8] [--batch-size 2]
 
 (a) aldlab: `aldlab.train.trainer.train` — LM head on supervised positions only, dynamic
