@@ -32,7 +32,7 @@ def fake_vllm(calls: list[dict[str, Any]]) -> FastAPI:
     async def chat(request: Request) -> Any:
         payload = await request.json()
         calls.append(payload)
-        text = f"원격 {payload['model']} 답변: TMA는 전구체입니다 [tiny-003]"
+        text = f"원격 {payload['model']} 답변. TMA는 Al2O3 ALD에 쓰이는 대표 전구체로 물과 반응한다 [tiny-003]"
         if payload.get("stream"):
             def events() -> Iterator[str]:
                 for word in text.split(" "):
