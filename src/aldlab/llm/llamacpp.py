@@ -165,8 +165,10 @@ class LlamaCppGenerator:
             if name not in self._llamas:
                 from llama_cpp import Llama
 
+                # One prompt-processing batch for a whole RAG prompt (700-800 tokens): time to first
+                # token 1.0-1.15 s here vs 1.0-1.25 s with two batches of 512.
                 self._llamas[name] = Llama(
-                    model_path=str(self.gguf_path(name)), n_ctx=self.n_ctx, n_batch=512,
+                    model_path=str(self.gguf_path(name)), n_ctx=self.n_ctx, n_batch=1024,
                     n_threads=self.n_threads, n_threads_batch=self.n_threads, verbose=False,
                 )
             return self._llamas[name]
