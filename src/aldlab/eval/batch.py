@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from aldlab import prompts
-from aldlab.rag.answer import refusal_reason, settle_generated
+from aldlab.rag.answer import settle_generated
 from aldlab.rag.types import Answer
 
 
@@ -69,12 +69,10 @@ class BatchAnswerer:
         """
         if not use_retrieval:
             return Answer(question=question, text="", model=model, used_retrieval=False), prompts.build_messages(question, None)
-        retriever = self.assistant.retriever
-        retrieval = retriever.search(question)
+        retrieval = self.assistant.retriever.search(question)
         passages, confidence = retrieval.passages, round(retrieval.confidence, 4)
         answer = Answer(question=question, text="", passages=passages, confidence=confidence, model=model)
-
-        reason = refusal_reason(retrieval, retriever.threshold, check_names=self.assistant.config.refuse_unknown_names)
+        reason = self.assistant.refusal_reason(retrieval)
         if reason:
             answer.text, answer.refused = prompts.refusal_answer(reason), True
             return answer, None

@@ -374,7 +374,7 @@ class Assistant:
 
         retrieval = self.retriever.search(resolved, top_k=top_k, filter_keyword=filter_keyword)
         passages, confidence = retrieval.passages, round(retrieval.confidence, 4)
-        reason = refusal_reason(retrieval, self.retriever.threshold, check_names=self.config.refuse_unknown_names)
+        reason = self.refusal_reason(retrieval)
         if reason:
             text = prompts.refusal_answer(reason)
             yield text
@@ -398,6 +398,10 @@ class Assistant:
             citations=[c.id for c in cited],
             citation_details=cited,
         )
+
+    def refusal_reason(self, retrieval: Retrieval) -> str | None:
+        """`refusal_reason` with this assistant's threshold and settings (service and batched eval)."""
+        return refusal_reason(retrieval, self.retriever.threshold, check_names=self.config.refuse_unknown_names)
 
     def _generate(
         self, messages: list[dict[str, str]], max_new_tokens: int, adapter: str | None, stream: bool

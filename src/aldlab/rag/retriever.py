@@ -200,6 +200,9 @@ class HybridRetriever:
         self._bm25.index([t or ["\u0000"] for t in index.tokens], show_progress=False)
         self._vocab = set(self._bm25.vocab_dict)
         self._synonym_covered = self._synonym_terms_with_kb_spelling()
+        #: Terms the KB talks about (its own spelling or a synonym's): query coverage and
+        #: unknown names both ask this, on every search, so it is built once here.
+        self._known_terms = self._vocab | self._synonym_covered
         self._keyword_sets = [
             {k.casefold() for k in (*d.keywords, d.topic)} for d in self.documents
         ]
@@ -361,7 +364,7 @@ class HybridRetriever:
         vendor's schedule. A hyphenated name counts as known when all its parts are
         ("self-limiting"); synonym spellings of a KB term count as known.
         """
-        known = self._vocab | self._synonym_covered
+        known = self._known_terms
         out: list[str] = []
         for written, folded in name_terms(query):
             parts = [p for p in folded.split("-") if len(p) > 1]
@@ -419,7 +422,7 @@ class HybridRetriever:
         self, terms: list[str], bm25_own: np.ndarray, dense: np.ndarray | None, mask: np.ndarray | None
     ) -> QueryFeatures:
         unique = set(terms)
-        known = {t for t in unique if t in self._vocab or t in self._synonym_covered}
+        known = unique & self._known_terms
         coverage = len(known) / len(unique) if unique else 0.0
         own = bm25_own  # the user's own words only: expansion would inflate the score
         if mask is not None:
