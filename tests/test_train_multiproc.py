@@ -24,11 +24,13 @@ from aldlab.train.trainer import train
 
 SCRIPT = textwrap.dedent(
     """
-    import json, sys
+    import json, os, sys
+    from pathlib import Path
     from aldlab.train.config import TrainConfig
     from aldlab.train.trainer import train
     r = train(TrainConfig(**json.loads(sys.argv[1])), progress=False)
-    print("RESULT", r.steps, flush=True)  # counted by the parent: never lost in a buffer at exit
+    # One file per rank: two ranks printing to one shared pipe can interleave their writes.
+    Path(sys.argv[2], f"result-{os.environ['RANK']}.txt").write_text(str(r.steps), encoding="utf-8")
     """
 )
 
@@ -61,10 +63,11 @@ def test_two_cpu_processes_match_one_process(tmp_path: Path) -> None:
     script = tmp_path / "run.py"
     script.write_text(SCRIPT, encoding="utf-8")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([*cmd, str(script), json.dumps(multi.to_dict())], capture_output=True, text=True,
-                          timeout=300, env=env)
+    proc = subprocess.run([*cmd, str(script), json.dumps(multi.to_dict()), str(tmp_path)], capture_output=True,
+                          text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stdout.count("RESULT 4") == 2  # both ranks finished all steps
+    results = sorted((tmp_path / f"result-{rank}.txt").read_text(encoding="utf-8") for rank in (0, 1))
+    assert results == ["4", "4"]  # both ranks finished all steps
 
     meta = json.loads((tmp_path / "two" / "training_meta.json").read_text(encoding="utf-8"))
     assert meta["inputs"]["world_size"] == 2
