@@ -6,6 +6,12 @@ gemma-3-270m the 262k-vocab LM head took 39-53% of a training step when applied 
 position; SFT rows are mostly prompt, so slicing first removes most of that work and the
 [tokens x 262k] logits tensor that dominated peak memory.
 
+The head and the cross-entropy then run in chunks of rows (`chunked_head_loss`): each
+chunk's [rows x vocab] logits give its loss and, at once, the gradient for the hidden
+states, and are freed before the next chunk. The whole [supervised x 262k] logits tensor
+and the copies autograd would keep of it (softcap, log-softmax, their gradients: 3-4 GB
+on a 2 x 1024 batch) never exist; the arithmetic is the same, so the speed is too.
+
 The module returns the *summed* token loss and the token count, so the caller can divide
 by the number of supervised tokens of the whole optimizer step (all micro-batches and
 ranks): gradient accumulation then never changes the loss scale.
@@ -52,12 +58,85 @@ class SupervisedCausalLM(nn.Module):
         targets = labels[:, 1:]
         keep = targets != IGNORE_INDEX
         selected = hidden[:, :-1][keep]  # [n_supervised, hidden]: the only rows the head sees
-        logits = base.get_output_embeddings()(selected).float()
-        softcap = getattr(base.config, "final_logit_softcapping", None)
-        if softcap:
-            logits = torch.tanh(logits / softcap) * softcap
-        loss_sum = F.cross_entropy(logits, targets[keep], reduction="sum")
+        head = base.get_output_embeddings()
+        softcap = getattr(base.config, "final_logit_softcapping", None) or 0.0
+        if _plain_head(head, selected.size(-1)):
+            loss_sum = chunked_head_loss(selected, head.weight, targets[keep], float(softcap))
+        else:  # a head with a bias or sharded weights (ZeRO-3): let the module run itself
+            logits = head(selected).float()
+            if softcap:
+                logits = torch.tanh(logits / softcap) * softcap
+            loss_sum = F.cross_entropy(logits, targets[keep], reduction="sum")
         return loss_sum, keep.sum()
+
+
+#: Rows per chunk: at most this many logits (fp32) exist at once, 256 MB (256 rows of Gemma's 262k vocab).
+CHUNK_LOGITS = 64 * 1024 * 1024
+
+
+def _plain_head(head: Any, hidden_size: int) -> bool:
+    """A bias-free Linear whose full weight is here (not a ZeRO-3 shard, which only its forward gathers)."""
+    weight = getattr(head, "weight", None)
+    return (
+        isinstance(head, nn.Linear) and head.bias is None and weight is not None
+        and weight.dim() == 2 and weight.size(1) == hidden_size and weight.size(0) > 0
+    )
+
+
+class _ChunkedHeadLoss(torch.autograd.Function):
+    """Sum of token cross-entropies of `softcap(hidden @ weight.T)`, gradients made chunk by chunk.
+
+    d loss / d logits = softmax - onehot is known in the forward pass, so each chunk turns
+    its logits straight into the gradient of its hidden rows (and of the weight, if it
+    trains) and drops them; backward only scales what forward saved.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, softcap: float,
+                rows: int) -> torch.Tensor:
+        want_h, want_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        grad_hidden = torch.empty_like(hidden) if want_h else None
+        grad_weight = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if want_w else None
+        total = torch.zeros((), dtype=torch.float32, device=hidden.device)
+        for start in range(0, hidden.size(0), rows):
+            h, t = hidden[start : start + rows], targets[start : start + rows]
+            logits = (h @ weight.t()).float()
+            if softcap:
+                capped = torch.tanh(logits.div_(softcap))
+                slope = 1.0 - capped * capped  # d capped/d logits, before capped is reused in place
+                logits = capped.mul_(softcap)
+            lse = torch.logsumexp(logits, dim=-1)
+            total += (lse - logits.gather(1, t[:, None]).squeeze(1)).sum()
+            if not (want_h or want_w):
+                continue
+            grad = logits.sub_(lse[:, None]).exp_()  # softmax, in place
+            grad[torch.arange(t.numel(), device=t.device), t] -= 1.0
+            if softcap:
+                grad.mul_(slope)
+                del slope
+            if want_h:
+                grad_hidden[start : start + rows] = (grad.to(weight.dtype) @ weight).to(hidden.dtype)
+            if want_w:
+                grad_weight.addmm_(grad.t(), h.float())
+        ctx.save_for_backward(*(g for g in (grad_hidden, grad_weight) if g is not None))
+        ctx.has, ctx.weight_dtype = (want_h, want_w), weight.dtype
+        return total
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        saved = iter(ctx.saved_tensors)
+        grad_h = next(saved) * grad_out.to(ctx.saved_tensors[0].dtype) if ctx.has[0] else None
+        grad_w = (next(saved) * grad_out).to(ctx.weight_dtype) if ctx.has[1] else None
+        return grad_h, grad_w, None, None, None
+
+
+def chunked_head_loss(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, softcap: float = 0.0,
+                      rows: int | None = None) -> torch.Tensor:
+    """Summed cross-entropy of the LM head on `hidden` rows, never holding all their logits."""
+    if hidden.size(0) == 0:
+        return (hidden.sum() + weight.sum()) * 0.0  # keeps the graph (DDP expects every step to backward)
+    rows = rows or max(1, CHUNK_LOGITS // max(1, weight.size(0)))
+    return _ChunkedHeadLoss.apply(hidden, weight, targets, softcap, rows)
 
 
 def full_logits_loss(model: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
