@@ -8,8 +8,11 @@
 (b) TRL SFTTrainer: the baseline a user would pick — same model object, same LoRA, the same
     token ids and answer masks (pre-tokenised by aldlab, `completion_mask` +
     `completion_only_loss=True`), dynamic padding (TRL's collator), TRL's fused LM head on
-    completion positions, its default random sampler; and `trl-grouped`, the same with HF's
-    length-grouped sampler (longest batch first, like aldlab: peak RSS over the same batches).
+    completion positions, its default random sampler and its default gradient checkpointing;
+    `trl-grouped`, the same with HF's length-grouped sampler (longest batch first, like
+    aldlab: peak RSS over the same batches); `trl-nogc`, TRL without gradient checkpointing.
+    `aldlab-gc` is aldlab with gradient checkpointing, so each trade has a matched pair:
+    aldlab-gc vs trl / trl-grouped (both recompute activations), aldlab vs trl-nogc (neither).
 (c) legacy (the seed's finetune_llama.py): HF Trainer + PEFT, every row padded to
     max_length, logits and loss over every position.
 
@@ -120,7 +123,12 @@ def _count(batch: dict) -> tuple[int, int]:
     return int((batch["labels"][:, 1:] != -100).sum()), int(batch["input_ids"].numel())
 
 
-def child_aldlab(args: argparse.Namespace) -> dict:
+def child_aldlab_gc(args: argparse.Namespace) -> dict:
+    """aldlab with gradient checkpointing: the memory/compute trade TRL makes by default."""
+    return child_aldlab(args, gradient_checkpointing=True)
+
+
+def child_aldlab(args: argparse.Namespace, *, gradient_checkpointing: bool = False) -> dict:
     from aldlab.train.config import TrainConfig
     from aldlab.train.trainer import train
 
@@ -130,6 +138,7 @@ def child_aldlab(args: argparse.Namespace) -> dict:
         max_steps=total, batch_size=args.batch_size, max_seq_len=args.max_length, eval_steps=10**6,
         max_eval_examples=1, logging_steps=10**6, save_steps=10**6, save_inference_only=True, learning_rate=2e-4,
         lora_r=16, lora_alpha=32, lora_dropout=0.1, allow_skipping_long_rows=True,
+        gradient_checkpointing=gradient_checkpointing,
     )
     ends: list[float] = []
     tokens: list[int] = []
@@ -198,8 +207,17 @@ def child_trl_grouped(args: argparse.Namespace) -> dict:
     return child_trl(args, group_by_length=True)
 
 
-def child_trl(args: argparse.Namespace, *, group_by_length: bool = False) -> dict:
-    """TRL SFTTrainer with completion-only loss on the same pre-tokenised rows."""
+def child_trl_nogc(args: argparse.Namespace) -> dict:
+    """TRL without its default gradient checkpointing: the same trade as aldlab's default."""
+    return child_trl(args, gradient_checkpointing=False)
+
+
+def child_trl(args: argparse.Namespace, *, group_by_length: bool = False, gradient_checkpointing: bool = True) -> dict:
+    """TRL SFTTrainer with completion-only loss on the same pre-tokenised rows.
+
+    TRL's SFTConfig turns gradient checkpointing on by default (it recomputes activations
+    in the backward pass: less memory, more time); `trl` keeps that default.
+    """
     import torch
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
@@ -217,6 +235,7 @@ def child_trl(args: argparse.Namespace, *, group_by_length: bool = False) -> dic
         report_to=[], use_cpu=True, seed=42, disable_tqdm=True, dataloader_num_workers=0,
         completion_only_loss=True, max_length=args.max_length, padding_free=False,
         train_sampling_strategy="group_by_length" if group_by_length else "random",
+        gradient_checkpointing=gradient_checkpointing,
     )
     ends: list[float] = []
     tokens: list[int] = []
@@ -322,7 +341,7 @@ def main() -> None:
     ap.add_argument("--data", default=None, help="chat JSONL (default: generated from the shipped KB)")
     ap.add_argument("--workdir", default=None)
     ap.add_argument("--model", default="embedded", help="model for every side (a tiny dir for a quick check)")
-    ap.add_argument("--sides", default="aldlab,trl,trl-grouped,legacy", help="comma-separated subset, in run order")
+    ap.add_argument("--sides", default="aldlab,aldlab-gc,trl,trl-grouped,trl-nogc,legacy", help="comma-separated subset, in run order")
     ap.add_argument("--child", choices=list(CHILDREN), default=None)
     args = ap.parse_args()
 
@@ -358,13 +377,17 @@ def main() -> None:
     cols = [("supervised tokens/s", "tps", "{:.1f}"), ("peak RSS (MB)", "rss", "{:.0f}"),
             ("matmul GFLOP/s", "flops", "{:.1f}"), ("MFU %", "mfu", "{:.1f}"), ("window s", "sec", "{:.1f}"),
             ("supervised tok", "sup", "{:d}"), ("decoder positions", "pad", "{:d}")]
-    print(f"{'side':<10}" + "".join(f"{name:>21}" for name, _, _ in cols))
+    print(f"{'side':<12}" + "".join(f"{name:>21}" for name, _, _ in cols))
     for side, d in derived.items():
-        print(f"{side:<10}" + "".join(f"{fmt.format(d[key]):>21}" for _, key, fmt in cols))
+        print(f"{side:<12}" + "".join(f"{fmt.format(d[key]):>21}" for _, key, fmt in cols))
     if "aldlab" in derived:
         for other in [s for s in derived if s != "aldlab"]:
             a, b = derived["aldlab"], derived[other]
             print(f"aldlab / {other}: tokens/s {a['tps'] / b['tps']:.2f}x, peak RSS {a['rss'] / b['rss']:.2f}x")
+    for mine, theirs in (("aldlab-gc", "trl"), ("aldlab-gc", "trl-grouped"), ("aldlab", "trl-nogc")):
+        if mine in derived and theirs in derived:  # same activation-memory trade on both sides
+            a, b = derived[mine], derived[theirs]
+            print(f"{mine} / {theirs}: tokens/s {a['tps'] / b['tps']:.2f}x, peak RSS {a['rss'] / b['rss']:.2f}x")
         for trl in [s for s in ("trl", "trl-grouped") if s in derived]:
             a, b = derived["aldlab"], derived[trl]
             ok = a["tps"] / b["tps"] >= 1.5 and a["rss"] / b["rss"] <= 1.0
@@ -372,7 +395,8 @@ def main() -> None:
     print(json.dumps({"results": results, "peak_matmul_flops": peak}), file=sys.stderr)
 
 
-CHILDREN = {"aldlab": child_aldlab, "trl": child_trl, "trl-grouped": child_trl_grouped, "legacy": child_legacy}
+CHILDREN = {"aldlab": child_aldlab, "aldlab-gc": child_aldlab_gc, "trl": child_trl, "trl-grouped": child_trl_grouped,
+            "trl-nogc": child_trl_nogc, "legacy": child_legacy}
 
 
 if __name__ == "__main__":
