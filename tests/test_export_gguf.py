@@ -138,6 +138,24 @@ def test_bad_quant_and_non_gemma_models_are_user_errors(tiny_adapter: Path, tmp_
     assert not (tmp_path / "x.gguf").exists()
 
 
+def test_layer_types_llama_cpp_cannot_express_are_refused(tmp_path: Path) -> None:
+    """GGUF has no key for which layers slide; llama.cpp fixes every 6th as global."""
+    from types import SimpleNamespace
+
+    from transformers import Gemma3TextConfig
+
+    from aldlab.llm.gguf_export import llama_cpp_layer_types, write_gemma3_gguf
+
+    for n_layers in (2, 6, 18, 26):  # transformers' default layout is the one llama.cpp assumes
+        assert Gemma3TextConfig(num_hidden_layers=n_layers).layer_types == llama_cpp_layer_types(n_layers)
+    assert llama_cpp_layer_types(12).count("full_attention") == 2
+    layer_types = ["full_attention", "sliding_attention"]
+    config = SimpleNamespace(model_type="gemma3_text", sliding_window=64, layer_types=layer_types)
+    with pytest.raises(UserError, match="layer_types"):
+        write_gemma3_gguf(SimpleNamespace(config=config), None, tmp_path / "x.gguf")
+    assert not list(tmp_path.iterdir())
+
+
 def _load_gguf_model(path: Path):  # noqa: ANN202
     import torch
     from transformers import AutoModelForCausalLM

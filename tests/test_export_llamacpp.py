@@ -18,16 +18,19 @@ MESSAGES = [{"role": "system", "content": "ALD 전문가"}, {"role": "user", "co
 
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Tiny Gemma 3 whose attention scale is 1/sqrt(head_dim), as llama.cpp computes it."""
-    import json
+    """Tiny Gemma 3 shaped so llama.cpp runs it as transformers does.
 
+    - Six layers, not the builder's two: llama.cpp's Gemma 3 makes every 6th layer global
+      (`set_swa_pattern(6)`), so two layers are all sliding-window, its global KV cache has
+      no layer, and llama-cpp-python 0.3.16 segfaults in the first decode. Layer 5 is global
+      in both engines (transformers derives the same `layer_types`).
+    - Attention scale 1/sqrt(head_dim), as llama.cpp computes it (the converter writes no
+      query_pre_attn_scalar).
+    """
     from aldlab.llm.tiny import build_tiny_model_dir
 
-    out = build_tiny_model_dir(tmp_path_factory.mktemp("tiny") / "model")
-    config = json.loads((out / "config.json").read_text(encoding="utf-8"))
-    config["query_pre_attn_scalar"] = config["head_dim"]
-    (out / "config.json").write_text(json.dumps(config), encoding="utf-8")
-    return out
+    model_dir = tmp_path_factory.mktemp("tiny") / "model"
+    return build_tiny_model_dir(model_dir, num_hidden_layers=6, query_pre_attn_scalar=16)
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,10 @@ the `gguf` package, following llama.cpp's `convert_hf_to_gguf.py` Gemma3 convent
 - every `*norm.weight` stored as `1 + w`, because Gemma3RMSNorm multiplies by `1 + weight`
   while llama.cpp multiplies by the stored value (transformers' GGUF loader subtracts it again);
 - 1-D tensors always F32; 2-D weights F32, F16 or Q8_0 as asked;
-- `gemma3.*` hyper-parameters named as the converter names them.
+- `gemma3.*` hyper-parameters named as the converter names them;
+- no key says which layers use sliding-window attention: llama.cpp makes every 6th layer
+  global (`set_swa_pattern(6)`, as in every released Gemma 3), so a model with other
+  `layer_types` is refused rather than written to run differently.
 
 The tokenizer is copied field by field from the GGUF the base came from when there is one
 (the embedded model ships as a GGUF, so its vocabulary, scores and token types are reused
@@ -38,6 +41,8 @@ from aldlab.files import atomic_write_json, atomic_write_text
 QUANTS = ("f32", "f16", "q8_0")
 MODELFILE_NAME = "Modelfile"
 GEMMA3_MODEL_TYPES = ("gemma3_text", "gemma3")
+#: llama.cpp's Gemma 3: layer i is global when (i + 1) % 6 == 0, sliding otherwise.
+LLAMA_CPP_GLOBAL_EVERY = 6
 
 
 @dataclass
@@ -148,6 +153,7 @@ def write_gemma3_gguf(
     import gguf
 
     _require_gemma3(model.config)
+    _require_llama_cpp_layer_types(model.config)
     quant = check_quant(quant)
     tensor_type, file_type = _ggml_types(quant)
     path = Path(path)
@@ -176,6 +182,29 @@ def _require_gemma3(config: Any) -> None:
             f"Direct GGUF export supports Gemma 3 only (this model: {getattr(config, 'model_type', '?')}).",
             hint="aldlab export ADAPTER --merge -o merged/ 후 llama.cpp의 convert_hf_to_gguf.py merged/ 를 실행하세요 "
             "/ export with --merge, then run llama.cpp's convert_hf_to_gguf.py on that directory",
+        )
+
+
+def llama_cpp_layer_types(n_layers: int) -> list[str]:
+    """The attention type llama.cpp gives each Gemma 3 layer, whatever the GGUF says."""
+    return [
+        "full_attention" if (i + 1) % LLAMA_CPP_GLOBAL_EVERY == 0 else "sliding_attention"
+        for i in range(n_layers)
+    ]
+
+
+def _require_llama_cpp_layer_types(config: Any) -> None:
+    layer_types = getattr(config, "layer_types", None)
+    if not layer_types or not getattr(config, "sliding_window", None):
+        return
+    expected = llama_cpp_layer_types(len(layer_types))
+    if list(layer_types) != expected:
+        raise UserError(
+            "이 모델의 슬라이딩 윈도 층 배치(config.json layer_types)는 GGUF로 옮길 수 없습니다: "
+            "llama.cpp는 6번째 층마다 전역 어텐션으로 고정합니다.",
+            "This model's config.json `layer_types` cannot be carried by GGUF: llama.cpp makes "
+            "every 6th Gemma 3 layer global and the others sliding-window.",
+            hint="층 i는 (i+1) % 6 == 0 일 때만 full_attention / layer i is full_attention iff (i+1) % 6 == 0",
         )
 
 

@@ -48,30 +48,30 @@ def build_tiny_tokenizer(corpus: Iterable[str] = (), vocab_size: int = 600):  # 
 def build_tiny_model_dir(path: str | Path, corpus: Iterable[str] = (), seed: int = 0, **config: Any) -> Path:
     """Write a tiny random Gemma3ForCausalLM + tokenizer (no chat template) to `path`.
 
-    `config` overrides Gemma3TextConfig fields (e.g. final_logit_softcapping).
+    `config` overrides Gemma3TextConfig fields (e.g. final_logit_softcapping). They go to the
+    constructor, so derived fields follow them (`num_hidden_layers=6` gets six `layer_types`).
     """
     import torch
     from transformers import Gemma3ForCausalLM, Gemma3TextConfig
 
     out = Path(path)
     tokenizer = build_tiny_tokenizer(corpus)
-    text_config = Gemma3TextConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        head_dim=16,
-        max_position_embeddings=512,
-        sliding_window=64,
-        pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-        tie_word_embeddings=True,
-    )
-    for key, value in config.items():
-        setattr(text_config, key, value)
+    fields: dict[str, Any] = {
+        "vocab_size": len(tokenizer),
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "num_key_value_heads": 1,
+        "head_dim": 16,
+        "max_position_embeddings": 512,
+        "sliding_window": 64,
+        "pad_token_id": tokenizer.pad_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+        "bos_token_id": tokenizer.bos_token_id,
+        "tie_word_embeddings": True,
+    }
+    text_config = Gemma3TextConfig(**{**fields, **config})
     torch.manual_seed(seed)
     model = Gemma3ForCausalLM(text_config)
     model.save_pretrained(str(out), safe_serialization=True)
