@@ -136,8 +136,9 @@ class RecordingGenerator:
         self.calls.append({"messages": messages, "max_new_tokens": max_new_tokens, "adapter": adapter})
         if self.reply is not None:
             return self.reply
-        found = re.search(r"\[(tiny-\d+)\]", messages[-1]["content"])
-        return f"답변입니다 [{found.group(1) if found else 'none'}]"
+        # The prompt lists the most relevant passage last (prompts.format_context).
+        found = re.findall(r"\[(tiny-\d+)\]", messages[-1]["content"])
+        return f"답변입니다 [{found[-1] if found else 'none'}]"
 
     def stream(self, messages, *, max_new_tokens=256, adapter=None):  # noqa: ANN001, ANN201
         text = self.generate(messages, max_new_tokens=max_new_tokens, adapter=adapter)

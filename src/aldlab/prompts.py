@@ -35,8 +35,16 @@ class CitedText(Protocol):
 
 
 def format_context(passages: Sequence[CitedText]) -> str:
-    """Render retrieved passages as a numbered block the model can cite by id."""
-    blocks = [f"[{p.id}] {p.title}\n{p.text}" for p in passages]
+    """Render passages (most relevant first, as retrieval returns them) as a block the model
+    can cite by id, listed in reverse: the most relevant passage last, next to the question.
+
+    Why: the fine-tuned small model copies from the passages nearest the question. On
+    evalsets/dev.jsonl (98 answerable, the cpu-demo adapter, top 3) the answering document
+    was retrieved first 86 times, yet key-fact recall was 0.658 with it listed first and
+    0.816 with it listed last (false refusals 6.1% -> 2.0%). Training rows shuffle their
+    passages, so the order is only learnt from here at serving time.
+    """
+    blocks = [f"[{p.id}] {p.title}\n{p.text}" for p in reversed(list(passages))]
     return "\n\n".join(blocks) if blocks else "(참고 문서 없음)"
 
 
