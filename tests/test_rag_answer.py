@@ -242,3 +242,32 @@ def test_an_echoed_question_is_shown_as_the_refusal(tmp_path: Path) -> None:
     assert refused and text.startswith(prompts.REFUSAL)
     assert settle_generated("로드락은 천천히 Vent한다 [tiny-002]", "로드락 Vent는 어떻게 해?") == (
         "로드락은 천천히 Vent한다 [tiny-002]", False)
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        # a reason that says what is missing stays (first sentence only)
+        ("관련 정보가 부족합니다. 참고 문서에 PM 이력에 대한 내용이 없습니다. 참고 문서에 PM 이력에 대한",
+         "관련 정보가 부족합니다. 참고 문서에 PM 이력에 대한 내용이 없습니다."),
+        # the question written back after the phrase
+        ("관련 정보가 부족합니다. 참고 문서에는 ALD 장비 가동률이 몇 %였는지 알려주세요.",
+         "관련 정보가 부족합니다. 참고 문서에서 이 질문에 답할 근거를 찾지 못했습니다."),
+        # a copied passage sentence with its citation
+        ("관련 정보가 부족합니다. 참고 문서에 PM, Canister 교체 이벤트와 대조하면 원인이 드러나지 않는다. [troubleshooting-001]",
+         "관련 정보가 부족합니다. 참고 문서에서 이 질문에 답할 근거를 찾지 못했습니다."),
+        # the bare phrase gets a reason
+        ("관련 정보가 부족합니다", "관련 정보가 부족합니다. 참고 문서에서 이 질문에 답할 근거를 찾지 못했습니다."),
+    ],
+)
+def test_a_model_refusal_keeps_only_a_reason_that_reads_as_one(text: str, shown: str) -> None:
+    from aldlab.rag.answer import settle_generated
+
+    assert settle_generated(text, "지난주 2라인 ALD 장비 가동률은?") == (shown, True)
+
+
+def test_a_closed_book_refusal_does_not_mention_passages() -> None:
+    from aldlab.rag.answer import CLOSED_BOOK_REASON, settle_generated
+
+    text, refused = settle_generated("관련 정보가 부족합니다. 질문: ALD?", "ALD?", with_context=False)
+    assert refused and text == prompts.refusal_answer(CLOSED_BOOK_REASON)

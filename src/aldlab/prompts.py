@@ -34,7 +34,7 @@ class CitedText(Protocol):
     text: str
 
 
-def format_context(passages: Sequence[CitedText]) -> str:
+def format_context(passages: Sequence[CitedText], *, most_relevant_last: bool = True) -> str:
     """Render passages (most relevant first, as retrieval returns them) as a block the model
     can cite by id, listed in reverse: the most relevant passage last, next to the question.
 
@@ -42,9 +42,11 @@ def format_context(passages: Sequence[CitedText]) -> str:
     evalsets/dev.jsonl (98 answerable, the cpu-demo adapter, top 3) the answering document
     was retrieved first 86 times, yet key-fact recall was 0.658 with it listed first and
     0.816 with it listed last (false refusals 6.1% -> 2.0%). Training rows shuffle their
-    passages, so the order is only learnt from here at serving time.
+    passages, so the order is only learnt from here at serving time. A block shown to a
+    person (`--context-only`) keeps retrieval order: `most_relevant_last=False`.
     """
-    blocks = [f"[{p.id}] {p.title}\n{p.text}" for p in reversed(list(passages))]
+    ordered = list(reversed(passages)) if most_relevant_last else list(passages)
+    blocks = [f"[{p.id}] {p.title}\n{p.text}" for p in ordered]
     return "\n\n".join(blocks) if blocks else "(참고 문서 없음)"
 
 

@@ -58,7 +58,7 @@ class BatchAnswerer:
             texts = self._generate([messages for _, messages in chunk], max_new_tokens, adapter)
             share = (time.perf_counter() - t0) / len(chunk)
             for (answer, _), text in zip(chunk, texts, strict=True):
-                answer.text, answer.refused = settle_generated(text, answer.question)
+                answer.text, answer.refused = settle_generated(text, answer.question, with_context=answer.used_retrieval)
                 answer.latency_s = round(answer.latency_s + share, 4)
         return answers
 

@@ -78,16 +78,46 @@ def echoes_question(text: str, question: str, *, slack: int = 10) -> bool:
     return answer in asked or (answer.startswith(asked) and len(answer) - len(asked) <= slack)
 
 
-def settle_generated(text: str, question: str) -> tuple[str, bool]:
+def settle_generated(text: str, question: str, *, with_context: bool = True) -> tuple[str, bool]:
     """(text to show, refused) for a generated answer: the one rule for service and eval.
 
-    The model's own refusal stays as written; an echo of the question becomes the refusal.
+    The model's own refusal keeps its reason when the reason reads as one
+    (`tidy_refusal`); an echo of the question becomes the refusal. `with_context` says
+    whether the prompt held passages (the fallback reason names them or not).
     """
     if model_refused(text):
-        return text, True
+        return tidy_refusal(text, MODEL_REFUSAL_REASON if with_context else CLOSED_BOOK_REASON), True
     if echoes_question(text, question):
         return prompts.refusal_answer(ECHO_REASON), True
     return text, False
+
+
+#: What a refusal says when the model's own reason is not a reason (with passages / closed-book).
+MODEL_REFUSAL_REASON = "참고 문서에서 이 질문에 답할 근거를 찾지 못했습니다."
+CLOSED_BOOK_REASON = "확실한 근거가 없어 답하지 않습니다."
+#: A reason says what is missing: "…내용이 없습니다", "…찾을 수 없습니다", "…알 수 없습니다".
+_NEGATION = re.compile(r"없|않|못|모릅|모르")
+_REASON_MAX_CHARS = 100
+
+
+def tidy_refusal(text: str, fallback: str = MODEL_REFUSAL_REASON) -> str:
+    """The refusal phrase plus the model's first reason sentence, or a plain reason.
+
+    The fine-tuned 270M model learnt reasons like "참고 문서에 X에 대한 내용이 없습니다", but
+    sometimes writes the question back after the phrase ("관련 정보가 부족합니다. 참고 문서에는
+    ALD 장비 가동률이 몇 %였는지 알려주세요."), copies a passage sentence with its [id], or
+    loops. A reason is kept only when its first sentence is short, cites nothing and says
+    that something is missing; otherwise the user reads `fallback`.
+    """
+    at = text.find(prompts.REFUSAL)
+    rest = text[at + len(prompts.REFUSAL):] if at >= 0 else ""
+    rest = rest.lstrip(" .,:;!\"'“”」』\n")
+    sentences = _SENTENCE_END.split(rest.strip(), maxsplit=1) if rest.strip() else []
+    reason = sentences[0].strip() if sentences else ""
+    # A citation anywhere means the "reason" was copied from a passage.
+    if reason and not _CITATION.search(rest) and _NEGATION.search(reason) and len(reason) <= _REASON_MAX_CHARS:
+        return prompts.refusal_answer(reason)
+    return prompts.refusal_answer(fallback)
 
 
 #: A sentence counts as supported by a passage when at least this share of its content
@@ -368,7 +398,7 @@ class Assistant:
         if not use_retrieval:
             messages = prompts.build_messages(resolved, None, history=turns)
             text = yield from self._generate(messages, max_new_tokens, adapter, _stream)
-            text, refused = settle_generated(text, question)
+            text, refused = settle_generated(text, question, with_context=False)
             yield done(text, used_retrieval=False, refused=refused)
             return
 
@@ -381,7 +411,7 @@ class Assistant:
             yield done(text, passages=passages, confidence=confidence, refused=True, citations=[])
             return
         if context_only:
-            text = prompts.format_context(passages)
+            text = prompts.format_context(passages, most_relevant_last=False)  # for reading: best first
             yield text
             # The contexts are shown as contexts: nothing was answered, so nothing is cited.
             yield done(text, passages=passages, confidence=confidence, citations=[], model="")
