@@ -22,8 +22,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def rag_prompts(n: int) -> list[list[dict[str, str]]]:
-    """Chat messages of the first `n` answerable seed questions with retrieved contexts."""
+def rag_prompts(n: int, contexts: int | None = None) -> list[list[dict[str, str]]]:
+    """Chat messages of the first `n` answerable seed questions with retrieved contexts
+    (`contexts` passages each; default: rag.top_k, 3)."""
     from aldlab.kb.io import load_kb
     from aldlab.prompts import build_messages
     from aldlab.rag.answer import build_retriever
@@ -34,7 +35,7 @@ def rag_prompts(n: int) -> list[list[dict[str, str]]]:
     retriever = build_retriever(load_kb(kb_dir), RagConfig(), kb_source=kb_dir, show_progress=False)
     rows = [json.loads(line) for line in Path(shipped_evalset()).read_text(encoding="utf-8").splitlines() if line.strip()]
     questions = [r["question"] for r in rows if r.get("answerable", True)][:n]
-    return [build_messages(q, retriever.search(q).passages) for q in questions]
+    return [build_messages(q, retriever.search(q, top_k=contexts).passages) for q in questions]
 
 
 def timed(fn):  # noqa: ANN001, ANN201

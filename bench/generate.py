@@ -1,7 +1,7 @@
 """Generation engines on the CPU: tokens/s, time to first token and peak RSS, same prompts, one run.
 
     nice -n 19 python bench/generate.py [--prompts 4] [--max-new-tokens 128] [--adapter DIR]
-                                        [--gguf NAME=PATH ...]
+                                        [--contexts 5] [--gguf NAME=PATH ...]
 
 Prompts are what `aldlab ask` sends: the first answerable questions of evalsets/seed.jsonl
 with their retrieved passages from the shipped KB, rendered by aldlab.prompts (RAG prompts
@@ -138,6 +138,8 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=4)
     parser.add_argument("--max-new-tokens", type=int, default=128)
     parser.add_argument("--adapter", default=None, help="LoRA adapter dir; default: the base model")
+    parser.add_argument("--contexts", type=int, default=None,
+                        help="passages per prompt (default rag.top_k = 3: ~450-600 tokens; 5: ~650-840 tokens)")
     parser.add_argument("--gguf", action="append", default=[], help="LABEL=PATH: a GGUF for llama.cpp (repeatable)")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--prompts-file", default=None, help=argparse.SUPPRESS)
@@ -149,7 +151,7 @@ def main() -> None:
 
     from aldlab.llm.model import load_tokenizer
 
-    prompts = rag_prompts(args.prompts)
+    prompts = rag_prompts(args.prompts, args.contexts)
     tokenizer = load_tokenizer(None)
     texts = [tokenizer.apply_chat_template(m, tokenize=False, add_generation_prompt=True) for m in prompts]
     lengths = [len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]
