@@ -166,3 +166,34 @@ def test_real_gemma_tokenizer_trains_and_serves_the_same_prompt_ids(tmp_path: Pa
         assert example.input_ids == whole
     messages = build_messages("ALD 윈도우는 무엇인가요?", PASSAGES)
     assert _llamacpp_fed_ids(gemma, messages, monkeypatch) == _hf_fed_ids(gemma, messages)
+
+
+def test_llamacpp_finds_the_stop_token_once_not_per_request(tok: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Finding the stop token renders the chat template (~0.19 s on Gemma's tokenizer): it
+    belongs to loading, not to every request's time to first token."""
+    from aldlab.llm.chat_template import end_of_turn_token_ids
+
+    stop = end_of_turn_token_ids(tok)[0]
+    calls: list[int] = []
+
+    def counting(tokenizer: Any) -> list[int]:
+        calls.append(1)
+        return end_of_turn_token_ids(tokenizer)
+
+    class FakeLlama:
+        def __init__(self, model_path: str, **kwargs: object) -> None:
+            pass
+
+        def generate(self, tokens: list[int], **kwargs: object):  # noqa: ANN202
+            yield stop
+
+    module = types.ModuleType("llama_cpp")
+    module.Llama = FakeLlama  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "llama_cpp", module)
+    monkeypatch.setattr(llamacpp, "llama_cpp_available", lambda: True)
+    monkeypatch.setattr(llamacpp, "end_of_turn_token_ids", counting)
+    gen = llamacpp.LlamaCppGenerator("unused", gguf_paths={"base": "unused.gguf"}, tokenizer=tok)
+    for _ in range(3):
+        gen.generate([{"role": "user", "content": "ALD?"}], max_new_tokens=4)
+        list(gen.stream([{"role": "user", "content": "ALD?"}], max_new_tokens=4))
+    assert len(calls) == 1

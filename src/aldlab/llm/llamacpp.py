@@ -115,6 +115,7 @@ class LlamaCppGenerator:
         self._gguf_paths = {name: Path(path) for name, path in (gguf_paths or {}).items()}
         self._tokenizer = tokenizer
         self._llamas: dict[str, Any] = {}
+        self._stops: set[int] | None = None
         self._load_lock = threading.RLock()
         self._lock = threading.Lock()  # one decode at a time per process (shared KV cache)
 
@@ -185,7 +186,10 @@ class LlamaCppGenerator:
         return render_prompt_ids(self.tokenizer, messages)
 
     def _stop_ids(self) -> set[int]:
-        return set(end_of_turn_token_ids(self.tokenizer))
+        # Found by rendering the chat template (~0.19 s): once, not in every request's time to first token.
+        if self._stops is None:
+            self._stops = set(end_of_turn_token_ids(self.tokenizer))
+        return self._stops
 
     def _token_ids(self, messages: list[dict[str, str]], max_new_tokens: int, adapter: str | None) -> Iterator[int]:
         """Greedy (or sampled) new token ids, stopping at the end-of-turn token."""
