@@ -51,9 +51,10 @@ from aldlab.train.state import LoopState, Run, StepStats, TrainResult
 
 OOM_HINT = (
     "배치 크기를 줄이고(--batch_size 1~2) 그만큼 --gradient_accumulation_steps를 늘리거나, "
-    "--lora_r를 낮추거나(8), --max_seq_len을 줄이거나, GPU에서는 --load_in_4bit / --gradient_checkpointing을 켜세요 "
+    "--lora_r를 낮추거나(8), --max_seq_len을 줄이거나, --gradient_checkpointing을 켜거나(CPU에서도 최대 메모리 약 40% 감소), "
+    "GPU에서는 --load_in_4bit을 쓰세요 "
     "/ use a smaller --batch_size with more --gradient_accumulation_steps, a lower --lora_r, a shorter "
-    "--max_seq_len, or --load_in_4bit / --gradient_checkpointing on a GPU"
+    "--max_seq_len, --gradient_checkpointing (about 40% less peak memory, CPU too), or --load_in_4bit on a GPU"
 )
 
 
