@@ -271,3 +271,31 @@ def test_a_closed_book_refusal_does_not_mention_passages() -> None:
 
     text, refused = settle_generated("관련 정보가 부족합니다. 질문: ALD?", "ALD?", with_context=False)
     assert refused and text == prompts.refusal_answer(CLOSED_BOOK_REASON)
+
+
+def test_a_written_id_that_is_not_the_source_is_replaced_in_the_text() -> None:
+    from aldlab.rag.answer import align_written_citations
+    from aldlab.rag.types import Citation
+
+    ids = {"purge-012", "interlock-021", "valve-001"}
+    cited = [Citation("purge-012", "overlap", 1.0)]
+    text = "N2는 값이 싸서 Purge 가스로 쓴다. [interlock-021]"
+    assert align_written_citations(text, cited, ids) == "N2는 값이 싸서 Purge 가스로 쓴다. [purge-012]"
+    # a written id that checks out stays; bracketed text that is no KB id stays
+    ok = [Citation("valve-001", "bracket", 0.9)]
+    assert align_written_citations("밸브 [valve-001] 유량 [sccm]", ok, ids) == "밸브 [valve-001] 유량 [sccm]"
+    # nothing supported: the wrong tag goes
+    assert align_written_citations("짧은 답 [interlock-021].", [Citation("valve-001", "bracket", 0.0)], ids) == "짧은 답."
+
+
+def test_the_answer_text_cites_what_the_citation_list_shows(assistant: Assistant) -> None:
+    from rag_testkit import RecordingGenerator
+
+    passages = assistant.retriever.search("로드락 Vent를 급하게 하면 무슨 문제가 있어?").passages
+    source = passages[0]
+    other = next(d.id for d in assistant.kb.documents if d.id not in {p.id for p in passages})
+    assistant = Assistant(assistant.kb, assistant.retriever, RecordingGenerator(reply=f"{source.text} [{other}]"),
+                          assistant.config)
+    answer = assistant.answer("로드락 Vent를 급하게 하면 무슨 문제가 있어?", model="ft")
+    assert f"[{other}]" not in answer.text and f"[{source.id}]" in answer.text
+    assert source.id in answer.citations

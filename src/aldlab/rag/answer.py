@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -214,6 +214,30 @@ def find_citations(text: str, passages: Sequence[Passage], tokenizer: Any = None
     for pid in support:
         how.setdefault(pid, "overlap")
     return [Citation(cid, kind, support.get(cid, 0.0)) for cid, kind in how.items()]
+
+
+def align_written_citations(text: str, cited: Sequence[Citation], document_ids: Collection[str]) -> str:
+    """Make the `[id]` tags in the answer text agree with its citation list.
+
+    The model sometimes writes the id of a document other than the one its sentence comes
+    from, even one that was not among the passages ("N2는 값이 싸서 … [interlock-021]" for a
+    sentence of purge-012). `find_citations` already lists the passage that supports the
+    sentence; here a written KB id that is not in that list becomes the best-supported
+    passage's id, or goes when none is supported. Bracketed text that is no document id of
+    this KB ("[sccm]") is left alone.
+    """
+    valid = {c.id for c in cited}
+    supported = [c for c in cited if c.how == "overlap"]
+    best = max(supported, key=lambda c: c.support).id if supported else None
+
+    def fix(match: re.Match[str]) -> str:
+        cid = match.group(1)
+        if cid in valid or cid not in document_ids:
+            return match.group(0)
+        return f"[{best}]" if best else ""
+
+    aligned = _CITATION.sub(fix, text)
+    return re.sub(r"[ \t]+([.,!?])", r"\1", re.sub(r"[ \t]{2,}", " ", aligned)).strip() if aligned != text else text
 
 
 def extract_citations(text: str, passages: Sequence[Passage], tokenizer: Any = None) -> list[str]:
@@ -420,6 +444,8 @@ class Assistant:
         text = yield from self._generate(messages, max_new_tokens, adapter, _stream)
         text, refused = settle_generated(text, question)
         cited = [] if refused else find_citations(text, passages, getattr(self.retriever, "tokenizer", None))
+        if cited:
+            text = align_written_citations(text, cited, self._document_ids)
         yield done(
             text,
             passages=passages,
@@ -428,6 +454,11 @@ class Assistant:
             citations=[c.id for c in cited],
             citation_details=cited,
         )
+
+    @property
+    def _document_ids(self) -> set[str]:
+        """Ids of the KB the retriever serves now (it may have been reloaded)."""
+        return {d.id for d in self.retriever.documents}
 
     def refusal_reason(self, retrieval: Retrieval) -> str | None:
         """`refusal_reason` with this assistant's threshold and settings (service and batched eval)."""
