@@ -445,7 +445,7 @@ class Assistant:
         text, refused = settle_generated(text, question)
         cited = [] if refused else find_citations(text, passages, getattr(self.retriever, "tokenizer", None))
         if cited:
-            text = align_written_citations(text, cited, self._document_ids)
+            text = align_written_citations(text, cited, self.retriever.document_ids)
         yield done(
             text,
             passages=passages,
@@ -454,11 +454,6 @@ class Assistant:
             citations=[c.id for c in cited],
             citation_details=cited,
         )
-
-    @property
-    def _document_ids(self) -> set[str]:
-        """Ids of the KB the retriever serves now (it may have been reloaded)."""
-        return {d.id for d in self.retriever.documents}
 
     def refusal_reason(self, retrieval: Retrieval) -> str | None:
         """`refusal_reason` with this assistant's threshold and settings (service and batched eval)."""
@@ -503,7 +498,7 @@ def ensure_calibration(retriever: HybridRetriever, config: RagConfig) -> None:
         return
     if current.get("retrieval") == settings and current.get("dev_sha256") == sha256_file(dev_path)[:16]:
         return
-    if not devset_matches_kb(dev_path, {d.id for d in retriever.documents}):
+    if not devset_matches_kb(dev_path, retriever.document_ids):
         return  # a user's own KB: the built-in default calibration applies
     calibration = calibrate(retriever, dev_path, names_refused=config.refuse_unknown_names)
     calibration.fitted_on["retrieval"] = settings

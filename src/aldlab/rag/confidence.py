@@ -20,7 +20,7 @@ table) is reported by `reliability()`.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -187,8 +187,7 @@ def calibrate(
     threshold is chosen on the others (see `fit_calibration`).
     """
     questions = load_questions(dev_path)
-    known = {d.id for d in retriever.documents}
-    usable = [q for q in questions if not q.answerable or (q.doc_ids and set(q.doc_ids) & known)]
+    usable = [q for q in questions if not q.answerable or (q.doc_ids and set(q.doc_ids) & retriever.document_ids)]
     features, hits, answerable, named = [], [], [], []
     for q in usable:
         result = retriever.search(q.question, top_k=top_k)
@@ -207,7 +206,7 @@ def calibrate(
     )
 
 
-def devset_matches_kb(dev_path: str | Path, doc_ids: set[str], min_share: float = 0.8) -> bool:
+def devset_matches_kb(dev_path: str | Path, doc_ids: Collection[str], min_share: float = 0.8) -> bool:
     """True when most gold doc ids of the dev set exist in the KB (the set was written for it)."""
     gold = [d for q in load_questions(dev_path) if q.answerable for d in q.doc_ids]
     return bool(gold) and sum(d in doc_ids for d in gold) / len(gold) >= min_share

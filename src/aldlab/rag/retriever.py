@@ -188,6 +188,8 @@ class HybridRetriever:
         import bm25s
 
         self.documents = list(documents)
+        #: Every id of the KB this retriever serves (refusal calibration, citation checks).
+        self.document_ids = frozenset(d.id for d in self.documents)
         self.index = index
         self.tokenizer = tokenizer
         self.embedder = embedder if index.embeddings is not None else None
