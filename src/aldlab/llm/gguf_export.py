@@ -36,6 +36,7 @@ from typing import Any
 
 from aldlab.errors import UserError
 from aldlab.files import atomic_write_json, atomic_write_text
+from aldlab.llm.chat_template import single_token_id
 
 #: --quant choices -> (GGML tensor type for 2-D weights, GGUF general.file_type).
 QUANTS = ("f32", "f16", "q8_0")
@@ -312,7 +313,7 @@ def _add_tokenizer(writer: Any, tokenizer: Any, tokenizer_gguf: Path | None) -> 
         n_vocab = _add_bpe_tokenizer(writer, tokenizer)
     if getattr(tokenizer, "chat_template", None):
         writer.add_chat_template(tokenizer.chat_template)
-    eot = tokenizer.get_vocab().get("<end_of_turn>")
+    eot = single_token_id(tokenizer, "<end_of_turn>")
     if eot is not None:
         writer.add_eot_token_id(int(eot))
     return n_vocab
