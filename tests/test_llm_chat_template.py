@@ -72,10 +72,10 @@ def _hf_fed_ids(tok: Any, messages: list[dict[str, str]]) -> list[int]:
     return fed
 
 
-def _llamacpp_fed_ids(tok: Any, messages: list[dict[str, str]], monkeypatch: pytest.MonkeyPatch) -> list[int]:
+def _fake_llamacpp(tok: Any, monkeypatch: pytest.MonkeyPatch, fed: list[list[int]]) -> llamacpp.LlamaCppGenerator:
+    """A LlamaCppGenerator over a stand-in `llama_cpp` that records each prompt and stops at once."""
     from aldlab.llm.chat_template import end_of_turn_token_ids
 
-    fed: list[list[int]] = []
     stop = end_of_turn_token_ids(tok)[0]
 
     class FakeLlama:
@@ -90,8 +90,12 @@ def _llamacpp_fed_ids(tok: Any, messages: list[dict[str, str]], monkeypatch: pyt
     module.Llama = FakeLlama  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "llama_cpp", module)
     monkeypatch.setattr(llamacpp, "llama_cpp_available", lambda: True)
-    gen = llamacpp.LlamaCppGenerator("unused", gguf_paths={"base": "unused.gguf"}, tokenizer=tok)
-    gen.generate(messages, max_new_tokens=4)
+    return llamacpp.LlamaCppGenerator("unused", gguf_paths={"base": "unused.gguf"}, tokenizer=tok)
+
+
+def _llamacpp_fed_ids(tok: Any, messages: list[dict[str, str]], monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    fed: list[list[int]] = []
+    _fake_llamacpp(tok, monkeypatch, fed).generate(messages, max_new_tokens=4)
     (ids,) = fed
     return ids
 
@@ -169,30 +173,18 @@ def test_real_gemma_tokenizer_trains_and_serves_the_same_prompt_ids(tmp_path: Pa
 
 
 def test_llamacpp_finds_the_stop_token_once_not_per_request(tok: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Finding the stop token renders the chat template (~0.19 s on Gemma's tokenizer): it
-    belongs to loading, not to every request's time to first token."""
+    """Finding the stop token renders the chat template: it belongs to loading, not to every
+    request's time to first token."""
     from aldlab.llm.chat_template import end_of_turn_token_ids
 
-    stop = end_of_turn_token_ids(tok)[0]
     calls: list[int] = []
 
     def counting(tokenizer: Any) -> list[int]:
         calls.append(1)
         return end_of_turn_token_ids(tokenizer)
 
-    class FakeLlama:
-        def __init__(self, model_path: str, **kwargs: object) -> None:
-            pass
-
-        def generate(self, tokens: list[int], **kwargs: object):  # noqa: ANN202
-            yield stop
-
-    module = types.ModuleType("llama_cpp")
-    module.Llama = FakeLlama  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "llama_cpp", module)
-    monkeypatch.setattr(llamacpp, "llama_cpp_available", lambda: True)
+    gen = _fake_llamacpp(tok, monkeypatch, [])
     monkeypatch.setattr(llamacpp, "end_of_turn_token_ids", counting)
-    gen = llamacpp.LlamaCppGenerator("unused", gguf_paths={"base": "unused.gguf"}, tokenizer=tok)
     for _ in range(3):
         gen.generate([{"role": "user", "content": "ALD?"}], max_new_tokens=4)
         list(gen.stream([{"role": "user", "content": "ALD?"}], max_new_tokens=4))
