@@ -27,7 +27,7 @@ def rag_prompts(n: int, contexts: int | None = None) -> list[list[dict[str, str]
     (`contexts` passages each; default: rag.top_k, 3)."""
     from aldlab.kb.io import load_kb
     from aldlab.prompts import build_messages
-    from aldlab.rag.answer import build_retriever
+    from aldlab.rag.build import build_retriever
     from aldlab.rag.config import RagConfig
     from aldlab.settings import shipped_evalset, shipped_kb_dir
 

@@ -37,7 +37,7 @@ from rich.table import Table  # noqa: E402
 
 from aldlab.kb.io import load_kb  # noqa: E402
 from aldlab.kb.schema import Document  # noqa: E402
-from aldlab.rag.answer import build_retriever  # noqa: E402
+from aldlab.rag.build import build_retriever  # noqa: E402
 from aldlab.rag.config import RagConfig  # noqa: E402
 from aldlab.evalset import Question, load_questions  # noqa: E402
 from aldlab.rag.confidence import reliability  # noqa: E402

@@ -7,9 +7,11 @@ from pathlib import Path
 import pytest
 from rag_testkit import RecordingGenerator, install_fake_embedder, tiny_kb, write_dev_set
 
+from aldlab.rag.types import AskOptions
 from aldlab import prompts
 from aldlab.eval.batch import BatchAnswerer
-from aldlab.rag.answer import Assistant, build_retriever
+from aldlab.rag.assistant import Assistant
+from aldlab.rag.build import build_retriever
 from aldlab.rag.config import RagConfig
 
 QUESTIONS = ["퍼지 시간이 짧으면?", "오늘 부산 날씨는 맑아?", "VG12는 뭘 재?", "로드락 Vent 절차", "TMA 가열?", "된장찌개 레시피 알려줘"]
@@ -39,11 +41,9 @@ def parts(tmp_path: Path):  # noqa: ANN201
 def test_batches_give_the_assistants_answers_and_prompts(parts, use_retrieval: bool) -> None:  # noqa: ANN001
     kb, retriever, config = parts
     one = Assistant(kb, retriever, RecordingGenerator(), config)
-    expected = [one.answer(q, model="ft", use_retrieval=use_retrieval, max_new_tokens=17) for q in QUESTIONS]
+    expected = [one.answer(q, AskOptions(model="ft", use_retrieval=use_retrieval, max_new_tokens=17)) for q in QUESTIONS]
     generator = BatchingGenerator()
-    batched = BatchAnswerer(Assistant(kb, retriever, generator, config), batch_size=2).answer_batch(
-        QUESTIONS, model="ft", use_retrieval=use_retrieval, max_new_tokens=17
-    )
+    batched = BatchAnswerer(Assistant(kb, retriever, generator, config), batch_size=2).answer_batch(QUESTIONS, AskOptions(model="ft", use_retrieval=use_retrieval, max_new_tokens=17))
     assert [a.text for a in batched] == [a.text for a in expected]
     assert [a.refused for a in batched] == [a.refused for a in expected]
     assert [a.confidence for a in batched] == [a.confidence for a in expected]
@@ -63,15 +63,13 @@ def test_batches_give_the_assistants_answers_and_prompts(parts, use_retrieval: b
 def test_model_refusal_uses_the_one_classifier(parts) -> None:  # noqa: ANN001
     kb, retriever, config = parts
     echo = BatchAnswerer(Assistant(kb, retriever, BatchingGenerator(reply=prompts.SYSTEM_PROMPT), config))
-    assert not echo.answer("VG12는 뭘 재?", model="ft").refused  # an echoed prompt is not a refusal
+    assert not echo.answer("VG12는 뭘 재?", AskOptions(model="ft")).refused  # an echoed prompt is not a refusal
     declined = BatchAnswerer(Assistant(kb, retriever, BatchingGenerator(reply=prompts.refusal_answer("문서에 없음")), config))
-    assert declined.answer("VG12는 뭘 재?", model="ft").refused
+    assert declined.answer("VG12는 뭘 재?", AskOptions(model="ft")).refused
 
 
 def test_generator_without_batches_is_called_per_prompt(parts) -> None:  # noqa: ANN001
     kb, retriever, config = parts
     generator = RecordingGenerator()
-    answers = BatchAnswerer(Assistant(kb, retriever, generator, config), batch_size=8).answer_batch(
-        ["VG12는 뭘 재?", "TMA 가열?"], use_retrieval=False
-    )
+    answers = BatchAnswerer(Assistant(kb, retriever, generator, config), batch_size=8).answer_batch(["VG12는 뭘 재?", "TMA 가열?"], AskOptions(use_retrieval=False))
     assert len(generator.calls) == 2 and all(a.text.startswith("답변입니다") for a in answers)

@@ -12,7 +12,7 @@ from aldlab.errors import UserError
 from aldlab.eval import runner
 from aldlab.eval.config import EvalConfig
 from aldlab.prompts import refusal_answer
-from aldlab.rag.types import Answer, Passage
+from aldlab.rag.types import Answer, AskOptions, Passage
 
 QUESTIONS = [
     {"id": "b1", "question": "ALD가 뭐야?", "topic": "ALD 기본", "difficulty": "기본", "answerable": True,
@@ -33,14 +33,18 @@ FT_ANSWERS = {
 
 
 class FakeAssistant:
-    """Same `answer` signature as aldlab.rag.answer.Assistant; ft knows the facts, base does not."""
+    """Answers like eval's BatchAnswerer (`answer_batch` with AskOptions); ft knows the facts, base does not."""
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, str, bool, int]] = []
         self.by_text = {q["question"]: q["id"] for q in QUESTIONS}
 
-    def answer(self, question: str, *, model: str = "base", use_retrieval: bool = True, max_new_tokens: int = 256) -> Answer:
-        self.calls.append((question, model, use_retrieval, max_new_tokens))
+    def answer_batch(self, questions: list[str], options: AskOptions) -> list[Answer]:
+        return [self.answer(q, options) for q in questions]
+
+    def answer(self, question: str, options: AskOptions) -> Answer:
+        model, use_retrieval = options.model, options.use_retrieval
+        self.calls.append((question, model, use_retrieval, options.max_new_tokens))
         qid = self.by_text[question]
         if model == "ft":
             text = FT_ANSWERS[qid]
@@ -112,9 +116,9 @@ class FakeBatchAssistant(FakeAssistant):
         super().__init__()
         self.chunks: list[int] = []
 
-    def answer_batch(self, questions, *, model="base", use_retrieval=True, max_new_tokens=256):  # noqa: ANN001, ANN201
+    def answer_batch(self, questions: list[str], options: AskOptions) -> list[Answer]:
         self.chunks.append(len(questions))
-        return [self.answer(q, model=model, use_retrieval=use_retrieval, max_new_tokens=max_new_tokens) for q in questions]
+        return super().answer_batch(questions, options)
 
 
 def test_run_eval_answers_in_batches_and_writes_after_each(tmp_path: Path, qfile: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -240,10 +244,11 @@ class EchoingAssistant(FakeAssistant):
     """base echoes the system prompt / RAG instruction (both contain the refusal phrase), as an
     untuned model does; ft refuses the unanswerable question properly."""
 
-    def answer(self, question: str, *, model: str = "base", use_retrieval: bool = True, max_new_tokens: int = 256) -> Answer:
+    def answer(self, question: str, options: AskOptions) -> Answer:
         from aldlab.prompts import RAG_INSTRUCTION, SYSTEM_PROMPT
 
-        answer = super().answer(question, model=model, use_retrieval=use_retrieval, max_new_tokens=max_new_tokens)
+        answer = super().answer(question, options)
+        model, use_retrieval = options.model, options.use_retrieval
         if model == "base":
             answer.text = f"{RAG_INSTRUCTION} {SYSTEM_PROMPT}" if use_retrieval else SYSTEM_PROMPT
         return answer

@@ -9,7 +9,7 @@ import pytest
 
 from aldlab.eval.config import EvalConfig
 from aldlab.eval.runner import run_eval
-from aldlab.rag import answer  # noqa: F401 - the project's own RAG core must import, not be skipped
+from aldlab.rag import assistant  # noqa: F401 - the project's own RAG core must import, not be skipped
 
 
 @pytest.mark.slow

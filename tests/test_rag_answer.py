@@ -7,8 +7,11 @@ from pathlib import Path
 import pytest
 from rag_testkit import IN_KB, OFF_TOPIC, RecordingGenerator, install_fake_embedder, tiny_kb, write_dev_set, write_tiny_kb
 
+from aldlab.rag.types import AskOptions
 from aldlab import prompts
-from aldlab.rag.answer import SUPPORT_THRESHOLD, Assistant, build_retriever, extract_citations, find_citations, supporting_passages
+from aldlab.rag.assistant import Assistant
+from aldlab.rag.build import build_retriever
+from aldlab.rag.citations import SUPPORT_THRESHOLD, extract_citations, find_citations, supporting_passages
 from aldlab.rag.config import RagConfig
 from aldlab.rag.types import Answer, Passage
 
@@ -41,7 +44,7 @@ def test_off_topic_is_refused_without_calling_the_llm(assistant: Assistant, ques
 
 
 def test_in_kb_question_is_answered_with_citations(assistant: Assistant) -> None:
-    answer = assistant.answer("로드락 Vent를 급하게 하면 무슨 문제가 있어?", model="ft", max_new_tokens=17)
+    answer = assistant.answer("로드락 Vent를 급하게 하면 무슨 문제가 있어?", AskOptions(model="ft", max_new_tokens=17))
     assert not answer.refused and answer.used_retrieval
     assert answer.passages[0].id == "tiny-002"
     assert answer.citations == ["tiny-002"]
@@ -59,14 +62,14 @@ def test_base_model_is_requested_with_adapter_none(assistant: Assistant) -> None
 
 
 def test_context_only_never_calls_the_llm(assistant: Assistant) -> None:
-    answer = assistant.answer("VG12 게이지", context_only=True, top_k=2)
+    answer = assistant.answer("VG12 게이지", AskOptions(context_only=True, top_k=2))
     assert answer.passages[0].id == "tiny-005" and len(answer.passages) == 2
     assert "[tiny-005]" in answer.text
     assert assistant.generator.calls == []  # type: ignore[attr-defined]
 
 
 def test_closed_book_uses_the_bare_question(assistant: Assistant) -> None:
-    answer = assistant.answer("ALD window가 뭐야?", use_retrieval=False)
+    answer = assistant.answer("ALD window가 뭐야?", AskOptions(use_retrieval=False))
     assert not answer.used_retrieval and answer.passages == []
     assert assistant.generator.calls[-1]["messages"] == prompts.build_messages("ALD window가 뭐야?", None)  # type: ignore[attr-defined]
 
@@ -78,7 +81,7 @@ def test_follow_up_pronoun_is_resolved_from_history(assistant: Assistant) -> Non
     ]
     rewritten = assistant.rewrite_followup("그거 왜 천천히 해야 돼?", history)
     assert "로드락" in rewritten and "그거" not in rewritten
-    answer = assistant.answer("그거 왜 천천히 해야 돼?", history=history)
+    answer = assistant.answer("그거 왜 천천히 해야 돼?", AskOptions(history=tuple(history)))
     assert not answer.refused and answer.passages[0].id == "tiny-002"
     # the model sees the previous turns too
     assert assistant.generator.calls[-1]["messages"][1:3] == history  # type: ignore[attr-defined]
@@ -143,7 +146,7 @@ def test_uncited_generated_answer_has_no_citations(tmp_path: Path) -> None:
 
 
 def test_context_only_lists_contexts_not_citations(assistant: Assistant) -> None:
-    answer = assistant.answer("VG12 게이지", context_only=True, top_k=2)
+    answer = assistant.answer("VG12 게이지", AskOptions(context_only=True, top_k=2))
     assert answer.passages and answer.citations == []
 
 
@@ -189,7 +192,7 @@ def test_batched_eval_refuses_the_same_questions_as_the_service(assistant: Assis
     from aldlab.eval.batch import BatchAnswerer
 
     question = "Pulsar 장비에서 로드락 Vent는 어떻게 해?"
-    [batched] = BatchAnswerer(assistant).answer_batch([question], model="ft")
+    [batched] = BatchAnswerer(assistant).answer_batch([question], AskOptions(model="ft"))
     assert batched.refused and batched.text == assistant.answer(question).text
 
 
@@ -229,14 +232,14 @@ def test_a_written_id_whose_passage_does_not_support_the_answer_is_not_a_citatio
     ],
 )
 def test_an_answer_that_only_repeats_the_question_is_an_echo(text: str, echo: bool) -> None:
-    from aldlab.rag.answer import echoes_question
+    from aldlab.rag.refusal import echoes_question
 
     question = "CMP 공정에서 슬러리 pH는 어떻게 관리해?" if "CMP" in text or len(text) < 6 else "SEMI S2 인증을 받으려면 어떤 서류가 필요해?"
     assert echoes_question(text, question) is echo
 
 
 def test_an_echoed_question_is_shown_as_the_refusal(tmp_path: Path) -> None:
-    from aldlab.rag.answer import settle_generated
+    from aldlab.rag.refusal import settle_generated
 
     text, refused = settle_generated("로드락 Vent는 어떻게 해?", "로드락 Vent는 어떻게 해?")
     assert refused and text.startswith(prompts.REFUSAL)
@@ -261,20 +264,20 @@ def test_an_echoed_question_is_shown_as_the_refusal(tmp_path: Path) -> None:
     ],
 )
 def test_a_model_refusal_keeps_only_a_reason_that_reads_as_one(text: str, shown: str) -> None:
-    from aldlab.rag.answer import settle_generated
+    from aldlab.rag.refusal import settle_generated
 
     assert settle_generated(text, "지난주 2라인 ALD 장비 가동률은?") == (shown, True)
 
 
 def test_a_closed_book_refusal_does_not_mention_passages() -> None:
-    from aldlab.rag.answer import CLOSED_BOOK_REASON, settle_generated
+    from aldlab.rag.refusal import CLOSED_BOOK_REASON, settle_generated
 
     text, refused = settle_generated("관련 정보가 부족합니다. 질문: ALD?", "ALD?", with_context=False)
     assert refused and text == prompts.refusal_answer(CLOSED_BOOK_REASON)
 
 
 def test_a_written_id_that_is_not_the_source_is_replaced_in_the_text() -> None:
-    from aldlab.rag.answer import align_written_citations
+    from aldlab.rag.citations import align_written_citations
     from aldlab.rag.types import Citation
 
     ids = {"purge-012", "interlock-021", "valve-001"}
@@ -296,6 +299,6 @@ def test_the_answer_text_cites_what_the_citation_list_shows(assistant: Assistant
     other = next(d.id for d in assistant.kb.documents if d.id not in {p.id for p in passages})
     assistant = Assistant(assistant.kb, assistant.retriever, RecordingGenerator(reply=f"{source.text} [{other}]"),
                           assistant.config)
-    answer = assistant.answer("로드락 Vent를 급하게 하면 무슨 문제가 있어?", model="ft")
+    answer = assistant.answer("로드락 Vent를 급하게 하면 무슨 문제가 있어?", AskOptions(model="ft"))
     assert f"[{other}]" not in answer.text and f"[{source.id}]" in answer.text
     assert source.id in answer.citations

@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 from rag_testkit import install_fake_embedder, write_tiny_kb
 
+from aldlab.rag.types import AskOptions
 from aldlab.kb.io import load_kb
 from aldlab.rag import index as index_module
-from aldlab.rag.answer import Assistant
+from aldlab.rag.assistant import Assistant
 from aldlab.rag.config import RagConfig
 from aldlab.rag.retriever import HybridRetriever
 
@@ -82,4 +83,4 @@ def test_assistant_reloads_when_kb_files_change(tmp_path: Path) -> None:
     path.write_text(json.dumps(row, ensure_ascii=False) + "\n", encoding="utf-8")
 
     assert assistant.reload_if_changed() is True
-    assert assistant.answer("크세논 램프", context_only=True).passages[0].id == "tiny-002"
+    assert assistant.answer("크세논 램프", AskOptions(context_only=True)).passages[0].id == "tiny-002"

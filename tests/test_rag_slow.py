@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from aldlab.rag.answer import Assistant
+from aldlab.rag.types import AskOptions
+from aldlab.rag.assistant import Assistant
 from aldlab.rag.config import RagConfig
 from aldlab.settings import shipped_kb_dir
 
@@ -22,5 +23,5 @@ def test_embedded_model_answers_with_cited_contexts_and_refuses_off_topic() -> N
     # Only ids the answer cites or whose text supports it: the untuned base often cites none.
     assert set(answer.citations) <= {p.id for p in answer.passages}
     assert 0.5 < answer.confidence <= 1.0
-    pieces = list(assistant.stream_answer("MFC Zero drift는 무엇인가요?", max_new_tokens=8))
+    pieces = list(assistant.stream_answer("MFC Zero drift는 무엇인가요?", AskOptions(max_new_tokens=8)))
     assert isinstance(pieces[-1].text, str) and pieces[-1].passages[0].id.startswith("mfc-")

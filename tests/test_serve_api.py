@@ -303,8 +303,8 @@ def test_stream_shows_status_and_contexts_before_the_first_token(client: TestCli
 class SilentAssistant(FakeAssistant):
     """Answers without citing anything (like the base model in issue 16)."""
 
-    def stream_answer(self, question: str, **kwargs: Any) -> Iterator[Any]:
-        for item in super().stream_answer(question, **kwargs):
+    def run(self, plan: Any, **kwargs: Any) -> Iterator[Any]:
+        for item in super().run(plan, **kwargs):
             if isinstance(item, str):
                 continue
             item.text, item.citations, item.citation_details = "길게는 100 ms, 짧게는 10 ms", [], []

@@ -16,7 +16,8 @@ import pytest
 from fastapi.testclient import TestClient
 from rag_testkit import RecordingGenerator, install_fake_embedder, tiny_kb, write_tiny_kb
 
-from aldlab.rag.answer import Assistant, build_retriever
+from aldlab.rag.assistant import Assistant
+from aldlab.rag.build import build_retriever
 from aldlab.rag.config import RagConfig
 from aldlab.rag.types import AssistantProtocol
 from aldlab.serve.app import create_app
@@ -46,7 +47,7 @@ def real_assistant(tmp_path: Path) -> Assistant:
 
 def test_protocol_lists_what_the_service_calls() -> None:
     assert sorted(METHODS) == sorted(
-        ["models", "answer", "stream_answer", "search", "rewrite_followup", "reload_if_changed"]
+        ["models", "plan", "run", "answer", "stream_answer", "reload_if_changed"]
     )
 
 
@@ -79,7 +80,7 @@ def test_service_runs_on_the_real_assistant(tmp_path: Path) -> None:
         logged = store.get_answer(body["answer_id"])
         assert logged is not None and logged.kb_hash == assistant.kb.content_hash()
 
-        # The SSE preview calls search() and rewrite_followup() before the answer is generated.
+        # The SSE route plans once (retrieval) and shows the plan's contexts before generating from it.
         r = client.post("/api/ask?stream=true", json={"question": "로드락 Vent는 어떻게 해?"})
         events = [json.loads(b[6:]) for b in r.text.split("\n\n") if b.startswith("data: ")]
         kinds = [e["type"] for e in events]

@@ -167,8 +167,8 @@ def test_wrong_admin_token_is_reported(page: Any) -> None:
 class SlowUncitedAssistant(FakeAssistant):
     """Waits like the CPU demo does, then answers without citing (issue 16's base model)."""
 
-    def stream_answer(self, question: str, **kwargs: Any) -> Iterator[Any]:
-        for item in super().stream_answer(question, **kwargs):
+    def run(self, plan: Any, **kwargs: Any) -> Iterator[Any]:
+        for item in super().run(plan, **kwargs):
             if not isinstance(item, str):
                 item.text, item.citations, item.citation_details = "길게는 100 ms, 짧게는 10 ms", [], []
                 yield item.text

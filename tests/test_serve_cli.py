@@ -14,7 +14,7 @@ from fastapi.responses import StreamingResponse
 from fastapi.testclient import TestClient
 
 from aldlab.errors import UserError
-from aldlab.rag.answer import Assistant
+from aldlab.rag.assistant import Assistant
 from aldlab.rag.build import build_assistant, rag_config_from_flags
 from aldlab.serve.commands import build_app, is_loopback, resolve_settings
 from aldlab.serve.testing import serve_in_thread, write_tiny_kb

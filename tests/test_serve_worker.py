@@ -28,12 +28,12 @@ class CountingAssistant(FakeAssistant):
         self.most_active = 0
         self._count_lock = threading.Lock()
 
-    def stream_answer(self, question: str, **kwargs: Any) -> Iterator[str | Answer]:
+    def run(self, plan: Any, **kwargs: Any) -> Iterator[str | Answer]:
         with self._count_lock:
             self.active += 1
             self.most_active = max(self.most_active, self.active)
         try:
-            yield from super().stream_answer(question, **kwargs)
+            yield from super().run(plan, **kwargs)
         finally:
             with self._count_lock:
                 self.active -= 1

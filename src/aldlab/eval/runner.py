@@ -22,15 +22,15 @@ from aldlab.files import atomic_write_json, atomic_write_jsonl, sha256_file
 from aldlab.manifest import kb_record, package_versions
 from aldlab.progress import progress_bar
 from aldlab.prompts import is_refusal
-from aldlab.rag.types import Answer
+from aldlab.rag.types import Answer, AskOptions
 
 RAG_SUFFIX = "+rag"
 
 
 class AnswersQuestions(Protocol):
-    """What the runner needs from the RAG core's Assistant (`answer_batch` is used when present)."""
+    """What the runner needs: answers to many questions for one setting (`BatchAnswerer`)."""
 
-    def answer(self, question: str, *, model: str = "base", use_retrieval: bool = True, max_new_tokens: int = 256) -> Answer: ...
+    def answer_batch(self, questions: Sequence[str], options: AskOptions) -> list[Answer]: ...
 
 
 AssistantFactory = Callable[[EvalConfig, Any], AnswersQuestions]
@@ -139,12 +139,8 @@ def answer_row(system: System, question: Question, answer: Answer, elapsed: floa
 def _answer_chunk(
     assistant: AnswersQuestions, system: System, questions: Sequence[Question], max_new_tokens: int
 ) -> list[Answer]:
-    texts = [q.question for q in questions]
-    kwargs = {"model": system.model, "use_retrieval": system.use_retrieval, "max_new_tokens": max_new_tokens}
-    answer_batch = getattr(assistant, "answer_batch", None)
-    if answer_batch is not None:
-        return list(answer_batch(texts, **kwargs))
-    return [assistant.answer(text, **kwargs) for text in texts]
+    options = AskOptions(model=system.model, use_retrieval=system.use_retrieval, max_new_tokens=max_new_tokens)
+    return list(assistant.answer_batch([q.question for q in questions], options))
 
 
 def generate_answers(

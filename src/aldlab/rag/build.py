@@ -11,14 +11,16 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aldlab.errors import UserError
 from aldlab.settings import shipped_kb_dir
 
 if TYPE_CHECKING:
-    from aldlab.rag.answer import Assistant
+    from aldlab.kb.schema import KnowledgeBase
+    from aldlab.rag.assistant import Assistant
     from aldlab.rag.config import RagConfig
+    from aldlab.rag.retriever import HybridRetriever
 
 #: Name of an adapter given as a bare `--adapter DIR`: the `ft` of eval's systems
 #: (base, ft, base+rag, ft+rag) and of the adapter `aldlab pipeline` records.
@@ -197,7 +199,7 @@ def build_assistant(
     wants: every request then shares one model and the first user does not wait for it
     (or race a second request into loading it twice).
     """
-    from aldlab.rag.answer import Assistant
+    from aldlab.rag.assistant import Assistant
 
     assistant = Assistant.from_config(
         kb or shipped_kb_dir(), config, model_name=model_name, adapters=adapters or None, llm_url=config.llm_url
@@ -207,3 +209,50 @@ def build_assistant(
         if callable(load):
             load()
     return assistant
+
+
+def build_retriever(
+    kb: KnowledgeBase, config: RagConfig, *, kb_source: str | Path | None = None, show_progress: bool = True
+) -> HybridRetriever:
+    """Retriever with its calibration: fitted on the dev set when it fits this KB, else default."""
+    from aldlab.rag.retriever import HybridRetriever
+
+    retriever = HybridRetriever.from_kb(kb, config, kb_source=kb_source, show_progress=show_progress)
+    ensure_calibration(retriever, config)
+    return retriever
+
+
+def ensure_calibration(retriever: HybridRetriever, config: RagConfig) -> None:
+    """Fit and store the calibration once per index and retrieval settings (~2 s)."""
+    from aldlab.files import sha256_file
+    from aldlab.rag.confidence import calibrate, devset_matches_kb
+    from aldlab.settings import REPO_ROOT
+
+    dev_path = config.dev_set or REPO_ROOT / "evalsets" / "dev.jsonl"
+    settings = retrieval_settings(config)
+    current = retriever.calibration.fitted_on
+    if not Path(dev_path).exists():
+        return
+    if current.get("retrieval") == settings and current.get("dev_sha256") == sha256_file(dev_path)[:16]:
+        return
+    if not devset_matches_kb(dev_path, retriever.document_ids):
+        return  # a user's own KB: the built-in default calibration applies
+    calibration = calibrate(retriever, dev_path, names_refused=config.refuse_unknown_names)
+    calibration.fitted_on["retrieval"] = settings
+    retriever.set_calibration(calibration)
+
+
+def retrieval_settings(config: RagConfig) -> dict[str, Any]:
+    """The settings a calibration depends on (a change triggers a refit)."""
+    return {
+        # how the threshold is chosen (see confidence.calibrate)
+        "refusal_rule": "unknown-names-v1" if config.refuse_unknown_names else "confidence-only",
+        "candidates": config.candidates,
+        "rrf_weight": config.rrf_weight,
+        "rrf_k": config.rrf_k,
+        "mmr_lambda": config.mmr_lambda,
+        "synonym_weight": config.synonym_weight,
+        "dense_model": config.dense_model,
+        "reranker": config.reranker,
+    }
+

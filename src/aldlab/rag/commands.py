@@ -27,6 +27,7 @@ from aldlab.rag.build import (
     parse_adapter_specs,
     rag_config_from_flags,
 )
+from aldlab.rag.types import Answer, AskOptions
 
 out = Console()
 err = Console(stderr=True)
@@ -146,8 +147,7 @@ def ask_command(
     assistant = build_assistant(kb, config, model_name=choice.model_name, adapters=choice.adapters)
     use_model = choice.default
     with err.status("답변 생성 중 / generating…", spinner="dots") if not (context_only or as_json) else _null():
-        answer = assistant.answer(
-            question,
+        options = AskOptions(
             model=use_model,
             use_retrieval=not no_retrieval,
             top_k=top_k,
@@ -155,6 +155,7 @@ def ask_command(
             context_only=context_only,
             max_new_tokens=max_new_tokens,
         )
+        answer = assistant.answer(question, options)
     threshold = assistant.retriever.threshold
     if as_json:
         data = answer.to_json()
@@ -204,7 +205,6 @@ def chat_command(
     config_file: Path | None = CONFIG_OPTION,
 ) -> None:
     """대화형 질의응답 (후속 질문 "그거 뭐야?" 지원) / interactive multi-turn chat."""
-    from aldlab.rag.types import Answer
 
     choice = choose_model(model, parse_adapter_specs(adapter), base=base, llm_url=llm_url, context_only=context_only)
     config = rag_config_from_flags(preset, config_file, llm_url=llm_url, llm_model=llm_model, top_k=top_k,
@@ -249,15 +249,15 @@ def chat_command(
         try:
             final: Answer | None = None
             streamed = False
-            for item in assistant.stream_answer(
-                question,
+            options = AskOptions(
                 model=current,
-                history=history,
+                history=tuple(history),
                 top_k=top_k,
                 filter_keyword=filter_keyword,
                 context_only=context_only,
                 max_new_tokens=max_new_tokens,
-            ):
+            )
+            for item in assistant.stream_answer(question, options):
                 if isinstance(item, Answer):
                     final = item
                 elif not context_only:

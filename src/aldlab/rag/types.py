@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -77,23 +77,59 @@ class Generator(Protocol):
         ...
 
 
-class RetrievalResult(Protocol):
-    """What a search returns to the service: the passages and the calibrated confidence."""
+@dataclass(frozen=True)
+class AskOptions:
+    """How one question is to be answered: the typed request of the answer pipeline.
+
+    ask, chat, the server and batched eval all build one of these, so a setting has one
+    name and one default. `max_new_tokens=None` means the assistant's `rag.max_new_tokens`
+    (the one default length); `model` "base" means no adapter.
+    """
+
+    model: str = "base"
+    use_retrieval: bool = True
+    history: tuple[dict[str, str], ...] = ()
+    top_k: int | None = None
+    filter_keyword: str | None = None
+    context_only: bool = False
+    max_new_tokens: int | None = None
 
     @property
-    def passages(self) -> list[Passage]: ...
+    def adapter(self) -> str | None:
+        """The adapter to generate with (None = the base model)."""
+        return None if self.model in ("", "base") else self.model
 
-    @property
-    def confidence(self) -> float: ...
+
+@dataclass
+class Plan:
+    """The first half of the answer pipeline: a question made ready to generate from.
+
+    `Assistant.plan` follows up the history, retrieves once and applies the refusal gate.
+    When that settles the question already (a refusal before the LLM, or contexts only),
+    `final` holds the answer and `messages` is None; otherwise `messages` is the prompt and
+    `Assistant.settle` turns the generated text into the Answer. The server shows
+    `passages` while the question waits for the model, so nothing is retrieved twice.
+    """
+
+    question: str
+    options: AskOptions
+    max_new_tokens: int
+    passages: list[Passage] = field(default_factory=list)
+    confidence: float = 0.0
+    messages: list[dict[str, str]] | None = None
+    final: Answer | None = None
+    planning_s: float = 0.0
 
 
 @runtime_checkable
 class AssistantProtocol(Protocol):
-    """What `aldlab.serve` needs from an assistant.
+    """What `aldlab.serve` and `aldlab.eval` need from an assistant.
 
-    `aldlab.rag.answer.Assistant` and the test/bench stand-in `aldlab.serve.fake.FakeAssistant`
-    both implement it, so the service is typed against this and calls the methods directly
+    `aldlab.rag.assistant.Assistant` and the test/bench stand-in `aldlab.serve.fake.FakeAssistant`
+    both implement it, so callers are typed against this and call the methods directly
     (no `getattr` probing that would hide a renamed method until a request hits it).
+    The pipeline has two halves: `plan` (retrieve once, refuse or build the prompt) and
+    `run` (generate from the plan and settle the text into an Answer).
     """
 
     @property
@@ -102,43 +138,21 @@ class AssistantProtocol(Protocol):
         ...
 
     def models(self) -> list[str]:
-        """Names accepted as `model=`: 'base' plus adapter names."""
+        """Names accepted as `AskOptions.model`: 'base' plus adapter names."""
         ...
 
-    def answer(
-        self,
-        question: str,
-        *,
-        model: str = "base",
-        use_retrieval: bool = True,
-        history: Sequence[dict[str, str]] = (),
-        top_k: int | None = None,
-        filter_keyword: str | None = None,
-        context_only: bool = False,
-        max_new_tokens: int | None = None,
-    ) -> Answer: ...
+    def plan(self, question: str, options: AskOptions = AskOptions()) -> Plan:
+        """The first half: follow-up rewrite, retrieval, refusal gate, prompt."""
+        ...
 
-    def stream_answer(
-        self,
-        question: str,
-        *,
-        model: str = "base",
-        use_retrieval: bool = True,
-        history: Sequence[dict[str, str]] = (),
-        top_k: int | None = None,
-        filter_keyword: str | None = None,
-        context_only: bool = False,
-        max_new_tokens: int | None = None,
-    ) -> Iterator[str | Answer]:
+    def run(self, plan: Plan, *, stream: bool = True) -> Iterator[str | Answer]:
+        """The second half: text pieces (when streaming), then the final Answer."""
+        ...
+
+    def answer(self, question: str, options: AskOptions = AskOptions()) -> Answer: ...
+
+    def stream_answer(self, question: str, options: AskOptions = AskOptions()) -> Iterator[str | Answer]:
         """Text pieces, then the final Answer."""
-        ...
-
-    def search(self, question: str, *, top_k: int | None = None, filter_keyword: str | None = None) -> RetrievalResult:
-        """Retrieval only (the web UI shows the contexts while the question waits)."""
-        ...
-
-    def rewrite_followup(self, question: str, history: Sequence[dict[str, str]] = ()) -> str:
-        """The question made self-contained with the history's topic."""
         ...
 
     def reload_if_changed(self) -> bool:

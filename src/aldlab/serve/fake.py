@@ -1,9 +1,9 @@
-"""A tiny, deterministic stand-in for `aldlab.rag.answer.Assistant`.
+"""A tiny, deterministic stand-in for `aldlab.rag.assistant.Assistant`.
 
 Tests, the browser tests and the load bench need a server that answers in milliseconds
 without loading a language model. `FakeAssistant` implements the same
-`aldlab.rag.types.AssistantProtocol` as the real Assistant (`answer`, `stream_answer`,
-`search`, `models`, `reload_if_changed`, ...), retrieves by keyword overlap over a KB on
+`aldlab.rag.types.AssistantProtocol` as the real Assistant (`plan`, `run`, `answer`,
+`stream_answer`, `models`, `reload_if_changed`, ...), retrieves by keyword overlap over a KB on
 disk, and answers by quoting the best document with a `[doc-id]` citation, or with the
 project's refusal when nothing matches.
 """
@@ -16,12 +16,11 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from aldlab.kb.io import load_kb
 from aldlab.kb.schema import Document, KnowledgeBase
 from aldlab.prompts import refusal_answer
-from aldlab.rag.types import Answer, Citation, Passage
+from aldlab.rag.types import Answer, AskOptions, Citation, Passage, Plan
 
 _TOKEN = re.compile(r"[0-9A-Za-z가-힣]{2,}")
 
@@ -91,68 +90,69 @@ class FakeAssistant:
         ]
 
     def search(self, question: str, *, top_k: int | None = None, filter_keyword: str | None = None) -> FakeRetrieval:
-        """Retrieval only, as the real Assistant offers it for the web UI's early contexts."""
+        """Retrieval only, with a confidence like the real one's (0..1)."""
         passages = self.retrieve(question, top_k=top_k, filter_keyword=filter_keyword)
         return FakeRetrieval(passages, min(1.0, 0.3 + passages[0].score) if passages else 0.0)
 
-    def rewrite_followup(self, question: str, history: Sequence[dict[str, str]] = ()) -> str:
-        return question
+    def plan(self, question: str, options: AskOptions = AskOptions()) -> Plan:
+        """Retrieval, as the real pipeline's first half (the delay stands for the model's wait)."""
+        started = time.perf_counter()
+        if options.model not in self.models():
+            raise ValueError(f"unknown model {options.model}")
+        plan = Plan(question=question, options=options, max_new_tokens=options.max_new_tokens or 0)
+        if options.use_retrieval:
+            found = self.search(question, top_k=options.top_k, filter_keyword=options.filter_keyword)
+            plan.passages, plan.confidence = found.passages, round(found.confidence, 4)
+        plan.planning_s = time.perf_counter() - started
+        return plan
 
-    def answer(self, question: str, **kwargs: Any) -> Answer:
-        answer: Answer | None = None
-        for item in self.stream_answer(question, **kwargs):
-            if isinstance(item, Answer):
-                answer = item
-        assert answer is not None
-        return answer
-
-    def stream_answer(
-        self,
-        question: str,
-        *,
-        model: str = "base",
-        use_retrieval: bool = True,
-        history: Sequence[dict[str, str]] = (),
-        top_k: int | None = None,
-        filter_keyword: str | None = None,
-        context_only: bool = False,
-        max_new_tokens: int | None = None,
-    ) -> Iterator[str | Answer]:
+    def run(self, plan: Plan, *, stream: bool = True) -> Iterator[str | Answer]:
+        """Quote the best passage word by word, then the Answer."""
+        del stream  # the fake yields pieces either way; `answer` keeps only the Answer
         started = time.perf_counter()
         self.calls += 1
-        if model not in self.models():
-            raise ValueError(f"unknown model {model}")
         if self.delay_s:
             time.sleep(self.delay_s)
-        passages = self.retrieve(question, top_k=top_k, filter_keyword=filter_keyword) if use_retrieval else []
-        if passages and context_only:
+        passages, options = plan.passages, plan.options
+        if passages and options.context_only:
             text = "\n\n".join(f"[{p.id}] {p.title}\n{p.text}" for p in passages)
-            refused, citations, confidence = False, [], min(1.0, 0.3 + passages[0].score)
+            refused, citations = False, []
         elif passages:
             best = passages[0]
             quote = best.text.strip().split("\n")[0]
             text = f"{quote} [{best.id}]"
-            if model != "base":
-                text += f" ({model})"
-            refused, citations, confidence = False, [best.id], min(1.0, 0.3 + best.score)
+            if options.model != "base":
+                text += f" ({options.model})"
+            refused, citations = False, [best.id]
         else:
-            text, refused, citations, confidence = refusal_answer("KB에서 관련 문서를 찾지 못했습니다."), True, [], 0.0
+            text, refused, citations = refusal_answer("KB에서 관련 문서를 찾지 못했습니다."), True, []
         words = text.split(" ")
-        if max_new_tokens:
-            words = words[:max_new_tokens]
+        if plan.max_new_tokens:
+            words = words[: plan.max_new_tokens]
         for i, word in enumerate(words):
             if self.token_delay_s:
                 time.sleep(self.token_delay_s)
             yield word if i == 0 else " " + word
         yield Answer(
-            question=question,
+            question=plan.question,
             text=" ".join(words),
             passages=passages,
-            confidence=round(confidence, 4),
+            confidence=plan.confidence if passages else 0.0,
             refused=refused,
             citations=citations,
             citation_details=[Citation(cid, "bracket") for cid in citations],
-            model=model,
-            used_retrieval=use_retrieval,
-            latency_s=time.perf_counter() - started,
+            model=options.model,
+            used_retrieval=options.use_retrieval,
+            latency_s=plan.planning_s + time.perf_counter() - started,
         )
+
+    def answer(self, question: str, options: AskOptions = AskOptions()) -> Answer:
+        answer: Answer | None = None
+        for item in self.stream_answer(question, options):
+            if isinstance(item, Answer):
+                answer = item
+        assert answer is not None
+        return answer
+
+    def stream_answer(self, question: str, options: AskOptions = AskOptions()) -> Iterator[str | Answer]:
+        yield from self.run(self.plan(question, options))

@@ -2,7 +2,7 @@
 
 Routes stay thin (parse, call one or two methods here, shape the response); everything a
 request needs lives on one `Service` per app, no globals. The assistant is anything that
-implements `aldlab.rag.types.AssistantProtocol`: the real `aldlab.rag.answer.Assistant`,
+implements `aldlab.rag.types.AssistantProtocol`: the real `aldlab.rag.assistant.Assistant`,
 or `aldlab.serve.fake.FakeAssistant` for tests and the load bench.
 """
 
@@ -22,7 +22,7 @@ import anyio
 
 from aldlab.errors import UserError
 from aldlab.kb.schema import Document
-from aldlab.rag.types import Answer, AssistantProtocol
+from aldlab.rag.types import Answer, AskOptions, AssistantProtocol, Plan
 from aldlab.serve.documents import DocumentCache
 from aldlab.serve.errors import ApiError, kb_unavailable
 from aldlab.serve.guards import FailureThrottle, RateLimiter
@@ -38,14 +38,20 @@ log = logging.getLogger("aldlab.serve")
 RETENTION_EVERY = 200
 
 
-@dataclass
+@dataclass(frozen=True)
 class PreparedQuery:
-    """A validated question, ready for the assistant."""
+    """A validated question and how to answer it, ready for the assistant."""
 
     question: str
-    model: str
-    kwargs: dict[str, Any]
-    history: list[dict[str, str]]
+    options: AskOptions
+
+    @property
+    def model(self) -> str:
+        return self.options.model
+
+    @property
+    def history(self) -> list[dict[str, str]]:
+        return list(self.options.history)
 
 
 @dataclass(frozen=True)
@@ -201,18 +207,16 @@ class Service:
             )
         if filter_keyword is not None and len(filter_keyword) > 100:
             raise ApiError(400, "invalid_request", "filter_keyword가 너무 깁니다.", "filter_keyword is too long.")
-        model = await self.check_model(model)
-        kwargs = {
-            "model": model,
-            "use_retrieval": bool(use_retrieval),
-            "history": history,
-            "top_k": top_k,
-            "filter_keyword": filter_keyword or None,
-            "max_new_tokens": max_new_tokens,  # None: the assistant's rag.max_new_tokens (one default)
-        }
-        if context_only and use_retrieval:
-            kwargs["context_only"] = True
-        return PreparedQuery(question=question, model=model, kwargs=kwargs, history=history)
+        options = AskOptions(
+            model=await self.check_model(model),
+            use_retrieval=bool(use_retrieval),
+            history=tuple(history),
+            top_k=top_k,
+            filter_keyword=filter_keyword or None,
+            context_only=bool(context_only and use_retrieval),
+            max_new_tokens=max_new_tokens,  # None: the assistant's rag.max_new_tokens (one default)
+        )
+        return PreparedQuery(question=question, options=options)
 
     # -- answers
 
@@ -234,45 +238,28 @@ class Service:
         return self.worker.admit(client)
 
     async def answer(self, query: PreparedQuery, ticket: Ticket) -> Answer:
-        return await self.worker.run(partial(self.assistant.answer, query.question, **query.kwargs), ticket=ticket)
+        """Plan and generate on the worker (a JSON answer shows nothing before it is done)."""
+        return await self.worker.run(partial(self.assistant.answer, query.question, query.options), ticket=ticket)
 
-    def stream(
-        self, query: PreparedQuery, ticket: Ticket, *, report_status: bool = False
-    ) -> AsyncIterator[str | Answer | QueueStatus]:
-        return self.worker.stream(
-            lambda: self.assistant.stream_answer(query.question, **query.kwargs),
-            ticket=ticket,
-            report_status=report_status,
-        )
+    async def plan(self, query: PreparedQuery) -> Plan:
+        """The pipeline's first half, off the event loop and outside the generation queue.
 
-    async def preview(self, query: PreparedQuery) -> dict[str, Any] | None:
-        """The contexts the answer will use, retrieved at once, outside the generation queue.
-
-        Retrieval takes milliseconds, generation tens of seconds on the CPU demo; showing the
-        contexts while the question waits lets the user read them instead of a bare cursor.
-        The assistant retrieves again when its turn comes (same question, same result), which
-        keeps its interface unchanged. None when there is nothing to show or it fails (the
-        answer stream then reports any real error).
+        Retrieval takes milliseconds, generation tens of seconds on the CPU demo: planning
+        first lets the user read the plan's passages (`preview`) while the question waits,
+        and `stream` generates from the same plan, so nothing is retrieved twice.
         """
-        if not query.kwargs.get("use_retrieval", True):
-            return None
-        assistant = self.assistant
+        return await anyio.to_thread.run_sync(self.assistant.plan, query.question, query.options)
 
-        def retrieve() -> Any:
-            question = assistant.rewrite_followup(query.question, query.history)
-            return assistant.search(
-                question, top_k=query.kwargs.get("top_k"), filter_keyword=query.kwargs.get("filter_keyword")
-            )
-
-        try:
-            retrieval = await anyio.to_thread.run_sync(retrieve)
-        except Exception:  # noqa: BLE001 - a preview is optional
-            log.debug("context preview failed", exc_info=True)
+    @staticmethod
+    def preview(plan: Plan) -> dict[str, Any] | None:
+        """The contexts the answer will use (None when the question is answered without retrieval)."""
+        if not plan.options.use_retrieval:
             return None
-        return {
-            "contexts": [ContextOut.of(p).model_dump() for p in retrieval.passages],
-            "confidence": round(float(retrieval.confidence), 4),
-        }
+        return {"contexts": [ContextOut.of(p).model_dump() for p in plan.passages], "confidence": plan.confidence}
+
+    def stream(self, plan: Plan, ticket: Ticket, *, report_status: bool = False) -> AsyncIterator[str | Answer | QueueStatus]:
+        """The pipeline's second half on the worker: text pieces, then the Answer."""
+        return self.worker.stream(lambda: self.assistant.run(plan), ticket=ticket, report_status=report_status)
 
     async def log_answer(self, query: PreparedQuery, answer: Answer, client: str) -> LoggedRef:
         """Log the answer (ids + KB hash, no texts, no client IP); returns its id and token."""

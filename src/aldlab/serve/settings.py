@@ -35,7 +35,6 @@ class ServeSettings:
     max_history_turns: int = 20
     max_top_k: int = 10
     max_new_tokens_limit: int = 512
-    default_max_new_tokens: int = 256
     # Generation jobs waiting or running before new ones get 503 (clients queue, not crash).
     max_pending: int = 256
     # Per client (IP) waiting or running: beyond it a 429, so one client cannot fill the

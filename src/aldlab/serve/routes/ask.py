@@ -84,10 +84,11 @@ async def ask_events(service: Service, query: PreparedQuery, client: str, ticket
     final: Answer | None = None
     try:
         yield sse({"type": "status", "model": query.model, **service.worker.status(ticket).to_json()})
-        preview = await service.preview(query)
+        plan = await service.plan(query)  # retrieval, once: shown now, generated from later
+        preview = service.preview(plan)
         if preview is not None:
             yield sse({"type": "contexts", **preview})
-        async for item in service.stream(query, ticket, report_status=True):
+        async for item in service.stream(plan, ticket, report_status=True):
             if isinstance(item, QueueStatus):
                 yield sse({"type": "status", "model": query.model, **item.to_json()})
             elif isinstance(item, str):

@@ -98,7 +98,7 @@ async def chat_query(service: Service, body: ChatCompletionRequest) -> PreparedQ
 
 def finish_reason(usage: Usage, query: PreparedQuery) -> Literal["stop", "length"]:
     """"length" when the reply used its whole max_tokens budget (it was cut), else "stop"."""
-    limit = query.kwargs.get("max_new_tokens")
+    limit = query.options.max_new_tokens
     return "length" if limit and usage.completion_tokens >= limit else "stop"
 
 
@@ -129,7 +129,7 @@ async def chat_events(
     final: Answer | None = None
     try:
         yield chunk({"role": "assistant", "content": ""})
-        async for item in service.stream(query, ticket):
+        async for item in service.stream(await service.plan(query), ticket):
             if isinstance(item, str):
                 if item:
                     yield chunk({"content": item})

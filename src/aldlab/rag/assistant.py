@@ -1,0 +1,259 @@
+"""The assistant: one answer pipeline in two halves, for ask, chat, serve and eval.
+
+`plan` makes a question ready: follow-up rewrite, retrieval (once), the refusal gate
+before the LLM (`aldlab.rag.refusal`), and the prompt (`aldlab.prompts`). `settle` turns
+generated text into an `Answer`: the model's own refusals, echoes, citations. `run`
+generates between the two, streaming or not. The server plans first (it shows the plan's
+passages while the question waits), batched eval plans every question and generates the
+prompts together; both settle with the same method, so nothing mirrors anything.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+from aldlab import prompts
+from aldlab.errors import UserError
+from aldlab.kb.io import kb_signature, load_kb
+from aldlab.kb.schema import KnowledgeBase
+from aldlab.rag.build import build_retriever
+from aldlab.rag.citations import align_written_citations, find_citations
+from aldlab.rag.config import RagConfig
+from aldlab.rag.refusal import refusal_reason, settle_generated
+from aldlab.rag.retriever import HybridRetriever, Retrieval
+from aldlab.rag.types import Answer, AskOptions, Generator, Plan
+
+#: Pronouns and deictic phrases that make a question depend on the previous turn.
+ANAPHORA = re.compile(
+    r"(그거|그것|그게|그건|그걸|그거를|이거|이것|이게|이건|저거|저것|거기|위의?\s?내용|"
+    r"그\s?(?:장비|부분|값|방법|원인|현상|문제|단계|공정|부품|설정))"
+)
+
+
+class Assistant:
+    """Question answering over one KB with one generator (HF local or OpenAI-compatible)."""
+
+    def __init__(
+        self,
+        kb: KnowledgeBase,
+        retriever: HybridRetriever,
+        generator: Generator | None,
+        config: RagConfig,
+        *,
+        kb_path: str | Path | None = None,
+        generator_factory: Callable[[], Generator] | None = None,
+    ) -> None:
+        self.kb = kb
+        self.retriever = retriever
+        self.config = config
+        self.kb_path = Path(kb_path) if kb_path else None
+        self._generator = generator
+        self._generator_factory = generator_factory
+        self._kb_signature = kb_signature(self.kb_path) if self.kb_path else None
+        self._reload_lock = threading.Lock()
+        self._terms = sorted(kb.domain_terms(), key=len, reverse=True)
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_config(
+        cls,
+        kb_path: str | Path,
+        config: RagConfig | None = None,
+        model_name: str | None = None,
+        adapters: dict[str, str] | None = None,
+        llm_url: str | None = None,
+        *,
+        show_progress: bool = True,
+    ) -> Assistant:
+        """KB + cached index + calibrated refusal + a generator that loads on first use."""
+        config = config or RagConfig()
+        kb = load_kb(kb_path)
+        retriever = build_retriever(kb, config, kb_source=kb_path, show_progress=show_progress)
+        url = llm_url or config.llm_url
+
+        def factory() -> Generator:
+            from aldlab.rag.generate import generator_from_config
+
+            # The one resolver: ask, chat, serve and eval decode with the same settings and engine.
+            return generator_from_config(config, model_name, adapters, url)
+
+        return cls(kb, retriever, None, config, kb_path=kb_path, generator_factory=factory)
+
+    @property
+    def generator(self) -> Generator:
+        """The generator, created on first use (context-only answers never need it)."""
+        if self._generator is None:
+            if self._generator_factory is None:
+                raise UserError("생성 모델이 설정되지 않았습니다.", "No generator configured.")
+            self._generator = self._generator_factory()
+        return self._generator
+
+    def models(self) -> list[str]:
+        """Names accepted as `model=` ('base' plus adapter names)."""
+        return self.generator.models()
+
+    # ------------------------------------------------------------------ KB changes
+    def reload_if_changed(self) -> bool:
+        """Reload the KB and its index when the files on disk changed (True if reloaded)."""
+        if self.kb_path is None:
+            return False
+        with self._reload_lock:
+            signature = kb_signature(self.kb_path)
+            if signature == self._kb_signature:
+                return False
+            kb = load_kb(self.kb_path)
+            self._kb_signature = signature
+            if kb.content_hash() == self.kb.content_hash():
+                return False
+            retriever = build_retriever(kb, self.config, kb_source=self.kb_path, show_progress=False)
+            self.kb, self.retriever = kb, retriever
+            self._terms = sorted(kb.domain_terms(), key=len, reverse=True)
+            return True
+
+    # ------------------------------------------------------------------ follow-ups
+    def _mentioned_terms(self, text: str) -> list[str]:
+        """Domain terms in `text`, longest first, without terms inside longer ones."""
+        folded = text.casefold()
+        found: list[str] = []
+        for term in self._terms:
+            t = term.casefold()
+            if t and t in folded and not any(t in f.casefold() for f in found):
+                found.append(term)
+        return found
+
+    def rewrite_followup(self, question: str, history: Sequence[dict[str, str]] = ()) -> str:
+        """Make a follow-up self-contained using the previous questions' topic.
+
+        "그거 뭐야?" after "로드락 벤트 절차 알려줘" becomes "로드락 벤트 뭐야?"-like: the
+        pronoun is replaced by the domain terms of the last user turn that had any; a short
+        question with no domain term of its own gets them prepended.
+        """
+        previous = [m["content"] for m in history if m.get("role") == "user" and m.get("content")]
+        if not previous:
+            return question
+        topic = ""
+        for text in reversed(previous):
+            terms = self._mentioned_terms(text)
+            if terms:
+                topic = " ".join(terms[:3])
+                break
+        topic = topic or previous[-1].strip()
+        if ANAPHORA.search(question):
+            return ANAPHORA.sub(topic, question, count=1)
+        if not self._mentioned_terms(question) and len(question.strip()) <= 30:
+            return f"{topic} {question.strip()}"
+        return question
+
+    # ------------------------------------------------------------------ the pipeline
+    def plan(self, question: str, options: AskOptions = AskOptions()) -> Plan:
+        """The first half: everything before generation, retrieval done once.
+
+        A refusal before the LLM and a contexts-only request come back settled (`final`);
+        otherwise the plan carries the prompt for `run` or a batch generator.
+        """
+        started = time.perf_counter()
+        question = (question or "").strip()
+        if not question:
+            raise UserError("질문이 비어 있습니다.", "The question is empty.", hint='예 / e.g.: aldlab ask "ALD란?"')
+        max_new_tokens = options.max_new_tokens or self.config.max_new_tokens
+        turns = list(options.history)[-2 * self.config.history_turns :] if self.config.history_turns > 0 else []
+        resolved = self.rewrite_followup(question, options.history)
+        plan = Plan(question=question, options=options, max_new_tokens=max_new_tokens)
+        if not options.use_retrieval:
+            plan.messages = prompts.build_messages(resolved, None, history=turns)
+            return self._planned(plan, started)
+        retrieval = self.retriever.search(resolved, top_k=options.top_k, filter_keyword=options.filter_keyword)
+        plan.passages, plan.confidence = retrieval.passages, round(retrieval.confidence, 4)
+        reason = self.refusal_reason(retrieval)
+        if reason:
+            plan.final = self._answer(plan, prompts.refusal_answer(reason), refused=True)
+        elif options.context_only:
+            # For reading: best first. Contexts shown as contexts answer nothing, so nothing is cited.
+            text = prompts.format_context(plan.passages, most_relevant_last=False)
+            plan.final = self._answer(plan, text, model="")
+        else:
+            plan.messages = prompts.build_messages(resolved, plan.passages, history=turns)
+        return self._planned(plan, started)
+
+    def settle(self, plan: Plan, text: str, *, generation_s: float = 0.0) -> Answer:
+        """The second half: generated text -> Answer (refusal, echo, citations)."""
+        if plan.final is not None:
+            return plan.final
+        if not plan.options.use_retrieval:
+            text, refused = settle_generated(text, plan.question, with_context=False)
+            return self._answer(plan, text, refused=refused, used_retrieval=False, generation_s=generation_s)
+        text, refused = settle_generated(text, plan.question)
+        cited = [] if refused else find_citations(text, plan.passages, getattr(self.retriever, "tokenizer", None))
+        if cited:
+            text = align_written_citations(text, cited, self.retriever.document_ids)
+        return self._answer(
+            plan, text, refused=refused, citations=[c.id for c in cited], citation_details=cited, generation_s=generation_s
+        )
+
+    def run(self, plan: Plan, *, stream: bool = True) -> Iterator[str | Answer]:
+        """Generate from a plan: text pieces when streaming, then the final Answer."""
+        if plan.final is not None:
+            yield plan.final.text
+            yield plan.final
+            return
+        assert plan.messages is not None
+        started = time.perf_counter()
+        options = plan.options
+        if stream:
+            pieces: list[str] = []
+            for piece in self.generator.stream(plan.messages, max_new_tokens=plan.max_new_tokens, adapter=options.adapter):
+                pieces.append(piece)
+                yield piece
+            text = "".join(pieces).strip()
+        else:
+            text = self.generator.generate(plan.messages, max_new_tokens=plan.max_new_tokens, adapter=options.adapter)
+        yield self.settle(plan, text, generation_s=time.perf_counter() - started)
+
+    def stream_answer(self, question: str, options: AskOptions = AskOptions()) -> Iterator[str | Answer]:
+        """Text pieces, then the final Answer (for server-sent events and `chat`)."""
+        yield from self.run(self.plan(question, options))
+
+    def answer(self, question: str, options: AskOptions = AskOptions()) -> Answer:
+        """Answer one question, not streamed."""
+        final: Answer | None = None
+        for item in self.run(self.plan(question, options), stream=False):
+            if isinstance(item, Answer):
+                final = item
+        assert final is not None
+        return final
+
+    def refusal_reason(self, retrieval: Retrieval) -> str | None:
+        """`refusal_reason` with this assistant's threshold and settings."""
+        return refusal_reason(retrieval, self.retriever.threshold, check_names=self.config.refuse_unknown_names)
+
+    def search(self, question: str, *, top_k: int | None = None, filter_keyword: str | None = None) -> Retrieval:
+        """Retrieval only (bench and tools that show passages without answering)."""
+        return self.retriever.search(question, top_k=top_k, filter_keyword=filter_keyword)
+
+    # ------------------------------------------------------------------ helpers
+    @staticmethod
+    def _planned(plan: Plan, started: float) -> Plan:
+        plan.planning_s = time.perf_counter() - started
+        if plan.final is not None:
+            plan.final.latency_s = round(plan.planning_s, 4)
+        return plan
+
+    def _answer(
+        self, plan: Plan, text: str, *, model: str | None = None, generation_s: float = 0.0, **fields: object
+    ) -> Answer:
+        """An Answer for `plan`: who answered (model, engine) and how long it took."""
+        engine = str(getattr(self._generator, "engine", "")) if self._generator is not None else ""
+        fields.setdefault("passages", plan.passages)
+        fields.setdefault("confidence", plan.confidence)
+        return Answer(
+            question=plan.question,
+            text=text,
+            model=(plan.options.model or "base") if model is None else model,
+            engine=engine,
+            latency_s=round(plan.planning_s + generation_s, 4),
+            **fields,  # type: ignore[arg-type]
+        )
