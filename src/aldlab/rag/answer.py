@@ -18,9 +18,10 @@ from aldlab import prompts
 from aldlab.errors import UserError
 from aldlab.kb.io import kb_signature, load_kb
 from aldlab.kb.schema import KnowledgeBase
+from aldlab.llm.generator import Generator
 from aldlab.rag.config import RagConfig
 from aldlab.rag.retriever import HybridRetriever, Retrieval
-from aldlab.rag.types import Answer, Citation, Generator, Passage
+from aldlab.rag.types import Answer, Citation, Passage
 
 #: Pronouns and deictic phrases that make a question depend on the previous turn.
 ANAPHORA = re.compile(
@@ -287,7 +288,7 @@ class Assistant:
         url = llm_url or config.llm_url
 
         def factory() -> Generator:
-            from aldlab.rag.generate import generator_from_config
+            from aldlab.rag.build import generator_from_config
 
             # The one resolver: ask, chat, serve and eval decode with the same settings and engine.
             return generator_from_config(config, model_name, adapters, url)
