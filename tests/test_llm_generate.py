@@ -166,7 +166,7 @@ def test_generator_from_config_passes_the_decoding_settings(tiny_model_dir: Path
 def test_unknown_adapter_and_missing_dir_are_user_errors(tiny_model_dir: Path, tmp_path: Path) -> None:
     gen = HFGenerator(str(tiny_model_dir))
     with pytest.raises(UserError, match="ft"):
-        gen.generate(MESSAGES, adapter="ft")
+        gen.generate(MESSAGES, max_new_tokens=4, adapter="ft")
     with pytest.raises(UserError, match="nope"):
         HFGenerator(str(tiny_model_dir), {"ft": str(tmp_path / "nope")})
 
@@ -195,7 +195,7 @@ def test_openai_generator_routes_adapters_as_model_names() -> None:
     assert gen.models() == ["base", "Qwen/Qwen2.5-7B-Instruct", "ald-ft"]
     assert gen.generate(MESSAGES, max_new_tokens=7) == "모델 Qwen/Qwen2.5-7B-Instruct 답변 [tiny-001]"
     assert calls[-1]["max_tokens"] == 7 and calls[-1]["temperature"] == 0.0 and calls[-1]["messages"] == MESSAGES
-    assert "".join(gen.stream(MESSAGES, adapter="ald-ft")) == "모델 ald-ft 답변 [tiny-001]"
+    assert "".join(gen.stream(MESSAGES, max_new_tokens=7, adapter="ald-ft")) == "모델 ald-ft 답변 [tiny-001]"
     assert calls[-1]["model"] == "ald-ft" and calls[-1]["stream"] is True
 
 
@@ -207,4 +207,4 @@ def test_openai_generator_unreachable_is_a_user_error() -> None:
 
     gen = OpenAIGenerator("http://127.0.0.1:9/v1", model="m", transport=httpx.MockTransport(refuse))
     with pytest.raises(UserError, match="llm-url"):
-        gen.generate(MESSAGES)
+        gen.generate(MESSAGES, max_new_tokens=7)

@@ -20,10 +20,10 @@ BASE = "base"
 class Generator(Protocol):
     """Turns chat messages into text. `adapter=None` means the base model."""
 
-    def generate(self, messages: list[dict[str, str]], *, max_new_tokens: int = 256, adapter: str | None = None) -> str: ...
+    def generate(self, messages: list[dict[str, str]], *, max_new_tokens: int, adapter: str | None = None) -> str: ...
 
     def stream(
-        self, messages: list[dict[str, str]], *, max_new_tokens: int = 256, adapter: str | None = None
+        self, messages: list[dict[str, str]], *, max_new_tokens: int, adapter: str | None = None
     ) -> Iterator[str]: ...
 
     def models(self) -> list[str]:

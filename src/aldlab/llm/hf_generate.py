@@ -274,7 +274,7 @@ class HFGenerator:
         return out
 
     def generate_ids(
-        self, messages: list[dict[str, str]], *, max_new_tokens: int = 256, adapter: str | None = None
+        self, messages: list[dict[str, str]], *, max_new_tokens: int, adapter: str | None = None
     ) -> list[int]:
         """Token ids of the reply to `messages`, one prompt alone (no padding)."""
         import torch
@@ -286,7 +286,7 @@ class HFGenerator:
             return self._answer_ids(output[0, inputs["input_ids"].shape[1] :])
 
     def generate_batch_ids(
-        self, batch: list[list[dict[str, str]]], *, max_new_tokens: int = 256, adapter: str | None = None
+        self, batch: list[list[dict[str, str]]], *, max_new_tokens: int, adapter: str | None = None
     ) -> list[list[int]]:
         """Token ids of the replies to several prompts decoded together (left padding).
 
@@ -308,20 +308,20 @@ class HFGenerator:
         return self._tokenizer.decode(ids, skip_special_tokens=True).strip()
 
     def generate(
-        self, messages: list[dict[str, str]], *, max_new_tokens: int = 256, adapter: str | None = None
+        self, messages: list[dict[str, str]], *, max_new_tokens: int, adapter: str | None = None
     ) -> str:
         """The assistant's reply to `messages` (special tokens stripped)."""
         return self._decode(self.generate_ids(messages, max_new_tokens=max_new_tokens, adapter=adapter))
 
     def generate_batch(
-        self, batch: list[list[dict[str, str]]], *, max_new_tokens: int = 256, adapter: str | None = None
+        self, batch: list[list[dict[str, str]]], *, max_new_tokens: int, adapter: str | None = None
     ) -> list[str]:
         """Replies to several prompts, in order; greedy output equals `generate` row by row."""
         ids = self.generate_batch_ids(batch, max_new_tokens=max_new_tokens, adapter=adapter)
         return [self._decode(row) for row in ids]
 
     def stream(
-        self, messages: list[dict[str, str]], *, max_new_tokens: int = 256, adapter: str | None = None
+        self, messages: list[dict[str, str]], *, max_new_tokens: int, adapter: str | None = None
     ) -> Iterator[str]:
         """Yield text pieces as they are generated (for SSE)."""
         import torch

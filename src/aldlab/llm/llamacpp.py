@@ -214,7 +214,7 @@ class LlamaCppGenerator:
                 return
 
     def generate(
-        self, messages: list[dict[str, str]], *, max_new_tokens: int = 256, adapter: str | None = None
+        self, messages: list[dict[str, str]], *, max_new_tokens: int, adapter: str | None = None
     ) -> str:
         """The assistant's reply (special tokens stripped), decoded like HFGenerator."""
         with self._lock:
@@ -222,7 +222,7 @@ class LlamaCppGenerator:
         return self.tokenizer.decode(ids, skip_special_tokens=True).strip()
 
     def stream(
-        self, messages: list[dict[str, str]], *, max_new_tokens: int = 256, adapter: str | None = None
+        self, messages: list[dict[str, str]], *, max_new_tokens: int, adapter: str | None = None
     ) -> Iterator[str]:
         """Yield text pieces as tokens arrive; a piece never ends inside a UTF-8 character."""
         with self._lock:

@@ -66,7 +66,7 @@ class OpenAIGenerator:
         )
 
     def generate(
-        self, messages: list[dict[str, str]], *, max_new_tokens: int = 256, adapter: str | None = None
+        self, messages: list[dict[str, str]], *, max_new_tokens: int, adapter: str | None = None
     ) -> str:
         import httpx
 
@@ -80,13 +80,13 @@ class OpenAIGenerator:
             raise self._error(exc) from exc
 
     def generate_batch(
-        self, batch: list[list[dict[str, str]]], *, max_new_tokens: int = 256, adapter: str | None = None
+        self, batch: list[list[dict[str, str]]], *, max_new_tokens: int, adapter: str | None = None
     ) -> list[str]:
         """One request per prompt: a serving engine (vLLM) batches concurrent requests itself."""
         return [self.generate(messages, max_new_tokens=max_new_tokens, adapter=adapter) for messages in batch]
 
     def stream(
-        self, messages: list[dict[str, str]], *, max_new_tokens: int = 256, adapter: str | None = None
+        self, messages: list[dict[str, str]], *, max_new_tokens: int, adapter: str | None = None
     ) -> Iterator[str]:
         import httpx
 
