@@ -24,10 +24,10 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 from aldlab.errors import UserError
+from aldlab.llm.adapters import check_adapter_dir
 from aldlab.llm.chat_template import end_of_turn_token_ids, render_prompt_ids
 from aldlab.llm.generator import BASE
 
@@ -123,13 +123,7 @@ class HFGenerator:
                     "어댑터 이름으로 'base'는 쓸 수 없습니다.", "'base' is reserved for the base model.",
                     hint="다른 이름을 쓰세요 / pick another adapter name",
                 )
-            if not Path(path).exists():
-                raise UserError(
-                    f"어댑터 디렉터리가 없습니다: {path}",
-                    f"Adapter directory not found: {path}",
-                    path=path,
-                    hint="aldlab train 출력의 adapter 디렉터리를 주세요 / pass the adapter dir from aldlab train",
-                )
+            check_adapter_dir(path)
         self.temperature = temperature
         self.repetition_penalty = float(repetition_penalty)
         self.no_repeat_ngram_size = int(no_repeat_ngram_size)

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from aldlab.errors import UserError
+from aldlab.llm.adapters import check_adapter_dir
 from aldlab.llm.chat_template import end_of_turn_token_ids, render_prompt_ids
 from aldlab.llm.generator import BASE
 
@@ -57,15 +58,8 @@ def adapter_gguf(adapter_dir: str | Path, quant: str = DEFAULT_QUANT) -> Path:
     from aldlab.llm.gguf_export import export_gguf
     from aldlab.settings import aldlab_home
 
-    adapter = Path(adapter_dir).expanduser()
+    adapter = check_adapter_dir(adapter_dir, require=["adapter_model.safetensors"])
     weights = adapter / "adapter_model.safetensors"
-    if not weights.exists():
-        raise UserError(
-            f"어댑터 가중치가 없습니다: {weights}",
-            f"Adapter weights not found: {weights}",
-            path=weights,
-            hint="aldlab train 출력 디렉터리를 주세요 / pass the output dir of aldlab train",
-        )
     target = aldlab_home() / "gguf" / f"{sha256_file(weights)[:16]}-{quant}"
     gguf_path = target / f"model-{quant}.gguf"
     if gguf_path.exists():

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from aldlab.errors import UserError
+from aldlab.llm.adapters import check_adapter_dir
 from aldlab.settings import get_secret, shipped_kb_dir
 
 if TYPE_CHECKING:
@@ -59,15 +60,11 @@ def parse_adapter_specs(specs: list[str] | None) -> dict[str, str]:
                 f"Adapter name used twice: {name}",
                 hint="--adapter 이름=DIR 로 서로 다른 이름을 주세요 / give each adapter its own NAME=DIR",
             )
-        directory = Path(path).expanduser()
-        if not directory.is_dir():
-            raise UserError(
-                f"어댑터 디렉터리가 없습니다: {path}",
-                f"Adapter directory not found: {path}",
-                path=path,
-                hint="aldlab train의 출력 디렉터리를 주세요 (--adapter DIR 또는 이름=DIR) / "
-                "pass the output dir of aldlab train (--adapter DIR or NAME=DIR)",
-            )
+        directory = check_adapter_dir(
+            path,
+            hint="aldlab train의 출력 디렉터리를 주세요 (--adapter DIR 또는 이름=DIR) / "
+            "pass the output dir of aldlab train (--adapter DIR or NAME=DIR)",
+        )
         adapters[name] = str(directory)
     return adapters
 
