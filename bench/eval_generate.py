@@ -52,7 +52,7 @@ def main() -> None:
     parser.add_argument("--adapter", default=None, help="LoRA adapter dir (named ft); default: the base model")
     args = parser.parse_args()
 
-    from aldlab.rag.generate import HFGenerator
+    from aldlab.llm.hf_generate import HFGenerator
 
     prompts = rag_prompts(args.prompts)
     gen = HFGenerator(None, {"ft": args.adapter} if args.adapter else None).load()

@@ -37,8 +37,8 @@ from eval_generate import rag_prompts  # noqa: E402
 
 # --------------------------------------------------------------------------- worker
 def make_engine(spec: dict[str, str]):  # noqa: ANN201
+    from aldlab.llm.hf_generate import HFGenerator
     from aldlab.llm.llamacpp import LlamaCppGenerator
-    from aldlab.rag.generate import HFGenerator
 
     adapters = {"ft": spec["adapter"]} if spec.get("adapter") else None
     if spec["engine"] == "transformers":

@@ -90,7 +90,7 @@ def test_a_plain_key_in_yaml_is_refused_with_the_variable_to_use(tmp_path: Path,
 
 def test_every_client_gets_its_key_from_the_variable_its_config_names(monkeypatch: pytest.MonkeyPatch) -> None:
     from aldlab.eval.judge import Judge
-    from aldlab.rag.generate import generator_from_config
+    from aldlab.rag.build import generator_from_config
 
     monkeypatch.setenv("OPENAI_API_KEY", "sk-not-for-you")
     monkeypatch.setenv("MY_LLM_KEY", "sk-llm")

@@ -111,9 +111,9 @@ def test_unknown_adapter_and_foreign_base_are_user_errors(fake_llama_cpp: type[F
     gen = LlamaCppGenerator("Qwen/Qwen2.5-7B-Instruct", None, tokenizer=tokenizer)
     assert gen.models() == ["base"]
     with pytest.raises(UserError, match="Unknown"):
-        gen.generate(MESSAGES, adapter="nope")
+        gen.generate(MESSAGES, max_new_tokens=4, adapter="nope")
     with pytest.raises(UserError, match="embedded base"):
-        gen.generate(MESSAGES)
+        gen.generate(MESSAGES, max_new_tokens=4)
 
 
 def test_adapter_gguf_is_exported_once_and_cached(tiny_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -144,7 +144,7 @@ def test_llama_cpp_runs_the_exported_gguf_like_transformers(tiny_dir: Path, tmp_
     from transformers import AutoModelForCausalLM
 
     from aldlab.llm.gguf_export import export_gguf
-    from aldlab.rag.generate import HFGenerator
+    from aldlab.llm.hf_generate import HFGenerator
 
     peft_model = get_peft_model(AutoModelForCausalLM.from_pretrained(str(tiny_dir)), LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))
     torch.manual_seed(1)

@@ -64,7 +64,7 @@ class RecordingModel:
 
 def _hf_fed_ids(tok: Any, messages: list[dict[str, str]]) -> list[int]:
     from aldlab.llm.chat_template import end_of_turn_token_ids
-    from aldlab.rag.generate import HFGenerator
+    from aldlab.llm.hf_generate import HFGenerator
 
     model = RecordingModel(end_of_turn_token_ids(tok)[0])
     HFGenerator("unused", model=model, tokenizer=tok).generate(messages, max_new_tokens=4)

@@ -113,10 +113,10 @@ class FakeHF:
 
 @pytest.fixture()
 def fake_hf(monkeypatch: pytest.MonkeyPatch) -> type[FakeHF]:
-    import aldlab.rag.generate
+    import aldlab.llm.hf_generate
 
     FakeHF.built = []
-    monkeypatch.setattr(aldlab.rag.generate, "HFGenerator", FakeHF)
+    monkeypatch.setattr(aldlab.llm.hf_generate, "HFGenerator", FakeHF)
     return FakeHF
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from aldlab.rag.generate import HFGenerator
+from aldlab.llm.hf_generate import HFGenerator
 from aldlab.train.tiny import train_tiny_adapter
 
 
@@ -45,8 +45,8 @@ def test_merged_rows_give_the_adapter_and_base_stays_base(trained) -> None:
 def test_the_resolver_names_the_engine_and_falls_back_to_transformers(monkeypatch) -> None:
     """Without llama-cpp-python the one resolver gives transformers, and says so."""
     import aldlab.llm.llamacpp as llamacpp
+    from aldlab.rag.build import generator_from_config
     from aldlab.rag.config import RagConfig
-    from aldlab.rag.generate import generator_from_config
 
     monkeypatch.setattr(llamacpp, "llama_cpp_available", lambda: False)
     generator = generator_from_config(RagConfig(), "embedded")

@@ -82,7 +82,7 @@ def test_llm_url_serves_base_and_lora_through_an_openai_compatible_server(tmp_pa
         rag_config = rag_config_from_flags(None, config, llm_url=url, llm_model="Qwen/Qwen2.5-7B-Instruct")
         assistant = build_assistant(settings.kb, rag_config, load_model=True)
         assert isinstance(assistant, Assistant)
-        from aldlab.rag.generate import OpenAIGenerator
+        from aldlab.llm.openai_client import OpenAIGenerator
 
         assert isinstance(assistant.generator, OpenAIGenerator)
         assert assistant.generator.base_url == url

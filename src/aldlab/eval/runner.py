@@ -19,6 +19,7 @@ from aldlab.eval.config import EvalConfig
 from aldlab.eval.metrics import answer_metrics, bootstrap_mean, format_estimate, group_keyfact_recall, summarize_rows
 from aldlab.evalset import Question, load_questions
 from aldlab.files import atomic_write_json, atomic_write_jsonl, sha256_file
+from aldlab.llm.adapters import check_adapter_dir
 from aldlab.manifest import kb_record, package_versions
 from aldlab.progress import progress_bar
 from aldlab.prompts import is_refusal
@@ -86,14 +87,7 @@ def check_adapter_dirs(adapters: dict[str, str], systems: Sequence[System]) -> N
     for system in systems:
         if system.model == "base":
             continue
-        path = Path(adapters[system.model]).expanduser()
-        if not path.is_dir():
-            raise UserError(
-                f"어댑터 디렉터리가 없습니다: {path}",
-                f"Adapter directory not found: {path}",
-                path=path,
-                hint="`aldlab train`의 출력 디렉터리를 지정하세요 / pass the output directory of `aldlab train`",
-            )
+        check_adapter_dir(Path(adapters[system.model]).expanduser())
 
 
 def default_assistant_factory(config: EvalConfig, rag_config: Any) -> AnswersQuestions:

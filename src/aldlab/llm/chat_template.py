@@ -198,7 +198,7 @@ def chat_token_ids(
 def render_prompt_ids(tokenizer: Any, messages: list[dict[str, str]]) -> list[int]:
     """The token ids a model is fed to answer `messages` (chat template + generation prompt).
 
-    The one prompt tokenisation of generation (`rag.generate`, `llm.llamacpp`); training
+    The one prompt tokenisation of generation (`llm.hf_generate`, `llm.llamacpp`); training
     builds its examples with the same `chat_token_ids`, so train and serve prompts agree
     token for token. A template that is not prefix-consistent (never trained on here) is
     rendered and tokenised whole.

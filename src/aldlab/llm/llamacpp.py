@@ -1,6 +1,6 @@
 """`LlamaCppGenerator`: the embedded model and its fine-tunes through llama.cpp on the CPU.
 
-Same interface as `rag.generate.HFGenerator` (generate / stream / models, `adapter=` picks
+Same interface as `llm.hf_generate.HFGenerator` (`llm.generator.Generator`: `adapter=` picks
 'base' or a fine-tune), so the assistant, the server and eval can swap it in. It needs the
 optional package `llama-cpp-python` (built from source: see the README's numbers).
 
@@ -27,10 +27,11 @@ from pathlib import Path
 from typing import Any
 
 from aldlab.errors import UserError
+from aldlab.llm.adapters import check_adapter_dir
 from aldlab.llm.chat_template import end_of_turn_token_ids, render_prompt_ids
+from aldlab.llm.generator import BASE
 
 ENGINE = "llama.cpp"
-BASE = "base"
 DEFAULT_QUANT = "q8_0"
 DEFAULT_N_CTX = 4096
 
@@ -57,15 +58,8 @@ def adapter_gguf(adapter_dir: str | Path, quant: str = DEFAULT_QUANT) -> Path:
     from aldlab.llm.gguf_export import export_gguf
     from aldlab.settings import aldlab_home
 
-    adapter = Path(adapter_dir).expanduser()
+    adapter = check_adapter_dir(adapter_dir, require=["adapter_model.safetensors"])
     weights = adapter / "adapter_model.safetensors"
-    if not weights.exists():
-        raise UserError(
-            f"어댑터 가중치가 없습니다: {weights}",
-            f"Adapter weights not found: {weights}",
-            path=weights,
-            hint="aldlab train 출력 디렉터리를 주세요 / pass the output dir of aldlab train",
-        )
     target = aldlab_home() / "gguf" / f"{sha256_file(weights)[:16]}-{quant}"
     gguf_path = target / f"model-{quant}.gguf"
     if gguf_path.exists():
@@ -214,7 +208,7 @@ class LlamaCppGenerator:
                 return
 
     def generate(
-        self, messages: list[dict[str, str]], *, max_new_tokens: int = 256, adapter: str | None = None
+        self, messages: list[dict[str, str]], *, max_new_tokens: int, adapter: str | None = None
     ) -> str:
         """The assistant's reply (special tokens stripped), decoded like HFGenerator."""
         with self._lock:
@@ -222,7 +216,7 @@ class LlamaCppGenerator:
         return self.tokenizer.decode(ids, skip_special_tokens=True).strip()
 
     def stream(
-        self, messages: list[dict[str, str]], *, max_new_tokens: int = 256, adapter: str | None = None
+        self, messages: list[dict[str, str]], *, max_new_tokens: int, adapter: str | None = None
     ) -> Iterator[str]:
         """Yield text pieces as tokens arrive; a piece never ends inside a UTF-8 character."""
         with self._lock:
@@ -246,7 +240,7 @@ def resolve_engine(engine: str, model_name: str | None) -> str:
 
     'auto' picks llama.cpp when llama-cpp-python is installed, there is no CUDA GPU and the
     base is the embedded model (the only base we ship as GGUF); 'transformers' and
-    'llama.cpp' force one. `rag.generate.generator_from_config` builds the generator.
+    'llama.cpp' force one. `llm.generator.make_generator` builds the generator.
     """
     name = engine.lower().replace("_", ".").replace("llamacpp", "llama.cpp")
     if name not in ("auto", "transformers", ENGINE):

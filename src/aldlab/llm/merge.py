@@ -15,6 +15,7 @@ from typing import Any
 
 from aldlab.errors import UserError
 from aldlab.files import read_json
+from aldlab.llm.adapters import check_adapter_dir
 
 
 def adapter_base_model(adapter_dir: str | Path) -> str:
@@ -42,16 +43,6 @@ class MergedModel:
     adapter_dir: Path
 
 
-def _check_adapter_dir(adapter: Path) -> None:
-    if not (adapter / "adapter_config.json").exists():
-        raise UserError(
-            "어댑터 디렉터리가 아닙니다 (adapter_config.json 없음).",
-            "Not an adapter directory (no adapter_config.json).",
-            path=adapter,
-            hint="aldlab train 의 --output_dir 을 지정하세요 / pass the --output_dir of `aldlab train`",
-        )
-
-
 def merge_adapter(adapter_dir: str | Path, base_model: str | None = None) -> MergedModel:
     """Load the base, fold the LoRA adapter into it and set the end-of-turn stop ids."""
     import torch
@@ -60,8 +51,7 @@ def merge_adapter(adapter_dir: str | Path, base_model: str | None = None) -> Mer
     from aldlab.llm.chat_template import end_of_turn_token_ids
     from aldlab.llm.model import LoadOptions, load_model, load_tokenizer
 
-    adapter = Path(adapter_dir).expanduser()
-    _check_adapter_dir(adapter)
+    adapter = check_adapter_dir(adapter_dir, require=["adapter_config.json"])
     base_name = base_model or adapter_base_model(adapter)
     # Merge in fp32 on CPU (exact); on a GPU machine bf16 halves the memory of a 7B merge.
     dtype = "bfloat16" if torch.cuda.is_available() else "float32"

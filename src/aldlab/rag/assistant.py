@@ -20,12 +20,13 @@ from aldlab import prompts
 from aldlab.errors import UserError
 from aldlab.kb.io import kb_signature, load_kb
 from aldlab.kb.schema import KnowledgeBase
+from aldlab.llm.generator import Generator
 from aldlab.rag.build import build_retriever
 from aldlab.rag.citations import align_written_citations, find_citations
 from aldlab.rag.config import RagConfig
 from aldlab.rag.refusal import refusal_reason, settle_generated
 from aldlab.rag.retriever import HybridRetriever, Retrieval
-from aldlab.rag.types import Answer, AskOptions, Generator, Plan
+from aldlab.rag.types import Answer, AskOptions, Plan
 
 #: Pronouns and deictic phrases that make a question depend on the previous turn.
 ANAPHORA = re.compile(
@@ -76,7 +77,7 @@ class Assistant:
         url = llm_url or config.llm_url
 
         def factory() -> Generator:
-            from aldlab.rag.generate import generator_from_config
+            from aldlab.rag.build import generator_from_config
 
             # The one resolver: ask, chat, serve and eval decode with the same settings and engine.
             return generator_from_config(config, model_name, adapters, url)

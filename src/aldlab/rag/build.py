@@ -14,10 +14,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aldlab.errors import UserError
-from aldlab.settings import shipped_kb_dir
+from aldlab.llm.adapters import check_adapter_dir
+from aldlab.settings import get_secret, shipped_kb_dir
 
 if TYPE_CHECKING:
     from aldlab.kb.schema import KnowledgeBase
+    from aldlab.llm.generator import Generator
     from aldlab.rag.assistant import Assistant
     from aldlab.rag.config import RagConfig
     from aldlab.rag.retriever import HybridRetriever
@@ -60,15 +62,11 @@ def parse_adapter_specs(specs: list[str] | None) -> dict[str, str]:
                 f"Adapter name used twice: {name}",
                 hint="--adapter 이름=DIR 로 서로 다른 이름을 주세요 / give each adapter its own NAME=DIR",
             )
-        directory = Path(path).expanduser()
-        if not directory.is_dir():
-            raise UserError(
-                f"어댑터 디렉터리가 없습니다: {path}",
-                f"Adapter directory not found: {path}",
-                path=path,
-                hint="aldlab train의 출력 디렉터리를 주세요 (--adapter DIR 또는 이름=DIR) / "
-                "pass the output dir of aldlab train (--adapter DIR or NAME=DIR)",
-            )
+        directory = check_adapter_dir(
+            path,
+            hint="aldlab train의 출력 디렉터리를 주세요 (--adapter DIR 또는 이름=DIR) / "
+            "pass the output dir of aldlab train (--adapter DIR or NAME=DIR)",
+        )
         adapters[name] = str(directory)
     return adapters
 
@@ -182,6 +180,22 @@ def rag_config_from_flags(
     overrides = {"top_k": top_k, "max_new_tokens": max_new_tokens, "llm_url": llm_url, "llm_model": llm_model,
                  "dense_model": dense_model}
     return resolve_config(RagConfig, "rag", preset=preset, config_file=config_file, overrides=overrides)
+
+
+def generator_from_config(
+    config: RagConfig, model_name: str | None = None, adapters: dict[str, str] | None = None, llm_url: str | None = None
+) -> Generator:
+    """`llm.generator.make_generator` with a `RagConfig`'s decoding, engine and server.
+
+    Every command's assistant gets its generator here, so ask/chat/serve/eval decode the
+    same way. The API key is read only when a server is used.
+    """
+    from aldlab.llm.generator import Decoding, make_generator
+
+    url = llm_url or config.llm_url
+    decoding = Decoding(config.temperature, config.repetition_penalty, config.no_repeat_ngram_size)
+    api_key = get_secret(config.llm_api_key_env) if url else None
+    return make_generator(decoding, model_name, adapters, url, config.llm_model, api_key, config.engine)
 
 
 def build_assistant(

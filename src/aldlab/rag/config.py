@@ -55,7 +55,7 @@ class RagConfig:
     #: 0 means greedy decoding (deterministic answers, as in eval).
     temperature: float = 0.0
     #: Penalty on tokens the answer already produced (1.0 = off; CTRL paper suggests ~1.2).
-    #: Only the answer's own tokens count, never the prompt's contexts (see rag/generate.py).
+    #: Only the answer's own tokens count, never the prompt's contexts (see llm/hf_generate.py).
     repetition_penalty: float = 1.0
     #: Forbid repeating any n-gram of this many tokens within the answer (0 = off). 8 is a
     #: safety net against loops only (an answer rarely repeats 8 tokens of its own on purpose),

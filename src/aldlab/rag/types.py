@@ -63,20 +63,6 @@ class Answer:
         return data
 
 
-class Generator(Protocol):
-    """Turns chat messages into text. `adapter=None` means the base model."""
-
-    def generate(self, messages: list[dict[str, str]], *, max_new_tokens: int = 256, adapter: str | None = None) -> str: ...
-
-    def stream(
-        self, messages: list[dict[str, str]], *, max_new_tokens: int = 256, adapter: str | None = None
-    ) -> Iterator[str]: ...
-
-    def models(self) -> list[str]:
-        """Names accepted as `adapter` (plus 'base')."""
-        ...
-
-
 @dataclass(frozen=True)
 class AskOptions:
     """How one question is to be answered: the typed request of the answer pipeline.

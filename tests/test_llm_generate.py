@@ -1,4 +1,4 @@
-"""HFGenerator (tiny random Gemma-3 + LoRA adapters) and OpenAIGenerator (mock transport)."""
+"""HFGenerator (tiny random Gemma-3 + LoRA adapters), OpenAIGenerator (mock transport) and the factory."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from aldlab.errors import UserError
-from aldlab.rag.generate import HFGenerator, OpenAIGenerator, answer_logits_processors, banned_next_tokens
+from aldlab.llm.hf_generate import HFGenerator, answer_logits_processors, banned_next_tokens
+from aldlab.llm.openai_client import OpenAIGenerator
 
 MESSAGES = [{"role": "system", "content": "시스템"}, {"role": "user", "content": "ALD란?"}]
 #: Prompts of clearly different lengths, so the batch really needs left padding.
@@ -96,7 +97,7 @@ def test_batched_generation_equals_one_by_one_token_for_token(tiny_model_dir: Pa
 def test_batched_rows_stop_at_their_own_end_of_turn(tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Make a token the first row emits early the end-of-turn token: that row ends there,
     the others run on, and every row still equals its one-by-one output."""
-    import aldlab.rag.generate as generate_module
+    import aldlab.llm.hf_generate as generate_module
 
     gen = HFGenerator(str(tiny_model_dir))
     free = [gen.generate_ids(m, max_new_tokens=10) for m in BATCH]
@@ -149,8 +150,8 @@ def test_anti_loop_settings_stop_repeats_in_batched_and_single_generation(tiny_m
 
 
 def test_generator_from_config_passes_the_decoding_settings(tiny_model_dir: Path) -> None:
+    from aldlab.rag.build import generator_from_config
     from aldlab.rag.config import RagConfig
-    from aldlab.rag.generate import generator_from_config
 
     gen = generator_from_config(RagConfig(repetition_penalty=1.2, no_repeat_ngram_size=4), str(tiny_model_dir))
     assert isinstance(gen, HFGenerator) and gen.repetition_penalty == 1.2 and gen.no_repeat_ngram_size == 4
@@ -165,7 +166,7 @@ def test_generator_from_config_passes_the_decoding_settings(tiny_model_dir: Path
 def test_unknown_adapter_and_missing_dir_are_user_errors(tiny_model_dir: Path, tmp_path: Path) -> None:
     gen = HFGenerator(str(tiny_model_dir))
     with pytest.raises(UserError, match="ft"):
-        gen.generate(MESSAGES, adapter="ft")
+        gen.generate(MESSAGES, max_new_tokens=4, adapter="ft")
     with pytest.raises(UserError, match="nope"):
         HFGenerator(str(tiny_model_dir), {"ft": str(tmp_path / "nope")})
 
@@ -194,7 +195,7 @@ def test_openai_generator_routes_adapters_as_model_names() -> None:
     assert gen.models() == ["base", "Qwen/Qwen2.5-7B-Instruct", "ald-ft"]
     assert gen.generate(MESSAGES, max_new_tokens=7) == "모델 Qwen/Qwen2.5-7B-Instruct 답변 [tiny-001]"
     assert calls[-1]["max_tokens"] == 7 and calls[-1]["temperature"] == 0.0 and calls[-1]["messages"] == MESSAGES
-    assert "".join(gen.stream(MESSAGES, adapter="ald-ft")) == "모델 ald-ft 답변 [tiny-001]"
+    assert "".join(gen.stream(MESSAGES, max_new_tokens=7, adapter="ald-ft")) == "모델 ald-ft 답변 [tiny-001]"
     assert calls[-1]["model"] == "ald-ft" and calls[-1]["stream"] is True
 
 
@@ -206,4 +207,4 @@ def test_openai_generator_unreachable_is_a_user_error() -> None:
 
     gen = OpenAIGenerator("http://127.0.0.1:9/v1", model="m", transport=httpx.MockTransport(refuse))
     with pytest.raises(UserError, match="llm-url"):
-        gen.generate(MESSAGES)
+        gen.generate(MESSAGES, max_new_tokens=7)

@@ -1,4 +1,4 @@
-"""Generators: a local HF causal LM (+ switchable LoRA adapters) or an OpenAI-compatible server.
+"""`HFGenerator`: a local transformers causal LM with switchable LoRA adapters.
 
 `HFGenerator` loads the base model once; every LoRA adapter is attached to that same base
 through peft, and a request picks one (`adapter="ft"`) or none (`adapter=None`/"base",
@@ -22,17 +22,14 @@ forbids copying any three tokens of a passage.
 from __future__ import annotations
 
 import contextlib
-import json
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 from aldlab.errors import UserError
+from aldlab.llm.adapters import check_adapter_dir
 from aldlab.llm.chat_template import end_of_turn_token_ids, render_prompt_ids
-from aldlab.settings import get_secret
-
-BASE = "base"
+from aldlab.llm.generator import BASE
 
 
 def banned_next_tokens(tokens: list[int], size: int) -> set[int]:
@@ -126,13 +123,7 @@ class HFGenerator:
                     "어댑터 이름으로 'base'는 쓸 수 없습니다.", "'base' is reserved for the base model.",
                     hint="다른 이름을 쓰세요 / pick another adapter name",
                 )
-            if not Path(path).exists():
-                raise UserError(
-                    f"어댑터 디렉터리가 없습니다: {path}",
-                    f"Adapter directory not found: {path}",
-                    path=path,
-                    hint="aldlab train 출력의 adapter 디렉터리를 주세요 / pass the adapter dir from aldlab train",
-                )
+            check_adapter_dir(path)
         self.temperature = temperature
         self.repetition_penalty = float(repetition_penalty)
         self.no_repeat_ngram_size = int(no_repeat_ngram_size)
@@ -277,7 +268,7 @@ class HFGenerator:
         return out
 
     def generate_ids(
-        self, messages: list[dict[str, str]], *, max_new_tokens: int = 256, adapter: str | None = None
+        self, messages: list[dict[str, str]], *, max_new_tokens: int, adapter: str | None = None
     ) -> list[int]:
         """Token ids of the reply to `messages`, one prompt alone (no padding)."""
         import torch
@@ -289,7 +280,7 @@ class HFGenerator:
             return self._answer_ids(output[0, inputs["input_ids"].shape[1] :])
 
     def generate_batch_ids(
-        self, batch: list[list[dict[str, str]]], *, max_new_tokens: int = 256, adapter: str | None = None
+        self, batch: list[list[dict[str, str]]], *, max_new_tokens: int, adapter: str | None = None
     ) -> list[list[int]]:
         """Token ids of the replies to several prompts decoded together (left padding).
 
@@ -311,20 +302,20 @@ class HFGenerator:
         return self._tokenizer.decode(ids, skip_special_tokens=True).strip()
 
     def generate(
-        self, messages: list[dict[str, str]], *, max_new_tokens: int = 256, adapter: str | None = None
+        self, messages: list[dict[str, str]], *, max_new_tokens: int, adapter: str | None = None
     ) -> str:
         """The assistant's reply to `messages` (special tokens stripped)."""
         return self._decode(self.generate_ids(messages, max_new_tokens=max_new_tokens, adapter=adapter))
 
     def generate_batch(
-        self, batch: list[list[dict[str, str]]], *, max_new_tokens: int = 256, adapter: str | None = None
+        self, batch: list[list[dict[str, str]]], *, max_new_tokens: int, adapter: str | None = None
     ) -> list[str]:
         """Replies to several prompts, in order; greedy output equals `generate` row by row."""
         ids = self.generate_batch_ids(batch, max_new_tokens=max_new_tokens, adapter=adapter)
         return [self._decode(row) for row in ids]
 
     def stream(
-        self, messages: list[dict[str, str]], *, max_new_tokens: int = 256, adapter: str | None = None
+        self, messages: list[dict[str, str]], *, max_new_tokens: int, adapter: str | None = None
     ) -> Iterator[str]:
         """Yield text pieces as they are generated (for SSE)."""
         import torch
@@ -355,138 +346,3 @@ class HFGenerator:
                 worker.join()
             if errors:
                 raise errors[0]
-
-
-class OpenAIGenerator:
-    """Any OpenAI-compatible chat endpoint (vLLM, Ollama, llama.cpp server) via httpx.
-
-    `adapter` selects the served model name (vLLM serves LoRA modules as model names);
-    None/'base' uses `model`.
-    """
-
-    engine = "openai"
-
-    def __init__(
-        self, url: str, model: str | None = None, api_key: str | None = None, *, temperature: float = 0.0,
-        timeout: float = 120.0,
-        transport: Any = None,
-    ) -> None:
-        import httpx
-
-        base = url.rstrip("/")
-        if base.endswith("/chat/completions"):
-            base = base[: -len("/chat/completions")]
-        self.base_url = base if base.endswith("/v1") else f"{base}/v1"
-        self.model = model
-        self.temperature = temperature
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._client = httpx.Client(timeout=timeout, headers=headers, transport=transport)
-
-    def _model_for(self, adapter: str | None) -> str:
-        if adapter not in (None, "", BASE):
-            return str(adapter)
-        if self.model:
-            return self.model
-        served = self.models()
-        if len(served) < 2:
-            raise UserError(
-                "서버의 모델 이름을 알 수 없습니다.", "The server reports no model name.",
-                hint="--llm-model 이름을 주세요 / pass --llm-model NAME",
-            )
-        self.model = served[1]
-        return self.model
-
-    def _payload(self, messages: list[dict[str, str]], max_new_tokens: int, adapter: str | None, stream: bool) -> dict[str, Any]:
-        return {
-            "model": self._model_for(adapter),
-            "messages": messages,
-            "max_tokens": int(max_new_tokens),
-            "temperature": float(self.temperature),
-            "stream": stream,
-        }
-
-    def _error(self, exc: Exception) -> UserError:
-        return UserError(
-            f"LLM 서버에 연결할 수 없거나 오류가 났습니다: {self.base_url}",
-            f"LLM server unreachable or failed: {self.base_url} ({type(exc).__name__}: {exc})",
-            hint="--llm-url과 서버 상태를 확인하세요 (예: http://localhost:8000/v1) / check --llm-url and the server",
-        )
-
-    def generate(
-        self, messages: list[dict[str, str]], *, max_new_tokens: int = 256, adapter: str | None = None
-    ) -> str:
-        import httpx
-
-        try:
-            response = self._client.post(
-                f"{self.base_url}/chat/completions", json=self._payload(messages, max_new_tokens, adapter, False)
-            )
-            response.raise_for_status()
-            return str(response.json()["choices"][0]["message"]["content"] or "").strip()
-        except (httpx.HTTPError, KeyError, IndexError, ValueError) as exc:
-            raise self._error(exc) from exc
-
-    def generate_batch(
-        self, batch: list[list[dict[str, str]]], *, max_new_tokens: int = 256, adapter: str | None = None
-    ) -> list[str]:
-        """One request per prompt: a serving engine (vLLM) batches concurrent requests itself."""
-        return [self.generate(messages, max_new_tokens=max_new_tokens, adapter=adapter) for messages in batch]
-
-    def stream(
-        self, messages: list[dict[str, str]], *, max_new_tokens: int = 256, adapter: str | None = None
-    ) -> Iterator[str]:
-        import httpx
-
-        payload = self._payload(messages, max_new_tokens, adapter, True)
-        try:
-            with self._client.stream("POST", f"{self.base_url}/chat/completions", json=payload) as response:
-                response.raise_for_status()
-                for line in response.iter_lines():
-                    if not line.startswith("data:"):
-                        continue
-                    data = line[5:].strip()
-                    if data == "[DONE]":
-                        break
-                    delta = json.loads(data)["choices"][0].get("delta", {}).get("content")
-                    if delta:
-                        yield delta
-        except (httpx.HTTPError, KeyError, IndexError, ValueError) as exc:
-            raise self._error(exc) from exc
-
-    def models(self) -> list[str]:
-        """'base' plus the model names the server lists."""
-        import httpx
-
-        try:
-            response = self._client.get(f"{self.base_url}/models")
-            response.raise_for_status()
-            names = [str(m["id"]) for m in response.json().get("data", [])]
-        except (httpx.HTTPError, KeyError, ValueError) as exc:
-            raise self._error(exc) from exc
-        return [BASE, *names]
-
-
-def generator_from_config(
-    config: Any, model_name: str | None = None, adapters: dict[str, str] | None = None, llm_url: str | None = None
-) -> HFGenerator | OpenAIGenerator:
-    """The one resolver from a `RagConfig` to a generator (local HF model or OpenAI server).
-
-    Decoding settings (temperature, repetition_penalty, no_repeat_ngram_size) come from the
-    config, so ask/chat/serve/eval decode the same way. The anti-loop settings apply to the
-    local model only; an OpenAI-compatible server uses its own defaults.
-    """
-    url = llm_url or config.llm_url
-    if url:
-        return OpenAIGenerator(url, config.llm_model, get_secret(config.llm_api_key_env), temperature=config.temperature)
-    from aldlab.llm.llamacpp import ENGINE as LLAMA_CPP
-    from aldlab.llm.llamacpp import LlamaCppGenerator, resolve_engine
-
-    if resolve_engine(config.engine, model_name) == LLAMA_CPP:
-        return LlamaCppGenerator(model_name, adapters, temperature=config.temperature)  # type: ignore[return-value]
-    return HFGenerator(
-        model_name,
-        adapters,
-        temperature=config.temperature,
-        repetition_penalty=config.repetition_penalty,
-        no_repeat_ngram_size=config.no_repeat_ngram_size,
-    )
