@@ -110,7 +110,8 @@ def dataclass_options(cls: type, *, show_defaults: bool = True) -> list[inspect.
 
     None means "not given", so the preset and config file keep their values; a bool field
     becomes `--flag/--no-flag`, so a flag can also turn off a preset's `true`. With
-    `show_defaults`, the dataclass default is appended to the help.
+    `show_defaults`, the dataclass default is appended to the help (train's; eval, data and
+    serve say a default in words where it matters, e.g. "(default 8000)").
     """
     hints = typing.get_type_hints(cls)
     params = []
@@ -149,7 +150,7 @@ def config_options(cls: type, *, show_defaults: bool = True) -> Callable[[Callab
 
         def command(**values: Any) -> Any:
             overrides = {p.name: values.pop(p.name) for p in generated}
-            for name in lists & overrides.keys():
+            for name in lists & overrides.keys():  # `a,b` -> [a, b]; a repeatable flag given no times -> None
                 value = overrides[name]
                 overrides[name] = _split_list(value) if isinstance(value, str) else list(value or []) or None
             return func(overrides, **values)
