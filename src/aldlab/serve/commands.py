@@ -17,6 +17,7 @@ from typing import Any
 import typer
 from rich.console import Console
 
+from aldlab.cli_options import config_options
 from aldlab.errors import UserError
 from aldlab.rag.build import (
     BASE_MODEL_WARNING,
@@ -109,11 +110,10 @@ def build_app(assistant: Any, settings: ServeSettings) -> Any:
     return create_app(assistant, Store(settings.db_path()), settings)
 
 
+@config_options(ServeSettings, show_defaults=False)
 def serve_command(
+    overrides: dict[str, Any],
     kb: Path | None = KB_OPTION,
-    host: str | None = typer.Option(None, "--host", help="바인딩 주소 / bind address (default 127.0.0.1)"),
-    port: int | None = typer.Option(None, "--port", help="포트 / port (default 8000)"),
-    db: Path | None = typer.Option(None, "--db", help="SQLite 경로 (피드백·답변 기록·감사) / feedback DB"),
     preset: str | None = PRESET_OPTION,
     config_file: Path | None = CONFIG_OPTION,
     model: str | None = MODEL_OPTION,
@@ -123,26 +123,11 @@ def serve_command(
         None, "--llm-url", help="OpenAI 호환 LLM 서버 (예: vLLM) / OpenAI-compatible LLM server URL"
     ),
     llm_model: str | None = typer.Option(None, "--llm-model", help="LLM 서버의 기본 모델 이름 / base model name there"),
-    cors_origin: list[str] | None = typer.Option(
-        None, "--cors-origin", help="허용할 CORS 출처 (반복 가능, 기본 꺼짐) / allowed CORS origin"
-    ),
-    allowed_host: list[str] | None = typer.Option(
-        None,
-        "--allowed-host",
-        help="허용할 Host 이름 (반복 가능; 기본: --host, localhost, 127.0.0.1) / extra accepted Host names",
-    ),
 ) -> None:
     """API와 웹 UI 실행 / Run the OpenAI-compatible API and the web UI."""
     import uvicorn
 
-    overrides: dict[str, Any] = {
-        "host": host,
-        "port": port,
-        "db": str(db) if db else None,
-        "kb": str(kb) if kb else None,
-        "cors_origins": list(cors_origin) if cors_origin else None,
-        "allowed_hosts": list(allowed_host) if allowed_host else None,
-    }
+    overrides["kb"] = str(kb) if kb else None
     settings = resolve_settings(preset=preset, config_file=config_file, overrides=overrides, llm_url=llm_url)
     choice = choose_serve_model(settings, model, parse_adapter_specs(adapter), no_adapter=no_adapter, llm_url=llm_url)
     if not is_loopback(settings.host):

@@ -23,12 +23,14 @@ class ServeSettings:
     """Limits and wiring of the web service.
 
     The limits exist so one client cannot exhaust the (single, CPU-bound) model: a long
-    prompt or a huge `max_tokens` would hold the generation worker for minutes.
+    prompt or a huge `max_tokens` would hold the generation worker for minutes. A field
+    with help metadata is an `aldlab serve` flag (`aldlab.cli_options.dataclass_options`).
     """
 
-    host: str = "127.0.0.1"
-    port: int = 8000
-    db: str | None = None  # default: default_db_path()
+    host: str = field(default="127.0.0.1", metadata={"help": "바인딩 주소 / bind address (default 127.0.0.1)"})
+    port: int = field(default=8000, metadata={"help": "포트 / port (default 8000)"})
+    db: str | Path | None = field(default=None, metadata={  # default: default_db_path()
+        "help": "SQLite 경로 (피드백·답변 기록·감사) / feedback DB"})
     kb: str | None = None  # default: the shipped KB; admin edits need a native KB directory
     max_body_bytes: int = 64 * 1024
     max_question_chars: int = 2000
@@ -46,11 +48,15 @@ class ServeSettings:
     rate_limit_burst: int = 10
     # Host names accepted besides the configured host and loopback ("*" = any: only
     # behind a proxy that checks Host itself). See aldlab.serve.guards.
-    allowed_hosts: list[str] = field(default_factory=list)
+    allowed_hosts: list[str] = field(default_factory=list, metadata={
+        "help": "허용할 Host 이름 (반복 가능; 기본: --host, localhost, 127.0.0.1) / extra accepted Host names",
+        "flags": ("--allowed-host",), "repeatable": True})
     # One thread for the embedded model (one model load, torch already uses both cores);
     # more are useful only with --llm-url, where generation is a remote HTTP call.
     generation_threads: int = 1
-    cors_origins: list[str] = field(default_factory=list)
+    cors_origins: list[str] = field(default_factory=list, metadata={
+        "help": "허용할 CORS 출처 (반복 가능, 기본 꺼짐) / allowed CORS origin", "flags": ("--cors-origin",),
+        "repeatable": True})
     # Answers without feedback are deleted after this many days, and beyond this many rows
     # (oldest first); answers with feedback stay for review and export. 0 = no limit.
     retention_days: float = 30.0

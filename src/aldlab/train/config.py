@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from aldlab.cli_options import MODEL_FLAG, OUTPUT_FLAG
 from aldlab.errors import UserError
 
 DEFAULT_TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj"]
@@ -18,50 +19,64 @@ DEFAULT_TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj"]
 
 @dataclass
 class TrainConfig:
-    """Everything one fine-tuning run needs; recorded verbatim in training_meta.json."""
+    """Everything one fine-tuning run needs; recorded verbatim in training_meta.json.
 
-    model_name: str | None = None  # None -> aldlab.llm.model.default_model_name()
-    train_file: str | None = None
-    eval_file: str | None = None
-    output_dir: str = "runs/adapter"
-    num_epochs: float = 3
-    max_steps: int | None = None  # optional cap on optimizer steps (wins over num_epochs)
-    batch_size: int = 4  # per device
-    gradient_accumulation_steps: int = 1
-    learning_rate: float = 2e-4
-    weight_decay: float = 0.0
-    warmup_ratio: float = 0.03
-    lr_scheduler: str = "cosine"  # cosine | linear | constant
-    max_grad_norm: float = 1.0
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.1
-    target_modules: list[str] = field(default_factory=lambda: list(DEFAULT_TARGET_MODULES))
+    Every field is an `aldlab train` flag (`aldlab.cli_options.dataclass_options`); its help
+    is the field's metadata, the default is appended to it.
+    """
+
+    model_name: str | None = field(default=None, metadata=MODEL_FLAG)  # None -> aldlab.llm.model.default_model_name()
+    train_file: str | None = field(default=None, metadata={"help": "학습 JSONL (messages) / training chat JSONL"})
+    eval_file: str | None = field(default=None, metadata={
+        "help": "평가 JSONL; 없으면 학습 데이터의 5% / eval JSONL (default: 5% of the training rows)"})
+    output_dir: str = field(default="runs/adapter", metadata=OUTPUT_FLAG)
+    num_epochs: float = field(default=3, metadata={"help": "에폭 수 / epochs"})
+    max_steps: int | None = field(default=None, metadata={
+        "help": "최대 옵티마이저 스텝 (에폭보다 우선) / cap on optimizer steps (wins over epochs)"})
+    batch_size: int = field(default=4, metadata={"help": "장치당 배치 / per-device batch"})
+    gradient_accumulation_steps: int = field(default=1, metadata={"help": "그래디언트 누적 / gradient accumulation steps"})
+    learning_rate: float = field(default=2e-4, metadata={"help": "학습률 / learning rate"})
+    weight_decay: float = field(default=0.0, metadata={"help": "가중치 감쇠 / weight decay"})
+    warmup_ratio: float = field(default=0.03, metadata={"help": "워밍업 비율 / warmup share of the steps"})
+    lr_scheduler: str = field(default="cosine", metadata={"help": "학습률 스케줄 / schedule: cosine | linear | constant"})
+    max_grad_norm: float = field(default=1.0, metadata={"help": "그래디언트 클리핑 / gradient clipping norm"})
+    lora_r: int = field(default=16, metadata={"help": "LoRA r"})
+    lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha"})
+    lora_dropout: float = field(default=0.1, metadata={"help": "LoRA dropout"})
+    target_modules: list[str] = field(default_factory=lambda: list(DEFAULT_TARGET_MODULES), metadata={
+        "help": "LoRA 대상 모듈 (쉼표) / LoRA target modules, comma-separated"})
     # Special tokens whose embedding row is trained too (PEFT trainable tokens). A base model
     # that was never instruction-tuned (gemma-3-270m) has an untrained <end_of_turn> row: with
     # LoRA alone the stop token lost to junk tokens (timevals, eleSp) and answers looped until
     # max_new_tokens; training that one row made 24/24 dev answers stop cleanly (0 loops vs 14).
     # Instruct models (the GPU presets) leave it empty, so their adapters stay vLLM-compatible.
-    trainable_tokens: list[str] = field(default_factory=list)
+    trainable_tokens: list[str] = field(default_factory=list, metadata={
+        "help": "임베딩 행도 학습할 특수 토큰 (쉼표) / special tokens whose embedding row is trained, comma-separated"})
     # int, "auto" (longest train/eval row, rounded up to 64) or "pNN" (NNth percentile of
     # the rows' lengths, rounded up to 64); rows longer than it are skipped, never cut.
-    max_seq_len: int | str = 1024
+    max_seq_len: int | str = field(default=1024, metadata={
+        "help": "최대 토큰 길이(정수, auto=가장 긴 행, p99=99% 백분위), 더 긴 행은 제외 / max tokens (int, "
+        "auto = longest row, p99 = 99th percentile); longer rows are skipped"})
     # Without it, training stops when more than 2% of any style (closed/rag/refusal) is too long.
-    allow_skipping_long_rows: bool = False
-    max_train_examples: int | None = None  # optional cap (cpu-demo)
-    max_eval_examples: int | None = 200  # eval cost cap; eval loss on a fixed subset
-    eval_steps: int = 50
-    logging_steps: int = 5
-    save_steps: int = 100
-    save_total_limit: int = 2
-    seed: int = 42
-    gradient_checkpointing: bool = False
-    load_in_4bit: bool = False
-    dtype: str = "auto"  # auto: bf16 on CUDA, fp32 on CPU
-    group_by_length: bool = True
-    save_inference_only: bool = False
-    resume: bool = False
-    num_threads: int | None = None  # CPU threads; None -> all cores
+    allow_skipping_long_rows: bool = field(default=False, metadata={
+        "help": "스타일별 2% 넘게 긴 행을 버려도 계속 / continue even when >2% of a style is too long"})
+    # Optional caps: cpu-demo trains on a subset; eval loss is taken on a fixed subset (its cost).
+    max_train_examples: int | None = field(default=None, metadata={"help": "학습 예제 상한 / cap on training rows"})
+    max_eval_examples: int | None = field(default=200, metadata={"help": "평가 예제 상한 / cap on eval rows"})
+    eval_steps: int = field(default=50, metadata={"help": "평가 주기 / eval every N steps"})
+    logging_steps: int = field(default=5, metadata={"help": "로그 주기 / log every N steps"})
+    save_steps: int = field(default=100, metadata={"help": "체크포인트 주기 / checkpoint every N steps"})
+    save_total_limit: int = field(default=2, metadata={"help": "남길 체크포인트 수 / checkpoints kept"})
+    seed: int = field(default=42, metadata={"help": "시드 / random seed"})
+    gradient_checkpointing: bool = field(default=False, metadata={"help": "그래디언트 체크포인팅 / gradient checkpointing"})
+    load_in_4bit: bool = field(default=False, metadata={"help": "4-bit QLoRA (CUDA + bitsandbytes)"})
+    dtype: str = field(default="auto", metadata={"help": "자료형 / dtype: auto (CUDA bf16, CPU fp32) | bf16 | fp16 | fp32"})
+    group_by_length: bool = field(default=True, metadata={"help": "비슷한 길이끼리 배치 / batch rows of similar length"})
+    save_inference_only: bool = field(default=False, metadata={
+        "help": "어댑터·설정·토크나이저만 저장 / keep only adapter, config, tokenizer"})
+    resume: bool = field(default=False, metadata={"help": "최신 체크포인트에서 이어서 / continue from the newest checkpoint"})
+    num_threads: int | None = field(default=None, metadata={
+        "help": "CPU 스레드 수 (기본: 모든 코어) / CPU threads (default: all cores)"})
 
     def __post_init__(self) -> None:
         if isinstance(self.target_modules, str):
