@@ -33,8 +33,8 @@ from dataclasses import dataclass
 from aldlab.data.facts import Fact
 from aldlab.data.korean import josa
 from aldlab.kb.schema import Document, KnowledgeBase
+from aldlab.text import split_sentences
 
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=\S)")
 _PAREN = re.compile(r"\s*\([^()]*\)")
 # Tags Kiwi gives to the pieces of a plain noun phrase ("Carrier gas MFC의 유량").
 _NOUNISH = {"NNG", "NNP", "NNB", "NR", "SL", "SN", "SH", "SO", "SW", "SS", "SSO", "SSC", "XSN", "XPN", "JKG", "JC", "MM", "XR", "W_SERIAL", "SP"}
@@ -49,11 +49,6 @@ CONNECTIVE = re.compile(
 )
 #: "…때문이다." explains the sentence before it; alone it answers nothing.
 BARE_BECAUSE = re.compile(r"때문이다\.?$")
-
-
-def split_sentences(text: str) -> list[str]:
-    """Sentences of a document (Korean technical prose ends sentences with '.')."""
-    return [s.strip() for s in _SENTENCE_END.split(text.strip()) if s.strip()]
 
 
 def needs_previous(sentence: str) -> bool:

@@ -29,9 +29,10 @@ from pathlib import Path
 from typing import Any
 
 from aldlab.data.korean import find_particle_errors
-from aldlab.data.questions import BARE_BECAUSE, CONNECTIVE, split_sentences
+from aldlab.data.questions import BARE_BECAUSE, CONNECTIVE
 from aldlab.kb.schema import Document, KnowledgeBase
 from aldlab.prompts import is_refusal
+from aldlab.text import split_sentences
 
 CHECKS = (
     "generic_subject",
