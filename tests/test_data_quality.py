@@ -15,8 +15,6 @@ from aldlab.data.korean import josa
 from aldlab.data.questions import (
     KiwiTagger,
     SentenceParse,
-    TemplatePicker,
-    answer_window,
     combo_facts,
     document_facts,
     sentence_questions,
@@ -26,6 +24,8 @@ from aldlab.data.questions import (
 from aldlab.data.refusals import AREAS, in_domain_refusal_facts
 from aldlab.data.review import check_rows
 from aldlab.data.semantic import HashingVectors, SemanticIndex
+from aldlab.data.sentences import answer_window
+from aldlab.data.templates import TemplatePicker
 from aldlab.kb.schema import Document, KnowledgeBase
 from aldlab.prompts import REFUSAL, build_messages
 

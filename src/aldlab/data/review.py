@@ -29,9 +29,10 @@ from pathlib import Path
 from typing import Any
 
 from aldlab.data.korean import find_particle_errors
-from aldlab.data.questions import BARE_BECAUSE, CONNECTIVE, split_sentences
+from aldlab.data.sentences import BARE_BECAUSE, CONNECTIVE
 from aldlab.kb.schema import Document, KnowledgeBase
 from aldlab.prompts import is_refusal
+from aldlab.text import split_sentences
 
 CHECKS = (
     "generic_subject",
@@ -100,7 +101,7 @@ def _terms_in(text: str, terms: Sequence[str]) -> list[str]:
 
 
 def _template_words() -> set[str]:
-    from aldlab.data.questions import ALL_BANKS
+    from aldlab.data.templates import ALL_BANKS
 
     words: set[str] = set()
     for bank in ALL_BANKS.values():

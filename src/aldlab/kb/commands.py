@@ -88,8 +88,9 @@ def audit_command(
 ) -> None:
     """같은 사실을 다시 쓰는 문서 묶음과 모순 후보 / restatement clusters and candidate contradictions."""
     from aldlab.files import atomic_write_text
-    from aldlab.kb.audit import audit_kb, document_embeddings, render_markdown
+    from aldlab.kb.audit import audit_kb, render_markdown
     from aldlab.kb.io import load_kb
+    from aldlab.rag.index import document_embeddings
 
     source = _kb_path(kb)
     knowledge = load_kb(source)

@@ -16,6 +16,7 @@ from typing import Any
 from aldlab.errors import UserError
 from aldlab.files import read_json, sha256_text
 from aldlab.kb.schema import Document, KnowledgeBase, title_from_text
+from aldlab.text import split_sentences
 
 #: Passages longer than this are split at sentence boundaries (the shipped KB's upper bound).
 MAX_PASSAGE_CHARS = 400
@@ -245,7 +246,6 @@ def content_id(text: str, prefix: str) -> str:
 
 # ---------------------------------------------------------------- text, Markdown, PDF
 
-_SENTENCE_END = re.compile(r"(?<=[.!?。])\s+|(?<=다\.)\s*")
 _HEADING = re.compile(r"^(#{1,6})\s+(.*)$")
 
 
@@ -260,7 +260,7 @@ def split_passages(text: str, max_chars: int = MAX_PASSAGE_CHARS) -> list[str]:
             passages.append(para)
             continue
         chunk = ""
-        for sentence in (s for s in _SENTENCE_END.split(para) if s):
+        for sentence in split_sentences(para, glued_da=True):
             if chunk and len(chunk) + 1 + len(sentence) > max_chars:
                 passages.append(chunk)
                 chunk = ""

