@@ -39,7 +39,11 @@ class EvalConfig:
     #: Environment variable holding the judge endpoint's API key (never the key itself).
     judge_api_key_env: str = "ALDLAB_JUDGE_API_KEY"
     judge_pairwise: bool = True
-    max_new_tokens: int = field(default=128, metadata={"help": "답변 최대 토큰 / max new tokens", "min": 1})
+    #: None: the answer length of `rag.max_new_tokens`, the one default ask, chat and serve use.
+    #: cpu-demo sets 128 here (longer than a typical reference answer) to keep eval short.
+    max_new_tokens: int | None = field(
+        default=None, metadata={"help": "답변 최대 토큰 (기본: rag.max_new_tokens) / max new tokens (default: rag.max_new_tokens)", "min": 1}
+    )
     #: Questions generated together (left-padded batch). 8 measured best on the 2-core
     #: CPU with the embedded model (bench/eval_generate.py); answers are identical to 1.
     batch_size: int = field(default=8, metadata={

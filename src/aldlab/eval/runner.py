@@ -131,7 +131,7 @@ def answer_row(system: System, question: Question, answer: Answer, elapsed: floa
 
 
 def _answer_chunk(
-    assistant: AnswersQuestions, system: System, questions: Sequence[Question], max_new_tokens: int
+    assistant: AnswersQuestions, system: System, questions: Sequence[Question], max_new_tokens: int | None
 ) -> list[Answer]:
     options = AskOptions(model=system.model, use_retrieval=system.use_retrieval, max_new_tokens=max_new_tokens)
     return list(assistant.answer_batch([q.question for q in questions], options))
@@ -142,7 +142,7 @@ def generate_answers(
     systems: Sequence[System],
     questions: Sequence[Question],
     *,
-    max_new_tokens: int,
+    max_new_tokens: int | None,
     answers_path: Path,
     batch_size: int = 1,
     progress: bool = True,
@@ -398,7 +398,7 @@ def run_eval(
 
     started = datetime.now(UTC)
     t0 = time.perf_counter()
-    if config.max_new_tokens < 1:
+    if config.max_new_tokens is not None and config.max_new_tokens < 1:
         raise UserError("max_new_tokens는 1 이상이어야 합니다.", "max_new_tokens must be at least 1.")
     if config.batch_size < 1:
         raise UserError("batch_size는 1 이상이어야 합니다.", "batch_size must be at least 1.", hint="--batch-size 8")

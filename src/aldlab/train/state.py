@@ -8,10 +8,16 @@ everything else in `Run` is rebuilt from the config on resume.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aldlab.train.config import TrainConfig
 from aldlab.train.data import Example
+
+if TYPE_CHECKING:
+    import torch
+    from accelerate import Accelerator
+    from peft import PeftModel
+    from transformers import PreTrainedTokenizerBase
 
 
 @dataclass
@@ -39,17 +45,20 @@ class LoopState:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Run:
-    """Objects built by `trainer._setup` and shared by the loop, the checkpoints and the report."""
+    """Objects built by `trainer._setup` and shared by the loop, the checkpoints and the report.
+
+    Keyword-only: twelve fields of which several share a type are too easy to swap by position.
+    """
 
     config: TrainConfig
-    accelerator: Any
-    tokenizer: Any
-    peft_model: Any
-    model: Any  # SupervisedCausalLM, possibly wrapped by DDP
-    optimizer: Any
-    scheduler: Any
+    accelerator: Accelerator
+    tokenizer: PreTrainedTokenizerBase
+    peft_model: PeftModel
+    model: torch.nn.Module  # SupervisedCausalLM, possibly wrapped by DDP/DeepSpeed
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
     train_examples: list[Example]
     eval_examples: list[Example]
     steps_per_epoch: int

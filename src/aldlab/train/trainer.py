@@ -151,8 +151,9 @@ def _setup(config: TrainConfig) -> Run:
         "total_steps": total_steps,
     }
     return Run(
-        config, accelerator, tokenizer, peft_model, model, optimizer, scheduler,
-        train_examples, eval_examples, steps_per_epoch, total_steps, meta_inputs,
+        config=config, accelerator=accelerator, tokenizer=tokenizer, peft_model=peft_model, model=model,
+        optimizer=optimizer, scheduler=scheduler, train_examples=train_examples, eval_examples=eval_examples,
+        steps_per_epoch=steps_per_epoch, total_steps=total_steps, meta_inputs=meta_inputs,
     )
 
 
