@@ -23,7 +23,7 @@ import anyio
 from aldlab.errors import UserError
 from aldlab.kb.schema import Document
 from aldlab.rag.types import Answer, AskOptions, AssistantProtocol, Plan
-from aldlab.serve.documents import DocumentCache
+from aldlab.serve.documents import KbDocuments
 from aldlab.serve.errors import ApiError, kb_unavailable
 from aldlab.serve.guards import FailureThrottle, RateLimiter
 from aldlab.serve.reloader import Reloader
@@ -96,7 +96,7 @@ class Service:
         self.started = time.time()
         self._models: tuple[float, list[str]] | None = None
         self.reloader = Reloader(self.reload_kb, kb=Path(settings.kb) if settings.kb else None, on_done=self.forget_models)
-        self.docs = DocumentCache(Path(settings.kb)) if settings.kb else None
+        self.docs = KbDocuments(assistant, Path(settings.kb)) if settings.kb else None
         self._logged = 0
         # Admin edits of this server run one at a time, each with its audit row.
         self.edit_lock = asyncio.Lock()
@@ -423,7 +423,7 @@ class Service:
 
     def edited(self) -> None:
         if self.docs is not None:
-            self.docs.invalidate()
+            self.docs.edited()
 
     def context_snapshot(self, ids: list[str]) -> list[dict[str, Any]] | None:
         """Texts of the logged context ids, as the KB has them now (None if any is gone)."""
