@@ -380,18 +380,42 @@ def test_answer_log_keeps_ids_and_kb_hash_not_texts_or_ip(client: TestClient, st
 
 def test_documents_are_served_from_memory(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
     """Issue 12: every /api/documents call re-read the whole KB."""
-    import aldlab.serve.documents as documents
+    import aldlab.kb.edit  # noqa: F401 - bound before the patch: the edit's own read is not counted
+    import aldlab.kb.io as kb_io
 
     assert client.get("/api/documents/tiny-001").status_code == 200
     reads: list[Path] = []
-    real = documents.load_kb
-    monkeypatch.setattr(documents, "load_kb", lambda path: reads.append(path) or real(path))
+    real = kb_io.load_kb
+    monkeypatch.setattr(kb_io, "load_kb", lambda path: reads.append(path) or real(path))
     for _ in range(50):
         assert client.get("/api/documents/tiny-002").json()["id"] == "tiny-002"
     assert reads == []
     # an admin edit is visible at once
     client.put("/api/admin/documents/tiny-002?reload=false", json={"title": "바뀐 제목"}, headers=admin())
     assert client.get("/api/documents/tiny-002").json()["title"] == "바뀐 제목" and len(reads) == 1
+
+
+def test_documents_are_the_assistants_kb_until_the_files_change(kb_dir: Path, assistant: FakeAssistant) -> None:
+    """One copy of the KB: the server shows the assistant's, a newer copy only while they differ."""
+    from aldlab.errors import UserError
+    from aldlab.kb import edit
+    from aldlab.serve.documents import KbDocuments
+
+    docs = KbDocuments(assistant, kb_dir)
+    assert docs.current() is assistant.kb  # first use reads the files once and finds them the same
+    edit.update_document(kb_dir, "tiny-002", {"title": "바뀐 제목"})
+    docs.edited()
+    assert docs.get("tiny-002").title == "바뀐 제목" and docs.current() is not assistant.kb
+    assert assistant.kb.by_id()["tiny-002"].title != "바뀐 제목"  # the index is rebuilt later
+    assert assistant.reload_if_changed() is True
+    assert docs.current() is assistant.kb and docs.get("tiny-002").title == "바뀐 제목"
+
+    path = next((kb_dir / "documents").glob("*.jsonl"))
+    path.write_text(path.read_text(encoding="utf-8") + "{broken\n", encoding="utf-8")
+    docs.edited()
+    with pytest.raises(UserError):
+        docs.current()
+    assert assistant.kb.by_id()["tiny-002"].title == "바뀐 제목"  # the assistant keeps its copy
 
 
 def test_corrupt_kb_errors_do_not_show_server_paths(client: TestClient, kb_dir: Path) -> None:

@@ -114,7 +114,7 @@ def test_non_ascii_admin_token_matches(tmp_path: Path) -> None:
     """The header arrives latin-1 decoded; the token was compared as UTF-8 and never matched."""
     token = "관리자-토큰-한글-0123456789"
     client, _, _ = client_for(tmp_path)
-    client.app.state.service.settings.admin_token = token  # type: ignore[attr-defined]
+    client.app.state.settings.admin_token = token  # type: ignore[attr-defined]
     r = client.get("/api/admin/documents", headers={"Authorization": b"Bearer " + token.encode("utf-8")})
     assert r.status_code == 200, r.text
 
@@ -151,11 +151,11 @@ def test_one_client_cannot_fill_the_shared_queue() -> None:
 
 def test_queue_cap_per_client_is_a_429_over_http(tmp_path: Path) -> None:
     client, _, _ = client_for(tmp_path, max_pending_per_client=1)
-    service = client.app.state.service  # type: ignore[attr-defined]
-    held = service.worker.admit("testclient")  # this client already has a question waiting
+    answers = client.app.state.answers  # type: ignore[attr-defined]
+    held = answers.worker.admit("testclient")  # this client already has a question waiting
     r = client.post("/api/ask", json={"question": "TMA"})
     assert r.status_code == 429 and r.json()["error"]["code"] == "too_many_requests" and r.headers["Retry-After"]
-    service.worker.release(held)
+    answers.worker.release(held)
     assert client.post("/api/ask", json={"question": "TMA"}).status_code == 200
 
 
@@ -187,7 +187,7 @@ def test_audit_rows_chain_before_to_after_under_concurrent_edits(tmp_path: Path)
 
     with serve_in_thread(app) as url:
         asyncio.run(edits(url))
-    rows = list(reversed(app.state.service.store.list_kb_edits(doc_id="tiny-001")))
+    rows = list(reversed(app.state.store.list_kb_edits(doc_id="tiny-001")))
     assert len(rows) == 24
     for previous, row in zip(rows, rows[1:]):
         assert row["before"]["text"] == previous["after"]["text"]

@@ -51,7 +51,7 @@ def test_slow_generation_queues_and_does_not_block_the_loop(tmp_path: Path) -> N
                 for i in range(4)
             ]
             # Wait until one answer is generating and another waits behind it.
-            while app.state.service.worker.pending < 2 and not any(task.done() for task in asks):
+            while app.state.answers.worker.pending < 2 and not any(task.done() for task in asks):
                 await asyncio.sleep(0.01)
             health = await client.get("/api/health")
             assert health.status_code == 200

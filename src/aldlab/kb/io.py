@@ -13,6 +13,8 @@ and git diffs of KB edits stay readable. `load_kb` also takes the formats users 
 from __future__ import annotations
 
 import json
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +76,45 @@ def kb_signature(path: Path) -> tuple[Any, ...]:
         except FileNotFoundError:
             out.append((f.name, None, None))
     return tuple(out)
+
+
+class KbWatcher:
+    """Has the KB on disk changed since it was last read? One check for every reader.
+
+    The assistant (before it rebuilds its index) and the server (before it serves a
+    document) both ask this; a check is a `stat()` of the files (`kb_signature`), the KB
+    is read only when one changed. `every_s` spaces the checks (a document lookup per
+    request must not stat the KB each time).
+    """
+
+    def __init__(self, path: Path, *, every_s: float = 0.0, read: bool = True) -> None:
+        """`read`: the caller's copy was read from `path` just now (else the first check reads)."""
+        self.path = path
+        self.every_s = every_s
+        self._lock = threading.Lock()
+        self._seen: tuple[Any, ...] | None = kb_signature(path) if read else None
+        self._checked = float("-inf")
+
+    def read_if_changed(self) -> KnowledgeBase | None:
+        """The KB, re-read because its files changed since the last read; None if they did not.
+
+        A KB that does not validate raises `UserError` and counts as unread, so the next
+        check tries again and the caller keeps its old copy meanwhile.
+        """
+        if time.monotonic() - self._checked < self.every_s:
+            return None
+        with self._lock:
+            signature = kb_signature(self.path)
+            kb = load_kb(self.path) if signature != self._seen else None
+            self._seen = signature
+            self._checked = time.monotonic()
+            return kb
+
+    def forget(self) -> None:
+        """Read on the next check (after an edit that may keep the files' sizes and mtimes)."""
+        with self._lock:
+            self._seen = None
+            self._checked = float("-inf")
 
 
 def _ids_on_disk(path: Path) -> set[str]:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from aldlab import prompts
 from aldlab.errors import UserError
-from aldlab.kb.io import kb_signature, load_kb
+from aldlab.kb.io import KbWatcher, load_kb
 from aldlab.kb.schema import KnowledgeBase
 from aldlab.llm.generator import Generator
 from aldlab.rag.build import build_retriever
@@ -54,7 +54,7 @@ class Assistant:
         self.kb_path = Path(kb_path) if kb_path else None
         self._generator = generator
         self._generator_factory = generator_factory
-        self._kb_signature = kb_signature(self.kb_path) if self.kb_path else None
+        self._kb_watcher = KbWatcher(self.kb_path) if self.kb_path else None
         self._reload_lock = threading.Lock()
         self._terms = sorted(kb.domain_terms(), key=len, reverse=True)
 
@@ -100,15 +100,11 @@ class Assistant:
     # ------------------------------------------------------------------ KB changes
     def reload_if_changed(self) -> bool:
         """Reload the KB and its index when the files on disk changed (True if reloaded)."""
-        if self.kb_path is None:
+        if self._kb_watcher is None:
             return False
         with self._reload_lock:
-            signature = kb_signature(self.kb_path)
-            if signature == self._kb_signature:
-                return False
-            kb = load_kb(self.kb_path)
-            self._kb_signature = signature
-            if kb.content_hash() == self.kb.content_hash():
+            kb = self._kb_watcher.read_if_changed()
+            if kb is None or kb.content_hash() == self.kb.content_hash():
                 return False
             retriever = build_retriever(kb, self.config, kb_source=self.kb_path, show_progress=False)
             self.kb, self.retriever = kb, retriever

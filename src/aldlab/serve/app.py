@@ -3,12 +3,16 @@ editing and the static web UI.
 
 This module only assembles the app (FastAPI full-stack template style):
 
-- `service.py`  the Service: validation, queueing, answering, logging, KB access
+- `models.py`   `Models`: the model list (cached) and the default model
+- `answers.py`  `Answers`: validation, queue admission, answering, the answer log, usage
+- `payload.py`  an answer as the client sees it, confidence in words
+- `kb_admin.py` `KbAdmin`: the KB's documents (the assistant's copy), edits, index reloads
 - `routes/`     thin routers per area: `ask` (health, ask, documents), `openai`,
                 `feedback` (rating + review queue), `admin` (KB edits, reload, audit), `ui`
-- `deps.py`     `Annotated` dependencies: the Service, the client, the API-key and admin guards
+- `deps.py`     `Annotated` dependencies: each piece above, the store, the settings, the
+                client, the API-key and admin guards
 - `schemas.py`  request and response models
-- `errors.py`, `middleware.py`, `sse.py`, `reloader.py`
+- `errors.py`, `middleware.py`, `sse.py`, `reloader.py`, `documents.py`
 
 `create_app(assistant, store, settings)` takes any `aldlab.rag.types.AssistantProtocol`,
 so tests and the load bench run it with `aldlab.serve.fake.FakeAssistant` and never load
@@ -26,6 +30,7 @@ Hardening, in one place:
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
@@ -33,23 +38,26 @@ from fastapi.staticfiles import StaticFiles
 
 from aldlab import __version__
 from aldlab.rag.types import AssistantProtocol
+from aldlab.serve.answers import Answers
 from aldlab.serve.errors import install_error_handlers
-from aldlab.serve.guards import GuardMiddleware, allowed_hosts
+from aldlab.serve.guards import FailureThrottle, GuardMiddleware, allowed_hosts
+from aldlab.serve.kb_admin import KbAdmin
 from aldlab.serve.middleware import BodyLimitMiddleware, SecurityHeadersMiddleware
+from aldlab.serve.models import Models
 from aldlab.serve.routes import admin, ask, feedback, openai, ui
-from aldlab.serve.service import Service
 from aldlab.serve.settings import ServeSettings
 from aldlab.store import Store
 
 
 def create_app(assistant: AssistantProtocol, store: Store, settings: ServeSettings) -> FastAPI:
     """Build the FastAPI app around an assistant, a `aldlab.store.Store` and settings."""
-    service = Service(assistant, store, settings)
+    models = Models(assistant, settings.default_model)
+    answers = Answers(assistant, store, settings, models)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
-        service.worker.shutdown()
+        answers.worker.shutdown()
 
     app = FastAPI(
         title="aldlab",
@@ -58,7 +66,14 @@ def create_app(assistant: AssistantProtocol, store: Store, settings: ServeSettin
         redoc_url=None,
         lifespan=lifespan,
     )
-    app.state.service = service
+    # The routes' dependencies (`aldlab.serve.deps`), one of each per app.
+    app.state.settings = settings
+    app.state.store = store
+    app.state.models = models
+    app.state.answers = answers
+    app.state.kb = KbAdmin(assistant, settings.kb, on_reloaded=models.forget)
+    app.state.admin_failures = FailureThrottle()
+    app.state.started = time.time()
     install_error_handlers(app)
     app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)

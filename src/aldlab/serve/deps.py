@@ -1,31 +1,49 @@
 """FastAPI dependencies of the routes, as `Annotated` aliases.
 
-`ServiceDep` gives a route the app's one `Service`; `ApiKey` (route-level) and
-`AdminActor` (a parameter: the actor's name for the audit log) are the two guards.
+`create_app` builds each piece once per app and puts it on `app.state`; a route declares
+only the pieces it uses: `ModelsDep`, `AnswersDep`, `KbDep`, `StoreDep`, `SettingsDep`,
+`StartedAt`, `ClientDep`. `ApiKey` (route-level) and `AdminActor` (a parameter: the
+actor's name) are the two guards; `AuditDep` (the KB audit log of an admin request)
+needs `AdminActor` too.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
+from aldlab.serve.answers import Answers
 from aldlab.serve.errors import ApiError
-from aldlab.serve.guards import bearer_token, token_matches
-from aldlab.serve.service import Service
+from aldlab.serve.guards import FailureThrottle, bearer_token, token_matches
+from aldlab.serve.kb_admin import KbAdmin, KbAudit
+from aldlab.serve.models import Models
+from aldlab.serve.settings import ServeSettings
+from aldlab.store import Store
 
 #: What may appear in an audit row's actor name (from the `X-Aldlab-Actor` header).
 _ACTOR = re.compile(r"[^\w .@-]")
 
 
-def get_service(request: Request) -> Service:
-    """The app's Service (`create_app` puts it on `app.state`)."""
-    service: Service = request.app.state.service
-    return service
+def _from_app_state(name: str) -> Callable[[Request], Any]:
+    """A dependency giving `app.state.<name>`: what `create_app` built for this app."""
+
+    def get(request: Request) -> Any:
+        return getattr(request.app.state, name)
+
+    get.__name__ = f"get_{name}"
+    return get
 
 
-ServiceDep = Annotated[Service, Depends(get_service)]
+ModelsDep = Annotated[Models, Depends(_from_app_state("models"))]
+AnswersDep = Annotated[Answers, Depends(_from_app_state("answers"))]
+KbDep = Annotated[KbAdmin, Depends(_from_app_state("kb"))]
+StoreDep = Annotated[Store, Depends(_from_app_state("store"))]
+SettingsDep = Annotated[ServeSettings, Depends(_from_app_state("settings"))]
+#: When the app was built (`time.time()`): uptime, and `created` of the model cards.
+StartedAt = Annotated[float, Depends(_from_app_state("started"))]
 
 
 def client_host(request: Request) -> str:
@@ -36,9 +54,9 @@ def client_host(request: Request) -> str:
 ClientDep = Annotated[str, Depends(client_host)]
 
 
-def require_api_key(request: Request, service: ServiceDep) -> None:
+def require_api_key(request: Request, settings: SettingsDep) -> None:
     """With ALDLAB_API_KEY set, the request needs `Authorization: Bearer <key>`."""
-    expected = service.settings.api_key
+    expected = settings.api_key
     if expected and not token_matches(bearer_token(request.headers), expected):
         raise ApiError(
             401,
@@ -52,14 +70,15 @@ def require_api_key(request: Request, service: ServiceDep) -> None:
 ApiKey = Depends(require_api_key)
 
 
-def require_admin(request: Request, service: ServiceDep) -> str:
+def require_admin(request: Request, settings: SettingsDep) -> str:
     """The admin token must match; returns the actor name for the audit log.
 
-    Wrong tokens are throttled per client (`FailureThrottle`), so guessing costs time.
+    Wrong tokens are throttled per client (`FailureThrottle` on `app.state`), so guessing costs time.
     """
-    expected = service.settings.admin_token
+    failures: FailureThrottle = request.app.state.admin_failures
+    expected = settings.admin_token
     client = client_host(request)
-    wait = service.admin_failures.blocked_for(client)
+    wait = failures.blocked_for(client)
     if wait:
         raise ApiError(
             429,
@@ -77,11 +96,19 @@ def require_admin(request: Request, service: ServiceDep) -> str:
         )
     given = bearer_token(request.headers) or request.headers.get("x-admin-token", "").encode("latin-1", "replace")
     if not token_matches(given, expected):
-        service.admin_failures.fail(client)
+        failures.fail(client)
         raise ApiError(401, "unauthorized", "관리자 토큰이 올바르지 않습니다.", "Invalid admin token.")
-    service.admin_failures.succeed(client)
+    failures.succeed(client)
     actor = _ACTOR.sub("", request.headers.get("x-aldlab-actor", ""))[:64].strip()
     return actor or "admin"
 
 
 AdminActor = Annotated[str, Depends(require_admin)]
+
+
+def kb_audit(request: Request, store: StoreDep, actor: AdminActor) -> KbAudit:
+    """The audit log of this admin request (needs the admin token: it records the actor)."""
+    return KbAudit(store, actor, client_host(request))
+
+
+AuditDep = Annotated[KbAudit, Depends(kb_audit)]

@@ -1,67 +1,66 @@
-"""The KB's documents, held in memory and refreshed when the files change.
+"""The KB's documents as the server shows them: the assistant's own KB, not a second copy.
 
 `/api/documents/{id}` used to re-read and re-validate the whole KB on every call (33 ms
 for the shipped 430 documents); 200 anonymous calls pushed `/api/health` from 12 ms to
 1.7 s. Now a call costs a dict lookup plus, at most once per `CHECK_INTERVAL_S`, a
-`stat()` of the KB files; the KB is re-read only when a file's size or mtime changed
-(an admin edit, or someone editing the files by hand).
+`stat()` of the KB files (`aldlab.kb.io.KbWatcher`, the check the assistant's own reload
+makes too).
+
+Documents come from `assistant.kb`. When the files change (an admin edit, or someone
+editing them by hand) they are read once and shown until the assistant's index rebuild
+has the same content (minutes on the 2-core CPU box), so an edit shows at once; then the
+assistant's copy is the only one again.
 """
 
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
-from typing import Any
 
-from aldlab.kb.io import kb_signature, load_kb
-from aldlab.kb.schema import Document
+from aldlab.kb.io import KbWatcher
+from aldlab.kb.schema import Document, KnowledgeBase
+from aldlab.rag.types import AssistantProtocol
 
 #: How often the KB files are stat()ed for changes (seconds).
 CHECK_INTERVAL_S = 1.0
 
 
-class DocumentCache:
-    """Documents by id and the KB content hash, reloaded only when the KB changed."""
+class KbDocuments:
+    """The KB as on disk: the assistant's KB, or the files' newer content until it catches up."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, assistant: AssistantProtocol, path: Path) -> None:
+        self._assistant = assistant
+        # Unread: the first use compares the files with the assistant's KB (read once).
+        self._watcher = KbWatcher(path, every_s=CHECK_INTERVAL_S, read=False)
         self._lock = threading.Lock()
-        self._checked = 0.0
-        self._signature: tuple[Any, ...] | None = None
-        self._documents: list[Document] = []
-        self._by_id: dict[str, Document] = {}
-        self._hash = ""
+        self._compared: KnowledgeBase | None = None  # the assistant's KB when last compared
+        self._newer: KnowledgeBase | None = None  # the files, while they differ from the assistant's KB
+        self._by_id: tuple[KnowledgeBase | None, dict[str, Document]] = (None, {})
 
-    def _refresh(self, force: bool = False) -> None:
-        now = time.monotonic()
-        if not force and self._signature is not None and now - self._checked < CHECK_INTERVAL_S:
-            return
+    def current(self) -> KnowledgeBase:
+        """The KB to show; `UserError` when the files changed and do not validate."""
+        answering = self._assistant.kb
         with self._lock:
-            if not force and self._signature is not None and time.monotonic() - self._checked < CHECK_INTERVAL_S:
-                return
-            signature = kb_signature(self.path)
-            if force or signature != self._signature:
-                kb = load_kb(self.path)  # a broken KB raises UserError; the old copy stays
-                self._documents = list(kb.documents)
-                self._by_id = {d.id: d for d in kb.documents}
-                self._hash = kb.content_hash()
-                self._signature = signature
-            self._checked = time.monotonic()
+            disk = self._watcher.read_if_changed()
+            if disk is not None:
+                self._newer = disk
+            if self._newer is not None and (disk is not None or answering is not self._compared):
+                if self._newer.content_hash() == answering.content_hash():
+                    self._newer = None  # the assistant has the files' content: one copy again
+            self._compared = answering
+            return answering if self._newer is None else self._newer
 
-    def invalidate(self) -> None:
-        """Re-read on next use (called after an admin edit, whose mtime may not change)."""
-        with self._lock:
-            self._signature = None
+    def edited(self) -> None:
+        """Read the files on next use (an admin edit may keep their sizes and mtimes)."""
+        self._watcher.forget()
 
     def documents(self) -> list[Document]:
-        self._refresh()
-        return self._documents
+        return self.current().documents
 
     def get(self, doc_id: str) -> Document | None:
-        self._refresh()
-        return self._by_id.get(doc_id)
-
-    def content_hash(self) -> str:
-        self._refresh()
-        return self._hash
+        kb = self.current()
+        indexed, by_id = self._by_id
+        if indexed is not kb:
+            by_id = kb.by_id()
+            self._by_id = (kb, by_id)
+        return by_id.get(doc_id)

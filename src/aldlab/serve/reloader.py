@@ -28,7 +28,7 @@ class Reloader:
 
     `reload` is the assistant's `reload_if_changed` (it builds a new retriever and swaps it
     in atomically, so answers keep using the old index meanwhile); `on_done` runs after
-    every rebuild (the service forgets its cached model list); `kb` is redacted from errors.
+    every rebuild (`Models.forget`: the adapters may differ); `kb` is redacted from errors.
     """
 
     def __init__(self, reload: Callable[[], Any], *, kb: Path | None, on_done: Callable[[], None]) -> None:

@@ -14,25 +14,25 @@ from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 
 from aldlab.errors import UserError
-from aldlab.serve.deps import AdminActor, ApiKey, ServiceDep
+from aldlab.serve.answers import check_text
+from aldlab.serve.deps import AdminActor, ApiKey, KbDep, StoreDep
 from aldlab.serve.errors import ApiError
 from aldlab.serve.schemas import FeedbackAck, FeedbackPage, FeedbackRequest, ReviewOut, ReviewRequest
-from aldlab.serve.service import check_text
 from aldlab.store import FeedbackForbidden
 
 router = APIRouter()
 
 
 @router.post("/api/feedback", dependencies=[ApiKey])
-async def feedback(body: FeedbackRequest, service: ServiceDep) -> FeedbackAck:
+async def feedback(body: FeedbackRequest, store: StoreDep, kb: KbDep) -> FeedbackAck:
     """Pending feedback from the client that asked (its answer token proves it)."""
     for name in ("comment", "correction"):
         check_text(name, getattr(body, name))
 
     def store_feedback() -> int:
-        logged = service.store.get_answer(body.answer_id)
-        contexts = service.context_snapshot(logged.context_ids) if logged is not None else None
-        return service.store.add_feedback(
+        logged = store.get_answer(body.answer_id)
+        contexts = kb.context_snapshot(logged.context_ids) if logged is not None else None
+        return store.add_feedback(
             body.answer_id, body.rating, body.comment, body.correction, token=body.answer_token, contexts=contexts
         )
 
@@ -47,7 +47,7 @@ async def feedback(body: FeedbackRequest, service: ServiceDep) -> FeedbackAck:
 
 @router.get("/api/admin/feedback")
 async def list_feedback(
-    service: ServiceDep,
+    store: StoreDep,
     actor: AdminActor,
     status: Literal["pending", "approved", "rejected", "all"] = "pending",
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
@@ -57,8 +57,8 @@ async def list_feedback(
 
     def page() -> FeedbackPage:
         wanted = None if status == "all" else status
-        rows = list(service.store.iter_feedback_rows(status=wanted, limit=limit, offset=offset))
-        return FeedbackPage(total=service.store.count_feedback(wanted), items=rows)
+        rows = list(store.iter_feedback_rows(status=wanted, limit=limit, offset=offset))
+        return FeedbackPage(total=store.count_feedback(wanted), items=rows)
 
     return await anyio.to_thread.run_sync(page)
 
@@ -67,20 +67,20 @@ async def list_feedback(
 async def review(
     feedback_id: int,
     decision: Literal["approve", "reject"],
-    service: ServiceDep,
+    store: StoreDep,
     actor: AdminActor,
     body: ReviewRequest | None = None,
 ) -> ReviewOut:
     status = "approved" if decision == "approve" else "rejected"
     note = body.note if body else None
-    row = await anyio.to_thread.run_sync(partial(service.store.review_feedback, feedback_id, status, actor, note))
+    row = await anyio.to_thread.run_sync(partial(store.review_feedback, feedback_id, status, actor, note))
     return ReviewOut(item=row)
 
 
 @router.get("/api/admin/feedback/export", response_model=None)
-async def export_feedback(service: ServiceDep, actor: AdminActor) -> StreamingResponse:
+async def export_feedback(store: StoreDep, actor: AdminActor) -> StreamingResponse:
     """Approved feedback as JSON Lines, streamed (what `aldlab data build --feedback` reads)."""
-    rows = service.store.iter_feedback_rows(status="approved")  # reads in batches, in a thread
+    rows = store.iter_feedback_rows(status="approved")  # reads in batches, in a thread
     return StreamingResponse(
         (json.dumps(r, ensure_ascii=False) + "\n" for r in rows),
         media_type="application/x-ndjson; charset=utf-8",

@@ -14,8 +14,10 @@ from typing import Any, Literal
 from fastapi import APIRouter
 
 from aldlab.rag.types import Answer
-from aldlab.serve.deps import ApiKey, ClientDep, ServiceDep
+from aldlab.serve.answers import Answers, PreparedQuery
+from aldlab.serve.deps import AnswersDep, ApiKey, ClientDep, ModelsDep, SettingsDep, StartedAt
 from aldlab.serve.errors import ApiError, internal_error_body
+from aldlab.serve.payload import answer_payload
 from aldlab.serve.schemas import (
     AssistantMessage,
     ChatChoice,
@@ -25,7 +27,7 @@ from aldlab.serve.schemas import (
     ModelList,
     Usage,
 )
-from aldlab.serve.service import PreparedQuery, Service
+from aldlab.serve.settings import ServeSettings
 from aldlab.serve.sse import TicketedStream, sse
 from aldlab.serve.worker import Ticket
 
@@ -33,41 +35,41 @@ router = APIRouter(dependencies=[ApiKey])
 
 
 @router.get("/v1/models")
-async def models(service: ServiceDep) -> ModelList:
-    created = int(service.started)
-    return ModelList(data=[ModelCard(id=name, created=created) for name in await service.model_names()])
+async def models(available: ModelsDep, started: StartedAt) -> ModelList:
+    created = int(started)
+    return ModelList(data=[ModelCard(id=name, created=created) for name in await available.names()])
 
 
 @router.post("/v1/chat/completions", response_model=ChatCompletion)
 async def chat_completions(
-    body: ChatCompletionRequest, service: ServiceDep, client: ClientDep
+    body: ChatCompletionRequest, answers: AnswersDep, settings: SettingsDep, client: ClientDep
 ) -> ChatCompletion | TicketedStream:
-    query = await chat_query(service, body)
-    ticket = service.admit(client)
+    query = await chat_query(answers, body)
+    ticket = answers.admit(client)
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         return TicketedStream(
-            chat_events(service, query, client, completion_id, created, ticket, include_usage),
-            service.worker,
+            chat_events(answers, settings, query, client, completion_id, created, ticket, include_usage),
+            answers.worker,
             ticket,
         )
-    with service.worker.reserved(ticket):
-        answer = await service.answer(query, ticket)
-    ref = await service.log_answer(query, answer, client)
-    usage = service.usage(query, answer)
+    with answers.worker.reserved(ticket):
+        answer = await answers.answer(query, ticket)
+    ref = await answers.log_answer(query, answer, client)
+    usage = answers.usage(query, answer)
     return ChatCompletion(
         id=completion_id,
         created=created,
         model=query.model,
         choices=[ChatChoice(message=AssistantMessage(content=answer.text), finish_reason=finish_reason(usage, query))],
         usage=usage,
-        aldlab=service.answer_payload(answer, ref),
+        aldlab=answer_payload(answer, ref, settings),
     )
 
 
-async def chat_query(service: Service, body: ChatCompletionRequest) -> PreparedQuery:
+async def chat_query(answers: Answers, body: ChatCompletionRequest) -> PreparedQuery:
     """Last user message = question; earlier user/assistant turns = history.
 
     Client `system` messages are ignored: the system prompt is fixed in aldlab.prompts so
@@ -85,7 +87,7 @@ async def chat_query(service: Service, body: ChatCompletionRequest) -> PreparedQ
     top_k = options.get("top_k")
     if top_k is not None and not isinstance(top_k, int):
         raise ApiError(400, "invalid_top_k", "top_k는 정수여야 합니다.", "top_k must be an integer.")
-    return await service.validate_query(
+    return await answers.validate_query(
         messages[-1].text(),
         model=body.model,
         history=history,
@@ -103,7 +105,8 @@ def finish_reason(usage: Usage, query: PreparedQuery) -> Literal["stop", "length
 
 
 async def chat_events(
-    service: Service,
+    answers: Answers,
+    settings: ServeSettings,
     query: PreparedQuery,
     client: str,
     completion_id: str,
@@ -129,7 +132,7 @@ async def chat_events(
     final: Answer | None = None
     try:
         yield chunk({"role": "assistant", "content": ""})
-        async for item in service.stream(await service.plan(query), ticket):
+        async for item in answers.stream(await answers.plan(query), ticket):
             if isinstance(item, str):
                 if item:
                     yield chunk({"content": item})
@@ -137,9 +140,9 @@ async def chat_events(
                 final = item
         if final is None:
             raise RuntimeError("stream ended without an Answer")
-        ref = await service.log_answer(query, final, client)
-        usage = service.usage(query, final)
-        yield chunk({}, finish_reason(usage, query), aldlab=service.answer_payload(final, ref).model_dump())
+        ref = await answers.log_answer(query, final, client)
+        usage = answers.usage(query, final)
+        yield chunk({}, finish_reason(usage, query), aldlab=answer_payload(final, ref, settings).model_dump())
         if include_usage:
             yield sse(
                 {

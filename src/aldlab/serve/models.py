@@ -1,0 +1,69 @@
+"""The model names a request may ask for: 'base' and the adapters, cached, and the default."""
+
+from __future__ import annotations
+
+import time
+
+import anyio
+
+from aldlab.errors import UserError
+from aldlab.rag.types import AssistantProtocol
+from aldlab.serve.errors import ApiError
+
+
+class Models:
+    """The assistant's model list, asked at most once per `TTL_S`, and which one is the default."""
+
+    #: How long the list is reused. A remote LLM server (--llm-url) is asked over HTTP, so
+    #: the list is not fetched on every request.
+    TTL_S = 60.0
+
+    def __init__(self, assistant: AssistantProtocol, default: str | None) -> None:
+        self._assistant = assistant
+        self._default = default
+        self._cached: tuple[float, list[str]] | None = None
+
+    async def names(self) -> list[str]:
+        """'base' first, then adapters; cached, fetched off the event loop."""
+        cached = self._cached
+        if cached is not None and time.monotonic() - cached[0] < self.TTL_S:
+            return cached[1]
+        try:
+            names = await anyio.to_thread.run_sync(self._fetch)
+        except UserError as exc:
+            if cached is not None:
+                return cached[1]  # a stale list beats failing every request
+            raise ApiError(502, "llm_unavailable", exc.ko, exc.en, hint=exc.hint) from exc
+        self._cached = (time.monotonic(), names)
+        return names
+
+    def _fetch(self) -> list[str]:
+        names = self._assistant.models()
+        return ["base", *dict.fromkeys(n for n in names if n != "base")]
+
+    def forget(self) -> None:
+        """Ask the assistant again next time (after a reload the adapters may differ)."""
+        self._cached = None
+
+    async def default(self) -> str:
+        """The model that answers when a request names none: the configured one, else the
+        first fine-tuned adapter, else base (the trained assistant is the default)."""
+        names = await self.names()
+        if self._default and self._default in names:
+            return self._default
+        return next((n for n in names if n != "base"), "base")
+
+    async def check(self, model: str | None) -> str:
+        """The model to answer with: `model`, or the default when none is named; 404 if unknown."""
+        if not model:
+            return await self.default()
+        names = await self.names()
+        if model not in names:
+            raise ApiError(
+                404,
+                "model_not_found",
+                f"알 수 없는 모델입니다: {model}",
+                f"Unknown model: {model}",
+                hint=f"사용 가능 / available: {', '.join(names)}",
+            )
+        return model
