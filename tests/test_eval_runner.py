@@ -268,3 +268,37 @@ def test_an_echoed_system_prompt_is_not_counted_as_a_refusal(tmp_path: Path, qfi
     assert systems["base"]["refusal_recall"]["value"] == 0.0 and systems["base+rag"]["refusal_recall"]["value"] == 0.0
     assert systems["ft"]["refusal_recall"]["value"] == 1.0  # a real refusal still counts
     assert {r["id"] for r in lines if r["refused"]} == {"x1"}
+
+
+def test_passage_system_is_the_yardstick_of_the_headline(tmp_path: Path, qfile: Path) -> None:
+    """`passage` answers with the top retrieved passage verbatim (no model) after the same
+    refusal gate; the headline compares ft+rag with it, lengths included."""
+    fake = FakeAssistant()
+    config = make_config(tmp_path, qfile, systems=["passage", "ft+rag"])
+    result = runner.run_eval(config, progress=False, assistant_factory=lambda c, r: fake)
+    rows = [json.loads(x) for x in result.paths["answers.jsonl"].read_text(encoding="utf-8").splitlines()]
+    assert {r["answer"] for r in rows if r["system"] == "passage"} == {"..."}
+    assert all(not c[1] or c[1] == "base" for c in fake.calls[:4])  # no adapter for the passage system
+    metrics = json.loads(result.paths["metrics.json"].read_text(encoding="utf-8"))
+    assert "ft+rag vs passage" in metrics["keyfact_recall_deltas"]
+    assert metrics["headline"].startswith("ft+rag vs passage") and "× passage" in metrics["headline"]
+    assert metrics["systems"]["passage"]["model"] == "" and metrics["systems"]["passage"]["answer_chars"] == 3.0
+
+
+def test_retrieval_hits_read_the_gold_passages_from_the_contexts() -> None:
+    from aldlab.evalset import Question
+
+    questions = [
+        Question("a", "q", "t", "기본", True, [["x"]], doc_ids=["d1"]),
+        Question("b", "q", "t", "기본", True, [["x"]], doc_ids=["d9"]),
+        Question("c", "q", "t", "기본", False),
+    ]
+    ctx = lambda *ids: [{"id": i, "title": "", "text": "", "score": 0.0} for i in ids]  # noqa: E731
+    answers = [
+        {"system": "passage", "id": "a", "contexts": ctx("d1")},
+        {"system": "ft+rag", "id": "a", "contexts": ctx("d1", "d2", "d3")},
+        {"system": "ft+rag", "id": "b", "contexts": ctx("d2", "d3", "d9")},
+        {"system": "ft+rag", "id": "c", "contexts": ctx("d2", "d3", "d4")},
+    ]
+    assert runner.retrieval_hits(answers, questions) == {"system": "ft+rag", "n": 2, "hit@1": 0.5, "hit@3": 1.0}
+    assert runner.retrieval_hits(answers, questions[2:]) is None

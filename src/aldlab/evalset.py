@@ -30,7 +30,7 @@ from aldlab.files import iter_jsonl
 DIFFICULTIES = ("기본", "중급", "중상급", "고급")
 
 REQUIRED_FIELDS = ("id", "question", "topic", "difficulty", "answerable", "expect")
-OPTIONAL_FIELDS = ("reference", "doc_ids")
+OPTIONAL_FIELDS = ("reference", "doc_ids", "kind", "intent")
 
 
 @dataclass
@@ -46,11 +46,16 @@ class Question:
     reference: str | None = None
     #: KB documents that answer the question (dev sets; empty when not given)
     doc_ids: list[str] = field(default_factory=list)
+    #: User-style sets: in_scope | out_of_scope | ald_unanswerable, and what is asked
+    #: (definition, cause, effect, downside, procedure, value, ...). Labels for reading, not scoring.
+    kind: str | None = None
+    intent: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
-        if data["reference"] is None:
-            del data["reference"]
+        for key in ("reference", "kind", "intent"):
+            if data[key] is None:
+                del data[key]
         if not data["doc_ids"]:
             del data["doc_ids"]
         return data
@@ -141,6 +146,8 @@ def parse_question(obj: dict[str, Any], path: Path, line: int) -> Question:
         expect=[[a.strip() for a in g] for g in expect],
         reference=reference.strip() if reference and reference.strip() else None,
         doc_ids=[d.strip() for d in doc_ids],
+        kind=str(obj["kind"]).strip() if obj.get("kind") else None,
+        intent=str(obj["intent"]).strip() if obj.get("intent") else None,
     )
 
 

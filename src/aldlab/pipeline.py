@@ -231,6 +231,7 @@ def _summary(result: Any) -> dict[str, Any]:
 def print_outcome(run_dir: Path) -> None:
     """Headline: the system comparison table from metrics.json and where the report is."""
     from aldlab.eval.metrics import MISSING_VALUE, format_estimate
+    from aldlab.eval.report import retrieval_summary
 
     metrics_path = run_dir / "eval" / "metrics.json"
     if not metrics_path.exists():
@@ -254,6 +255,8 @@ def print_outcome(run_dir: Path) -> None:
     out.print(table)
     if metrics.get("headline"):
         out.print(str(metrics["headline"]))
+    if retrieval_summary(metrics):
+        out.print(retrieval_summary(metrics))
     out.print(Panel(f"보고서 / report: {run_dir / 'eval' / 'report.html'}"))
 
 

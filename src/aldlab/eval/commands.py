@@ -33,6 +33,7 @@ def eval_command(
 ) -> None:
     """기본 모델과 파인튜닝 모델을 검색 유무별로 평가하고 보고서를 씁니다 / evaluate systems and write a report."""
     from aldlab.config import resolve_config
+    from aldlab.eval.report import retrieval_summary
     from aldlab.eval.runner import run_eval
     from aldlab.rag.build import parse_adapter_specs, rag_config_from_flags
 
@@ -43,6 +44,8 @@ def eval_command(
     rag_config = rag_config_from_flags(preset, config, llm_url=llm_url, llm_model=llm_model)
     result = run_eval(eval_config, progress=not quiet, rag_config=rag_config)
     console.print(result.metrics["headline"], highlight=False, soft_wrap=True)
+    if retrieval_summary(result.metrics):
+        console.print(retrieval_summary(result.metrics), highlight=False, soft_wrap=True)
     for name in ("answers.jsonl", "metrics.json", "report.html", "report.md"):
         console.print(f"  {result.paths[name]}", highlight=False)
     if result.passed is False:

@@ -220,6 +220,17 @@ def _salad_note() -> str:
 SALAD_NOTE = _salad_note()
 
 
+def retrieval_summary(metrics: dict[str, Any]) -> str | None:
+    """'정답 문서 검색 / gold passage retrieved: hit@1 0.62, hit@3 0.75 (n=61)', or None without doc_ids."""
+    hits = metrics.get("retrieval")
+    if not hits:
+        return None
+    return (
+        f"정답 문서 검색 / gold passage retrieved: hit@1 {hits['hit@1']:.3f}, hit@3 {hits['hit@3']:.3f} "
+        f"(답변 가능 질문 / answerable questions n={hits['n']})"
+    )
+
+
 def comparison_table(metrics: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     """Header and rows of the system comparison table (shared by HTML and Markdown)."""
     header = ["시스템 / system", *(name for name, _ in COMPARISON_COLUMNS)]
@@ -365,6 +376,7 @@ def render_html(metrics: dict[str, Any], rows: Sequence[dict[str, Any]], questio
 <title>aldlab 평가 보고서 / evaluation report</title><style>{CSS}</style></head><body>
 <h1>aldlab 평가 보고서 / evaluation report</h1>
 <p class="headline">{html.escape(metrics['headline'])}</p>
+{f"<p>{html.escape(retrieval_summary(metrics) or '')}</p>" if retrieval_summary(metrics) else ""}
 {gate_html}
 <p class="muted">질문 / questions: {qinfo['n']} (답변 가능 / answerable {qinfo['answerable']}, 범위 밖 / out of scope
 {qinfo['unanswerable']}, 참고 답안 / with reference {qinfo['with_reference']}) · {html.escape(qinfo['path'])}
@@ -405,6 +417,7 @@ def render_markdown(metrics: dict[str, Any], questions: Sequence[Question]) -> s
         "",
         f"**{metrics['headline']}**",
         "",
+        *([retrieval_summary(metrics) or "", ""] if retrieval_summary(metrics) else []),
         f"질문 / questions: {metrics['questions']['n']} · 95% bootstrap CI (± half-width) · "
         f"소요 / duration {metrics.get('duration_s', 0):.0f}s",
         "",

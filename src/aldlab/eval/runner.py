@@ -26,6 +26,8 @@ from aldlab.prompts import is_refusal
 from aldlab.rag.types import Answer, AskOptions
 
 RAG_SUFFIX = "+rag"
+#: The honest yardstick: the top-1 retrieved passage shown verbatim, no LLM (a search box).
+PASSAGE_SYSTEM = "passage"
 
 
 class AnswersQuestions(Protocol):
@@ -44,6 +46,8 @@ class System:
     name: str
     model: str
     use_retrieval: bool
+    #: Answer with the top-1 retrieved passage's text (no model), after the same refusal gate.
+    passage: bool = False
 
 
 @dataclass
@@ -64,6 +68,10 @@ def parse_systems(names: Sequence[str] | str, adapters: dict[str, str]) -> list[
     for raw in names:
         name = str(raw).strip()
         if not name:
+            continue
+        if name == PASSAGE_SYSTEM:
+            if not any(x.name == name for x in systems):
+                systems.append(System(name, "base", True, passage=True))
             continue
         model, rag = (name[: -len(RAG_SUFFIX)], True) if name.endswith(RAG_SUFFIX) else (name, False)
         if model != "base" and model not in adapters:
@@ -133,8 +141,16 @@ def answer_row(system: System, question: Question, answer: Answer, elapsed: floa
 def _answer_chunk(
     assistant: AnswersQuestions, system: System, questions: Sequence[Question], max_new_tokens: int | None
 ) -> list[Answer]:
+    texts = [q.question for q in questions]
+    if system.passage:
+        # The same plan (retrieval, refusal gate) with no model: the top passage as the answer.
+        answers = list(assistant.answer_batch(texts, AskOptions(context_only=True, top_k=1)))
+        for answer in answers:
+            if not answer.refused and answer.passages:
+                answer.text, answer.model = answer.passages[0].text, PASSAGE_SYSTEM
+        return answers
     options = AskOptions(model=system.model, use_retrieval=system.use_retrieval, max_new_tokens=max_new_tokens)
-    return list(assistant.answer_batch([q.question for q in questions], options))
+    return list(assistant.answer_batch(texts, options))
 
 
 def generate_answers(
@@ -204,7 +220,7 @@ def score_rows(rows: Sequence[dict[str, Any]], questions: Sequence[Question]) ->
 
 def primary_system(systems: Sequence[System]) -> System:
     """The system the headline and --fail-under talk about: fine-tuned+RAG if present."""
-    for wanted in (lambda s: s.model != "base" and s.use_retrieval, lambda s: s.model != "base", lambda s: s.use_retrieval):
+    for wanted in (lambda s: s.model != "base" and s.use_retrieval, lambda s: s.model != "base", lambda s: s.use_retrieval and not s.passage, lambda s: s.use_retrieval):
         for s in systems:
             if wanted(s):
                 return s
@@ -212,11 +228,14 @@ def primary_system(systems: Sequence[System]) -> System:
 
 
 def comparison_pairs(systems: Sequence[System]) -> list[tuple[str, str]]:
-    """(baseline, candidate) pairs: each adapter vs base, with matching retrieval."""
+    """(baseline, candidate) pairs: each adapter+rag vs the top passage (the yardstick a
+    generated answer must beat), then each adapter vs base with matching retrieval."""
     names = {s.name for s in systems}
     pairs = []
+    if PASSAGE_SYSTEM in names:
+        pairs += [(PASSAGE_SYSTEM, s.name) for s in systems if s.model != "base" and s.use_retrieval and not s.passage]
     for s in systems:
-        if s.model == "base":
+        if s.model == "base" or s.passage:
             continue
         baseline = "base+rag" if s.use_retrieval else "base"
         if baseline in names:
@@ -239,16 +258,19 @@ def build_metrics(
     systems: Sequence[System],
     questions: Sequence[Question],
     config: EvalConfig,
+    answers: Sequence[dict[str, Any]] = (),
 ) -> dict[str, Any]:
     """metrics.json content (judge results are merged in later)."""
+    raw = {(r["system"], r["id"]): r for r in answers}
     per_system: dict[str, Any] = {}
     for system in systems:
         rows = [r for r in scored if r["system"] == system.name]
         summary = summarize_rows(rows, samples=config.bootstrap_samples, seed=config.seed)
         summary["by_topic"] = group_keyfact_recall(rows, "topic")
         summary["by_difficulty"] = group_keyfact_recall(rows, "difficulty")
-        summary["model"] = system.model
+        summary["model"] = "" if system.passage else system.model
         summary["use_retrieval"] = system.use_retrieval
+        summary["answer_chars"] = mean_answer_chars(rows, raw)
         per_system[system.name] = summary
     primary = primary_system(systems)
     deltas = {
@@ -264,6 +286,7 @@ def build_metrics(
             "with_reference": sum(q.reference is not None for q in questions),
         },
         "systems": per_system,
+        "retrieval": retrieval_hits(answers, questions),
         "primary_system": primary.name,
         "keyfact_recall_deltas": deltas,
         "headline": headline(per_system, deltas),
@@ -271,17 +294,55 @@ def build_metrics(
     }
 
 
+def mean_answer_chars(rows: Sequence[dict[str, Any]], raw: dict[tuple[str, str], dict[str, Any]]) -> float | None:
+    """Mean length in characters of the answers to answerable questions that were not refused:
+    a recall bought by answering at twice the passage's length is no win for the reader."""
+    lengths = [
+        len(raw[(r["system"], r["id"])]["answer"])
+        for r in rows
+        if r["answerable"] and (r["system"], r["id"]) in raw and not raw[(r["system"], r["id"])]["refused"]
+    ]
+    return round(sum(lengths) / len(lengths), 1) if lengths else None
+
+
+def retrieval_hits(answers: Sequence[dict[str, Any]], questions: Sequence[Question]) -> dict[str, Any] | None:
+    """Gold-passage hit@1 and hit@3 over answerable questions with `doc_ids`.
+
+    Read from the contexts of a retrieval system that kept at least three passages (every
+    +rag system retrieves the same way, so the first one is taken).
+    """
+    gold = {q.id: set(q.doc_ids) for q in questions if q.answerable and q.doc_ids}
+    if not gold:
+        return None
+    for system in dict.fromkeys(r["system"] for r in answers):
+        rows = {r["id"]: r for r in answers if r["system"] == system}
+        if not system.endswith(RAG_SUFFIX) or not any(len(r["contexts"]) >= 3 for r in rows.values()):
+            continue
+        found = {qid: [c["id"] for c in rows[qid]["contexts"]] for qid in gold if qid in rows}
+        n = len(found)
+        if not n:
+            return None
+        hit = {k: sum(bool(set(ids[:k]) & gold[qid]) for qid, ids in found.items()) / n for k in (1, 3)}
+        return {"system": system, "n": n, "hit@1": round(hit[1], 3), "hit@3": round(hit[3], 3)}
+    return None
+
+
 def headline(per_system: dict[str, Any], deltas: dict[str, Any]) -> str:
-    """One line: ft+rag vs base+rag key-fact recall (or the best available comparison)."""
-    for key in ("ft+rag vs base+rag", *deltas):
+    """One line: ft+rag vs the top passage (else vs base+rag, else the best available comparison)."""
+    for key in (f"ft+rag vs {PASSAGE_SYSTEM}", "ft+rag vs base+rag", *deltas):
         if key in deltas:
             cand, base = key.split(" vs ")
             d = deltas[key]
             delta = format_estimate(d, signed=True)
+            lengths = [per_system[cand].get("answer_chars"), per_system[base].get("answer_chars")]
+            length = (
+                f"; 답변 길이 / answer length {lengths[0] / lengths[1]:.2f}× {base}"
+                if base == PASSAGE_SYSTEM and all(lengths) else ""
+            )
             return (
                 f"{cand} vs {base}: 핵심 사실 재현율 / key-fact recall "
                 f"{format_estimate(per_system[cand]['keyfact_recall'])} vs {format_estimate(per_system[base]['keyfact_recall'])}, "
-                f"차이 / Δ {delta}; {salad_summary(cand, per_system[cand])}"
+                f"차이 / Δ {delta}{length}; {salad_summary(cand, per_system[cand])}"
             )
     parts = [f"{name} {format_estimate(s['keyfact_recall'])}" for name, s in per_system.items()]
     best = next((n for n in per_system if n.endswith(RAG_SUFFIX)), next(iter(per_system), None))
@@ -428,7 +489,7 @@ def run_eval(
         progress=progress,
     )
     scored = score_rows(rows, questions)
-    metrics = build_metrics(scored, systems, questions, config)
+    metrics = build_metrics(scored, systems, questions, config, rows)
     if judge is not None:
         summary, per_item = run_judge(config, rows, questions, systems, judge, progress=progress)
         metrics["judge"] = summary
