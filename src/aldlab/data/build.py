@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from aldlab.data.config import DataConfig
 from aldlab.data.dedup import ngrams, similar_pairs
 from aldlab.data.facts import Candidate, Fact, TrainingRow
+from aldlab.data.spelling import respell_facts
 from aldlab.data.feedback import FeedbackIntake, load_feedback
 from aldlab.data.offtopic import offtopic_facts
 from aldlab.data.questions import KiwiTagger, combo_facts, difference_facts, document_facts
@@ -102,6 +103,8 @@ def build_facts(kb: KnowledgeBase, config: DataConfig, rng: random.Random) -> tu
     combos = combo_facts(kb, rng, paraphrases=config.paraphrases, max_facts=config.max_combo_facts, max_answer_chars=config.max_answer_chars)
     diffs = difference_facts(kb, doc_facts, rng, paraphrases=config.paraphrases, max_facts=config.max_difference_facts)
     facts = [*doc_facts, *combos, *diffs, *offtopic_facts(), *in_domain_refusal_facts()]
+    # Its own random stream: the rest of the build draws exactly as without respelling.
+    respell_facts(facts, kb, config.user_spelling_ratio, random.Random(f"{config.seed}:spelling"))
     return facts, Counter(f.intent for f in facts)
 
 

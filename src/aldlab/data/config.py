@@ -38,6 +38,10 @@ class DataConfig:
     num_context_docs: int | None = field(default=None, metadata=same_as("rag", "top_k"))
     #: question wordings per fact (paraphrases share a group, so they never straddle the split)
     paraphrases: int = field(default=3, metadata={"help": "사실당 질문 표현 수 / wordings per fact"})
+    #: share of KB facts whose first wording spells a Latin KB term the way engineers type it
+    #: (퍼지 for Purge, 풀스케일 for Full scale: the KB glossary's Hangul spellings)
+    user_spelling_ratio: float = field(default=0.5, metadata={
+        "help": "질문에서 KB의 영문 용어를 한글 표기로 바꾸는 사실 비율 / share of facts asked with the glossary's Hangul spelling"})
     #: upper bound of an answer built from one document; multi-document answers may double it
     max_answer_chars: int = 180
     #: keyword-combination facts (two keywords found together in documents)
@@ -87,6 +91,7 @@ class DataConfig:
             ("in_domain_refusal_ratio", 0.0 <= self.in_domain_refusal_ratio < 1.0, "0 이상 1 미만 / in [0, 1)"),
             ("num_context_docs", self.num_context_docs >= 1, "1 이상 / at least 1"),
             ("paraphrases", self.paraphrases >= 1, "1 이상 / at least 1"),
+            ("user_spelling_ratio", 0.0 <= self.user_spelling_ratio <= 1.0, "0~1 사이 / between 0 and 1"),
             ("max_answer_chars", self.max_answer_chars >= 40, "40 이상 / at least 40"),
             ("near_dup_threshold", 0.0 < self.near_dup_threshold <= 1.0, "0 초과 1 이하 / in (0, 1]"),
             ("ngram", 1 <= self.ngram <= 6, "1~6"),

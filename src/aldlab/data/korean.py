@@ -221,8 +221,8 @@ class ParticleError:
 
 # Longest forms first so "으로" is not read as "로" and "이란" not as "이".
 _CHECKED_FORMS = sorted({f for pair in PARTICLE_PAIRS.values() for f in pair} - {"아", "야", "이나", "나", "이라", "라", "이랑", "랑"}, key=len, reverse=True)
-_FORM_TO_PAIR = {f: key for key, pair in PARTICLE_PAIRS.items() for f in pair}
-_PARTICLE_AFTER = re.compile(r"(" + "|".join(_CHECKED_FORMS) + r")(?=(서|써)?([\s?.!,;:)\"'」]|$))")
+FORM_TO_PAIR = {f: key for key, pair in PARTICLE_PAIRS.items() for f in pair}
+PARTICLE_AFTER = re.compile(r"(" + "|".join(_CHECKED_FORMS) + r")(?=(서|써)?([\s?.!,;:)\"'」]|$))")
 
 
 def find_particle_errors(text: str, known_terms: list[str] | set[str] | tuple[str, ...]) -> list[ParticleError]:
@@ -242,12 +242,12 @@ def find_particle_errors(text: str, known_terms: list[str] | set[str] | tuple[st
                 continue  # inside a longer Latin word (ALD in PEALD)
             if term[-1].isascii() and term[-1].isalnum() and end < len(text) and text[end].isascii() and text[end].isalnum():
                 continue
-            following = _PARTICLE_AFTER.match(text, end)
+            following = PARTICLE_AFTER.match(text, end)
             if not following:
                 continue
             seen_ends.add(end)
             found = following.group(1)
-            expected = pick_particle(term, _FORM_TO_PAIR[found])
+            expected = pick_particle(term, FORM_TO_PAIR[found])
             if found != expected:
                 errors.append(ParticleError(term, found, expected, start))
     return sorted(errors, key=lambda e: e.start)
