@@ -72,16 +72,17 @@ def test_run_eval_writes_all_outputs_with_expected_scores(tmp_path: Path, qfile:
     fake = FakeAssistant()
     result = runner.run_eval(make_config(tmp_path, qfile), progress=False, assistant_factory=lambda c, r: fake)
 
-    # one Assistant, every system x question, with the configured token budget
-    assert len(fake.calls) == 16 and {c[3] for c in fake.calls} == {32}
+    # one Assistant, every system x question, with the configured token budget (the
+    # passage system generates nothing, so it asks for no tokens)
+    assert len(fake.calls) == 20 and {c[3] for c in fake.calls[:16]} == {32} and {c[3] for c in fake.calls[16:]} == {None}
     assert {(c[1], c[2]) for c in fake.calls} == {("base", False), ("ft", False), ("base", True), ("ft", True)}
 
     lines = [json.loads(x) for x in result.paths["answers.jsonl"].read_text(encoding="utf-8").splitlines()]
-    assert len(lines) == 16
+    assert len(lines) == 20
     assert set(lines[0]) >= {"system", "id", "question", "answer", "contexts", "refused", "latency_s"}
-    assert {r["system"] for r in lines} == {"base", "ft", "base+rag", "ft+rag"}
-    assert all(r["contexts"] == [] for r in lines if not r["system"].endswith("+rag"))
-    assert all(r["contexts"][0]["id"] == "ald-basics-001" for r in lines if r["system"].endswith("+rag"))
+    assert {r["system"] for r in lines} == {"base", "ft", "base+rag", "ft+rag", "passage"}
+    assert all(r["contexts"] == [] for r in lines if r["system"] in ("base", "ft"))
+    assert all(r["contexts"][0]["id"] == "ald-basics-001" for r in lines if r["system"] not in ("base", "ft"))
     assert [r["refused"] for r in lines if r["system"] == "ft" ] == [False, False, False, True]
 
     metrics = json.loads(result.paths["metrics.json"].read_text(encoding="utf-8"))
@@ -93,7 +94,7 @@ def test_run_eval_writes_all_outputs_with_expected_scores(tmp_path: Path, qfile:
     assert ft["rouge_l"]["n"] == 2 and ft["chrf"]["value"] > 0
     assert metrics["primary_system"] == "ft+rag"
     assert metrics["keyfact_recall_deltas"]["ft+rag vs base+rag"]["value"] == 1.0
-    assert metrics["headline"].startswith("ft+rag vs base+rag")
+    assert metrics["headline"].startswith("ft+rag vs passage") and "ft+rag vs base+rag" in metrics["keyfact_recall_deltas"]
 
     page = result.paths["report.html"].read_text(encoding="utf-8")
     assert page.count('src="data:image/png;base64,') == 5
@@ -196,7 +197,7 @@ def test_run_eval_with_fake_judge_endpoint(tmp_path: Path, qfile: Path) -> None:
     assert judge["rubric"]["ft+rag"]["overall"] == 5.0 and judge["rubric"]["base"]["정확성"] == 2.0
     pair = judge["pairwise"]["ft vs base"]
     assert pair["wins_b"] == 4 and pair["order_consistency"] == 1.0
-    assert set(judge["pairwise"]) == {"ft vs base", "ft+rag vs base+rag"}
+    assert set(judge["pairwise"]) == {"ft vs base", "ft+rag vs base+rag", "ft+rag vs passage"}
     item = next(i for i in result.metrics["items"] if i["system"] == "ft" and i["id"] == "b1")
     assert item["judge"]["overall"] == 5.0
     assert "LLM 평가 루브릭" in result.paths["report.html"].read_text(encoding="utf-8")

@@ -9,7 +9,7 @@ from aldlab.cli_options import MODEL_FLAG, OUTPUT_FLAG
 from aldlab.settings import shipped_evalset, shipped_kb_dir
 
 #: Systems compared by default: the four cells of {base, fine-tuned} x {closed-book, RAG}.
-DEFAULT_SYSTEMS = ["base", "ft", "base+rag", "ft+rag"]
+DEFAULT_SYSTEMS = ["base", "ft", "base+rag", "ft+rag", "passage"]
 
 
 @dataclass
@@ -28,7 +28,7 @@ class EvalConfig:
     questions: str | Path = field(default_factory=shipped_evalset, metadata={
         "help": "질문 JSONL / question set (기본: evalsets/seed.jsonl)"})
     systems: list[str] = field(default_factory=lambda: list(DEFAULT_SYSTEMS), metadata={
-        "help": "비교할 시스템 / systems: base,ft,base+rag,ft+rag"})
+        "help": "비교할 시스템 / systems: base,ft,base+rag,ft+rag,passage (passage = 검색 1위 문서 그대로 / the top retrieved passage verbatim)"})
     model_name: str | None = field(default=None, metadata=MODEL_FLAG)
     adapter: str | Path | None = None
     adapters: dict[str, str] = field(default_factory=dict)
