@@ -220,3 +220,11 @@ def test_shipped_kb_builds_at_seed_scale(tmp_path: Path) -> None:
     assert stats["train"]["in_domain_refusal_share"] >= 0.05 and stats["eval"]["in_domain_refusal_share"] >= 0.05
     assert stats["checks"]["total"] == 0, stats["checks"]["examples"]
     assert stats["semantic"]["leaking_eval_answers"] == 0
+    # Missing-context refusals are twins of questions the same side answers with their documents.
+    rows = [json.loads(line) for line in (tmp_path / "shipped" / "train.jsonl").read_text(encoding="utf-8").splitlines()]
+    asked = lambda r: r["messages"][-2]["content"].rsplit("질문:", 1)[-1].strip()  # noqa: E731
+    answered = {asked(r) for r in rows if r["style"] == "rag" and r["kind"] != "unanswerable"}
+    missing = [r for r in rows if r["id"].endswith("-missing")]
+    assert missing and sum(asked(r) in answered for r in missing) >= len(missing) // 2
+    # Half of the KB facts' first wordings use the glossary's Hangul spelling of a Latin term.
+    assert any("퍼지" in asked(r) for r in rows)

@@ -33,6 +33,12 @@ class DataConfig:
     #: share of all rows that are in-domain refusals (ALD-sounding questions the KB cannot
     #: answer); taken out of `unanswerable_ratio` (issue 11 asks for at least 5%)
     in_domain_refusal_ratio: float = 0.06
+    #: "Missing context" refusals (an answerable question asked with its documents withheld)
+    #: reuse questions the side also answers with their documents: the pair teaches "refuse
+    #: when the answering passage is absent", not "refuse questions worded unlike the KB"
+    #: (issue 26: the model refused 6 of 61 user-style dev questions whose answer it was given).
+    refusal_twins: bool = field(default=True, metadata={
+        "help": "문서를 뺀 거절 행은 같은 질문의 답변 행과 짝을 이룸 / missing-context refusals pair with an answered twin"})
     #: passages in a retrieval-style prompt (answering documents + distractors); unset = the
     #: preset's `rag.top_k`, so training prompts carry as many contexts as serving retrieves
     num_context_docs: int | None = field(default=None, metadata=same_as("rag", "top_k"))

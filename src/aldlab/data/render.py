@@ -262,12 +262,18 @@ def assemble_side(cands: list[Candidate], size: int, side: SideDocs, kb_by_id: d
     for i, c in enumerate(rotated[:n_off_rag]):
         examples.append(render_unanswerable(c, "rag", side, kb_by_id, k, rng, i))
     chosen_ids = {c.id for c in chosen}
-    withheld = [c for c in answerable if c.id not in chosen_ids and c.fact.kind == "kb"] or [c for c in answerable if c.fact.kind == "kb"]
-    withheld, _ = dedup_within(withheld, key)
-    rng.shuffle(withheld)
-    asked = {normalize(e.question) for e in examples if e.style == "rag"}
     n_missing = n_other_rag - n_off_rag if side.docs else 0
-    for i, c in enumerate([c for c in withheld if normalize(c.question) not in asked][:n_missing]):
+    if config.refusal_twins:
+        # Twins: questions this side answers with their documents, asked again without them.
+        withheld = [c for c in chosen[:n_rag] if c.fact.kind == "kb"]
+        rng.shuffle(withheld)
+    else:
+        withheld = [c for c in answerable if c.id not in chosen_ids and c.fact.kind == "kb"] or [c for c in answerable if c.fact.kind == "kb"]
+        withheld, _ = dedup_within(withheld, key)
+        rng.shuffle(withheld)
+        asked = {normalize(e.question) for e in examples if e.style == "rag"}
+        withheld = [c for c in withheld if normalize(c.question) not in asked]
+    for i, c in enumerate(withheld[:n_missing]):
         examples.append(render_unanswerable(c, "rag", side, kb_by_id, k, rng, i, same_fact=same_fact))
 
     examples, d4 = dedup_within(examples, lambda e: f"{e.style}|{e.kind == 'unanswerable'}|{normalize(e.question)}")
