@@ -302,3 +302,19 @@ def test_the_answer_text_cites_what_the_citation_list_shows(assistant: Assistant
     answer = assistant.answer("로드락 Vent를 급하게 하면 무슨 문제가 있어?", AskOptions(model="ft"))
     assert f"[{other}]" not in answer.text and f"[{source.id}]" in answer.text
     assert source.id in answer.citations
+
+
+def test_calibration_can_be_fitted_on_several_question_sets(tmp_path: Path) -> None:
+    """dev (KB wording) and user-dev (users' wording) together: one fit, one hash of both."""
+    from aldlab.rag.build import calibration_sets
+    from aldlab.rag.confidence import sets_sha256
+
+    install_fake_embedder()
+    first, second = write_dev_set(tmp_path / "dev.jsonl"), write_dev_set(tmp_path / "user-dev.jsonl")
+    config = RagConfig(dense_model="fake", index_dir=tmp_path / "index", dev_set=[first, second])
+    assert calibration_sets(config) == [first, second]
+    retriever = build_retriever(tiny_kb(), config, show_progress=False)
+    fitted = retriever.calibration.fitted_on
+    assert fitted["dev_sha256"] == sets_sha256([first, second]) != sets_sha256([first])
+    assert str(first) in fitted["dev_set"] and str(second) in fitted["dev_set"]
+    assert calibration_sets(RagConfig(dense_model="fake", index_dir=tmp_path / "i2"))[-1].name == "user-dev.jsonl"

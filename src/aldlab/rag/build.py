@@ -236,22 +236,31 @@ def build_retriever(
     return retriever
 
 
-def ensure_calibration(retriever: HybridRetriever, config: RagConfig) -> None:
-    """Fit and store the calibration once per index and retrieval settings (~2 s)."""
-    from aldlab.files import sha256_file
-    from aldlab.rag.confidence import calibrate, devset_matches_kb
+def calibration_sets(config: RagConfig) -> list[Path]:
+    """The question files the refusal calibration is fitted on (existing ones only)."""
     from aldlab.settings import REPO_ROOT
 
-    dev_path = config.dev_set or REPO_ROOT / "evalsets" / "dev.jsonl"
+    if config.dev_set is None:
+        paths = [REPO_ROOT / "evalsets" / "dev.jsonl", REPO_ROOT / "evalsets" / "user-dev.jsonl"]
+    else:
+        paths = list(config.dev_set) if isinstance(config.dev_set, list) else [config.dev_set]
+    return [Path(p) for p in paths if Path(p).exists()]
+
+
+def ensure_calibration(retriever: HybridRetriever, config: RagConfig) -> None:
+    """Fit and store the calibration once per index, retrieval settings and question sets (~2 s)."""
+    from aldlab.rag.confidence import calibrate, devset_matches_kb, sets_sha256
+
+    paths = calibration_sets(config)
+    if not paths:
+        return
     settings = retrieval_settings(config)
     current = retriever.calibration.fitted_on
-    if not Path(dev_path).exists():
+    if current.get("retrieval") == settings and current.get("dev_sha256") == sets_sha256(paths):
         return
-    if current.get("retrieval") == settings and current.get("dev_sha256") == sha256_file(dev_path)[:16]:
-        return
-    if not devset_matches_kb(dev_path, retriever.document_ids):
+    if not devset_matches_kb(paths[0], retriever.document_ids):
         return  # a user's own KB: the built-in default calibration applies
-    calibration = calibrate(retriever, dev_path, names_refused=config.refuse_unknown_names)
+    calibration = calibrate(retriever, paths, names_refused=config.refuse_unknown_names)
     calibration.fitted_on["retrieval"] = settings
     retriever.set_calibration(calibration)
 

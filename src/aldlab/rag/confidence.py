@@ -29,7 +29,7 @@ import numpy as np
 
 from aldlab.errors import UserError
 from aldlab.evalset import load_questions
-from aldlab.files import sha256_file
+from aldlab.files import sha256_file, sha256_text
 
 FEATURE_NAMES = ("dense_top", "bm25_top", "coverage")
 #: The confidence is P(a gold document is among the top CALIBRATION_TOP_K contexts),
@@ -178,15 +178,24 @@ def fit_calibration(
     return calibration
 
 
+def sets_sha256(paths: Sequence[str | Path]) -> str:
+    """One short hash of the calibration question files (a change triggers a refit)."""
+    if len(paths) == 1:
+        return sha256_file(paths[0])[:16]  # the hash a single-set calibration has always stored
+    return sha256_text("|".join(sha256_file(p) for p in paths))[:16]
+
+
 def calibrate(
-    retriever: Any, dev_path: str | Path, top_k: int = CALIBRATION_TOP_K, *, names_refused: bool = True
+    retriever: Any, dev_path: str | Path | Sequence[str | Path], top_k: int = CALIBRATION_TOP_K, *, names_refused: bool = True
 ) -> Calibration:
-    """Run the dev questions through `retriever` and fit a Calibration (not saved).
+    """Run the calibration questions (one file or several) through `retriever` and fit a
+    Calibration (not saved).
 
     `names_refused`: questions naming what the KB never mentions are refused anyway, so the
     threshold is chosen on the others (see `fit_calibration`).
     """
-    questions = load_questions(dev_path)
+    paths = [dev_path] if isinstance(dev_path, (str, Path)) else list(dev_path)
+    questions = [q for path in paths for q in load_questions(path)]
     usable = [q for q in questions if not q.answerable or (q.doc_ids and set(q.doc_ids) & retriever.document_ids)]
     features, hits, answerable, named = [], [], [], []
     for q in usable:
@@ -201,7 +210,7 @@ def calibrate(
         hits,
         answerable,
         threshold_on=named,
-        fitted_on={"dev_set": str(dev_path), "dev_sha256": sha256_file(dev_path)[:16], "questions": len(usable),
+        fitted_on={"dev_set": ", ".join(str(p) for p in paths), "dev_sha256": sets_sha256(paths), "questions": len(usable),
                    "top_k": top_k},
     )
 

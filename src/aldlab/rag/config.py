@@ -47,8 +47,10 @@ class RagConfig:
     #: Also refuse (before the LLM) questions that name something no KB document mentions:
     #: a vendor, tool, material or alarm code ("ASM", "E-2041"; see `Retrieval.unknown_names`).
     refuse_unknown_names: bool = True
-    #: Dev set used for calibration; None = evalsets/dev.jsonl of the checkout.
-    dev_set: Path | None = None
+    #: Question sets the refusal calibration is fitted on; None = the checkout's
+    #: evalsets/dev.jsonl and evalsets/user-dev.jsonl (KB-style and user-style wording: fitted on
+    #: dev alone, 28% of answerable user-dev questions were refused before the model).
+    dev_set: Path | list[Path] | None = None
 
     # --- generation --------------------------------------------------------------
     max_new_tokens: int = 256
@@ -74,7 +76,9 @@ class RagConfig:
 
     def __post_init__(self) -> None:
         self.index_dir = Path(self.index_dir).expanduser()
-        if self.dev_set is not None:
+        if isinstance(self.dev_set, (list, tuple)):
+            self.dev_set = [Path(p).expanduser() for p in self.dev_set]
+        elif self.dev_set is not None:
             self.dev_set = Path(self.dev_set).expanduser()
         checks = [
             ("top_k", self.top_k >= 1, "1 이상 / at least 1"),
