@@ -129,3 +129,111 @@ def test_eval_batches_are_equal_on_every_rank(n: int, world: int, bs: int) -> No
     counted = sorted(i for batches in per_rank for rows, ok in batches if ok for i in rows)
     assert counted == order
     assert all(rows for batches in per_rank for rows, _ in batches)  # no empty forward
+
+
+# --------------------------------------------------------------------------- dtype and 4-bit on a GPU
+
+
+def _pretend_cuda(monkeypatch, bf16: bool) -> None:
+    """The CUDA branches of the trainer and the loader, on this CPU machine."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: bf16)
+
+
+@pytest.mark.parametrize(
+    ("spelling", "plan", "loaded"),
+    [
+        ("bf16", ("bfloat16", "bf16"), "bfloat16"),
+        ("BF16", ("bfloat16", "bf16"), "bfloat16"),
+        ("torch.bfloat16", ("bfloat16", "bf16"), "bfloat16"),
+        ("fp16", ("float16", "fp16"), "float16"),
+        ("half", ("float16", "fp16"), "float16"),
+        ("fp32", ("float32", "no"), "float32"),
+        ("float32", ("float32", "no"), "float32"),
+    ],
+)
+def test_documented_dtype_spellings_work_on_a_gpu(monkeypatch, spelling: str, plan: tuple, loaded: str) -> None:
+    """`--dtype bf16`, as --help spells it, raised KeyError on CUDA: the plan kept 'bf16'."""
+    import torch
+
+    from aldlab.llm.model import torch_dtype
+    from aldlab.train.config import TrainConfig
+
+    _pretend_cuda(monkeypatch, bf16=True)
+    config = TrainConfig(dtype=spelling)
+    got = precision_plan(config.dtype, cuda=True, bf16_supported=True)
+    assert got == plan
+    assert torch_dtype(got.load_dtype) is getattr(torch, loaded)
+    assert torch_dtype(spelling) is getattr(torch, loaded)  # the loader takes every spelling itself
+
+
+def test_the_loader_takes_the_documented_spelling_on_cuda(monkeypatch, tmp_path: Path) -> None:
+    import torch
+
+    from aldlab.llm.model import LoadOptions, load_model
+    from aldlab.llm.tiny import build_tiny_model_dir
+
+    model_dir = build_tiny_model_dir(tmp_path / "m")
+    _pretend_cuda(monkeypatch, bf16=True)
+    model = load_model(str(model_dir), LoadOptions(dtype="bf16"))
+    assert next(model.parameters()).dtype is torch.bfloat16
+
+
+def test_a_bad_dtype_is_one_bilingual_line(captured_train) -> None:
+    from typer.testing import CliRunner
+
+    from aldlab.cli import app
+    from aldlab.llm.model import torch_dtype
+    from aldlab.train.config import TrainConfig
+
+    with pytest.raises(UserError, match="dtype") as err:
+        TrainConfig(dtype="fp8")
+    assert "bf16" in err.value.hint and "값이 올바르지" in err.value.ko
+    with pytest.raises(UserError, match="int8"):
+        torch_dtype("int8")
+    result = CliRunner().invoke(app, ["train", "--train_file", "t.jsonl", "--dtype", "bfloat32"])
+    assert result.exit_code != 0 and isinstance(result.exception, UserError)
+    assert not captured_train  # stopped before training
+    assert CliRunner().invoke(app, ["train", "--train_file", "t.jsonl", "--dtype", "bf16"]).exit_code == 0
+    assert captured_train[-1].dtype == "bfloat16"  # recorded in training_meta.json as torch names it
+
+
+@pytest.fixture
+def captured_train(monkeypatch) -> list:
+    import aldlab.train.trainer as trainer_mod
+    from aldlab.train.state import TrainResult
+
+    seen: list = []
+
+    def fake_train(config, progress: bool = True):  # noqa: ANN001, ANN202
+        seen.append(config)
+        return TrainResult(config.output_dir, 1.0, 1.0, 2.0, 3, 1.0, 10.0)
+
+    monkeypatch.setattr(trainer_mod, "train", fake_train)
+    return seen
+
+
+def test_cpu_says_it_trains_in_fp32_when_asked_for_bf16(monkeypatch, tmp_path: Path, capsys) -> None:
+    """On CPU an explicit --dtype was dropped without a word."""
+    import aldlab.llm.model as model_mod
+    import aldlab.train.trainer as trainer_mod
+    from aldlab.train.config import TrainConfig
+    from aldlab.train.tiny import write_chat_jsonl
+
+    class Stop(Exception):
+        pass
+
+    def stop(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise Stop
+
+    monkeypatch.setattr(model_mod, "load_tokenizer", stop)
+    data = write_chat_jsonl(tmp_path / "train.jsonl", 4)
+    with pytest.raises(Stop):
+        trainer_mod.train(TrainConfig(model_name="m", train_file=str(data), dtype="bf16"), progress=False)
+    said = " ".join(capsys.readouterr().err.split())
+    assert "fp32" in said and "--dtype bfloat16 is ignored" in said
+    with pytest.raises(Stop):
+        trainer_mod.train(TrainConfig(model_name="m", train_file=str(data)), progress=False)
+    assert "ignored" not in capsys.readouterr().err

@@ -137,21 +137,44 @@ def portable_model_name(name_or_path: str | None) -> str:
 class LoadOptions:
     """How to place the model: CPU fp32 by default, bf16 / 4-bit on a GPU."""
 
-    dtype: str = "auto"  # auto | float32 | bfloat16 | float16
+    dtype: str = "auto"  # any `dtype_name` spelling: auto | bf16 | fp16 | fp32 | bfloat16 | ...
     load_in_4bit: bool = False
     device_map: str | dict[str, int] | None = None  # {"": local_rank} puts a rank's copy on its GPU
+
+
+#: Every accepted dtype spelling -> torch's name. `--dtype` documents bf16/fp16/fp32; torch's
+#: own names (also as "torch.bfloat16") are accepted so a value copied from a config works.
+DTYPE_NAMES = {
+    "auto": "auto",
+    "bf16": "bfloat16", "bfloat16": "bfloat16",
+    "fp16": "float16", "float16": "float16", "half": "float16",
+    "fp32": "float32", "float32": "float32", "float": "float32",
+}
+
+
+def dtype_name(value: str) -> str:
+    """'auto' or torch's name ('bfloat16', 'float16', 'float32') for any accepted spelling."""
+    key = str(value).strip().lower().removeprefix("torch.")
+    if key not in DTYPE_NAMES:
+        raise UserError(
+            f"dtype 값이 올바르지 않습니다: {value}",
+            f"Invalid dtype: {value!r}",
+            hint="--dtype auto | bf16 | fp16 | fp32 (bfloat16, float16, float32)",
+        )
+    return DTYPE_NAMES[key]
 
 
 def torch_dtype(name: str) -> Any:
     """'auto' means bf16 on CUDA (fp16 without bf16 support) and fp32 on CPU (bf16 matmul is ~280x slower here)."""
     import torch
 
+    name = dtype_name(name)
     if name == "auto":
         if not torch.cuda.is_available():
             return torch.float32
         # fp16 on GPUs without bf16 (T4, V100): emulated bf16 is many times slower there.
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
+    return getattr(torch, name)
 
 
 def load_tokenizer(name_or_path: str | None) -> Any:

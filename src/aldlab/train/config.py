@@ -13,6 +13,7 @@ from typing import Any
 
 from aldlab.cli_options import MODEL_FLAG, OUTPUT_FLAG
 from aldlab.errors import UserError
+from aldlab.llm.model import dtype_name
 
 DEFAULT_TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj"]
 
@@ -70,7 +71,11 @@ class TrainConfig:
     seed: int = field(default=42, metadata={"help": "시드 / random seed"})
     gradient_checkpointing: bool = field(default=False, metadata={"help": "그래디언트 체크포인팅 / gradient checkpointing"})
     load_in_4bit: bool = field(default=False, metadata={"help": "4-bit QLoRA (CUDA + bitsandbytes)"})
-    dtype: str = field(default="auto", metadata={"help": "자료형 / dtype: auto (CUDA bf16, CPU fp32) | bf16 | fp16 | fp32"})
+    # CPU always trains in fp32 (bf16 matmul is ~280x slower on this CPU); the trainer says so
+    # when another dtype was asked for.
+    dtype: str = field(default="auto", metadata={
+        "help": "자료형 / dtype: auto (CUDA bf16, bf16 없는 GPU fp16) | bf16 | fp16 | fp32; CPU는 항상 fp32 "
+        "/ CPU always fp32"})
     group_by_length: bool = field(default=True, metadata={"help": "비슷한 길이끼리 배치 / batch rows of similar length"})
     save_inference_only: bool = field(default=False, metadata={
         "help": "어댑터·설정·토크나이저만 저장 / keep only adapter, config, tokenizer"})
@@ -82,6 +87,7 @@ class TrainConfig:
         if isinstance(self.target_modules, str):
             self.target_modules = [m.strip() for m in self.target_modules.split(",") if m.strip()]
         self.max_seq_len = _parse_max_seq_len(self.max_seq_len)
+        self.dtype = dtype_name(self.dtype)
         for name in ("batch_size", "gradient_accumulation_steps", "lora_r", "eval_steps",
                      "logging_steps", "save_steps"):
             if int(getattr(self, name)) < 1:

@@ -20,6 +20,8 @@ from __future__ import annotations
 import math
 from typing import Any, NamedTuple
 
+from aldlab.llm.model import dtype_name
+
 SHARDED_ENGINES = {"DEEPSPEED", "FSDP"}
 
 
@@ -31,13 +33,14 @@ class PrecisionPlan(NamedTuple):
 
 
 def precision_plan(dtype: str, cuda: bool, bf16_supported: bool) -> PrecisionPlan:
-    """`dtype: auto` -> bf16 on bf16 GPUs, fp16 on older GPUs, fp32 on CPU; explicit values win.
+    """`dtype: auto` -> bf16 on bf16 GPUs, fp16 on older GPUs, fp32 on CPU; explicit values win on a GPU.
 
     LoRA weights stay fp32 either way (PEFT upcasts adapters), so fp16 only needs the
     loss scaler accelerate adds for `mixed_precision="fp16"`.
     """
     if not cuda:
         return PrecisionPlan("float32", "no")
+    dtype = dtype_name(dtype)  # the documented bf16/fp16/fp32 spellings, too
     if dtype == "auto":
         dtype = "bfloat16" if bf16_supported else "float16"
     if dtype == "bfloat16" and not bf16_supported:

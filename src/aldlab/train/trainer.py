@@ -110,6 +110,9 @@ def _setup(config: TrainConfig) -> Run:
     precision = precision_plan(config.dtype, cuda, cuda and torch.cuda.is_bf16_supported())
     mixed = precision.mixed_precision
     accelerator = _accelerator(config, mixed)
+    if not cuda and config.dtype not in {"auto", "float32"}:
+        log(accelerator, f"[yellow]CPU에서는 fp32로 학습합니다 (--dtype {config.dtype} 무시) "
+                         f"/ CPU trains in fp32, --dtype {config.dtype} is ignored[/]")
     _configure_threads(config, int(os.environ.get("LOCAL_WORLD_SIZE", accelerator.num_processes)))
     _set_seed(config.seed)
 
