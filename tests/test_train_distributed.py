@@ -37,9 +37,8 @@ def _launch_env(config_file: str, deepspeed: bool) -> dict[str, str]:
     return prepare_multi_gpu_env(args)
 
 
-@pytest.mark.parametrize(("name", "stage"), [("deepspeed-zero2", 2), ("deepspeed-zero3", 3)])
-def test_deepspeed_configs_get_every_value_a_launch_needs(monkeypatch, name: str, stage: int) -> None:
-    """accelerate raised `ValueError` on prepare(model, optimizer) with micro batch "auto"."""
+def _deepspeed_plugin(monkeypatch, name: str):  # noqa: ANN202
+    """accelerate's DeepSpeedPlugin as `accelerate launch --config_file configs/accelerate/<name>.yaml` builds it."""
     from accelerate.utils import DeepSpeedPlugin
 
     monkeypatch.chdir(REPO)  # the YAML names the JSON relative to the repository root
@@ -47,7 +46,13 @@ def test_deepspeed_configs_get_every_value_a_launch_needs(monkeypatch, name: str
     for key, value in env.items():
         if key.startswith("ACCELERATE"):
             monkeypatch.setenv(key, value)
-    plugin = DeepSpeedPlugin()
+    return DeepSpeedPlugin()
+
+
+@pytest.mark.parametrize(("name", "stage"), [("deepspeed-zero2", 2), ("deepspeed-zero3", 3)])
+def test_deepspeed_configs_get_every_value_a_launch_needs(monkeypatch, name: str, stage: int) -> None:
+    """accelerate raised `ValueError` on prepare(model, optimizer) with micro batch "auto"."""
+    plugin = _deepspeed_plugin(monkeypatch, name)
     assert plugin.zero_stage == stage
     assert plugin.zero3_init_flag == (stage == 3)
     plugin.set_mixed_precision("bf16")
@@ -213,6 +218,65 @@ def captured_train(monkeypatch) -> list:
 
     monkeypatch.setattr(trainer_mod, "train", fake_train)
     return seen
+
+
+@pytest.mark.parametrize(
+    ("bf16_gpu", "dtype", "compute"),
+    [(True, "auto", "bfloat16"), (False, "auto", "float16"), (False, "bf16", "float16"),
+     (True, "fp16", "float16"), (True, "fp32", "float32")],
+)
+def test_four_bit_compute_dtype_follows_the_training_dtype(monkeypatch, bf16_gpu: bool, dtype: str, compute: str) -> None:
+    """The compute dtype was bf16 everywhere, also on T4/V100 (no bf16) under fp16 autocast."""
+    import torch
+
+    from aldlab.llm.model import four_bit_config
+
+    _pretend_cuda(monkeypatch, bf16=bf16_gpu)
+    plan = precision_plan(dtype, cuda=True, bf16_supported=bf16_gpu)  # what the trainer loads with
+    assert four_bit_config(plan.load_dtype).bnb_4bit_compute_dtype is getattr(torch, compute)
+
+
+def _accelerator_like(kind: str, plugin=None):  # noqa: ANN001, ANN202
+    from types import SimpleNamespace
+
+    from accelerate.utils import DistributedType
+
+    return SimpleNamespace(distributed_type=DistributedType[kind], state=SimpleNamespace(deepspeed_plugin=plugin))
+
+
+@pytest.mark.parametrize(("kind", "config", "refused"), [
+    ("DEEPSPEED", "deepspeed-zero3", True), ("DEEPSPEED", "deepspeed-zero2", False),
+    ("FSDP", None, True), ("MULTI_GPU", None, False), ("NO", None, False),
+])
+def test_four_bit_is_refused_where_the_weights_are_sharded(monkeypatch, kind: str, config: str | None,
+                                                           refused: bool) -> None:
+    from aldlab.train.distributed import refuse_four_bit_with_sharded_weights
+
+    accelerator = _accelerator_like(kind, _deepspeed_plugin(monkeypatch, config) if config else None)
+    refuse_four_bit_with_sharded_weights(accelerator, load_in_4bit=False)  # bf16 LoRA runs anywhere
+    if not refused:
+        refuse_four_bit_with_sharded_weights(accelerator, load_in_4bit=True)
+        return
+    with pytest.raises(UserError, match="ZeRO-3" if config else "FSDP") as err:
+        refuse_four_bit_with_sharded_weights(accelerator, load_in_4bit=True)
+    assert "--load_in_4bit" in err.value.ko and "ddp.yaml" in err.value.hint
+
+
+def test_the_trainer_refuses_four_bit_under_fsdp_before_loading_anything(monkeypatch, tmp_path: Path) -> None:
+    import aldlab.llm.model as model_mod
+    import aldlab.train.trainer as trainer_mod
+    from aldlab.train.config import TrainConfig
+    from aldlab.train.tiny import write_chat_jsonl
+
+    def must_not_load(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise AssertionError("loaded before the 4-bit/FSDP check")
+
+    monkeypatch.setattr(trainer_mod, "_accelerator", lambda config, mixed: _accelerator_like("FSDP"))
+    monkeypatch.setattr(model_mod, "load_tokenizer", must_not_load)
+    monkeypatch.setattr(model_mod, "load_model", must_not_load)
+    data = write_chat_jsonl(tmp_path / "train.jsonl", 4)
+    with pytest.raises(UserError, match="FSDP"):
+        trainer_mod.train(TrainConfig(model_name="m", train_file=str(data), load_in_4bit=True), progress=False)
 
 
 def test_cpu_says_it_trains_in_fp32_when_asked_for_bf16(monkeypatch, tmp_path: Path, capsys) -> None:

@@ -203,7 +203,7 @@ def load_model(name_or_path: str | None, options: LoadOptions | None = None) -> 
     path = resolve_model_path(name_or_path)
     kwargs: dict[str, Any] = {"dtype": torch_dtype(options.dtype)}
     if options.load_in_4bit:
-        kwargs["quantization_config"] = _four_bit_config()
+        kwargs["quantization_config"] = four_bit_config(options.dtype)
         kwargs["device_map"] = options.device_map or "auto"
     elif options.device_map:
         kwargs["device_map"] = options.device_map
@@ -216,7 +216,13 @@ def load_model(name_or_path: str | None, options: LoadOptions | None = None) -> 
     return model
 
 
-def _four_bit_config() -> Any:
+def four_bit_config(dtype: str = "auto") -> Any:
+    """nf4 + double quant, computing in the training dtype (`torch_dtype(dtype)`).
+
+    The compute dtype follows the load dtype: bf16 where the GPU has it, fp16 on T4/V100
+    (a bf16 compute dtype there is emulated, many times slower, and disagrees with the fp16
+    autocast the trainer runs).
+    """
     import torch
     from transformers import BitsAndBytesConfig
 
@@ -229,7 +235,7 @@ def _four_bit_config() -> Any:
     return BitsAndBytesConfig(
         load_in_4bit=True,
         bnb_4bit_quant_type="nf4",
-        bnb_4bit_compute_dtype=torch.bfloat16,
+        bnb_4bit_compute_dtype=torch_dtype(dtype),
         bnb_4bit_use_double_quant=True,
     )
 

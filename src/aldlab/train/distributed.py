@@ -11,6 +11,7 @@ check without CUDA or DeepSpeed installed:
 - `fill_deepspeed_config`: the values the ZeRO JSON files leave as "auto" and that accelerate
   can only derive from a DataLoader (which this trainer does not use) — micro-batch size,
   accumulation, clipping and precision come from the TrainConfig instead.
+- `refuse_four_bit_with_sharded_weights`: QLoRA is refused under ZeRO-3/FSDP before loading.
 - `eval_batches`: every rank runs the same number of eval forwards (a ZeRO-3 or FSDP forward
   is a collective: a rank with one batch fewer would leave the others waiting forever).
 """
@@ -73,6 +74,27 @@ def is_sharded(accelerator: Any) -> bool:
 def zero_stage(accelerator: Any) -> int:
     plugin = getattr(getattr(accelerator, "state", None), "deepspeed_plugin", None)
     return int(getattr(plugin, "zero_stage", 0) or 0) if plugin is not None else 0
+
+
+def refuse_four_bit_with_sharded_weights(accelerator: Any, load_in_4bit: bool) -> None:
+    """4-bit QLoRA runs on one GPU, DDP or ZeRO-2; stop under ZeRO-3/FSDP before any loading.
+
+    Both shard the parameters themselves, which bitsandbytes' packed 4-bit weights (loaded
+    with a per-rank device map) do not survive; the error would come after minutes of
+    loading a 7B model, or as a hang in the first collective.
+    """
+    engine = engine_name(accelerator)
+    if not load_in_4bit or not (engine == "FSDP" or zero_stage(accelerator) == 3):
+        return
+    from aldlab.errors import UserError
+
+    name = "FSDP" if engine == "FSDP" else "DeepSpeed ZeRO-3"
+    raise UserError(
+        f"--load_in_4bit(QLoRA)은 {name}와 함께 쓸 수 없습니다.",
+        f"--load_in_4bit (QLoRA) cannot run under {name}: it shards the weights that 4-bit loading packs per GPU.",
+        hint="4-bit은 단일 GPU, configs/accelerate/ddp.yaml 또는 deepspeed-zero2.yaml로; ZeRO-3/FSDP는 4-bit 없이 "
+        "/ use 4-bit on one GPU, ddp.yaml or deepspeed-zero2.yaml; ZeRO-3/FSDP without --load_in_4bit",
+    )
 
 
 def fill_deepspeed_config(

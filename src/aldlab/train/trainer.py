@@ -43,6 +43,7 @@ from aldlab.train.distributed import (
     is_deepspeed,
     is_sharded,
     precision_plan,
+    refuse_four_bit_with_sharded_weights,
     zero_stage,
 )
 from aldlab.train.report import TrainProgress, data_inputs, log, plot_losses, train_result, training_meta
@@ -110,6 +111,7 @@ def _setup(config: TrainConfig) -> Run:
     precision = precision_plan(config.dtype, cuda, cuda and torch.cuda.is_bf16_supported())
     mixed = precision.mixed_precision
     accelerator = _accelerator(config, mixed)
+    refuse_four_bit_with_sharded_weights(accelerator, config.load_in_4bit)
     if not cuda and config.dtype not in {"auto", "float32"}:
         log(accelerator, f"[yellow]CPU에서는 fp32로 학습합니다 (--dtype {config.dtype} 무시) "
                          f"/ CPU trains in fp32, --dtype {config.dtype} is ignored[/]")
