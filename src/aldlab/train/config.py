@@ -55,7 +55,10 @@ class TrainConfig:
         "help": "임베딩 행도 학습할 특수 토큰 (쉼표) / special tokens whose embedding row is trained, comma-separated"})
     # int, "auto" (longest train/eval row, rounded up to 64) or "pNN" (NNth percentile of
     # the rows' lengths, rounded up to 64); rows longer than it are skipped, never cut.
-    max_seq_len: int | str = field(default=1024, metadata={
+    # "auto" by default: RAG rows carry up to 5 passages (817 tokens median, 1050 max with
+    # Gemma's tokenizer), so the seed's fixed 1024 stopped its own flags before training.
+    # Batches are padded only to their own longest row, so the limit costs no memory.
+    max_seq_len: int | str = field(default="auto", metadata={
         "help": "최대 토큰 길이(정수, auto=가장 긴 행, p99=99% 백분위), 더 긴 행은 제외 / max tokens (int, "
         "auto = longest row, p99 = 99th percentile); longer rows are skipped"})
     # Without it, training stops when more than 2% of any style (closed/rag/refusal) is too long.

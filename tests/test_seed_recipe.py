@@ -1,0 +1,160 @@
+"""A CPU rehearsal of the seed recipe (Qwen/Qwen2.5-7B-Instruct) on a tiny Qwen2 model.
+
+No GPU and no Hub here, so the model is a Qwen2ForCausalLM of ~150k parameters
+with a byte-level BPE tokenizer that carries Qwen2.5's special tokens, its chat template
+(ChatML: `<|im_start|>role\\n...<|im_end|>\\n`, a default system prompt) and its generation
+config (sampling defaults, two EOS ids, repetition_penalty 1.05). What the real model adds
+(7B weights, bf16, CUDA, its 151k vocabulary) is not rehearsed: `scripts/gpu_smoke.sh`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+#: Qwen2.5-Instruct's chat template (tokenizer_config.json), tool branches included.
+QWEN25_CHAT_TEMPLATE = (
+    "{%- if tools %}\n"
+    "    {{- '<|im_start|>system\\n' }}\n"
+    "    {%- if messages[0]['role'] == 'system' %}\n"
+    "        {{- messages[0]['content'] }}\n"
+    "    {%- else %}\n"
+    "        {{- 'You are Qwen, created by Alibaba Cloud. You are a helpful assistant.' }}\n"
+    "    {%- endif %}\n"
+    "    {{- \"\\n\\n# Tools\\n\\nYou may call one or more functions to assist with the user query.\\n\\n"
+    "You are provided with function signatures within <tools></tools> XML tags:\\n<tools>\" }}\n"
+    "    {%- for tool in tools %}\n"
+    "        {{- \"\\n\" }}\n"
+    "        {{- tool | tojson }}\n"
+    "    {%- endfor %}\n"
+    "    {{- \"\\n</tools>\\n\\nFor each function call, return a json object with function name and arguments "
+    "within <tool_call></tool_call> XML tags:\\n<tool_call>\\n{\\\"name\\\": <function-name>, \\\"arguments\\\": "
+    "<args-json-object>}\\n</tool_call><|im_end|>\\n\" }}\n"
+    "{%- else %}\n"
+    "    {%- if messages[0]['role'] == 'system' %}\n"
+    "        {{- '<|im_start|>system\\n' + messages[0]['content'] + '<|im_end|>\\n' }}\n"
+    "    {%- else %}\n"
+    "        {{- '<|im_start|>system\\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\\n' }}\n"
+    "    {%- endif %}\n"
+    "{%- endif %}\n"
+    "{%- for message in messages %}\n"
+    "    {%- if (message.role == \"user\") or (message.role == \"system\" and not loop.first) or "
+    "(message.role == \"assistant\" and not message.tool_calls) %}\n"
+    "        {{- '<|im_start|>' + message.role + '\\n' + message.content + '<|im_end|>' + '\\n' }}\n"
+    "    {%- elif message.role == \"assistant\" %}\n"
+    "        {{- '<|im_start|>' + message.role }}\n"
+    "        {%- if message.content %}\n"
+    "            {{- '\\n' + message.content }}\n"
+    "        {%- endif %}\n"
+    "        {%- for tool_call in message.tool_calls %}\n"
+    "            {%- if tool_call.function is defined %}\n"
+    "                {%- set tool_call = tool_call.function %}\n"
+    "            {%- endif %}\n"
+    "            {{- '\\n<tool_call>\\n{\"name\": \"' }}\n"
+    "            {{- tool_call.name }}\n"
+    "            {{- '\", \"arguments\": ' }}\n"
+    "            {{- tool_call.arguments | tojson }}\n"
+    "            {{- '}\\n</tool_call>' }}\n"
+    "        {%- endfor %}\n"
+    "        {{- '<|im_end|>\\n' }}\n"
+    "    {%- elif message.role == \"tool\" %}\n"
+    "        {%- if (loop.index0 == 0) or (messages[loop.index0 - 1].role != \"tool\") %}\n"
+    "            {{- '<|im_start|>user' }}\n"
+    "        {%- endif %}\n"
+    "        {{- '\\n<tool_response>\\n' }}\n"
+    "        {{- message.content }}\n"
+    "        {{- '\\n</tool_response>' }}\n"
+    "        {%- if loop.last or (messages[loop.index0 + 1].role != \"tool\") %}\n"
+    "            {{- '<|im_end|>\\n' }}\n"
+    "        {%- endif %}\n"
+    "    {%- endif %}\n"
+    "{%- endfor %}\n"
+    "{%- if add_generation_prompt %}\n"
+    "    {{- '<|im_start|>assistant\\n' }}\n"
+    "{%- endif %}\n"
+)
+
+#: Qwen2.5's first special tokens, in its id order (151643, 151644, 151645).
+QWEN_SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+
+
+def build_tiny_qwen_dir(path: Path, vocab_size: int = 2000) -> Path:
+    """A random Qwen2ForCausalLM with a Qwen2.5-style tokenizer, chat template and generation config.
+
+    The BPE is trained on the shipped KB, so Korean text splits into realistic pieces.
+    """
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import GenerationConfig, PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+
+    from aldlab.kb.io import load_kb
+    from aldlab.prompts import SYSTEM_PROMPT
+    from aldlab.settings import shipped_kb_dir
+
+    corpus = [SYSTEM_PROMPT] + [f"{d.title} {d.text}" for d in load_kb(shipped_kb_dir()).documents]
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    bpe.train_from_iterator(corpus, trainer=trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=QWEN_SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    # Qwen2.5-Instruct: EOS is <|im_end|>, padding is <|endoftext|>, no BOS token.
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+                                        chat_template=QWEN25_CHAT_TEMPLATE)
+    end_of_text, im_end = (tokenizer.convert_tokens_to_ids(t) for t in ("<|endoftext|>", "<|im_end|>"))
+    config = Qwen2Config(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
+                         bos_token_id=end_of_text, eos_token_id=im_end, tie_word_embeddings=False)
+    torch.manual_seed(0)
+    Qwen2ForCausalLM(config).save_pretrained(str(path), safe_serialization=True)
+    tokenizer.save_pretrained(str(path))
+    GenerationConfig(bos_token_id=end_of_text, pad_token_id=end_of_text, eos_token_id=[im_end, end_of_text],
+                     do_sample=True, temperature=0.7, top_p=0.8, top_k=20,
+                     repetition_penalty=1.05).save_pretrained(str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def qwen_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_qwen_dir(tmp_path_factory.mktemp("qwen") / "model")
+
+
+def write_five_passage_rows(path: Path, n: int) -> Path:
+    """RAG rows the way `aldlab data build` writes them at top_k 5, from the KB's longest documents."""
+    from aldlab.kb.io import load_kb
+    from aldlab.prompts import build_messages
+    from aldlab.settings import shipped_kb_dir
+
+    docs = sorted(load_kb(shipped_kb_dir()).documents, key=lambda d: -len(d.text))
+    with path.open("w", encoding="utf-8") as fh:
+        for i in range(n):
+            passages = docs[i : i + 5]
+            answer = f"{passages[0].text[:120]} [{passages[0].id}]"
+            row = {"id": f"r{i}", "style": "rag", "kind": "kb",
+                   "messages": build_messages(f"{passages[0].title}은(는) 무엇인가요?", passages, answer=answer)}
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("preset", ["gpu-qwen7b", "gpu-qwen7b-qlora", None])
+def test_five_passage_rows_fit_the_gpu_presets_and_the_seed_flags(qwen_dir: Path, tmp_path: Path,
+                                                                  preset: str | None) -> None:
+    """A fixed max_seq_len 1024 stopped the preset (and the seed's flags) before training.
+
+    RAG rows carry up to 5 passages: 817 tokens median, 1050 max with Gemma's tokenizer,
+    and other tokenizers split Korean finer. `max_seq_len: auto` sizes the limit from the data.
+    """
+    from aldlab.config import resolve_config
+    from aldlab.llm.model import load_tokenizer
+    from aldlab.train.config import TrainConfig
+    from aldlab.train.data import load_train_and_eval, tokenize_file
+
+    data = write_five_passage_rows(tmp_path / "train.jsonl", 20)
+    tokenizer = load_tokenizer(str(qwen_dir))
+    longest = max(len(e.input_ids) for e in tokenize_file(data, tokenizer))
+    assert longest > 1024  # the condition the presets used to stop on
+    config = resolve_config(TrainConfig, "train", preset=preset, overrides={"train_file": str(data)})
+    _, _, stats, _, seq_len = load_train_and_eval(config, tokenizer, data, None)
+    assert stats.too_long == 0 and stats.kept == 20 and seq_len >= longest
