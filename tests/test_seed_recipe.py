@@ -11,8 +11,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
+from typer.testing import CliRunner
+
+import aldlab.train.trainer as trainer_mod
+from aldlab.cli import app
 
 #: Qwen2.5-Instruct's chat template (tokenizer_config.json), tool branches included.
 QWEN25_CHAT_TEMPLATE = (
@@ -79,6 +84,8 @@ QWEN25_CHAT_TEMPLATE = (
 #: Qwen2.5's first special tokens, in its id order (151643, 151644, 151645).
 QWEN_SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 
+SEED_FLAGS = ["--num_epochs", "1", "--batch_size", "2", "--learning_rate", "2e-4", "--save_inference_only"]
+
 
 def build_tiny_qwen_dir(path: Path, vocab_size: int = 2000) -> Path:
     """A random Qwen2ForCausalLM with a Qwen2.5-style tokenizer, chat template and generation config.
@@ -116,9 +123,38 @@ def build_tiny_qwen_dir(path: Path, vocab_size: int = 2000) -> Path:
     return path
 
 
+def teach_to_answer_and_stop(model_dir: Path, rows: Path, steps: int = 30) -> None:
+    """Full fine-tune of the random model on a few chats, so it ends answers with <|im_end|>.
+
+    Qwen2.5-Instruct already stops there; a random model would answer until max_new_tokens
+    whatever the stop ids, and the test could not tell a working stop from a broken one.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from aldlab.llm.model import load_tokenizer
+    from aldlab.train.data import collate, tokenize_file
+
+    tokenizer = load_tokenizer(str(model_dir))
+    batch = collate(tokenize_file(rows, tokenizer), tokenizer.pad_token_id)
+    model = AutoModelForCausalLM.from_pretrained(str(model_dir))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-2)
+    torch.manual_seed(0)
+    for _ in range(steps):
+        model(**batch).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    model.save_pretrained(str(model_dir), safe_serialization=True)
+
+
 @pytest.fixture(scope="module")
 def qwen_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_qwen_dir(tmp_path_factory.mktemp("qwen") / "model")
+    from aldlab.train.tiny import write_chat_jsonl
+
+    root = tmp_path_factory.mktemp("qwen")
+    model_dir = build_tiny_qwen_dir(root / "model")
+    teach_to_answer_and_stop(model_dir, write_chat_jsonl(root / "instruct.jsonl", 4, seed=0))
+    return model_dir
 
 
 def write_five_passage_rows(path: Path, n: int) -> Path:
@@ -158,3 +194,84 @@ def test_five_passage_rows_fit_the_gpu_presets_and_the_seed_flags(qwen_dir: Path
     config = resolve_config(TrainConfig, "train", preset=preset, overrides={"train_file": str(data)})
     _, _, stats, _, seq_len = load_train_and_eval(config, tokenizer, data, None)
     assert stats.too_long == 0 and stats.kept == 20 and seq_len >= longest
+
+
+def _question(rows: Path) -> list[dict[str, str]]:
+    """The first row's chat without its answer."""
+    from aldlab.train.data import read_conversations
+
+    return read_conversations(rows)[0][1][:-1]
+
+
+def _logits(model: Any, input_ids: list[int]) -> Any:
+    import torch
+
+    with torch.no_grad():
+        return model(input_ids=torch.tensor([input_ids])).logits
+
+
+def _ids(value: int | list[int]) -> list[int]:
+    return value if isinstance(value, list) else [value]
+
+
+RECIPES = {
+    # finetune_llama.py's flags, spelled as the seed guide spells them: 12 rows / batch 2 = 6 steps.
+    "seed-flags": (SEED_FLAGS, 6),
+    # The preset as shipped (3 epochs, batch 4, r16, lr 2e-4, max_seq_len auto), cut to 3 steps.
+    "gpu-qwen7b": (["--preset", "gpu-qwen7b", "--max_steps", "3"], 3),
+}
+
+
+@pytest.mark.parametrize("recipe", list(RECIPES))
+def test_recipe_trains_reloads_merges_and_answers(qwen_dir: Path, tmp_path: Path, monkeypatch, recipe: str) -> None:
+    """Train through the CLI; the saved adapter, and the merged export, are the trained model."""
+    import torch
+
+    from aldlab.llm.chat_template import render_prompt_ids
+    from aldlab.llm.hf_generate import HFGenerator
+    from aldlab.train.tiny import write_chat_jsonl
+
+    flags, steps = RECIPES[recipe]
+    train_file = write_chat_jsonl(tmp_path / "train.jsonl", 12, seed=0, mix=True)
+    eval_file = write_chat_jsonl(tmp_path / "eval.jsonl", 4, seed=1, mix=True)
+    adapter = tmp_path / "adapter"
+    runs: list[Any] = []
+    finish = trainer_mod._finish
+    monkeypatch.setattr(trainer_mod, "_finish", lambda run, state: (runs.append(run), finish(run, state))[1])
+    result = CliRunner().invoke(app, [
+        "train", "--model_name", str(qwen_dir), "--train_file", str(train_file), "--eval_file", str(eval_file),
+        "--output_dir", str(adapter), *flags,
+    ])
+    assert result.exit_code == 0, result.output
+    meta = json.loads((adapter / "training_meta.json").read_text(encoding="utf-8"))
+    assert meta["final"]["steps"] == steps
+    adapter_config = json.loads((adapter / "adapter_config.json").read_text(encoding="utf-8"))
+    assert adapter_config["base_model_name_or_path"] == str(qwen_dir)
+    assert (adapter_config["r"], adapter_config["lora_alpha"], adapter_config["lora_dropout"]) == (16, 32, 0.1)
+    assert sorted(adapter_config["target_modules"]) == ["k_proj", "o_proj", "q_proj", "v_proj"]
+
+    tokenizer = runs[0].tokenizer
+    question = _question(train_file)
+    prompt = render_prompt_ids(tokenizer, question)
+    assert tokenizer.decode(prompt).endswith("<|im_end|>\n<|im_start|>assistant\n")
+    trained = _logits(runs[0].peft_model.eval(), prompt)
+    generator = HFGenerator(str(qwen_dir), {"ft": str(adapter)}).load()
+    with generator._use("ft") as reloaded:
+        torch.testing.assert_close(_logits(reloaded, prompt), trained)
+    with generator._use(None) as base:
+        assert not torch.allclose(_logits(base, prompt), trained, atol=1e-6)  # the adapter does something
+
+    merged_dir = tmp_path / "merged"
+    result = CliRunner().invoke(app, ["export", str(adapter), "--merge", "-o", str(merged_dir)])
+    assert result.exit_code == 0, result.output
+    merged = HFGenerator(str(merged_dir)).load()
+    torch.testing.assert_close(_logits(merged._model, prompt), trained, atol=1e-4, rtol=1e-4)
+    im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    assert merged._end_of_turn()[0] == im_end
+    assert im_end in _ids(json.loads((merged_dir / "generation_config.json").read_text())["eos_token_id"])
+
+    # Greedy, although Qwen's generation_config.json says do_sample with temperature 0.7.
+    answer = merged.generate_ids(question, max_new_tokens=40)
+    assert answer == generator.generate_ids(question, max_new_tokens=40, adapter="ft")
+    assert 0 < len(answer) < 40  # stopped at <|im_end|>, well before the token limit
+    assert merged.generate(question, max_new_tokens=40).endswith("다.")  # a sentence, as the rows end
