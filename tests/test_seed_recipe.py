@@ -275,3 +275,34 @@ def test_recipe_trains_reloads_merges_and_answers(qwen_dir: Path, tmp_path: Path
     assert answer == generator.generate_ids(question, max_new_tokens=40, adapter="ft")
     assert 0 < len(answer) < 40  # stopped at <|im_end|>, well before the token limit
     assert merged.generate(question, max_new_tokens=40).endswith("다.")  # a sentence, as the rows end
+
+
+def test_a_models_own_repetition_penalty_does_not_reach_the_prompt(qwen_dir: Path, tmp_path: Path) -> None:
+    """Qwen2.5's generation_config.json sets repetition_penalty 1.05, which transformers applied
+    over the whole prompt: a RAG answer was pushed away from the passages it should quote.
+
+    The model here carries an exaggerated penalty so one short answer shows it; greedy decoding
+    must equal a plain argmax loop over the model's logits.
+    """
+    import shutil
+
+    from transformers import GenerationConfig
+
+    from aldlab.llm.chat_template import render_prompt_ids
+    from aldlab.llm.hf_generate import HFGenerator
+    from aldlab.train.tiny import write_chat_jsonl
+
+    model_dir = Path(shutil.copytree(qwen_dir, tmp_path / "model"))
+    config = GenerationConfig.from_pretrained(str(model_dir))
+    config.repetition_penalty = 50.0
+    config.save_pretrained(str(model_dir))
+    generator = HFGenerator(str(model_dir)).load()
+    question = _question(write_chat_jsonl(tmp_path / "rows.jsonl", 4, seed=0))
+    ids, expected = render_prompt_ids(generator.tokenizer, question), []
+    while len(expected) < 20:
+        token = int(_logits(generator._model, ids)[0, -1].argmax())
+        if token in generator._end_of_turn():
+            break
+        expected.append(token)
+        ids.append(token)
+    assert generator.generate_ids(question, max_new_tokens=20) == expected

@@ -245,6 +245,11 @@ class HFGenerator:
             "max_new_tokens": int(max_new_tokens),
             "eos_token_id": self._end_of_turn(),
             "pad_token_id": self._pad_id(),
+            # A model's generation_config.json may set its own penalties (Qwen2.5-Instruct:
+            # repetition_penalty 1.05); transformers would apply them over the prompt too.
+            # Switched off here: the answer-only ones below are the settings that apply.
+            "repetition_penalty": 1.0,
+            "no_repeat_ngram_size": 0,
             "logits_processor": answer_logits_processors(
                 int(inputs["input_ids"].shape[1]),
                 repetition_penalty=self.repetition_penalty,
