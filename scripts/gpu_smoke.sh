@@ -3,6 +3,7 @@
 #
 #   bash scripts/gpu_smoke.sh                 # all configs on all visible GPUs
 #   CONFIGS="ddp deepspeed-zero3" NPROC=2 bash scripts/gpu_smoke.sh
+#   DTYPE=fp16 bash scripts/gpu_smoke.sh      # --dtype as --help spells it (auto | bf16 | fp16 | fp32)
 #
 # For each configs/accelerate/<name>.yaml: 20 optimizer steps of Qwen2.5-0.5B-Instruct
 # (LoRA r16 q,k,v,o, bf16 or fp16) on a small `aldlab data build` set, a checkpoint every 5
@@ -17,6 +18,7 @@ MODEL=${MODEL:-Qwen/Qwen2.5-0.5B-Instruct}
 NPROC=${NPROC:-$(nvidia-smi -L 2>/dev/null | wc -l)}
 CONFIGS=${CONFIGS:-"ddp deepspeed-zero2 deepspeed-zero3 fsdp"}
 WORK=${WORK:-$(mktemp -d -t aldlab-gpu-smoke-XXXX)}
+DTYPE=${DTYPE:-auto}
 STEPS=20
 KILL_AFTER=10
 
@@ -25,7 +27,7 @@ if ! python -c "import torch,sys; sys.exit(0 if torch.cuda.is_available() else 1
   exit 2
 fi
 if [ "${NPROC:-0}" -lt 1 ]; then NPROC=1; fi
-echo "model $MODEL, $NPROC process(es), work dir $WORK" >&2
+echo "model $MODEL, dtype $DTYPE, $NPROC process(es), work dir $WORK" >&2
 
 aldlab data build -o "$WORK/data" --preset gpu-qwen7b >/dev/null
 
@@ -35,7 +37,7 @@ train() {  # train <config> <output dir> [extra flags...]
   accelerate launch --config_file "configs/accelerate/$config.yaml" --num_processes "$NPROC" \
     -m aldlab.cli train --model "$MODEL" --train-file "$WORK/data/train.jsonl" \
     --eval-file "$WORK/data/eval.jsonl" --output "$out" --max-steps "$STEPS" --save-steps 5 \
-    --eval-steps 10 --batch-size 2 --gradient-accumulation-steps 2 --max-seq-len auto \
+    --eval-steps 10 --batch-size 2 --gradient-accumulation-steps 2 --dtype "$DTYPE" \
     --max-train-examples 200 --quiet "$@"
 }
 
@@ -47,7 +49,7 @@ for config in $CONFIGS; do
   start=$(date +%s)
   set +e
   # Own process group, so the kill reaches every rank the launcher started.
-  setsid bash -c "$(declare -f train); MODEL='$MODEL' NPROC='$NPROC' WORK='$WORK' STEPS='$STEPS' train '$config' '$out'" \
+  setsid bash -c "$(declare -f train); MODEL='$MODEL' NPROC='$NPROC' WORK='$WORK' STEPS='$STEPS' DTYPE='$DTYPE' train '$config' '$out'" \
     >"$log" 2>&1 &
   pid=$!
   while kill -0 "$pid" 2>/dev/null && [ ! -f "$out/checkpoint-$KILL_AFTER/trainer_state.json" ]; do sleep 2; done
