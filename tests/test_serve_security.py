@@ -207,3 +207,97 @@ def test_openai_usage_finish_reason_and_include_usage(tmp_path: Path) -> None:
     assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["completion_tokens"] > 0
     plain = client.post("/v1/chat/completions", json={"messages": messages, "stream": True})
     assert '"usage"' not in plain.text
+
+
+# ---------------------------------------------------------------- issue 22: review decisions
+
+
+def rated(client: TestClient, correction: str = "TMA는 물과 반응해 Al2O3를 만든다.") -> dict[str, Any]:
+    """Ask, then send a correction; the feedback body to resend is returned with its id."""
+    asked = client.post("/api/ask", json={"question": "TMA 취급"}).json()
+    body = {"answer_id": asked["answer_id"], "answer_token": asked["answer_token"], "rating": "dislike", "correction": correction}
+    r = client.post("/api/feedback", json=body)
+    assert r.status_code == 200, r.text
+    return {**body, "feedback_id": r.json()["feedback_id"]}
+
+
+def listed(client: TestClient, status: str = "pending") -> list[dict[str, Any]]:
+    return client.get(f"/api/admin/feedback?status={status}", headers=admin()).json()["items"]
+
+
+def test_approval_applies_only_to_the_revision_the_reviewer_read(tmp_path: Path) -> None:
+    """The reviewer read a harmless correction; the asker resent a dangerous one; approve."""
+    client, _, store = client_for(tmp_path)
+    fb = rated(client)
+    [item] = listed(client)
+    resent = client.post("/api/feedback", json={**fb, "feedback_id": None, "correction": "TMA는 맨손으로 다뤄도 안전하다"})
+    assert resent.json()["feedback_id"] == fb["feedback_id"]
+    r = client.post(f"/api/admin/feedback/{item['feedback_id']}/approve", json={"revision": item["revisions"]}, headers=admin())
+    assert r.status_code == 409 and r.json()["error"]["code"] == "review_conflict"
+    assert "revision 1" in r.json()["error"]["message_en"] and r.json()["error"]["message_ko"]
+    assert store.export_feedback_rows() == [] and client.get("/api/admin/feedback/export", headers=admin()).text == ""
+    r = client.post(f"/api/admin/feedback/{item['feedback_id']}/approve", json={}, headers=admin())
+    assert r.status_code == 422  # a decision must name the revision it read
+    [now] = listed(client)
+    assert now["revisions"] == 2 and now["correction"] == "TMA는 맨손으로 다뤄도 안전하다"
+    r = client.post(f"/api/admin/feedback/{now['feedback_id']}/reject", json={"revision": 2}, headers=admin())
+    assert r.status_code == 200 and r.json()["item"]["review"]["status"] == "rejected"
+
+
+def test_a_decision_stands_and_feedback_sent_later_is_a_new_item(tmp_path: Path) -> None:
+    client, _, store = client_for(tmp_path)
+    fb = rated(client)
+    r = client.post(f"/api/admin/feedback/{fb['feedback_id']}/approve", json={"revision": 1}, headers=admin())
+    assert r.status_code == 200
+    again = client.post("/api/feedback", json={**fb, "feedback_id": None, "correction": "TMA는 맨손으로 다뤄도 안전하다"})
+    assert again.status_code == 200 and again.json()["feedback_id"] != fb["feedback_id"]
+    [approved] = store.export_feedback_rows()
+    assert approved["feedback_id"] == fb["feedback_id"] and approved["correction"] == fb["correction"]
+    r = client.post(f"/api/admin/feedback/{fb['feedback_id']}/reject", json={"revision": 1}, headers=admin())
+    assert r.status_code == 409 and "already reviewed" in r.json()["error"]["message_en"]
+    assert [i["feedback_id"] for i in listed(client)] == [again.json()["feedback_id"]]
+
+
+def test_reviewing_an_unknown_item_is_404(tmp_path: Path) -> None:
+    client, _, _ = client_for(tmp_path)
+    r = client.post("/api/admin/feedback/999/approve", json={"revision": 1}, headers=admin())
+    assert r.status_code == 404 and r.json()["error"]["code"] == "feedback_not_found"
+
+
+def test_concurrent_decisions_on_one_item_have_one_winner(tmp_path: Path) -> None:
+    """Eight approve/reject requests at once all answered 200 and the last write won."""
+    from aldlab.serve.testing import serve_in_thread
+    import httpx
+
+    kb = write_tiny_kb(tmp_path / "kb")
+    store = Store(tmp_path / "s.sqlite3")
+    app = create_app(FakeAssistant(kb), store, ServeSettings(kb=str(kb), admin_token=TOKEN))
+    fb = rated(TestClient(app, base_url="http://127.0.0.1"))
+
+    async def decide(url: str) -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=url, timeout=60, headers=admin()) as c:
+            return await asyncio.gather(*(
+                c.post(f"/api/admin/feedback/{fb['feedback_id']}/{'approve' if i % 2 else 'reject'}",
+                       json={"revision": 1}, headers={"X-Aldlab-Actor": f"reviewer-{i}"})
+                for i in range(8)
+            ))
+
+    with serve_in_thread(app) as url:
+        responses = asyncio.run(decide(url))
+    assert sorted(r.status_code for r in responses) == [200] + [409] * 7
+    [won] = [r.json()["item"]["review"] for r in responses if r.status_code == 200]
+    final = next(store.iter_feedback_rows(status=None, feedback_id=fb["feedback_id"]))["review"]
+    assert (final["status"], final["reviewer"]) == (won["status"], won["reviewer"])
+
+
+def test_revisions_of_one_item_are_capped(tmp_path: Path) -> None:
+    from aldlab.store import MAX_REVISIONS
+
+    client, _, store = client_for(tmp_path, rate_limit_per_minute=0)
+    fb = rated(client)
+    codes = [client.post("/api/feedback", json={**fb, "feedback_id": None, "comment": f"{i}"}).status_code
+             for i in range(MAX_REVISIONS)]
+    assert codes == [200] * (MAX_REVISIONS - 1) + [409]
+    r = client.post("/api/feedback", json={**fb, "feedback_id": None})
+    assert r.json()["error"]["code"] == "too_many_revisions" and r.json()["error"]["message_ko"]
+    assert next(store.iter_feedback_rows(status=None))["revisions"] == MAX_REVISIONS

@@ -35,6 +35,11 @@ class ApiError(StarletteHTTPException):
         self.hint = hint
         self.retry_after = retry_after
 
+    @classmethod
+    def of(cls, exc: UserError, status: int, code: str) -> ApiError:
+        """A `UserError` from the store or the KB as this status and code, its words kept."""
+        return cls(status, code, exc.ko, exc.en, hint=exc.hint)
+
 
 def error_body(code: str, ko: str, en: str, hint: str | None = None) -> dict[str, Any]:
     """The one error shape of the service (OpenAI-compatible: `error.message`)."""

@@ -91,6 +91,8 @@ DocId = Annotated[str, FastApiPath(pattern=NAME_PATTERN)]
 class ReviewRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    # The item's `revisions` as the reviewer read it: the decision applies to that text only.
+    revision: int = Field(ge=1)
     note: str | None = Field(default=None, max_length=2000)
 
 
