@@ -290,6 +290,17 @@ def test_concurrent_decisions_on_one_item_have_one_winner(tmp_path: Path) -> Non
     assert (final["status"], final["reviewer"]) == (won["status"], won["reviewer"])
 
 
+def test_feedback_is_rate_limited_per_client(tmp_path: Path) -> None:
+    client, _, _ = client_for(tmp_path, rate_limit_per_minute=6, rate_limit_burst=3)
+    fb = rated(client)  # one question, one feedback
+    resend = {**fb, "feedback_id": None}
+    codes = [client.post("/api/feedback", json=resend).status_code for _ in range(3)]
+    assert codes == [200, 200, 429]
+    r = client.post("/api/feedback", json=resend)
+    assert r.json()["error"]["code"] == "rate_limited" and int(r.headers["Retry-After"]) >= 1
+    assert client.post("/api/ask", json={"question": "TMA"}).status_code == 200  # questions are counted apart
+
+
 def test_revisions_of_one_item_are_capped(tmp_path: Path) -> None:
     from aldlab.store import MAX_REVISIONS
 

@@ -16,7 +16,7 @@ from typing import Any
 import anyio
 
 from aldlab.rag.types import Answer, AskOptions, AssistantProtocol, Plan
-from aldlab.serve.errors import ApiError
+from aldlab.serve.errors import ApiError, rate_limited
 from aldlab.serve.guards import RateLimiter
 from aldlab.serve.models import Models
 from aldlab.serve.payload import LoggedRef
@@ -148,13 +148,7 @@ class Answers:
         """
         wait = self._limiter.acquire(client)
         if wait:
-            raise ApiError(
-                429,
-                "rate_limited",
-                f"질문이 너무 잦습니다. {wait}초 뒤에 다시 시도하세요.",
-                f"Too many questions; retry in {wait} s.",
-                retry_after=wait,
-            )
+            raise rate_limited(wait, "질문이 너무 잦습니다", "Too many questions")
         return self.worker.admit(client)
 
     async def answer(self, query: PreparedQuery, ticket: Ticket) -> Answer:

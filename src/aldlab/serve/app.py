@@ -40,7 +40,7 @@ from aldlab import __version__
 from aldlab.rag.types import AssistantProtocol
 from aldlab.serve.answers import Answers
 from aldlab.serve.errors import install_error_handlers
-from aldlab.serve.guards import FailureThrottle, GuardMiddleware, allowed_hosts
+from aldlab.serve.guards import FailureThrottle, GuardMiddleware, RateLimiter, allowed_hosts
 from aldlab.serve.kb_admin import KbAdmin
 from aldlab.serve.middleware import BodyLimitMiddleware, SecurityHeadersMiddleware
 from aldlab.serve.models import Models
@@ -73,6 +73,7 @@ def create_app(assistant: AssistantProtocol, store: Store, settings: ServeSettin
     app.state.answers = answers
     app.state.kb = KbAdmin(assistant, settings.kb, on_reloaded=models.forget)
     app.state.admin_failures = FailureThrottle()
+    app.state.feedback_limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
     app.state.started = time.time()
     install_error_handlers(app)
     app.add_middleware(SecurityHeadersMiddleware)

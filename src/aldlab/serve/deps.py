@@ -2,9 +2,9 @@
 
 `create_app` builds each piece once per app and puts it on `app.state`; a route declares
 only the pieces it uses: `ModelsDep`, `AnswersDep`, `KbDep`, `StoreDep`, `SettingsDep`,
-`StartedAt`, `ClientDep`. `ApiKey` (route-level) and `AdminActor` (a parameter: the
-actor's name) are the two guards; `AuditDep` (the KB audit log of an admin request)
-needs `AdminActor` too.
+`StartedAt`, `ClientDep`. `ApiKey` and `FeedbackRate` (route-level) and `AdminActor` (a
+parameter: the actor's name) are the guards; `AuditDep` (the KB audit log of an admin
+request) needs `AdminActor` too.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 
 from aldlab.serve.answers import Answers
-from aldlab.serve.errors import ApiError
-from aldlab.serve.guards import FailureThrottle, bearer_token, token_matches
+from aldlab.serve.errors import ApiError, rate_limited
+from aldlab.serve.guards import FailureThrottle, RateLimiter, bearer_token, token_matches
 from aldlab.serve.kb_admin import KbAdmin, KbAudit
 from aldlab.serve.models import Models
 from aldlab.serve.settings import ServeSettings
@@ -68,6 +68,18 @@ def require_api_key(request: Request, settings: SettingsDep) -> None:
 
 #: For `dependencies=[ApiKey]`: the routes that spend the model or write feedback.
 ApiKey = Depends(require_api_key)
+
+
+def limit_feedback(request: Request, client: ClientDep) -> None:
+    """Feedback per client: the question rate (`rate_limit_per_minute`/`_burst`), counted apart."""
+    limiter: RateLimiter = request.app.state.feedback_limiter
+    wait = limiter.acquire(client)
+    if wait:
+        raise rate_limited(wait, "피드백이 너무 잦습니다", "Too much feedback")
+
+
+#: For `dependencies=[FeedbackRate]`: every write of `/api/feedback` costs one token.
+FeedbackRate = Depends(limit_feedback)
 
 
 def require_admin(request: Request, settings: SettingsDep) -> str:

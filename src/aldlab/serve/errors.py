@@ -41,6 +41,13 @@ class ApiError(StarletteHTTPException):
         return cls(status, code, exc.ko, exc.en, hint=exc.hint)
 
 
+def rate_limited(wait: int, ko: str, en: str) -> ApiError:
+    """429 + Retry-After for a client over its rate; `ko`/`en` say what came too often."""
+    return ApiError(
+        429, "rate_limited", f"{ko}. {wait}초 뒤에 다시 시도하세요.", f"{en}; retry in {wait} s.", retry_after=wait
+    )
+
+
 def error_body(code: str, ko: str, en: str, hint: str | None = None) -> dict[str, Any]:
     """The one error shape of the service (OpenAI-compatible: `error.message`)."""
     error: dict[str, Any] = {"message": f"{ko} / {en}", "message_ko": ko, "message_en": en, "type": code, "code": code}

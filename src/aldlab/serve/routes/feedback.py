@@ -18,7 +18,7 @@ from fastapi.responses import StreamingResponse
 
 from aldlab.errors import UserError
 from aldlab.serve.answers import check_text
-from aldlab.serve.deps import AdminActor, ApiKey, KbDep, StoreDep
+from aldlab.serve.deps import AdminActor, ApiKey, FeedbackRate, KbDep, StoreDep
 from aldlab.serve.errors import ApiError
 from aldlab.serve.schemas import FeedbackAck, FeedbackPage, FeedbackRequest, ReviewOut, ReviewRequest
 from aldlab.store import FeedbackConflict, FeedbackForbidden, FeedbackNotFound, FeedbackRevisionLimit
@@ -40,7 +40,7 @@ async def in_thread(work: Callable[[], T], errors: dict[type[UserError], tuple[i
         raise
 
 
-@router.post("/api/feedback", dependencies=[ApiKey])
+@router.post("/api/feedback", dependencies=[ApiKey, FeedbackRate])
 async def feedback(body: FeedbackRequest, store: StoreDep, kb: KbDep) -> FeedbackAck:
     """Pending feedback from the client that asked (its answer token proves it)."""
     for name in ("comment", "correction"):
