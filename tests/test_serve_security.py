@@ -312,3 +312,28 @@ def test_revisions_of_one_item_are_capped(tmp_path: Path) -> None:
     r = client.post("/api/feedback", json={**fb, "feedback_id": None})
     assert r.json()["error"]["code"] == "too_many_revisions" and r.json()["error"]["message_ko"]
     assert next(store.iter_feedback_rows(status=None))["revisions"] == MAX_REVISIONS
+
+
+# ---------------------------------------------------------------- issue 22: who the client is
+
+
+def distinct_clients_seen(tmp_path: Path, **settings: Any) -> list[int]:
+    """Four questions, each with a new X-Forwarded-For, through uvicorn as `aldlab serve` runs it."""
+    from aldlab.serve.commands import uvicorn_options
+    from aldlab.serve.testing import free_port, serve_in_thread
+    import httpx
+
+    kb = write_tiny_kb(tmp_path / "kb")
+    config = ServeSettings(kb=str(kb), port=free_port(), rate_limit_per_minute=6, rate_limit_burst=2, **settings)
+    app = create_app(FakeAssistant(kb), Store(tmp_path / "s.sqlite3"), config)
+    with serve_in_thread(app, **uvicorn_options(config)) as url:
+        asks = (httpx.post(url + "/api/ask", json={"question": "TMA"}, headers={"X-Forwarded-For": f"203.0.113.{i}"}, timeout=30)
+                for i in range(4))
+        return [r.status_code for r in asks]
+
+
+def test_forwarded_for_cannot_mint_client_identities_by_default(tmp_path: Path) -> None:
+    """uvicorn's defaults believed X-Forwarded-For from 127.0.0.1: a new address per request
+    escaped the rate limit, the queue share and the admin-token throttle."""
+    assert distinct_clients_seen(tmp_path) == [200, 200, 429, 429]
+    assert distinct_clients_seen(tmp_path / "proxied", trusted_proxies=["127.0.0.1"]) == [200] * 4  # a named proxy

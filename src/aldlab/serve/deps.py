@@ -47,7 +47,12 @@ StartedAt = Annotated[float, Depends(_from_app_state("started"))]
 
 
 def client_host(request: Request) -> str:
-    """The peer's address: rate limits and throttles count per client (never stored)."""
+    """The peer's address: rate limits and throttles count per client (never stored).
+
+    An X-Forwarded-For header changes it only when it comes from a proxy the operator
+    named (`ServeSettings.trusted_proxies`; uvicorn applies it, configured by
+    `aldlab.serve.commands.uvicorn_options`).
+    """
     return request.client.host if request.client else ""
 
 
