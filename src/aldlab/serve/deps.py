@@ -90,20 +90,13 @@ FeedbackRate = Depends(limit_feedback)
 def require_admin(request: Request, settings: SettingsDep) -> str:
     """The admin token must match; returns the actor name for the audit log.
 
-    Wrong tokens are throttled per client (`FailureThrottle` on `app.state`), so guessing costs time.
+    Wrong tokens are throttled per client (`FailureThrottle` on `app.state`), so guessing
+    costs time. Only failures are counted and the right token always passes: users behind
+    one NAT or proxy share an address, and five wrong guesses from any of them used to lock
+    the admin out for a minute (issue 22). Guessing itself is hopeless: tokens have at
+    least 16 characters (`guards.weak_token` stops the server otherwise).
     """
-    failures: FailureThrottle = request.app.state.admin_failures
     expected = settings.admin_token
-    client = client_host(request)
-    wait = failures.blocked_for(client)
-    if wait:
-        raise ApiError(
-            429,
-            "too_many_failures",
-            f"잘못된 관리자 토큰이 너무 많습니다. {wait}초 뒤에 다시 시도하세요.",
-            f"Too many wrong admin tokens; retry in {wait} s.",
-            retry_after=wait,
-        )
     if not expected:
         raise ApiError(
             403,
@@ -113,9 +106,19 @@ def require_admin(request: Request, settings: SettingsDep) -> str:
         )
     given = bearer_token(request.headers) or request.headers.get("x-admin-token", "").encode("latin-1", "replace")
     if not token_matches(given, expected):
+        failures: FailureThrottle = request.app.state.admin_failures
+        client = client_host(request)
+        wait = failures.blocked_for(client)
+        if wait:
+            raise ApiError(
+                429,
+                "too_many_failures",
+                f"잘못된 관리자 토큰이 너무 많습니다. {wait}초 뒤에 다시 시도하세요.",
+                f"Too many wrong admin tokens; retry in {wait} s.",
+                retry_after=wait,
+            )
         failures.fail(client)
         raise ApiError(401, "unauthorized", "관리자 토큰이 올바르지 않습니다.", "Invalid admin token.")
-    failures.succeed(client)
     actor = _ACTOR.sub("", request.headers.get("x-aldlab-actor", ""))[:64].strip()
     return actor or "admin"
 
