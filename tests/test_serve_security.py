@@ -324,6 +324,36 @@ def test_revisions_of_one_item_are_capped(tmp_path: Path) -> None:
     assert next(store.iter_feedback_rows(status=None))["revisions"] == MAX_REVISIONS
 
 
+# ---------------------------------------------------------------- issue 22: smaller items
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/api/ask", b'{"question": "TMA", "model": "\\ud800"}', "model"),
+        ("/v1/chat/completions", b'{"model": "\\ud800", "messages": [{"role": "user", "content": "TMA"}]}', "model"),
+        ("/v1/chat/completions", b'{"messages": [{"role": "user", "content": "TMA"}], "aldlab": {"filter_keyword": "\\ud800"}}',
+         "aldlab.filter_keyword"),
+        ("/api/admin/documents", b'{"id": "x-1", "text": "t", "keywords": ["\\ud800"]}', "keywords.0"),
+        ("/api/admin/documents", b'{"id": "x-1", "text": "t", "title": "\\ud800"}', "title"),
+        ("/api/admin/feedback/1/approve", b'{"revision": 1, "note": "\\ud800"}', "note"),
+        ("/api/feedback",
+         b'{"answer_id": "' + b"a" * 32 + b'", "answer_token": "' + b"b" * 32 + b'", "rating": "like", "comment": "\\ud800"}',
+         "comment"),
+    ],
+)
+def test_lone_surrogates_anywhere_are_a_400(tmp_path: Path, path: str, body: bytes, field: str) -> None:
+    """`model` and an admin keyword "\\ud800" were 500s (the error echoing them, the KB write)."""
+    client, assistant, store = client_for(tmp_path)
+    r = client.post(path, content=body, headers={"Content-Type": "application/json", **admin()})
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["code"] == "invalid_text" and r.json()["error"]["message_en"].startswith(field)
+    assert assistant.calls == 0 and store.count_feedback() == 0
+    r = client.put("/api/admin/documents/tiny-001", content=b'{"keywords": ["\\ud800"]}',
+                   headers={"Content-Type": "application/json", **admin()})
+    assert r.status_code == 400 and client.get("/api/documents/tiny-001").json()["keywords"] == ["ALD", "자기제한"]
+
+
 # ---------------------------------------------------------------- issue 22: who the client is
 
 

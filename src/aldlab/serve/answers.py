@@ -45,25 +45,6 @@ class PreparedQuery:
         return list(self.options.history)
 
 
-def check_text(field: str, value: str | None) -> None:
-    """Refuse text that is not valid Unicode (a lone surrogate such as "\\ud800").
-
-    It used to pass validation, run generation, and then fail as a 500 when the answer
-    was written to SQLite; now it is a 400 before any work is done.
-    """
-    if value is None:
-        return
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise ApiError(
-            400,
-            "invalid_text",
-            f"{field}에 올바르지 않은 문자(짝 없는 서로게이트)가 있습니다.",
-            f"{field} contains invalid characters (a lone surrogate).",
-        ) from exc
-
-
 def check_range(field: str, value: int | None, limit: int, *, code: str) -> None:
     """A 400 unless `value` is absent or within 1..`limit`."""
     if value is not None and not 1 <= value <= limit:
@@ -100,12 +81,7 @@ class Answers:
         filter_keyword: str | None = None,
         context_only: bool = False,
     ) -> PreparedQuery:
-        s = self._settings
-        check_text("question", question)
-        for turn in history:
-            check_text("history", turn["content"])
-        if filter_keyword:
-            check_text("filter_keyword", filter_keyword)
+        s = self._settings  # text is valid Unicode already (`aldlab.serve.schemas.RequestBody`)
         question = question.strip()
         if not question:
             raise ApiError(400, "invalid_request", "질문이 비어 있습니다.", "The question is empty.")

@@ -48,6 +48,16 @@ def rate_limited(wait: int, ko: str, en: str) -> ApiError:
     )
 
 
+def invalid_text(field: str) -> JSONResponse:
+    """400 for text that is not valid Unicode (a lone surrogate such as "\\ud800")."""
+    return error_response(
+        400,
+        "invalid_text",
+        f"{field}에 올바르지 않은 문자(짝 없는 서로게이트)가 있습니다.",
+        f"{field} contains invalid characters (a lone surrogate).",
+    )
+
+
 def error_body(code: str, ko: str, en: str, hint: str | None = None) -> dict[str, Any]:
     """The one error shape of the service (OpenAI-compatible: `error.message`)."""
     error: dict[str, Any] = {"message": f"{ko} / {en}", "message_ko": ko, "message_en": en, "type": code, "code": code}
@@ -136,6 +146,10 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        for err in exc.errors():  # `aldlab.serve.schemas.RequestBody`, or pydantic's own check
+            if err.get("type") in ("invalid_text", "string_unicode"):
+                where = (err.get("ctx") or {}).get("field") or ".".join(str(p) for p in err.get("loc", ()) if p != "body")
+                return invalid_text(where or "body")
         problems = []
         for err in exc.errors()[:5]:
             where = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
