@@ -354,6 +354,18 @@ def test_lone_surrogates_anywhere_are_a_400(tmp_path: Path, path: str, body: byt
     assert r.status_code == 400 and client.get("/api/documents/tiny-001").json()["keywords"] == ["ALD", "자기제한"]
 
 
+def test_api_key_guards_documents_and_the_openapi_schema(tmp_path: Path) -> None:
+    key = "api-key-for-documents-0123456789"
+    client, _, _ = client_for(tmp_path, api_key=key)
+    for path in ("/api/documents/tiny-001", "/openapi.json"):
+        r = client.get(path)
+        assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_api_key", path
+        assert client.get(path, headers={"Authorization": f"Bearer {key}"}).status_code == 200, path
+    assert client.get("/", headers={}).status_code == 200  # the page that asks for the key stays open
+    open_client, _, _ = client_for(tmp_path / "open")
+    assert "/api/ask" in open_client.get("/openapi.json").json()["paths"]  # no key configured: open as before
+
+
 # ---------------------------------------------------------------- issue 22: who the client is
 
 

@@ -23,6 +23,7 @@ Hardening, in one place:
   (the shape the `openai` client reads), never a traceback;
 - request bodies, question length, history, top_k and max tokens are capped;
 - admin routes are off unless a token is configured and compare it in constant time;
+- with an API key, everything but the health check and the UI page needs it;
 - CORS is off unless origins are configured; every response carries a strict CSP, so
   even a rendering bug in the UI cannot run injected script.
 """
@@ -64,6 +65,7 @@ def create_app(assistant: AssistantProtocol, store: Store, settings: ServeSettin
         version=__version__,
         docs_url=None,  # Swagger UI loads scripts from a CDN: offline and CSP say no
         redoc_url=None,
+        openapi_url=None,  # served by `routes/ui.py` behind the API key, like the routes it lists
         lifespan=lifespan,
     )
     # The routes' dependencies (`aldlab.serve.deps`), one of each per app.

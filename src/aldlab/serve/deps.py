@@ -71,7 +71,7 @@ def require_api_key(request: Request, settings: SettingsDep) -> None:
         )
 
 
-#: For `dependencies=[ApiKey]`: the routes that spend the model or write feedback.
+#: For `dependencies=[ApiKey]`: the routes that spend the model, write feedback or show the KB.
 ApiKey = Depends(require_api_key)
 
 

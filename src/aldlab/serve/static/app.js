@@ -288,7 +288,7 @@ async function ask(question) {
 async function openDocument(docId, context) {
   let doc = context && context.text ? context : null;
   try {
-    doc = await api(`/api/documents/${encodeURIComponent(docId)}`);
+    doc = await api(`/api/documents/${encodeURIComponent(docId)}`, { headers: keyHeaders() });
   } catch (err) {
     if (!doc) doc = { id: docId, title: "", text: `문서를 불러오지 못했습니다 / could not load: ${err.message}` };
   }
