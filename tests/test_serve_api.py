@@ -267,7 +267,8 @@ def test_admin_feedback_export_is_jsonl_for_the_dataset_builder(client: TestClie
     asked = client.post("/api/ask", json={"question": "TMA"}).json()
     fb = client.post("/api/feedback", json={"answer_id": asked["answer_id"], "answer_token": asked["answer_token"], "rating": "like"})
     assert client.get("/api/admin/feedback/export", headers=admin()).text == ""  # pending is not exported
-    r = client.post(f"/api/admin/feedback/{fb.json()['feedback_id']}/approve", headers={**admin(), "X-Aldlab-Actor": "kim"})
+    r = client.post(f"/api/admin/feedback/{fb.json()['feedback_id']}/approve", json={"revision": 1},
+                    headers={**admin(), "X-Aldlab-Actor": "kim"})
     assert r.status_code == 200 and r.json()["item"]["review"]["reviewer"] == "kim"
     r = client.get("/api/admin/feedback/export", headers=admin())
     rows = [json.loads(line) for line in r.text.splitlines()]
@@ -361,7 +362,8 @@ def test_review_queue_lists_pending_with_question_answer_contexts_and_history(cl
     item = r.json()["items"][0]
     assert r.json()["total"] == 1 and item["question"] == "그거 어디에 써?" and item["answer"] == a["answer"]
     assert item["history"] == history and item["correction"] == "Al2O3 ALD에 씁니다." and "contexts" in item
-    r = client.post(f"/api/admin/feedback/{item['feedback_id']}/reject", json={"note": "문맥 의존"}, headers=admin())
+    r = client.post(f"/api/admin/feedback/{item['feedback_id']}/reject", json={"note": "문맥 의존", "revision": item["revisions"]},
+                    headers=admin())
     assert r.json()["item"]["review"] == {**r.json()["item"]["review"], "status": "rejected", "note": "문맥 의존"}
     assert client.get("/api/admin/feedback?status=pending", headers=admin()).json()["total"] == 0
     assert client.get("/api/admin/feedback").status_code == 401

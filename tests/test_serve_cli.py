@@ -141,3 +141,29 @@ def test_guessable_tokens_stop_the_server(monkeypatch: pytest.MonkeyPatch, token
     monkeypatch.setenv("ALDLAB_API_KEY", "k" * 24)
     settings = resolve_settings(preset=None, config_file=None, overrides={"allowed_hosts": ["ald.lan"]}, llm_url=None)
     assert settings.api_key == "k" * 24 and settings.allowed_hosts == ["ald.lan"]
+
+
+def test_serve_trusts_forwarded_headers_only_from_named_proxies(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 22: `aldlab serve` ran uvicorn with its defaults, which believe X-Forwarded-For
+    from 127.0.0.1 (see test_serve_security for the rotating-header test through uvicorn)."""
+    import uvicorn
+    from typer.testing import CliRunner
+
+    import aldlab.serve.commands as commands
+    from aldlab.cli import app
+    from aldlab.serve.fake import FakeAssistant
+
+    kb = write_tiny_kb(tmp_path / "kb")
+    runs: list[dict[str, Any]] = []
+    monkeypatch.setattr(commands, "rag_config_from_flags", lambda *a, **k: None)
+    monkeypatch.setattr(commands, "build_assistant", lambda kb_path, *a, **k: FakeAssistant(kb_path))
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: runs.append(options))
+    monkeypatch.delenv("ALDLAB_ADMIN_TOKEN", raising=False)
+    monkeypatch.delenv("ALDLAB_API_KEY", raising=False)
+    monkeypatch.setenv("FORWARDED_ALLOW_IPS", "*")  # uvicorn's own fallback must not decide either
+    base = ["serve", "--kb", str(kb), "--db", str(tmp_path / "s.sqlite3"), "--no-adapter"]
+    for extra in ([], ["--trusted-proxy", "10.0.0.5", "--forwarded-allow-ips", "10.0.0.6,fd00::1"]):
+        result = CliRunner().invoke(app, base + extra)
+        assert result.exit_code == 0, result.output
+    assert runs[0]["proxy_headers"] is False and runs[0]["forwarded_allow_ips"] == ""
+    assert runs[1]["proxy_headers"] is True and runs[1]["forwarded_allow_ips"] == "10.0.0.5,10.0.0.6,fd00::1"

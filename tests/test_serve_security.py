@@ -123,8 +123,18 @@ def test_wrong_admin_tokens_are_throttled(tmp_path: Path) -> None:
     client, _, _ = client_for(tmp_path)
     codes = [client.get("/api/admin/documents", headers={"Authorization": f"Bearer guess{i}"}).status_code for i in range(7)]
     assert codes[:5] == [401] * 5 and codes[5:] == [429, 429]
-    r = client.get("/api/admin/documents", headers=admin())  # even the right token waits out the block
+    r = client.get("/api/admin/documents", headers={"Authorization": "Bearer guess7"})
     assert r.status_code == 429 and int(r.headers["Retry-After"]) > 0
+
+
+def test_others_wrong_tokens_never_lock_the_admin_out(tmp_path: Path) -> None:
+    """Issue 22: five wrong tokens from a shared address (NAT, proxy) locked the admin out for 60 s."""
+    client, _, _ = client_for(tmp_path)
+    for i in range(8):
+        client.get("/api/admin/documents", headers={"Authorization": f"Bearer guess{i}"})
+    assert client.get("/api/admin/documents", headers=admin()).status_code == 200
+    assert client.get("/api/admin/documents", headers={"Authorization": "Bearer guess9"}).status_code == 429
+    assert client.get("/api/admin/feedback", headers=admin()).status_code == 200
 
 
 # ---------------------------------------------------------------- fair load
@@ -207,3 +217,175 @@ def test_openai_usage_finish_reason_and_include_usage(tmp_path: Path) -> None:
     assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["completion_tokens"] > 0
     plain = client.post("/v1/chat/completions", json={"messages": messages, "stream": True})
     assert '"usage"' not in plain.text
+
+
+# ---------------------------------------------------------------- issue 22: review decisions
+
+
+def rated(client: TestClient, correction: str = "TMA는 물과 반응해 Al2O3를 만든다.") -> dict[str, Any]:
+    """Ask, then send a correction; the feedback body to resend is returned with its id."""
+    asked = client.post("/api/ask", json={"question": "TMA 취급"}).json()
+    body = {"answer_id": asked["answer_id"], "answer_token": asked["answer_token"], "rating": "dislike", "correction": correction}
+    r = client.post("/api/feedback", json=body)
+    assert r.status_code == 200, r.text
+    return {**body, "feedback_id": r.json()["feedback_id"]}
+
+
+def listed(client: TestClient, status: str = "pending") -> list[dict[str, Any]]:
+    return client.get(f"/api/admin/feedback?status={status}", headers=admin()).json()["items"]
+
+
+def test_approval_applies_only_to_the_revision_the_reviewer_read(tmp_path: Path) -> None:
+    """The reviewer read a harmless correction; the asker resent a dangerous one; approve."""
+    client, _, store = client_for(tmp_path)
+    fb = rated(client)
+    [item] = listed(client)
+    resent = client.post("/api/feedback", json={**fb, "feedback_id": None, "correction": "TMA는 맨손으로 다뤄도 안전하다"})
+    assert resent.json()["feedback_id"] == fb["feedback_id"]
+    r = client.post(f"/api/admin/feedback/{item['feedback_id']}/approve", json={"revision": item["revisions"]}, headers=admin())
+    assert r.status_code == 409 and r.json()["error"]["code"] == "review_conflict"
+    assert "revision 1" in r.json()["error"]["message_en"] and r.json()["error"]["message_ko"]
+    assert store.export_feedback_rows() == [] and client.get("/api/admin/feedback/export", headers=admin()).text == ""
+    r = client.post(f"/api/admin/feedback/{item['feedback_id']}/approve", json={}, headers=admin())
+    assert r.status_code == 422  # a decision must name the revision it read
+    [now] = listed(client)
+    assert now["revisions"] == 2 and now["correction"] == "TMA는 맨손으로 다뤄도 안전하다"
+    r = client.post(f"/api/admin/feedback/{now['feedback_id']}/reject", json={"revision": 2}, headers=admin())
+    assert r.status_code == 200 and r.json()["item"]["review"]["status"] == "rejected"
+
+
+def test_a_decision_stands_and_feedback_sent_later_is_a_new_item(tmp_path: Path) -> None:
+    client, _, store = client_for(tmp_path)
+    fb = rated(client)
+    r = client.post(f"/api/admin/feedback/{fb['feedback_id']}/approve", json={"revision": 1}, headers=admin())
+    assert r.status_code == 200
+    again = client.post("/api/feedback", json={**fb, "feedback_id": None, "correction": "TMA는 맨손으로 다뤄도 안전하다"})
+    assert again.status_code == 200 and again.json()["feedback_id"] != fb["feedback_id"]
+    [approved] = store.export_feedback_rows()
+    assert approved["feedback_id"] == fb["feedback_id"] and approved["correction"] == fb["correction"]
+    r = client.post(f"/api/admin/feedback/{fb['feedback_id']}/reject", json={"revision": 1}, headers=admin())
+    assert r.status_code == 409 and "already reviewed" in r.json()["error"]["message_en"]
+    assert [i["feedback_id"] for i in listed(client)] == [again.json()["feedback_id"]]
+
+
+def test_reviewing_an_unknown_item_is_404(tmp_path: Path) -> None:
+    client, _, _ = client_for(tmp_path)
+    r = client.post("/api/admin/feedback/999/approve", json={"revision": 1}, headers=admin())
+    assert r.status_code == 404 and r.json()["error"]["code"] == "feedback_not_found"
+
+
+def test_concurrent_decisions_on_one_item_have_one_winner(tmp_path: Path) -> None:
+    """Eight approve/reject requests at once all answered 200 and the last write won."""
+    from aldlab.serve.testing import serve_in_thread
+    import httpx
+
+    kb = write_tiny_kb(tmp_path / "kb")
+    store = Store(tmp_path / "s.sqlite3")
+    app = create_app(FakeAssistant(kb), store, ServeSettings(kb=str(kb), admin_token=TOKEN))
+    fb = rated(TestClient(app, base_url="http://127.0.0.1"))
+
+    async def decide(url: str) -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=url, timeout=60, headers=admin()) as c:
+            return await asyncio.gather(*(
+                c.post(f"/api/admin/feedback/{fb['feedback_id']}/{'approve' if i % 2 else 'reject'}",
+                       json={"revision": 1}, headers={"X-Aldlab-Actor": f"reviewer-{i}"})
+                for i in range(8)
+            ))
+
+    with serve_in_thread(app) as url:
+        responses = asyncio.run(decide(url))
+    assert sorted(r.status_code for r in responses) == [200] + [409] * 7
+    [won] = [r.json()["item"]["review"] for r in responses if r.status_code == 200]
+    final = next(store.iter_feedback_rows(status=None, feedback_id=fb["feedback_id"]))["review"]
+    assert (final["status"], final["reviewer"]) == (won["status"], won["reviewer"])
+
+
+def test_feedback_is_rate_limited_per_client(tmp_path: Path) -> None:
+    client, _, _ = client_for(tmp_path, rate_limit_per_minute=6, rate_limit_burst=3)
+    fb = rated(client)  # one question, one feedback
+    resend = {**fb, "feedback_id": None}
+    codes = [client.post("/api/feedback", json=resend).status_code for _ in range(3)]
+    assert codes == [200, 200, 429]
+    r = client.post("/api/feedback", json=resend)
+    assert r.json()["error"]["code"] == "rate_limited" and int(r.headers["Retry-After"]) >= 1
+    assert client.post("/api/ask", json={"question": "TMA"}).status_code == 200  # questions are counted apart
+
+
+def test_revisions_of_one_item_are_capped(tmp_path: Path) -> None:
+    from aldlab.store import MAX_REVISIONS
+
+    client, _, store = client_for(tmp_path, rate_limit_per_minute=0)
+    fb = rated(client)
+    codes = [client.post("/api/feedback", json={**fb, "feedback_id": None, "comment": f"{i}"}).status_code
+             for i in range(MAX_REVISIONS)]
+    assert codes == [200] * (MAX_REVISIONS - 1) + [409]
+    r = client.post("/api/feedback", json={**fb, "feedback_id": None})
+    assert r.json()["error"]["code"] == "too_many_revisions" and r.json()["error"]["message_ko"]
+    assert next(store.iter_feedback_rows(status=None))["revisions"] == MAX_REVISIONS
+
+
+# ---------------------------------------------------------------- issue 22: smaller items
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/api/ask", b'{"question": "TMA", "model": "\\ud800"}', "model"),
+        ("/v1/chat/completions", b'{"model": "\\ud800", "messages": [{"role": "user", "content": "TMA"}]}', "model"),
+        ("/v1/chat/completions", b'{"messages": [{"role": "user", "content": "TMA"}], "aldlab": {"filter_keyword": "\\ud800"}}',
+         "aldlab.filter_keyword"),
+        ("/api/admin/documents", b'{"id": "x-1", "text": "t", "keywords": ["\\ud800"]}', "keywords.0"),
+        ("/api/admin/documents", b'{"id": "x-1", "text": "t", "title": "\\ud800"}', "title"),
+        ("/api/admin/feedback/1/approve", b'{"revision": 1, "note": "\\ud800"}', "note"),
+        ("/api/feedback",
+         b'{"answer_id": "' + b"a" * 32 + b'", "answer_token": "' + b"b" * 32 + b'", "rating": "like", "comment": "\\ud800"}',
+         "comment"),
+    ],
+)
+def test_lone_surrogates_anywhere_are_a_400(tmp_path: Path, path: str, body: bytes, field: str) -> None:
+    """`model` and an admin keyword "\\ud800" were 500s (the error echoing them, the KB write)."""
+    client, assistant, store = client_for(tmp_path)
+    r = client.post(path, content=body, headers={"Content-Type": "application/json", **admin()})
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["code"] == "invalid_text" and r.json()["error"]["message_en"].startswith(field)
+    assert assistant.calls == 0 and store.count_feedback() == 0
+    r = client.put("/api/admin/documents/tiny-001", content=b'{"keywords": ["\\ud800"]}',
+                   headers={"Content-Type": "application/json", **admin()})
+    assert r.status_code == 400 and client.get("/api/documents/tiny-001").json()["keywords"] == ["ALD", "자기제한"]
+
+
+def test_api_key_guards_documents_and_the_openapi_schema(tmp_path: Path) -> None:
+    key = "api-key-for-documents-0123456789"
+    client, _, _ = client_for(tmp_path, api_key=key)
+    for path in ("/api/documents/tiny-001", "/openapi.json"):
+        r = client.get(path)
+        assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_api_key", path
+        assert client.get(path, headers={"Authorization": f"Bearer {key}"}).status_code == 200, path
+    assert client.get("/", headers={}).status_code == 200  # the page that asks for the key stays open
+    open_client, _, _ = client_for(tmp_path / "open")
+    assert "/api/ask" in open_client.get("/openapi.json").json()["paths"]  # no key configured: open as before
+
+
+# ---------------------------------------------------------------- issue 22: who the client is
+
+
+def distinct_clients_seen(tmp_path: Path, **settings: Any) -> list[int]:
+    """Four questions, each with a new X-Forwarded-For, through uvicorn as `aldlab serve` runs it."""
+    from aldlab.serve.commands import uvicorn_options
+    from aldlab.serve.testing import free_port, serve_in_thread
+    import httpx
+
+    kb = write_tiny_kb(tmp_path / "kb")
+    config = ServeSettings(kb=str(kb), port=free_port(), rate_limit_per_minute=6, rate_limit_burst=2, **settings)
+    app = create_app(FakeAssistant(kb), Store(tmp_path / "s.sqlite3"), config)
+    with serve_in_thread(app, **uvicorn_options(config)) as url:
+        asks = (httpx.post(url + "/api/ask", json={"question": "TMA"}, headers={"X-Forwarded-For": f"203.0.113.{i}"}, timeout=30)
+                for i in range(4))
+        return [r.status_code for r in asks]
+
+
+def test_forwarded_for_cannot_mint_client_identities_by_default(tmp_path: Path) -> None:
+    """uvicorn's defaults believed X-Forwarded-For from 127.0.0.1: a new address per request
+    escaped the rate limit, the queue share and the admin-token throttle."""
+    assert distinct_clients_seen(tmp_path) == [200, 200, 429, 429]
+    assert distinct_clients_seen(tmp_path / "proxied", trusted_proxies=["127.0.0.1"]) == [200] * 4  # a named proxy

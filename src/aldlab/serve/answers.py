@@ -16,7 +16,7 @@ from typing import Any
 import anyio
 
 from aldlab.rag.types import Answer, AskOptions, AssistantProtocol, Plan
-from aldlab.serve.errors import ApiError
+from aldlab.serve.errors import ApiError, rate_limited
 from aldlab.serve.guards import RateLimiter
 from aldlab.serve.models import Models
 from aldlab.serve.payload import LoggedRef
@@ -43,25 +43,6 @@ class PreparedQuery:
     @property
     def history(self) -> list[dict[str, str]]:
         return list(self.options.history)
-
-
-def check_text(field: str, value: str | None) -> None:
-    """Refuse text that is not valid Unicode (a lone surrogate such as "\\ud800").
-
-    It used to pass validation, run generation, and then fail as a 500 when the answer
-    was written to SQLite; now it is a 400 before any work is done.
-    """
-    if value is None:
-        return
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise ApiError(
-            400,
-            "invalid_text",
-            f"{field}에 올바르지 않은 문자(짝 없는 서로게이트)가 있습니다.",
-            f"{field} contains invalid characters (a lone surrogate).",
-        ) from exc
 
 
 def check_range(field: str, value: int | None, limit: int, *, code: str) -> None:
@@ -100,12 +81,7 @@ class Answers:
         filter_keyword: str | None = None,
         context_only: bool = False,
     ) -> PreparedQuery:
-        s = self._settings
-        check_text("question", question)
-        for turn in history:
-            check_text("history", turn["content"])
-        if filter_keyword:
-            check_text("filter_keyword", filter_keyword)
+        s = self._settings  # text is valid Unicode already (`aldlab.serve.schemas.RequestBody`)
         question = question.strip()
         if not question:
             raise ApiError(400, "invalid_request", "질문이 비어 있습니다.", "The question is empty.")
@@ -148,13 +124,7 @@ class Answers:
         """
         wait = self._limiter.acquire(client)
         if wait:
-            raise ApiError(
-                429,
-                "rate_limited",
-                f"질문이 너무 잦습니다. {wait}초 뒤에 다시 시도하세요.",
-                f"Too many questions; retry in {wait} s.",
-                retry_after=wait,
-            )
+            raise rate_limited(wait, "질문이 너무 잦습니다", "Too many questions")
         return self.worker.admit(client)
 
     async def answer(self, query: PreparedQuery, ticket: Ticket) -> Answer:

@@ -23,6 +23,7 @@ Hardening, in one place:
   (the shape the `openai` client reads), never a traceback;
 - request bodies, question length, history, top_k and max tokens are capped;
 - admin routes are off unless a token is configured and compare it in constant time;
+- with an API key, everything but the health check and the UI page needs it;
 - CORS is off unless origins are configured; every response carries a strict CSP, so
   even a rendering bug in the UI cannot run injected script.
 """
@@ -40,7 +41,7 @@ from aldlab import __version__
 from aldlab.rag.types import AssistantProtocol
 from aldlab.serve.answers import Answers
 from aldlab.serve.errors import install_error_handlers
-from aldlab.serve.guards import FailureThrottle, GuardMiddleware, allowed_hosts
+from aldlab.serve.guards import FailureThrottle, GuardMiddleware, RateLimiter, allowed_hosts
 from aldlab.serve.kb_admin import KbAdmin
 from aldlab.serve.middleware import BodyLimitMiddleware, SecurityHeadersMiddleware
 from aldlab.serve.models import Models
@@ -64,6 +65,7 @@ def create_app(assistant: AssistantProtocol, store: Store, settings: ServeSettin
         version=__version__,
         docs_url=None,  # Swagger UI loads scripts from a CDN: offline and CSP say no
         redoc_url=None,
+        openapi_url=None,  # served by `routes/ui.py` behind the API key, like the routes it lists
         lifespan=lifespan,
     )
     # The routes' dependencies (`aldlab.serve.deps`), one of each per app.
@@ -73,6 +75,7 @@ def create_app(assistant: AssistantProtocol, store: Store, settings: ServeSettin
     app.state.answers = answers
     app.state.kb = KbAdmin(assistant, settings.kb, on_reloaded=models.forget)
     app.state.admin_failures = FailureThrottle()
+    app.state.feedback_limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
     app.state.started = time.time()
     install_error_handlers(app)
     app.add_middleware(SecurityHeadersMiddleware)

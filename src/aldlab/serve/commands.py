@@ -102,6 +102,23 @@ def choose_serve_model(
     return choice
 
 
+def uvicorn_options(settings: ServeSettings) -> dict[str, Any]:
+    """Where uvicorn listens and whose forwarded headers it believes.
+
+    uvicorn's defaults believe X-Forwarded-For from 127.0.0.1 (or $FORWARDED_ALLOW_IPS),
+    so any local process, or a local proxy passing the header through, could give each
+    request a new client address and escape the per-client rate limits, queue share and
+    admin-token throttle (issue 22). The header is believed only from `trusted_proxies`.
+    """
+    trusted = [p.strip() for entry in settings.trusted_proxies for p in entry.split(",") if p.strip()]
+    return {
+        "host": settings.host,
+        "port": settings.port,
+        "proxy_headers": bool(trusted),
+        "forwarded_allow_ips": ",".join(trusted),  # never None: the environment does not decide
+    }
+
+
 def build_app(assistant: Any, settings: ServeSettings) -> Any:
     """The FastAPI app with its SQLite store."""
     from aldlab.serve.app import create_app
@@ -154,4 +171,4 @@ def serve_command(
         f"DB {settings.db_path()}  관리자 / admin: {admin}",
         highlight=False,
     )
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info", access_log=False)
+    uvicorn.run(app, **uvicorn_options(settings), log_level="info", access_log=False)

@@ -2,9 +2,9 @@
 
 `create_app` builds each piece once per app and puts it on `app.state`; a route declares
 only the pieces it uses: `ModelsDep`, `AnswersDep`, `KbDep`, `StoreDep`, `SettingsDep`,
-`StartedAt`, `ClientDep`. `ApiKey` (route-level) and `AdminActor` (a parameter: the
-actor's name) are the two guards; `AuditDep` (the KB audit log of an admin request)
-needs `AdminActor` too.
+`StartedAt`, `ClientDep`. `ApiKey` and `FeedbackRate` (route-level) and `AdminActor` (a
+parameter: the actor's name) are the guards; `AuditDep` (the KB audit log of an admin
+request) needs `AdminActor` too.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 
 from aldlab.serve.answers import Answers
-from aldlab.serve.errors import ApiError
-from aldlab.serve.guards import FailureThrottle, bearer_token, token_matches
+from aldlab.serve.errors import ApiError, rate_limited
+from aldlab.serve.guards import FailureThrottle, RateLimiter, bearer_token, token_matches
 from aldlab.serve.kb_admin import KbAdmin, KbAudit
 from aldlab.serve.models import Models
 from aldlab.serve.settings import ServeSettings
@@ -47,7 +47,12 @@ StartedAt = Annotated[float, Depends(_from_app_state("started"))]
 
 
 def client_host(request: Request) -> str:
-    """The peer's address: rate limits and throttles count per client (never stored)."""
+    """The peer's address: rate limits and throttles count per client (never stored).
+
+    An X-Forwarded-For header changes it only when it comes from a proxy the operator
+    named (`ServeSettings.trusted_proxies`; uvicorn applies it, configured by
+    `aldlab.serve.commands.uvicorn_options`).
+    """
     return request.client.host if request.client else ""
 
 
@@ -66,27 +71,32 @@ def require_api_key(request: Request, settings: SettingsDep) -> None:
         )
 
 
-#: For `dependencies=[ApiKey]`: the routes that spend the model or write feedback.
+#: For `dependencies=[ApiKey]`: the routes that spend the model, write feedback or show the KB.
 ApiKey = Depends(require_api_key)
+
+
+def limit_feedback(request: Request, client: ClientDep) -> None:
+    """Feedback per client: the question rate (`rate_limit_per_minute`/`_burst`), counted apart."""
+    limiter: RateLimiter = request.app.state.feedback_limiter
+    wait = limiter.acquire(client)
+    if wait:
+        raise rate_limited(wait, "피드백이 너무 잦습니다", "Too much feedback")
+
+
+#: For `dependencies=[FeedbackRate]`: every write of `/api/feedback` costs one token.
+FeedbackRate = Depends(limit_feedback)
 
 
 def require_admin(request: Request, settings: SettingsDep) -> str:
     """The admin token must match; returns the actor name for the audit log.
 
-    Wrong tokens are throttled per client (`FailureThrottle` on `app.state`), so guessing costs time.
+    Wrong tokens are throttled per client (`FailureThrottle` on `app.state`), so guessing
+    costs time. Only failures are counted and the right token always passes: users behind
+    one NAT or proxy share an address, and five wrong guesses from any of them used to lock
+    the admin out for a minute (issue 22). Guessing itself is hopeless: tokens have at
+    least 16 characters (`guards.weak_token` stops the server otherwise).
     """
-    failures: FailureThrottle = request.app.state.admin_failures
     expected = settings.admin_token
-    client = client_host(request)
-    wait = failures.blocked_for(client)
-    if wait:
-        raise ApiError(
-            429,
-            "too_many_failures",
-            f"잘못된 관리자 토큰이 너무 많습니다. {wait}초 뒤에 다시 시도하세요.",
-            f"Too many wrong admin tokens; retry in {wait} s.",
-            retry_after=wait,
-        )
     if not expected:
         raise ApiError(
             403,
@@ -96,9 +106,19 @@ def require_admin(request: Request, settings: SettingsDep) -> str:
         )
     given = bearer_token(request.headers) or request.headers.get("x-admin-token", "").encode("latin-1", "replace")
     if not token_matches(given, expected):
+        failures: FailureThrottle = request.app.state.admin_failures
+        client = client_host(request)
+        wait = failures.blocked_for(client)
+        if wait:
+            raise ApiError(
+                429,
+                "too_many_failures",
+                f"잘못된 관리자 토큰이 너무 많습니다. {wait}초 뒤에 다시 시도하세요.",
+                f"Too many wrong admin tokens; retry in {wait} s.",
+                retry_after=wait,
+            )
         failures.fail(client)
         raise ApiError(401, "unauthorized", "관리자 토큰이 올바르지 않습니다.", "Invalid admin token.")
-    failures.succeed(client)
     actor = _ACTOR.sub("", request.headers.get("x-aldlab-actor", ""))[:64].strip()
     return actor or "admin"
 

@@ -35,6 +35,28 @@ class ApiError(StarletteHTTPException):
         self.hint = hint
         self.retry_after = retry_after
 
+    @classmethod
+    def of(cls, exc: UserError, status: int, code: str) -> ApiError:
+        """A `UserError` from the store or the KB as this status and code, its words kept."""
+        return cls(status, code, exc.ko, exc.en, hint=exc.hint)
+
+
+def rate_limited(wait: int, ko: str, en: str) -> ApiError:
+    """429 + Retry-After for a client over its rate; `ko`/`en` say what came too often."""
+    return ApiError(
+        429, "rate_limited", f"{ko}. {wait}초 뒤에 다시 시도하세요.", f"{en}; retry in {wait} s.", retry_after=wait
+    )
+
+
+def invalid_text(field: str) -> JSONResponse:
+    """400 for text that is not valid Unicode (a lone surrogate such as "\\ud800")."""
+    return error_response(
+        400,
+        "invalid_text",
+        f"{field}에 올바르지 않은 문자(짝 없는 서로게이트)가 있습니다.",
+        f"{field} contains invalid characters (a lone surrogate).",
+    )
+
 
 def error_body(code: str, ko: str, en: str, hint: str | None = None) -> dict[str, Any]:
     """The one error shape of the service (OpenAI-compatible: `error.message`)."""
@@ -124,6 +146,10 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        for err in exc.errors():  # `aldlab.serve.schemas.RequestBody`, or pydantic's own check
+            if err.get("type") in ("invalid_text", "string_unicode"):
+                where = (err.get("ctx") or {}).get("field") or ".".join(str(p) for p in err.get("loc", ()) if p != "body")
+                return invalid_text(where or "body")
         problems = []
         for err in exc.errors()[:5]:
             where = ".".join(str(p) for p in err.get("loc", ()) if p != "body")

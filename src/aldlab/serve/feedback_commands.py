@@ -1,12 +1,14 @@
 """`aldlab feedback list|approve|reject|export`: the review queue from the terminal.
 
-    aldlab feedback list                          # pending items, oldest first
-    aldlab feedback approve 12 --reviewer kim     # reaches `aldlab data build --feedback`
-    aldlab feedback reject 13 --reviewer kim --note "틀린 정정"
-    aldlab feedback export approved.jsonl         # approved rows as JSON Lines
+    aldlab feedback list                                   # pending items, oldest first
+    aldlab feedback approve 12 --revision 1 --reviewer kim # reaches `aldlab data build --feedback`
+    aldlab feedback reject 13 --revision 2 --reviewer kim --note "틀린 정정"
+    aldlab feedback export approved.jsonl                  # approved rows as JSON Lines
 
 Same store and rules as the web UI's review tab (`aldlab.store.feedback`): feedback is
-pending until a named reviewer approves it; only approved rows are exported.
+pending until a named reviewer approves it; only approved rows are exported. A decision
+names the revision `list` showed (`#12 r1`): if the asker changed the feedback since, or
+someone decided it meanwhile, nothing changes and the command says so.
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ err = Console(stderr=True)
 
 DB_OPTION = typer.Option(None, "--db", help="서비스 SQLite (기본: aldlab serve 기본 경로) / service DB")
 REVIEWER_OPTION = typer.Option(..., "--reviewer", help="검토자 이름 (기록됨) / reviewer name, recorded")
+REVISION_OPTION = typer.Option(
+    ..., "--revision", min=1, help="읽은 수정본 (list의 r 번호) / the revision you read (list's rN)"
+)
 
 
 def _db(db: Path | None) -> Path:
@@ -75,7 +80,10 @@ def list_command(
     out.print(f"{status}: {total}개 중 {len(rows)}개 / {len(rows)} of {total}", highlight=False)
     for r in rows:
         review = r["review"]
-        head = f"#{r['feedback_id']} [{review['status']}] {r['feedback']} · {r['model']} · {r['timestamp'][:19]}"
+        head = (
+            f"#{r['feedback_id']} r{r['revisions']} [{review['status']}] {r['feedback']} · {r['model']}"
+            f" · {r['timestamp'][:19]}"
+        )
         if review["reviewer"]:
             head += f" · 검토 / reviewed by {review['reviewer']}"
         out.print(f"\n[bold]{escape(head)}[/]", highlight=False)
@@ -91,8 +99,8 @@ def list_command(
         out.print(f"  참고 문서 / contexts: {escape(ids)}", highlight=False)
 
 
-def _review(feedback_id: int, status: str, reviewer: str, note: str | None, db: Path | None) -> None:
-    row = _store(db).review_feedback(feedback_id, status, reviewer, note)
+def _review(feedback_id: int, revision: int, status: str, reviewer: str, note: str | None, db: Path | None) -> None:
+    row = _store(db).review_feedback(feedback_id, status, reviewer, note, revision=revision)
     word = "승인 / approved" if status == "approved" else "거절 / rejected"
     out.print(f"#{row['feedback_id']} {word} ({escape(row['review']['reviewer'])}, {row['review']['reviewed_at'][:19]})")
 
@@ -100,23 +108,25 @@ def _review(feedback_id: int, status: str, reviewer: str, note: str | None, db: 
 @feedback_app.command("approve")
 def approve_command(
     feedback_id: int = typer.Argument(..., help="피드백 번호 (list의 #) / feedback id"),
+    revision: int = REVISION_OPTION,
     reviewer: str = REVIEWER_OPTION,
     note: str | None = typer.Option(None, "--note", help="메모 / note"),
     db: Path | None = DB_OPTION,
 ) -> None:
     """승인: 학습 데이터에 쓰임 / approve: it reaches `aldlab data build --feedback`."""
-    _review(feedback_id, "approved", reviewer, note, db)
+    _review(feedback_id, revision, "approved", reviewer, note, db)
 
 
 @feedback_app.command("reject")
 def reject_command(
     feedback_id: int = typer.Argument(..., help="피드백 번호 / feedback id"),
+    revision: int = REVISION_OPTION,
     reviewer: str = REVIEWER_OPTION,
     note: str | None = typer.Option(None, "--note", help="거절 이유 / reason"),
     db: Path | None = DB_OPTION,
 ) -> None:
     """거절: 학습에 쓰이지 않음 / reject: never used for training."""
-    _review(feedback_id, "rejected", reviewer, note, db)
+    _review(feedback_id, revision, "rejected", reviewer, note, db)
 
 
 @feedback_app.command("export")

@@ -149,7 +149,8 @@ class RateLimiter:
 
 
 class FailureThrottle:
-    """After `limit` wrong tokens from a client within `window_s`, refuse it for `window_s`."""
+    """After `limit` wrong tokens from a client within `window_s`, refuse its wrong tokens
+    for `window_s` (the right token is never refused: `aldlab.serve.deps.require_admin`)."""
 
     def __init__(self, limit: int = 5, window_s: float = 60.0) -> None:
         self.limit = limit
@@ -161,7 +162,10 @@ class FailureThrottle:
         now = time.monotonic()
         with self._lock:
             recent = [t for t in self._failures.get(client, []) if now - t < self.window_s]
-            self._failures[client] = recent
+            if recent:
+                self._failures[client] = recent
+            else:  # nothing to remember (memory stays bounded by the clients failing now)
+                self._failures.pop(client, None)
             if len(recent) >= self.limit:
                 return max(1, math.ceil(self.window_s - (now - recent[0])))
             return 0
@@ -169,10 +173,6 @@ class FailureThrottle:
     def fail(self, client: str) -> None:
         with self._lock:
             self._failures.setdefault(client, []).append(time.monotonic())
-
-    def succeed(self, client: str) -> None:
-        with self._lock:
-            self._failures.pop(client, None)
 
 
 #: Tokens refused at start-up: too short to resist guessing, or copied from an example.

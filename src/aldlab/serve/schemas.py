@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import Path as FastApiPath
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
 
 from aldlab.kb.schema import NAME_PATTERN
 from aldlab.rag.types import Passage
@@ -18,12 +19,53 @@ from aldlab.rag.types import Passage
 # --------------------------------------------------------------------------- requests
 
 
+def lone_surrogate_at(value: Any, where: str = "") -> str | None:
+    """Where in a parsed JSON value a string (or key) is not valid Unicode, or None."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return where or "body"
+        return None
+    if isinstance(value, dict):
+        items = list(value.items())
+    elif isinstance(value, list):
+        items = list(enumerate(value))
+    else:
+        return None
+    for key, item in items:
+        name = str(key).encode("utf-8", "backslashreplace").decode("utf-8")
+        path = f"{where}.{name}" if where else name
+        found = lone_surrogate_at(key, path) or lone_surrogate_at(item, path)
+        if found:
+            return found
+    return None
+
+
+class RequestBody(BaseModel):
+    """A JSON request body, valid Unicode throughout.
+
+    JSON may spell a lone surrogate ("\\ud800") and Python decodes it; unconstrained text
+    then failed as a 500 when written to SQLite or a KB file or echoed in an error (a
+    question after generation ran, `model`, an admin keyword). Checked here, before any
+    field, it is a 400 `invalid_text` naming the field (`aldlab.serve.errors`).
+    """
+
+    @model_validator(mode="before")
+    @classmethod
+    def _valid_unicode(cls, data: Any) -> Any:
+        where = lone_surrogate_at(data)
+        if where is not None:
+            raise PydanticCustomError("invalid_text", "{field} contains a lone surrogate", {"field": where})
+        return data
+
+
 class Turn(BaseModel):
     role: Literal["user", "assistant"]
     content: str
 
 
-class AskRequest(BaseModel):
+class AskRequest(RequestBody):
     model_config = ConfigDict(extra="ignore")
 
     question: str
@@ -37,7 +79,7 @@ class AskRequest(BaseModel):
     stream: bool = False
 
 
-class FeedbackRequest(BaseModel):
+class FeedbackRequest(RequestBody):
     model_config = ConfigDict(extra="ignore")
 
     answer_id: str = Field(pattern=r"^[0-9a-f]{32}$")
@@ -69,7 +111,7 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
-class ChatCompletionRequest(BaseModel):
+class ChatCompletionRequest(RequestBody):
     model_config = ConfigDict(extra="ignore")
 
     model: str | None = None
@@ -88,13 +130,15 @@ class ChatCompletionRequest(BaseModel):
 DocId = Annotated[str, FastApiPath(pattern=NAME_PATTERN)]
 
 
-class ReviewRequest(BaseModel):
+class ReviewRequest(RequestBody):
     model_config = ConfigDict(extra="forbid")
 
+    # The item's `revisions` as the reviewer read it: the decision applies to that text only.
+    revision: int = Field(ge=1)
     note: str | None = Field(default=None, max_length=2000)
 
 
-class DocumentIn(BaseModel):
+class DocumentIn(RequestBody):
     model_config = ConfigDict(extra="forbid")
 
     id: str = Field(pattern=NAME_PATTERN)
@@ -105,7 +149,7 @@ class DocumentIn(BaseModel):
     source: str = Field(default="admin", max_length=200)
 
 
-class DocumentChanges(BaseModel):
+class DocumentChanges(RequestBody):
     model_config = ConfigDict(extra="forbid")
 
     title: str | None = Field(default=None, max_length=300)

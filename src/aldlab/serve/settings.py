@@ -51,6 +51,12 @@ class ServeSettings:
     allowed_hosts: list[str] = field(default_factory=list, metadata={
         "help": "허용할 Host 이름 (반복 가능; 기본: --host, localhost, 127.0.0.1) / extra accepted Host names",
         "flags": ("--allowed-host",), "repeatable": True})
+    # Proxies whose X-Forwarded-For / -Proto name the client (uvicorn's --forwarded-allow-ips;
+    # addresses or networks, "*" = any). None by default: the peer address is the client, so a
+    # header cannot mint new identities to escape the per-client limits and throttles.
+    trusted_proxies: list[str] = field(default_factory=list, metadata={
+        "help": "X-Forwarded-For를 믿을 프록시 주소 (반복 가능, 기본 없음) / proxy whose X-Forwarded-For is trusted",
+        "flags": ("--trusted-proxy", "--forwarded-allow-ips"), "repeatable": True})
     # One thread for the embedded model (one model load, torch already uses both cores);
     # more are useful only with --llm-url, where generation is a remote HTTP call.
     generation_threads: int = 1

@@ -55,12 +55,13 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def serve_in_thread(app: Any, *, host: str = "127.0.0.1", port: int | None = None) -> Iterator[str]:
-    """Run `app` with uvicorn in a background thread; yields the base URL."""
+def serve_in_thread(app: Any, *, host: str = "127.0.0.1", port: int | None = None, **options: Any) -> Iterator[str]:
+    """Run `app` with uvicorn in a background thread; yields the base URL. `options` go to
+    `uvicorn.Config` (`aldlab.serve.commands.uvicorn_options` gives what `aldlab serve` uses)."""
     import uvicorn
 
     port = port or free_port()
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="on")
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="on", **options)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="aldlab-test-server", daemon=True)
     thread.start()

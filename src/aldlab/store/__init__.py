@@ -9,7 +9,11 @@ from typing import Any
 from aldlab.store.audit import list_kb_edits, record_kb_edit
 from aldlab.store.db import init_db
 from aldlab.store.feedback import (
+    MAX_REVISIONS,
+    FeedbackConflict,
     FeedbackForbidden,
+    FeedbackNotFound,
+    FeedbackRevisionLimit,
     LoggedAnswer,
     add_feedback,
     count_feedback,
@@ -46,8 +50,10 @@ class Store:
     ) -> int:
         return add_feedback(self.path, answer_id, rating, comment, correction, token=token, contexts=contexts)
 
-    def review_feedback(self, feedback_id: int, status: str, reviewer: str, note: str | None = None) -> dict[str, Any]:
-        return review_feedback(self.path, feedback_id, status, reviewer, note)
+    def review_feedback(
+        self, feedback_id: int, status: str, reviewer: str, note: str | None = None, *, revision: int
+    ) -> dict[str, Any]:
+        return review_feedback(self.path, feedback_id, status, reviewer, note, revision=revision)
 
     def count_feedback(self, status: str | None = None) -> int:
         return count_feedback(self.path, status)
@@ -69,7 +75,11 @@ class Store:
 
 
 __all__ = [
+    "MAX_REVISIONS",
+    "FeedbackConflict",
     "FeedbackForbidden",
+    "FeedbackNotFound",
+    "FeedbackRevisionLimit",
     "LoggedAnswer",
     "Store",
     "add_feedback",

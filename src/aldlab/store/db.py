@@ -80,6 +80,40 @@ MIGRATIONS: list[str] = [
     CREATE INDEX feedback_status ON feedback(status, id);
     CREATE INDEX answers_created ON answers(created_at);
     """,
+    # 2 -> 3: a decision stands (issue 22). Feedback sent again after an approval or a
+    # rejection starts a new item for the same answer instead of reopening the decided one,
+    # so `answer_id` is no longer unique; at most one item per answer is pending (the one a
+    # resubmission revises). The table is rebuilt (SQLite cannot drop a UNIQUE constraint),
+    # keeping its AUTOINCREMENT counter so no feedback id is ever handed out twice.
+    """
+    CREATE TABLE feedback_v3 (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        answer_id   TEXT NOT NULL REFERENCES answers(id) ON DELETE CASCADE,
+        rating      TEXT NOT NULL CHECK (rating IN ('like', 'dislike')),
+        comment     TEXT,
+        correction  TEXT,
+        created_at  TEXT NOT NULL,
+        updated_at  TEXT NOT NULL,
+        revisions   INTEGER NOT NULL DEFAULT 1,
+        status      TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'approved', 'rejected')),
+        reviewer    TEXT,
+        reviewed_at TEXT,
+        review_note TEXT,
+        contexts_json TEXT
+    );
+    INSERT INTO feedback_v3 (id, answer_id, rating, comment, correction, created_at, updated_at, revisions,
+                             status, reviewer, reviewed_at, review_note, contexts_json)
+        SELECT id, answer_id, rating, comment, correction, created_at, updated_at, revisions,
+               status, reviewer, reviewed_at, review_note, contexts_json FROM feedback;
+    DELETE FROM sqlite_sequence WHERE name = 'feedback_v3';
+    INSERT INTO sqlite_sequence (name, seq) SELECT 'feedback_v3', seq FROM sqlite_sequence WHERE name = 'feedback';
+    DROP TABLE feedback;
+    ALTER TABLE feedback_v3 RENAME TO feedback;
+    CREATE INDEX feedback_created ON feedback(created_at);
+    CREATE INDEX feedback_status ON feedback(status, id);
+    CREATE INDEX feedback_answer ON feedback(answer_id);
+    CREATE UNIQUE INDEX feedback_open ON feedback(answer_id) WHERE status = 'pending';
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -10,7 +10,13 @@ rating, comment and correction, so:
 Feedback is *pending* until an admin approves or rejects it (`aldlab feedback`, the web
 UI's review tab); only approved rows are exported for `aldlab data build --feedback`,
 with the reviewer and the time in the row. A user's correction therefore never becomes a
-training target without a person reading it first.
+training target without a person reading it first, and it must be the text that person
+read (issue 22: the asker could swap in "TMA는 맨손으로 다뤄도 안전하다" between the
+reviewer's list and the click):
+- each change to a pending item is a new revision (`revisions`, at most `MAX_REVISIONS`);
+- a decision names the revision the reviewer saw and applies in one transaction only if
+  the item is still pending at that revision (compare-and-set), else `FeedbackConflict`;
+- a decided item never reopens: feedback sent again afterwards is a new pending item.
 
 The answer log keeps the context ids and the KB hash, not the passage texts (a question
 used to cost ~40 KB); the texts are snapshotted into the feedback row when feedback
@@ -22,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import sqlite3
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -36,6 +43,8 @@ RATINGS = ("like", "dislike")
 #: Rows read per query while exporting (memory stays flat for any number of rows).
 EXPORT_BATCH = 200
 STATUSES = ("pending", "approved", "rejected")
+#: Revisions of one pending item: enough for a person changing their mind, not a write loop.
+MAX_REVISIONS = 20
 
 
 def utc_now() -> str:
@@ -49,6 +58,18 @@ def token_hash(token: str) -> str:
 
 class FeedbackForbidden(UserError):
     """Feedback on an answer the sender did not receive."""
+
+
+class FeedbackNotFound(UserError):
+    """A review of a feedback id that does not exist."""
+
+
+class FeedbackConflict(UserError):
+    """A review of a revision that is not the item's current one, or of a decided item."""
+
+
+class FeedbackRevisionLimit(UserError):
+    """A pending item already revised `MAX_REVISIONS` times."""
 
 
 @dataclass(frozen=True)
@@ -161,12 +182,13 @@ def add_feedback(
     token: str | None = None,
     contexts: Sequence[dict[str, Any]] | None = None,
 ) -> int:
-    """Store feedback on a logged answer as *pending*; returns the feedback row id.
+    """Store feedback on a logged answer as *pending*; returns the feedback item's id.
 
     The answer's token must match when the answer has one (every answer the service
-    logs does) or when one is given. A second rating by the same client replaces the
-    first and goes back to pending review (a changed mind needs a fresh look).
-    `contexts` (with texts) is the snapshot the dataset builder will use.
+    logs does) or when one is given. Feedback sent again while the answer's item is
+    pending replaces it as a new revision; after that item was approved or rejected it
+    starts a new item (the decision stands). `contexts` (with texts) is the snapshot the
+    dataset builder will use.
     """
     if rating not in RATINGS:
         raise UserError(
@@ -178,40 +200,60 @@ def add_feedback(
     snapshot = None if contexts is None else json.dumps([_context_row(c) for c in contexts], ensure_ascii=False)
     now = utc_now()
     with transaction(db_path) as conn:
-        known = conn.execute("SELECT token_hash FROM answers WHERE id = ?", (answer_id,)).fetchone()
-        if known is None:
-            raise UserError(
-                "알 수 없는 답변 ID입니다.",
-                f"Unknown answer id: {answer_id!r}.",
-                hint="서버가 돌려준 answer_id로 피드백하세요 / send the answer_id the server returned",
-            )
-        expected = known["token_hash"]
-        if (expected is not None or token is not None) and not hmac.compare_digest(
-            expected or "", token_hash(token) if token else "-"
-        ):
-            raise FeedbackForbidden(
-                "이 답변에 피드백할 권한이 없습니다 (답변 토큰 불일치).",
-                "Not allowed to rate this answer (answer token mismatch).",
-                hint="질문한 클라이언트만 평가할 수 있습니다 / only the client that asked can rate it",
-            )
-        row = conn.execute(
-            "INSERT INTO feedback (answer_id, rating, comment, correction, created_at, updated_at, contexts_json)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT(answer_id) DO UPDATE SET rating = excluded.rating,"
-            " comment = excluded.comment, correction = excluded.correction,"
-            " updated_at = excluded.updated_at, revisions = feedback.revisions + 1,"
-            " contexts_json = COALESCE(excluded.contexts_json, feedback.contexts_json),"
-            " status = 'pending', reviewer = NULL, reviewed_at = NULL, review_note = NULL"
-            " RETURNING id",
-            (answer_id, rating, comment, correction, now, now, snapshot),
+        _check_asker(conn, answer_id, token)
+        pending = conn.execute(
+            "SELECT id, revisions FROM feedback WHERE answer_id = ? AND status = 'pending'", (answer_id,)
         ).fetchone()
-    return int(row[0])
+        if pending is None:
+            row = conn.execute(
+                "INSERT INTO feedback (answer_id, rating, comment, correction, created_at, updated_at, contexts_json)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                (answer_id, rating, comment, correction, now, now, snapshot),
+            ).fetchone()
+            return int(row[0])
+        if pending["revisions"] >= MAX_REVISIONS:
+            raise FeedbackRevisionLimit(
+                f"이 피드백은 이미 {MAX_REVISIONS}번 수정되었습니다. 관리자 검토 뒤에 다시 보내세요.",
+                f"This feedback was already revised {MAX_REVISIONS} times; send it again after an admin reviews it.",
+            )
+        conn.execute(
+            "UPDATE feedback SET rating = ?, comment = ?, correction = ?, updated_at = ?,"
+            " revisions = revisions + 1, contexts_json = COALESCE(?, contexts_json) WHERE id = ?",
+            (rating, comment, correction, now, snapshot, pending["id"]),
+        )
+        return int(pending["id"])
+
+
+def _check_asker(conn: sqlite3.Connection, answer_id: str, token: str | None) -> None:
+    """The answer exists and `token` is its answer token (only the asker may rate it)."""
+    known = conn.execute("SELECT token_hash FROM answers WHERE id = ?", (answer_id,)).fetchone()
+    if known is None:
+        raise UserError(
+            "알 수 없는 답변 ID입니다.",
+            f"Unknown answer id: {answer_id!r}.",
+            hint="서버가 돌려준 answer_id로 피드백하세요 / send the answer_id the server returned",
+        )
+    expected = known["token_hash"]
+    if (expected is not None or token is not None) and not hmac.compare_digest(
+        expected or "", token_hash(token) if token else "-"
+    ):
+        raise FeedbackForbidden(
+            "이 답변에 피드백할 권한이 없습니다 (답변 토큰 불일치).",
+            "Not allowed to rate this answer (answer token mismatch).",
+            hint="질문한 클라이언트만 평가할 수 있습니다 / only the client that asked can rate it",
+        )
 
 
 def review_feedback(
-    db_path: str | Path, feedback_id: int, status: str, reviewer: str, note: str | None = None
+    db_path: str | Path, feedback_id: int, status: str, reviewer: str, note: str | None = None, *, revision: int
 ) -> dict[str, Any]:
-    """Approve or reject one feedback row; returns the reviewed row."""
+    """Approve or reject revision `revision` of a pending item; returns the reviewed row.
+
+    One transaction, one compare-and-set on state and revision: of two concurrent
+    decisions exactly one applies, and a decision on a revision the asker has since
+    replaced applies to nothing. `FeedbackNotFound` for an unknown id, `FeedbackConflict`
+    when the item is decided or at another revision.
+    """
     if status not in ("approved", "rejected"):
         raise UserError(f"알 수 없는 검토 상태: {status!r}", f"Unknown review status: {status!r}.")
     reviewer = (reviewer or "").strip()
@@ -219,13 +261,33 @@ def review_feedback(
         raise UserError("검토자 이름이 필요합니다.", "A reviewer name is required.", hint="--reviewer 이름 / --reviewer NAME")
     with transaction(db_path) as conn:
         cur = conn.execute(
-            "UPDATE feedback SET status = ?, reviewer = ?, reviewed_at = ?, review_note = ? WHERE id = ?",
-            (status, reviewer[:64], utc_now(), (note or "").strip() or None, int(feedback_id)),
+            "UPDATE feedback SET status = ?, reviewer = ?, reviewed_at = ?, review_note = ?"
+            " WHERE id = ? AND status = 'pending' AND revisions = ?",
+            (status, reviewer[:64], utc_now(), (note or "").strip() or None, int(feedback_id), int(revision)),
         )
         if cur.rowcount == 0:
-            raise UserError(f"피드백 {feedback_id} 이(가) 없습니다.", f"No feedback with id {feedback_id}.")
+            _explain_refused_review(conn, int(feedback_id), int(revision))
+    # Decided rows never change again, so reading after the commit reads this decision.
     rows = list(iter_feedback_rows(db_path, status=None, feedback_id=int(feedback_id)))
     return rows[0]
+
+
+def _explain_refused_review(conn: sqlite3.Connection, feedback_id: int, revision: int) -> None:
+    """Raise why a review changed no row: unknown id, already decided, or another revision."""
+    row = conn.execute("SELECT status, reviewer, revisions FROM feedback WHERE id = ?", (feedback_id,)).fetchone()
+    if row is None:
+        raise FeedbackNotFound(f"피드백 {feedback_id} 이(가) 없습니다.", f"No feedback with id {feedback_id}.")
+    if row["status"] != "pending":
+        raise FeedbackConflict(
+            f"피드백 {feedback_id} 은(는) 이미 검토되었습니다 ({row['status']}, {row['reviewer']}).",
+            f"Feedback {feedback_id} was already reviewed ({row['status']} by {row['reviewer']}).",
+            hint="목록을 새로 고치세요 / refresh the list",
+        )
+    raise FeedbackConflict(
+        f"피드백 {feedback_id} 이(가) 읽은 뒤에 바뀌었습니다 (읽은 수정본 {revision}, 현재 {row['revisions']}).",
+        f"Feedback {feedback_id} changed after you read it (you read revision {revision}, it is now {row['revisions']}).",
+        hint="목록을 새로 고쳐 새 내용을 읽고 다시 결정하세요 / refresh, read the new text and decide again",
+    )
 
 
 def count_feedback(db_path: str | Path, status: str | None = None) -> int:

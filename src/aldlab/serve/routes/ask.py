@@ -1,4 +1,7 @@
-"""The public question API: health, ask (JSON or SSE), and a KB document by id."""
+"""The public question API: health, ask (JSON or SSE), and a KB document by id.
+
+With an API key set, only the health check is open (the web UI reads it to ask for a key).
+"""
 
 from __future__ import annotations
 
@@ -73,7 +76,7 @@ async def ask(
     return answer_payload(answer, ref, settings)
 
 
-@router.get("/api/documents/{doc_id}")
+@router.get("/api/documents/{doc_id}", dependencies=[ApiKey])
 async def document(doc_id: str, kb: KbDep) -> dict[str, Any]:
     doc = kb.document(doc_id)  # from memory: no KB read per call
     if doc is None:

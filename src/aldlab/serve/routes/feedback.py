@@ -1,33 +1,47 @@
 """Feedback: the asker rates an answer (`/api/feedback`), an admin reviews the queue.
 
-Only approved feedback reaches `aldlab data build --feedback` (via the JSONL export).
+Only approved feedback reaches `aldlab data build --feedback` (via the JSONL export). A
+decision names the revision the reviewer read (409 when the item changed or was decided
+meanwhile; `aldlab.store.feedback`).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from functools import partial
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeVar
 
 import anyio
 from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 
 from aldlab.errors import UserError
-from aldlab.serve.answers import check_text
-from aldlab.serve.deps import AdminActor, ApiKey, KbDep, StoreDep
+from aldlab.serve.deps import AdminActor, ApiKey, FeedbackRate, KbDep, StoreDep
 from aldlab.serve.errors import ApiError
 from aldlab.serve.schemas import FeedbackAck, FeedbackPage, FeedbackRequest, ReviewOut, ReviewRequest
-from aldlab.store import FeedbackForbidden
+from aldlab.store import FeedbackConflict, FeedbackForbidden, FeedbackNotFound, FeedbackRevisionLimit
 
 router = APIRouter()
 
+T = TypeVar("T")
 
-@router.post("/api/feedback", dependencies=[ApiKey])
+
+async def in_thread(work: Callable[[], T], errors: dict[type[UserError], tuple[int, str]]) -> T:
+    """A store call off the event loop; the `UserError`s it names become (status, code)
+    `ApiError`s, in the order given (a subclass before its base)."""
+    try:
+        return await anyio.to_thread.run_sync(work)
+    except UserError as exc:
+        for kind, (status, code) in errors.items():
+            if isinstance(exc, kind):
+                raise ApiError.of(exc, status, code) from exc
+        raise
+
+
+@router.post("/api/feedback", dependencies=[ApiKey, FeedbackRate])
 async def feedback(body: FeedbackRequest, store: StoreDep, kb: KbDep) -> FeedbackAck:
     """Pending feedback from the client that asked (its answer token proves it)."""
-    for name in ("comment", "correction"):
-        check_text(name, getattr(body, name))
 
     def store_feedback() -> int:
         logged = store.get_answer(body.answer_id)
@@ -36,12 +50,11 @@ async def feedback(body: FeedbackRequest, store: StoreDep, kb: KbDep) -> Feedbac
             body.answer_id, body.rating, body.comment, body.correction, token=body.answer_token, contexts=contexts
         )
 
-    try:
-        row_id = await anyio.to_thread.run_sync(store_feedback)
-    except FeedbackForbidden as exc:
-        raise ApiError(403, "forbidden", exc.ko, exc.en, hint=exc.hint) from exc
-    except UserError as exc:
-        raise ApiError(404, "unknown_answer", exc.ko, exc.en, hint=exc.hint) from exc
+    row_id = await in_thread(
+        store_feedback,
+        {FeedbackForbidden: (403, "forbidden"), FeedbackRevisionLimit: (409, "too_many_revisions"),
+         UserError: (404, "unknown_answer")},
+    )
     return FeedbackAck(feedback_id=row_id, answer_id=body.answer_id)
 
 
@@ -67,13 +80,16 @@ async def list_feedback(
 async def review(
     feedback_id: int,
     decision: Literal["approve", "reject"],
+    body: ReviewRequest,
     store: StoreDep,
     actor: AdminActor,
-    body: ReviewRequest | None = None,
 ) -> ReviewOut:
+    """Decide revision `body.revision` of a pending item (the `revisions` the list showed)."""
     status = "approved" if decision == "approve" else "rejected"
-    note = body.note if body else None
-    row = await anyio.to_thread.run_sync(partial(store.review_feedback, feedback_id, status, actor, note))
+    row = await in_thread(
+        partial(store.review_feedback, feedback_id, status, actor, body.note, revision=body.revision),
+        {FeedbackNotFound: (404, "feedback_not_found"), FeedbackConflict: (409, "review_conflict")},
+    )
     return ReviewOut(item=row)
 
 

@@ -288,7 +288,7 @@ async function ask(question) {
 async function openDocument(docId, context) {
   let doc = context && context.text ? context : null;
   try {
-    doc = await api(`/api/documents/${encodeURIComponent(docId)}`);
+    doc = await api(`/api/documents/${encodeURIComponent(docId)}`, { headers: keyHeaders() });
   } catch (err) {
     if (!doc) doc = { id: docId, title: "", text: `문서를 불러오지 못했습니다 / could not load: ${err.message}` };
   }
@@ -481,8 +481,9 @@ async function refreshReview() {
     for (const item of body.items) {
       const li = el("li", "review-item");
       li.dataset.feedbackId = item.feedback_id;
+      li.dataset.revision = item.revisions;
       const review = item.review || {};
-      li.append(el("strong", null, `#${item.feedback_id} ${item.feedback === "like" ? "좋아요 / like" : "싫어요 / dislike"} · ${item.model} · ${item.timestamp.slice(0, 19)}`));
+      li.append(el("strong", null, `#${item.feedback_id} ${item.feedback === "like" ? "좋아요 / like" : "싫어요 / dislike"} · 수정본 / revision ${item.revisions} · ${item.model} · ${item.timestamp.slice(0, 19)}`));
       const dl = el("dl");
       for (const turn of item.history || []) reviewField(dl, `기록 / history (${turn.role})`, turn.content);
       if ((item.history || []).length) {
@@ -496,14 +497,22 @@ async function refreshReview() {
       if (review.reviewer) reviewField(dl, "검토 / review", `${review.status} · ${review.reviewer} · ${review.reviewed_at}${review.note ? ` · ${review.note}` : ""}`);
       li.append(dl);
       const row = el("div", "row");
-      for (const [decision, label, cls] of [["approve", "승인 / Approve", "review-approve"], ["reject", "거절 / Reject", "review-reject danger"]]) {
+      const decisions = review.status === "pending"  // a decision stands: decided items have no buttons
+        ? [["approve", "승인 / Approve", "review-approve"], ["reject", "거절 / Reject", "review-reject danger"]]
+        : [];
+      for (const [decision, label, cls] of decisions) {
         const button = el("button", cls, label);
         button.type = "button";
+        // The decision names the revision shown here: if the asker changed the feedback
+        // since, the server refuses (409) and the list is reloaded to show the new text.
         button.addEventListener("click", async () => {
           try {
-            await api(`/api/admin/feedback/${item.feedback_id}/${decision}`, { method: "POST", headers: adminHeaders(true), body: "{}" });
+            await api(`/api/admin/feedback/${item.feedback_id}/${decision}`, {
+              method: "POST", headers: adminHeaders(true), body: JSON.stringify({ revision: item.revisions }),
+            });
             await refreshReview();
           } catch (err) {
+            await refreshReview();
             $("#review-total").textContent = `오류 / error: ${err.message}`;
           }
         });
