@@ -152,6 +152,41 @@ def test_only_reviewed_feedback_reaches_train_or_eval_from_every_source(
     assert "1 pending items in the feedback database were not used" in printed
 
 
+def test_approved_feedback_that_contradicts_a_kb_definition_is_excluded_and_reported(
+    kb_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 21: the legacy liked answer "…VG12는 게이트 밸브 개폐 신호다." even once a reviewer approved it."""
+    from aldlab.data.commands import print_report
+    from aldlab.serve.feedback_commands import feedback_app
+    from aldlab.store import Store
+
+    legacy = tmp_path / "feedback_data.json"
+    rows = [
+        {"question": "VG12가 뭐예요?", "answer": "…VG12는 게이트 밸브 개폐 신호다.", "feedback": "like", "contexts": []},
+        {"question": "VG12는 어디 압력을 봐?", "answer": "VG12는 공정 챔버 압력을 재는 진공 게이지입니다.", "feedback": "like"},
+    ]
+    legacy.write_text(json.dumps({"feedbacks": rows}, ensure_ascii=False), encoding="utf-8")
+    db = tmp_path / "serve.sqlite3"
+    assert CliRunner().invoke(feedback_app, ["import", str(legacy), "--db", str(db)]).exit_code == 0
+    store = Store(db)
+    for item in list(store.iter_feedback_rows(status="pending")):
+        store.review_feedback(item["feedback_id"], "approved", "kim", revision=item["revisions"])
+    report = build_with_feedback(kb_dir, db, tmp_path / "out")
+    everything = json.dumps(read_rows(report.train_path) + read_rows(report.eval_path), ensure_ascii=False)
+    assert "게이트 밸브 개폐 신호" not in everything
+    assert "VG12는 공정 챔버 압력을 재는 진공 게이지입니다." in everything  # agrees with the KB: used
+    stats = json.loads(report.stats_path.read_text(encoding="utf-8"))
+    fb = stats["feedback"]
+    assert fb["liked_used"] == 1 and fb["excluded_kb_conflict"] == 1
+    [conflict] = fb["kb_conflicts"]
+    assert conflict["term"] == "VG12" and conflict["kb_document"] == "t-vg12" and conflict["question"] == "VG12가 뭐예요?"
+    assert "valve" in conflict["feedback_says"] and "gauge" in conflict["kb_says"]
+    print_report(stats, report.output_dir)
+    printed = " ".join(capsys.readouterr().out.split())
+    assert "1 approved feedback targets contradict a KB definition and were excluded" in printed
+    assert "'VG12'" in printed and "t-vg12" in printed and "게이트 밸브 개폐 신호다" in printed
+
+
 @pytest.mark.parametrize(
     ("name", "content", "message"),
     [

@@ -29,7 +29,9 @@ from typing import Any
 from aldlab.data.facts import ContextPassage, Fact
 from aldlab.errors import UserError
 from aldlab.files import iter_jsonl, read_json, sha256_text
-from aldlab.kb.schema import KnowledgeBase
+from aldlab.kb.audit import describe_kind
+from aldlab.kb.claims import DefinitionConflict, DefinitionIndex
+from aldlab.kb.schema import Document, KnowledgeBase
 
 LIKE = {"like", "liked", "good", "up", "thumbs_up", "positive", "1", "true"}
 DISLIKE = {"dislike", "disliked", "bad", "down", "thumbs_down", "negative", "0", "-1", "false"}
@@ -49,9 +51,11 @@ class FeedbackIntake:
     excluded_unreviewed: int = 0
     excluded_rejected: int = 0
     excluded_with_history: int = 0
+    excluded_kb_conflict: int = 0
     pending_in_stores: int = 0  # never read (a store yields approved rows), counted to say so
     sources: list[str] = field(default_factory=list)
     provenance: list[dict[str, Any]] = field(default_factory=list)
+    kb_conflicts: list[dict[str, Any]] = field(default_factory=list)
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -63,9 +67,11 @@ class FeedbackIntake:
             "excluded_unreviewed": self.excluded_unreviewed,
             "excluded_rejected": self.excluded_rejected,
             "excluded_with_history": self.excluded_with_history,
+            "excluded_kb_conflict": self.excluded_kb_conflict,
             "pending_in_stores": self.pending_in_stores,
             "sources": self.sources,
             "provenance": self.provenance,
+            "kb_conflicts": self.kb_conflicts,
         }
 
     def warnings(self) -> list[str]:
@@ -86,7 +92,23 @@ class FeedbackIntake:
                 f"피드백 DB에 검토 대기 {n}개가 있어 쓰지 않았습니다: `aldlab feedback list --db DB`로 검토하세요 / "
                 f"{n} pending items in the feedback database were not used: review them with `aldlab feedback list --db DB`"
             )
+        if self.kb_conflicts:
+            n = len(self.kb_conflicts)
+            found.append(
+                f"승인된 피드백 {n}개가 KB 정의와 충돌해 학습에서 제외했습니다 (stats.json feedback.kb_conflicts); KB나 피드백을 "
+                f"바로잡으세요 / {n} approved feedback targets contradict a KB definition and were excluded "
+                f"(stats.json feedback.kb_conflicts): correct the KB or the feedback"
+            )
+            found += [
+                f"  '{c['term']}': 피드백 / feedback \"{c['target'][:80]}\" = {c['feedback_says']}; "
+                f"KB {c['kb_document']} = {c['kb_says']}"
+                for c in self.kb_conflicts[:MAX_CONFLICTS_SHOWN]
+            ]
         return found
+
+
+#: Conflicts listed in the build output; stats.json has all of them.
+MAX_CONFLICTS_SHOWN = 5
 
 
 def read_feedback_rows(path: Path) -> list[dict[str, Any]]:
@@ -216,6 +238,9 @@ def _passages(row: dict[str, Any], kb: KnowledgeBase) -> tuple[list[ContextPassa
 def load_feedback(paths: list[Path], kb: KnowledgeBase) -> FeedbackIntake:
     """Turn every approved feedback row into a fact; every other row is counted by why it was left out."""
     intake = FeedbackIntake()
+    if not paths:
+        return intake
+    definitions = DefinitionIndex(kb)  # ~0.1 s on the shipped KB, so only with feedback
     for path in paths:
         rows = read_feedback_rows(path)
         intake.sources.append(str(path))
@@ -229,8 +254,13 @@ def load_feedback(paths: list[Path], kb: KnowledgeBase) -> FeedbackIntake:
             if target is None or not _counted_approved(row, intake):
                 continue
             question, verdict = str(row["question"]).strip(), _verdict(row)
-            passages, doc_ids = _passages(row, kb)
             key = sha256_text(json.dumps([question, target], ensure_ascii=False))[:12]
+            clash = _kb_conflict(definitions, f"fb:{key}", target)
+            if clash is not None:
+                intake.excluded_kb_conflict += 1
+                intake.kb_conflicts.append(_conflict_record(clash, row, question, target, path))
+                continue
+            passages, doc_ids = _passages(row, kb)
             intake.facts.append(
                 Fact(
                     f"fb:{key}",
@@ -259,6 +289,33 @@ def load_feedback(paths: list[Path], kb: KnowledgeBase) -> FeedbackIntake:
                 }
             )
     return intake
+
+
+def _kb_conflict(definitions: DefinitionIndex, fact_id: str, target: str) -> DefinitionConflict | None:
+    """The first KB definition the target contradicts, by the check `aldlab kb import` runs.
+
+    It catches what a term *is* ("VG12는 게이트 밸브 개폐 신호다" against the KB's "VG12는 …
+    진공 게이지다"), not numbers or orderings: those are candidates for a person to read
+    (`aldlab kb audit`; all 9 numeric candidates in the shipped KB were different facts), so
+    excluding on them would drop good feedback unseen.
+    """
+    claims = definitions.claims_of(Document(id=fact_id, title="", text=target))
+    return definitions.first_conflict(fact_id, claims)
+
+
+def _conflict_record(clash: DefinitionConflict, row: dict[str, Any], question: str, target: str, path: Path) -> dict[str, Any]:
+    return {
+        "fact_id": clash.incoming_id,
+        "question": question,
+        "target": target,
+        "term": clash.term,
+        "feedback_says": describe_kind(clash.incoming),
+        "kb_document": clash.existing_id,
+        "kb_says": describe_kind(clash.existing),
+        "kb_sentence": clash.existing.sentence,
+        "answer_id": row.get("answer_id"),
+        "source": str(path),
+    }
 
 
 def _training_target(row: dict[str, Any], intake: FeedbackIntake) -> str | None:
