@@ -97,6 +97,7 @@ def test_import_queues_legacy_rows_as_pending_once(tmp_path: Path) -> None:
     assert store.count_feedback("pending") == 2 and store.export_feedback_rows() == []  # nothing approved by importing
     listed = runner.invoke(feedback_app, ["list", "--db", str(db)]).output
     assert "VG12가 뭐야?" in listed and "잔류 전구체를 치워" in listed and "r1 [pending]" in listed
+    assert "«VG12는 메인 공정 챔버의" in listed  # a legacy context has text, no id
     again = runner.invoke(feedback_app, ["import", str(legacy), "--db", str(db)])
     assert again.exit_code == 0 and "0 queued as pending, 2 already" in again.output
     assert store.count_feedback() == 2

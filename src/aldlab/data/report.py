@@ -110,7 +110,8 @@ def render_summary(stats: dict[str, Any]) -> str:
         "",
         f"**Feedback**: {stats['feedback']['liked_used']} liked and {stats['feedback']['disliked_with_correction_used']} corrected answers used; "
         f"{stats['feedback']['excluded_dislike_without_correction']} disliked answers without a correction, "
-        f"{stats['feedback'].get('excluded_unreviewed', 0)} unreviewed and {stats['feedback'].get('excluded_rejected', 0)} rejected rows excluded.",
+        f"{stats['feedback'].get('excluded_unreviewed', 0)} unreviewed, {stats['feedback'].get('excluded_rejected', 0)} rejected "
+        f"and {stats['feedback'].get('excluded_kb_conflict', 0)} KB-contradicting rows excluded.",
     ]
     if stats.get("teacher"):
         tt = stats["teacher"]

@@ -129,7 +129,8 @@ def list_command(
             out.print(f"  의견 / comment:  {escape(r['comment'])}", highlight=False)
         if r["correction"]:
             out.print(f"  [yellow]정정 / correction (학습 목표가 됨 / becomes the training target):[/] {escape(r['correction'])}")
-        ids = ", ".join(c["id"] for c in r["contexts"]) or "-"
+        # imported legacy contexts carry text without an id: show the start of the text instead
+        ids = ", ".join(c["id"] or f"«{_short(c['text'], 40)}»" for c in r["contexts"]) or "-"
         out.print(f"  참고 문서 / contexts: {escape(ids)}", highlight=False)
 
 
