@@ -29,12 +29,16 @@ def kb_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def feedback_rows(kb_dir: Path) -> list[dict]:
     doc = load_kb(kb_dir).by_id()["t-mfc"]
     ctx = [{"id": doc.id, "title": doc.title, "text": doc.text}]
-    return [
+    rows = [
         {"question": "MFC 설정값 단위가 뭐예요?", "answer": "보통 sccm 단위로 설정합니다. [t-mfc]", "feedback": "like", "contexts": ctx},
         {"question": "로드락 벤트는 왜 천천히 해?", "answer": "그냥 그렇게 합니다.", "feedback": "dislike", "correction": "처음부터 빠르게 벤트하면 난류로 파티클이 웨이퍼에 떨어지기 때문입니다.", "contexts": []},
         {"question": "VG12 값이 이상해요", "answer": "틀린 답변 문장입니다 XYZ", "feedback": "dislike", "comment": "별로", "contexts": []},
         {"question": "", "answer": "빈 질문", "feedback": "like"},
     ]
+    return [{**row, "review": APPROVED} for row in rows]  # issue 21: only reviewed rows are trained on
+
+
+APPROVED = {"status": "approved", "reviewer": "kim", "reviewed_at": "2026-01-05T09:00:00+00:00", "note": None}
 
 
 def build_with_feedback(kb_dir: Path, feedback: Path, out: Path):
@@ -73,10 +77,114 @@ def test_sqlite_store_is_read_through_the_store_exporter(kb_dir: Path, tmp_path:
     db.write_bytes(b"")  # the fake exporter does not read it
     fake = types.ModuleType("aldlab.store.feedback")
     fake.export_feedback_rows = lambda path, **_: feedback_rows(kb_dir)[:2]  # type: ignore[attr-defined]
+    fake.count_feedback = lambda path, status=None: 0  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "aldlab.store.feedback", fake)
     report = build_with_feedback(kb_dir, db, tmp_path / "out")
     stats = json.loads(report.stats_path.read_text(encoding="utf-8"))["feedback"]
     assert stats["liked_used"] == 1 and stats["disliked_with_correction_used"] == 1
+
+
+def test_only_reviewed_feedback_reaches_train_or_eval_from_every_source(
+    kb_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 21: a legacy liked row without a review went straight into train.jsonl and eval.jsonl."""
+    from aldlab.data.commands import print_report
+    from aldlab.serve.feedback_commands import feedback_app
+    from aldlab.store import Store
+
+    def liked(question: str, answer: str, review: dict | None = None) -> dict:
+        row = {"question": question, "answer": answer, "feedback": "like", "contexts": []}
+        return row if review is None else {**row, "review": review}
+
+    def write(name: str, rows: list[dict]) -> Path:
+        path = tmp_path / name
+        if name.endswith(".json"):
+            path.write_text(json.dumps({"feedbacks": rows}, ensure_ascii=False, indent=2), encoding="utf-8")
+        else:
+            path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+        return path
+
+    pending = {"status": "pending", "reviewer": None, "reviewed_at": None, "note": None}
+    unreviewed = {
+        "legacy": liked("히터 온도는 몇 도로 둬?", "히터는 항상 500도로 고정하면 됩니다."),
+        "export without review": liked("TMA 캐니스터는 어디에 보관해?", "TMA 캐니스터는 햇빛이 드는 창가에 두면 됩니다."),
+        "export pending": liked("챔버 세정 주기는?", "챔버 세정은 1년에 한 번이면 충분합니다.", pending),
+        "export rejected": liked("MFC 교정은 언제 해?", "MFC는 교정할 필요가 전혀 없습니다.", {**APPROVED, "status": "rejected"}),
+        "store pending": liked("펌프 오일은 언제 갈아?", "펌프 오일은 갈지 않아도 영구히 씁니다."),
+    }
+    approved = {
+        "legacy, imported and approved": liked("퍼지 가스로 무엇을 써?", "퍼지 가스로는 보통 고순도 N2나 Ar을 씁니다."),
+        "export approved": liked("오존 발생기 점검은?", "오존 발생기는 출력 농도와 냉각수 흐름을 매주 확인합니다.", APPROVED),
+        "store approved": liked("웨이퍼 이송 전 확인할 것은?", "이송 전에 로드락과 챔버의 압력 차이가 작은지 확인합니다."),
+    }
+    db = tmp_path / "serve.sqlite3"
+    store = Store(db)
+    for key in ("store pending", "store approved"):
+        answer_id = store.log_answer(question=unreviewed.get(key, approved.get(key))["question"], model="ft", token="t",
+                                     answer=unreviewed.get(key, approved.get(key))["answer"])
+        item = store.add_feedback(answer_id, "like", token="t")
+        if key == "store approved":
+            store.review_feedback(item, "approved", "lee", revision=1)
+    to_review = write("to_review.json", [approved["legacy, imported and approved"]])
+    assert CliRunner().invoke(feedback_app, ["import", str(to_review), "--db", str(db)]).exit_code == 0
+    queued = next(r for r in store.iter_feedback_rows(status="pending") if r["question"] == "퍼지 가스로 무엇을 써?")
+    store.review_feedback(queued["feedback_id"], "approved", "park", revision=queued["revisions"])
+    sources = [
+        write("feedback_data.json", [unreviewed["legacy"]]),
+        write("export.jsonl", [unreviewed["export without review"], unreviewed["export pending"],
+                               unreviewed["export rejected"], approved["export approved"]]),
+        db,
+    ]
+    report = build_dataset(DataConfig(kb=kb_dir, feedback=sources, output_dir=tmp_path / "out", train_size=80, eval_size=20,
+                                      seed=5, semantic_model="hash"), progress=False)
+    everything = json.dumps(read_rows(report.train_path) + read_rows(report.eval_path), ensure_ascii=False)
+    for kind, row in unreviewed.items():
+        assert row["answer"] not in everything, kind
+    for kind, row in approved.items():
+        assert row["answer"] in everything, kind
+    stats = json.loads(report.stats_path.read_text(encoding="utf-8"))
+    fb = stats["feedback"]
+    assert (fb["liked_used"], fb["excluded_unreviewed"], fb["excluded_rejected"], fb["pending_in_stores"]) == (3, 3, 1, 1)
+    assert sorted(p["reviewer"] for p in fb["provenance"]) == ["kim", "lee", "park"]
+    print_report(stats, report.output_dir)
+    printed = " ".join(capsys.readouterr().out.split())
+    assert "3 feedback rows without an approved review were excluded" in printed and "aldlab feedback import" in printed
+    assert "1 pending items in the feedback database were not used" in printed
+
+
+def test_approved_feedback_that_contradicts_a_kb_definition_is_excluded_and_reported(
+    kb_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 21: the legacy liked answer "…VG12는 게이트 밸브 개폐 신호다." even once a reviewer approved it."""
+    from aldlab.data.commands import print_report
+    from aldlab.serve.feedback_commands import feedback_app
+    from aldlab.store import Store
+
+    legacy = tmp_path / "feedback_data.json"
+    rows = [
+        {"question": "VG12가 뭐예요?", "answer": "…VG12는 게이트 밸브 개폐 신호다.", "feedback": "like", "contexts": []},
+        {"question": "VG12는 어디 압력을 봐?", "answer": "VG12는 공정 챔버 압력을 재는 진공 게이지입니다.", "feedback": "like"},
+    ]
+    legacy.write_text(json.dumps({"feedbacks": rows}, ensure_ascii=False), encoding="utf-8")
+    db = tmp_path / "serve.sqlite3"
+    assert CliRunner().invoke(feedback_app, ["import", str(legacy), "--db", str(db)]).exit_code == 0
+    store = Store(db)
+    for item in list(store.iter_feedback_rows(status="pending")):
+        store.review_feedback(item["feedback_id"], "approved", "kim", revision=item["revisions"])
+    report = build_with_feedback(kb_dir, db, tmp_path / "out")
+    everything = json.dumps(read_rows(report.train_path) + read_rows(report.eval_path), ensure_ascii=False)
+    assert "게이트 밸브 개폐 신호" not in everything
+    assert "VG12는 공정 챔버 압력을 재는 진공 게이지입니다." in everything  # agrees with the KB: used
+    stats = json.loads(report.stats_path.read_text(encoding="utf-8"))
+    fb = stats["feedback"]
+    assert fb["liked_used"] == 1 and fb["excluded_kb_conflict"] == 1
+    [conflict] = fb["kb_conflicts"]
+    assert conflict["term"] == "VG12" and conflict["kb_document"] == "t-vg12" and conflict["question"] == "VG12가 뭐예요?"
+    assert "valve" in conflict["feedback_says"] and "gauge" in conflict["kb_says"]
+    print_report(stats, report.output_dir)
+    printed = " ".join(capsys.readouterr().out.split())
+    assert "1 approved feedback targets contradict a KB definition and were excluded" in printed
+    assert "'VG12'" in printed and "t-vg12" in printed and "게이트 밸브 개폐 신호다" in printed
 
 
 @pytest.mark.parametrize(

@@ -263,3 +263,37 @@ def test_concurrent_adds_lose_nothing(tmp_path: Path) -> None:
         ids = list(pool.map(add, range(16)))
     kb = load_kb(tmp_path / "kb")
     assert len(kb.documents) == n_before + 16 and set(ids) <= set(kb.by_id())
+
+
+def test_cli_import_into_the_shipped_kb_needs_an_explicit_choice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 21: `kb import FILE` without --kb used to write into knowledge/ald."""
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from aldlab.files import sha256_tree
+    from aldlab.kb import commands
+    from aldlab.settings import shipped_kb_dir
+
+    shipped = tmp_path / "shipped"
+    shutil.copytree(shipped_kb_dir(), shipped)
+    monkeypatch.setattr(commands, "shipped_kb_dir", lambda: shipped)
+    source = tmp_path / "docs.json"
+    text = "퍼지 가스 유량을 바꾼 뒤에는 첫 웨이퍼의 막 두께 균일도를 다시 확인한다."
+    source.write_text(json.dumps({"documents": [{"id": "my-1", "keywords": ["Purge"], "text": text}]}, ensure_ascii=False), "utf-8")
+    before = sha256_tree(shipped)
+    runner = CliRunner()
+    refused = runner.invoke(commands.app, ["import", str(source)])
+    assert refused.exit_code != 0 and isinstance(refused.exception, UserError)
+    message = refused.exception.render()
+    assert "--kb" in message and "--into-shipped" in message and "내장 KB" in message and "shipped KB" in message
+    assert sha256_tree(shipped) == before
+    preview = runner.invoke(commands.app, ["import", str(source), "--dry-run"])
+    assert preview.exit_code == 0, preview.output
+    assert sha256_tree(shipped) == before
+    mine = runner.invoke(commands.app, ["import", str(source), "--kb", str(tmp_path / "mine")])
+    assert mine.exit_code == 0, mine.output
+    assert "my-1" in load_kb(tmp_path / "mine").by_id() and sha256_tree(shipped) == before
+    chosen = runner.invoke(commands.app, ["import", str(source), "--into-shipped"])
+    assert chosen.exit_code == 0, chosen.output
+    assert "my-1" in load_kb(shipped).by_id()

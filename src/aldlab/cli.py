@@ -56,7 +56,7 @@ def root(
 
 app.add_typer(kb_app, name="kb", help="지식 베이스 / knowledge base: validate, stats, import, add, search")
 app.add_typer(data_app, name="data", help="학습 데이터셋 / dataset: build, review")
-app.add_typer(feedback_app, name="feedback", help="피드백 검토 / feedback review: list, approve, reject, export")
+app.add_typer(feedback_app, name="feedback", help="피드백 검토 / feedback review: import, list, approve, reject, export")
 app.command("train", context_settings={"allow_interspersed_args": True})(train_command)
 app.command("export")(export_command)
 app.command("ask")(ask_command)

@@ -67,7 +67,9 @@ def print_report(stats: dict, output_dir: Path) -> None:
     if fb["rows"]:
         console.print(
             f"피드백 / feedback: {fb['liked_used']} liked + {fb['disliked_with_correction_used']} corrected used, "
-            f"{fb['excluded_dislike_without_correction']} disliked without correction excluded"
+            f"{fb['excluded_dislike_without_correction']} disliked without correction, "
+            f"{fb['excluded_unreviewed']} unreviewed, {fb['excluded_rejected']} rejected, "
+            f"{fb['excluded_kb_conflict']} contradicting the KB excluded"
         )
     if stats.get("teacher"):
         tt = stats["teacher"]

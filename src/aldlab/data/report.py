@@ -109,7 +109,9 @@ def render_summary(stats: dict[str, Any]) -> str:
         + ", ".join(f"{k} {v}" for k, v in stats.get('checks', {}).get('counts', {}).items()),
         "",
         f"**Feedback**: {stats['feedback']['liked_used']} liked and {stats['feedback']['disliked_with_correction_used']} corrected answers used; "
-        f"{stats['feedback']['excluded_dislike_without_correction']} disliked answers without a correction excluded.",
+        f"{stats['feedback']['excluded_dislike_without_correction']} disliked answers without a correction, "
+        f"{stats['feedback'].get('excluded_unreviewed', 0)} unreviewed, {stats['feedback'].get('excluded_rejected', 0)} rejected "
+        f"and {stats['feedback'].get('excluded_kb_conflict', 0)} KB-contradicting rows excluded.",
     ]
     if stats.get("teacher"):
         tt = stats["teacher"]
@@ -138,6 +140,7 @@ def dataset_stats(
     for name, side in (("train", train), ("eval", evals)):
         if len(side.examples) < side.requested:
             warnings.append(f"{name}: {len(side.examples)} rows < requested {side.requested} (KB too small for this size)")
+    warnings += intake.warnings()
     return {
         "inputs": {"kb": str(config.kb), "documents": len(kb.documents), "feedback_files": [str(p) for p in config.feedback]},
         "config": config_to_dict(config) | {"feedback": [str(p) for p in config.feedback]},

@@ -1,7 +1,8 @@
 """Checkable claims inside KB sentences: quantities, orderings and what a term *is*.
 
 The audit and the importer compare these claims between documents to find candidate
-contradictions for a person to resolve. The review of issue 11 found three shapes in the
+contradictions for a person to resolve; the dataset builder checks feedback targets
+against the KB's definitions the same way (`DefinitionIndex`). The review of issue 11 found three shapes in the
 shipped KB and the legacy import:
 
 - the same subject with numbers on different scales ("Carrier gas … 수십 sccm 이하" vs
@@ -20,6 +21,7 @@ import math
 import re
 from dataclasses import dataclass
 
+from aldlab.kb.loaders import merge_synonym_groups
 from aldlab.kb.schema import Document, KnowledgeBase
 from aldlab.text import split_sentences
 
@@ -395,3 +397,49 @@ def conflicting(a: DefinitionClaim, b: DefinitionClaim) -> bool:
     if a.negated or b.negated:
         return a.kind == b.kind
     return a.kind != b.kind
+
+
+@dataclass(frozen=True)
+class DefinitionConflict:
+    """An incoming document (or feedback target) that defines `term` differently from a KB document."""
+
+    incoming_id: str
+    existing_id: str
+    term: str
+    incoming: DefinitionClaim
+    existing: DefinitionClaim
+
+
+class DefinitionIndex:
+    """What the KB's documents say each term is, growing as documents are added.
+
+    The vocabulary is the KB's and the incoming file's together: importing into an empty
+    KB still checks the file against itself (its first definition of a term wins). Without
+    `incoming` it is the KB's own definitions, what feedback targets are checked against.
+    """
+
+    def __init__(self, kb: KnowledgeBase, incoming: KnowledgeBase | None = None) -> None:
+        incoming = incoming or KnowledgeBase(documents=[])
+        terms = KnowledgeBase(
+            documents=[],
+            keywords=list(dict.fromkeys([*kb.keywords, *incoming.keywords])),
+            synonym_groups=merge_synonym_groups(kb.synonym_groups, incoming.synonym_groups),
+        )
+        self.vocab = Vocabulary(terms)
+        self.by_term: dict[str, list[DefinitionClaim]] = {}
+        for doc in kb.documents:
+            self.add(self.claims_of(doc))
+
+    def claims_of(self, doc: Document) -> list[DefinitionClaim]:
+        return definition_claims(doc, self.vocab)
+
+    def add(self, claims: list[DefinitionClaim]) -> None:
+        for claim in claims:
+            self.by_term.setdefault(claim.term, []).append(claim)
+
+    def first_conflict(self, doc_id: str, claims: list[DefinitionClaim]) -> DefinitionConflict | None:
+        for claim in claims:
+            for known in self.by_term.get(claim.term, []):
+                if known.doc_id != doc_id and conflicting(claim, known):
+                    return DefinitionConflict(doc_id, known.doc_id, claim.term, claim, known)
+        return None

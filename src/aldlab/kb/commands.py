@@ -128,13 +128,16 @@ def import_command(
         False, "--allow-conflicts", help="기존 정의와 충돌하는 문서도 추가 / add documents that contradict existing definitions"
     ),
     dry_run: bool = typer.Option(False, "--dry-run", help="쓰지 않고 결과만 보기 / preview only"),
+    into_shipped: bool = typer.Option(
+        False, "--into-shipped", help="내장 KB(knowledge/ald)에 쓰기 / write into the shipped KB (knowledge/ald)"
+    ),
 ) -> None:
     """문서 가져오기 (id 유지, 중복 보고) / import documents, keeping ids and reporting duplicates."""
     from aldlab.kb.edit import import_into, import_preview
     from aldlab.kb.loaders import load_any
 
+    target = _import_target(kb, into_shipped=into_shipped or dry_run)
     incoming = load_any(source)
-    target = _kb_path(kb)
     run = import_preview if dry_run else import_into
     report = run(target, incoming, allow_near_duplicates=allow_near_duplicates, allow_conflicts=allow_conflicts)
     table = Table(title=f"가져오기 / import: {source} → {target}" + (" (dry run)" if dry_run else ""))
@@ -166,6 +169,26 @@ def import_command(
         err.print(f"id 충돌 / id conflict: {doc_id} (기존 문서 유지 / existing kept)")
     _print_conflicts(report.conflicts, allow_conflicts)
     out.print(f"원본 문서 {len(incoming.documents)}개 / {len(incoming.documents)} documents in {source.name}")
+
+
+def _import_target(kb: Path | None, *, into_shipped: bool) -> Path:
+    """The KB an import writes to: the shipped one only when asked for by name.
+
+    Without --kb an import used to land in knowledge/ald, the KB every default run trains on
+    and serves, so a user's documents silently became part of the shipped knowledge.
+    """
+    if kb is not None:
+        return kb
+    if not into_shipped:
+        from aldlab.errors import UserError
+
+        raise UserError(
+            "가져올 KB를 정하세요: 내장 KB(knowledge/ald)에는 명시했을 때만 씁니다.",
+            "Choose the KB to import into: the shipped KB (knowledge/ald) is only written when asked for.",
+            path=shipped_kb_dir(),
+            hint="--kb 내KB폴더 (새로 만들어짐) 또는 --into-shipped / pass --kb DIR (created if missing) or --into-shipped",
+        )
+    return shipped_kb_dir()
 
 
 def _print_conflicts(conflicts: list, added_anyway: bool) -> None:

@@ -21,7 +21,7 @@ from typing import Any
 
 from aldlab.errors import UserError
 from aldlab.files import file_lock
-from aldlab.kb.claims import DefinitionClaim, Vocabulary, conflicting, definition_claims
+from aldlab.kb.claims import DefinitionConflict, DefinitionIndex
 from aldlab.kb.loaders import merge_synonym_groups
 from aldlab.kb.io import load_kb, save_kb
 from aldlab.kb.schema import DEFAULT_TOPIC, Document, KnowledgeBase
@@ -136,17 +136,6 @@ class ImportReport:
     conflicts: list[DefinitionConflict] = field(default_factory=list)  # contradicts a definition (skipped unless allowed)
 
 
-@dataclass(frozen=True)
-class DefinitionConflict:
-    """An incoming document that defines `term` differently from a document already in the KB."""
-
-    incoming_id: str
-    existing_id: str
-    term: str
-    incoming: DefinitionClaim
-    existing: DefinitionClaim
-
-
 def import_into(
     kb_dir: str | Path,
     incoming: KnowledgeBase,
@@ -161,7 +150,7 @@ def import_into(
         existing = kb.by_id()
         index = NearDuplicateIndex.from_items((d.id, d.text) for d in kb.documents)
         vocabulary = {t.casefold() for t in kb.domain_terms()}
-        definitions = _DefinitionIndex(kb, incoming)
+        definitions = DefinitionIndex(kb, incoming)
         for doc in incoming.documents:
             _merge_one(kb, doc, existing, index, vocabulary, report, allow_near_duplicates, definitions, allow_conflicts)
         before = len(kb.synonym_groups)
@@ -204,7 +193,7 @@ def _merge_one(
     vocabulary: set[str],
     report: ImportReport,
     allow_near_duplicates: bool,
-    definitions: _DefinitionIndex,
+    definitions: DefinitionIndex,
     allow_conflicts: bool,
 ) -> None:
     old = existing.get(doc.id)
@@ -236,39 +225,6 @@ def _merge_one(
     existing[doc.id] = doc
     index.add(doc.id, doc.text)
     report.added.append(doc.id)
-
-
-class _DefinitionIndex:
-    """What the KB's documents say each term is, growing as documents are added.
-
-    The vocabulary is the KB's and the incoming file's together: importing into an empty
-    KB still checks the file against itself (its first definition of a term wins).
-    """
-
-    def __init__(self, kb: KnowledgeBase, incoming: KnowledgeBase) -> None:
-        terms = KnowledgeBase(
-            documents=[],
-            keywords=list(dict.fromkeys([*kb.keywords, *incoming.keywords])),
-            synonym_groups=merge_synonym_groups(kb.synonym_groups, incoming.synonym_groups),
-        )
-        self.vocab = Vocabulary(terms)
-        self.by_term: dict[str, list[DefinitionClaim]] = {}
-        for doc in kb.documents:
-            self.add(self.claims_of(doc))
-
-    def claims_of(self, doc: Document) -> list[DefinitionClaim]:
-        return definition_claims(doc, self.vocab)
-
-    def add(self, claims: list[DefinitionClaim]) -> None:
-        for claim in claims:
-            self.by_term.setdefault(claim.term, []).append(claim)
-
-    def first_conflict(self, doc_id: str, claims: list[DefinitionClaim]) -> DefinitionConflict | None:
-        for claim in claims:
-            for known in self.by_term.get(claim.term, []):
-                if known.doc_id != doc_id and conflicting(claim, known):
-                    return DefinitionConflict(doc_id, known.doc_id, claim.term, claim, known)
-        return None
 
 
 def _tag_keywords(text: str, kb: KnowledgeBase, limit: int = 5) -> list[str]:

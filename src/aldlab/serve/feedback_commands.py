@@ -1,5 +1,6 @@
-"""`aldlab feedback list|approve|reject|export`: the review queue from the terminal.
+"""`aldlab feedback import|list|approve|reject|export`: the review queue from the terminal.
 
+    aldlab feedback import feedback_data.json              # legacy/JSONL rows -> pending items
     aldlab feedback list                                   # pending items, oldest first
     aldlab feedback approve 12 --revision 1 --reviewer kim # reaches `aldlab data build --feedback`
     aldlab feedback reject 13 --revision 2 --reviewer kim --note "틀린 정정"
@@ -8,7 +9,9 @@
 Same store and rules as the web UI's review tab (`aldlab.store.feedback`): feedback is
 pending until a named reviewer approves it; only approved rows are exported. A decision
 names the revision `list` showed (`#12 r1`): if the asker changed the feedback since, or
-someone decided it meanwhile, nothing changes and the command says so.
+someone decided it meanwhile, nothing changes and the command says so. `import` is how
+feedback collected outside the service (the legacy `feedback_data.json`, a JSONL export)
+gets reviewed: `aldlab data build` trains on approved rows only.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from rich.markup import escape
 from aldlab.errors import UserError
 
 feedback_app = typer.Typer(
-    no_args_is_help=True, help="피드백 검토 / feedback review queue: list, approve, reject, export"
+    no_args_is_help=True, help="피드백 검토 / feedback review queue: import, list, approve, reject, export"
 )
 out = Console(soft_wrap=True)  # long Korean lines wrap in the terminal, not mid-word here
 err = Console(stderr=True)
@@ -35,11 +38,11 @@ REVISION_OPTION = typer.Option(
 )
 
 
-def _db(db: Path | None) -> Path:
+def _db(db: Path | None, *, create: bool = False) -> Path:
     from aldlab.serve.settings import default_db_path
 
     path = Path(db) if db else default_db_path()
-    if not path.exists():
+    if not path.exists() and not create:
         raise UserError(
             "피드백 데이터베이스가 없습니다.",
             "Feedback database not found.",
@@ -49,15 +52,46 @@ def _db(db: Path | None) -> Path:
     return path
 
 
-def _store(db: Path | None):  # noqa: ANN202 - Store, imported lazily
+def _store(db: Path | None, *, create: bool = False):  # noqa: ANN202 - Store, imported lazily
     from aldlab.store import Store
 
-    return Store(_db(db))
+    return Store(_db(db, create=create))
 
 
 def _short(text: str | None, n: int = 160) -> str:
     text = " ".join((text or "").split())
     return text if len(text) <= n else text[: n - 1] + "…"
+
+
+@feedback_app.command("import")
+def import_command(
+    source: Path = typer.Argument(..., help="feedback_data.json 또는 내보낸 .jsonl / legacy .json or exported .jsonl"),
+    db: Path | None = typer.Option(
+        None, "--db", help="서비스 SQLite (없으면 만듦; 기본: aldlab serve 기본 경로) / service DB, created if missing"
+    ),
+) -> None:
+    """피드백 파일을 검토 대기열에 넣기 (같은 파일을 다시 넣어도 중복 없음) / queue file feedback for review."""
+    from aldlab.data.feedback import feedback_file_rows, queue_row
+    from aldlab.errors import UserError
+
+    rows = []
+    for line, row in feedback_file_rows(source):
+        try:
+            rows.append(queue_row(row))
+        except UserError as exc:  # the row's problem, here with its file and line
+            raise UserError(exc.ko, exc.en, path=source, line=line, hint="그 줄을 고친 뒤 다시 가져오세요 / fix that row and import again") from exc
+    store = _store(db, create=True)
+    queued, known = store.queue_imported_feedback(rows)
+    out.print(
+        f"검토 대기 {queued}개 추가, 이미 있음 {known}개 / {queued} queued as pending, {known} already in {store.path}",
+        highlight=False,
+    )
+    if queued:
+        err.print(
+            f"다음 / next: aldlab feedback list --db {store.path} → approve/reject → "
+            f"aldlab data build --feedback {store.path}",
+            highlight=False,
+        )
 
 
 @feedback_app.command("list")
@@ -95,7 +129,8 @@ def list_command(
             out.print(f"  의견 / comment:  {escape(r['comment'])}", highlight=False)
         if r["correction"]:
             out.print(f"  [yellow]정정 / correction (학습 목표가 됨 / becomes the training target):[/] {escape(r['correction'])}")
-        ids = ", ".join(c["id"] for c in r["contexts"]) or "-"
+        # imported legacy contexts carry text without an id: show the start of the text instead
+        ids = ", ".join(c["id"] or f"«{_short(c['text'], 40)}»" for c in r["contexts"]) or "-"
         out.print(f"  참고 문서 / contexts: {escape(ids)}", highlight=False)
 
 

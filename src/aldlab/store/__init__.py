@@ -22,6 +22,7 @@ from aldlab.store.feedback import (
     iter_feedback_rows,
     log_answer,
     purge_answers,
+    queue_imported_feedback,
     review_feedback,
 )
 
@@ -64,6 +65,9 @@ class Store:
     def export_feedback_rows(self, status: str | None = "approved") -> list[dict[str, Any]]:
         return export_feedback_rows(self.path, status)
 
+    def queue_imported_feedback(self, rows: list[dict[str, Any]]) -> tuple[int, int]:
+        return queue_imported_feedback(self.path, rows)
+
     def purge_answers(self, *, max_age_days: float, max_rows: int) -> int:
         return purge_answers(self.path, max_age_days=max_age_days, max_rows=max_rows)
 
@@ -91,6 +95,7 @@ __all__ = [
     "list_kb_edits",
     "log_answer",
     "purge_answers",
+    "queue_imported_feedback",
     "record_kb_edit",
     "review_feedback",
 ]

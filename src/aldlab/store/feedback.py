@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import secrets
 import sqlite3
 import uuid
 from collections.abc import Iterator, Sequence
@@ -392,6 +393,70 @@ def _export_row(r: Any) -> dict[str, Any]:
 def export_feedback_rows(db_path: str | Path, status: str | None = "approved") -> list[dict[str, Any]]:
     """All rows of `iter_feedback_rows` (approved only unless `status` says otherwise)."""
     return list(iter_feedback_rows(db_path, status=status))
+
+
+def queue_imported_feedback(db_path: str | Path, rows: Sequence[dict[str, Any]]) -> tuple[int, int]:
+    """Put feedback rows from files (legacy feedback_data.json, JSONL exports) into the review
+    queue as pending items; returns (queued, already in the store). All rows or none.
+
+    `rows` are in the export shape (`aldlab.data.feedback.queue_row` makes them). Each row
+    becomes a logged answer whose id is a hash of its content, so importing a file twice
+    queues nothing new, and an item already decided stays decided. A row exported from this
+    store (its `answer_id` is logged here) is already in the queue. The answer token is a
+    random one nobody receives: an imported item cannot be changed through the web API.
+    """
+    queued = known = 0
+    now = utc_now()
+    with transaction(db_path) as conn:
+        for row in rows:
+            origin = row.get("answer_id")
+            if origin and conn.execute("SELECT 1 FROM answers WHERE id = ?", (origin,)).fetchone():
+                known += 1
+                continue
+            answer_id = _imported_answer_id(row)
+            contexts = [_context_row(c) for c in row.get("contexts") or []]
+            inserted = conn.execute(
+                "INSERT OR IGNORE INTO answers (id, created_at, question, answer, contexts_json, citations_json,"
+                " history_json, confidence, refused, model, used_retrieval, latency_s, client, token_hash,"
+                " context_ids_json, kb_hash) VALUES (?, ?, ?, ?, '[]', '[]', ?, 0, 0, ?, ?, 0, '', ?, ?, ?)",
+                (
+                    answer_id,
+                    row.get("timestamp") or now,
+                    row["question"],
+                    row.get("answer") or "",
+                    json.dumps(row.get("history") or [], ensure_ascii=False),
+                    row.get("model") or "imported",
+                    int(bool(contexts)),
+                    token_hash(secrets.token_urlsafe(32)),
+                    json.dumps([str(c["id"]) for c in contexts if c.get("id")], ensure_ascii=False),
+                    row.get("kb_hash") or "",
+                ),
+            ).rowcount
+            if not inserted:
+                known += 1
+                continue
+            conn.execute(
+                "INSERT INTO feedback (answer_id, rating, comment, correction, created_at, updated_at, contexts_json)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    answer_id,
+                    row["feedback"],
+                    (row.get("comment") or "").strip() or None,
+                    (row.get("correction") or "").strip() or None,
+                    now,
+                    now,
+                    json.dumps(contexts, ensure_ascii=False),
+                ),
+            )
+            queued += 1
+    return queued, known
+
+
+def _imported_answer_id(row: dict[str, Any]) -> str:
+    """`import-<hash>` of what a reviewer judges: the same row always gets the same id."""
+    judged = [row.get(k) for k in ("question", "answer", "feedback", "comment", "correction", "history")]
+    judged.append([[c.get("id"), c.get("text")] for c in row.get("contexts") or []])
+    return "import-" + hashlib.sha256(json.dumps(judged, ensure_ascii=False).encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
 def purge_answers(db_path: str | Path, *, max_age_days: float, max_rows: int) -> int:
