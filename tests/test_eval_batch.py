@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from pathlib import Path
 
 import pytest
@@ -64,8 +66,12 @@ def test_model_refusal_uses_the_one_classifier(parts) -> None:  # noqa: ANN001
     kb, retriever, config = parts
     echo = BatchAnswerer(Assistant(kb, retriever, BatchingGenerator(reply=prompts.SYSTEM_PROMPT), config))
     assert not echo.answer("VG12는 뭘 재?", AskOptions(model="ft")).refused  # an echoed prompt is not a refusal
-    declined = BatchAnswerer(Assistant(kb, retriever, BatchingGenerator(reply=prompts.refusal_answer("문서에 없음")), config))
-    assert declined.answer("VG12는 뭘 재?", AskOptions(model="ft")).refused
+    refusal = BatchingGenerator(reply=prompts.refusal_answer("문서에 없음"))
+    # Retrieval passed the gate, so the recognised refusal becomes the best passage (RagConfig.passage_fallback)...
+    assert BatchAnswerer(Assistant(kb, retriever, refusal, config)).answer("VG12는 뭘 재?", AskOptions(model="ft")).fallback == "model_refused"
+    # ...or stays a refusal with the fallback off.
+    strict = dataclasses.replace(config, passage_fallback=False)
+    assert BatchAnswerer(Assistant(kb, retriever, refusal, strict)).answer("VG12는 뭘 재?", AskOptions(model="ft")).refused
 
 
 def test_generator_without_batches_is_called_per_prompt(parts) -> None:  # noqa: ANN001

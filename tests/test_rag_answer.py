@@ -318,3 +318,25 @@ def test_calibration_can_be_fitted_on_several_question_sets(tmp_path: Path) -> N
     assert fitted["dev_sha256"] == sets_sha256([first, second]) != sets_sha256([first])
     assert str(first) in fitted["dev_set"] and str(second) in fitted["dev_set"]
     assert calibration_sets(RagConfig(dense_model="fake", index_dir=tmp_path / "i2"))[-1].name == "user-dev.jsonl"
+
+
+def test_the_best_passage_replaces_a_refusal_or_an_answer_from_another_passage(tmp_path: Path) -> None:
+    """Never worse than the search box: retrieval passed the gate, so a model refusal or an
+    answer copied from a neighbour becomes the best passage verbatim, labelled as such."""
+    install_fake_embedder()
+    config = RagConfig(dense_model="fake", index_dir=tmp_path / "index", refusal_threshold=0.0)
+    kb = tiny_kb()
+    retriever = build_retriever(kb, config, show_progress=False)
+    assistant = Assistant(kb, retriever, RecordingGenerator(), config)
+    plan = assistant.plan("로드락 Vent를 급하게 하면 무슨 문제가 있어?")
+    best, other = plan.passages[0], plan.passages[-1]
+    declined = assistant.settle(plan, "관련 정보가 부족합니다. 참고 문서에 없습니다.")
+    assert not declined.refused and declined.fallback == "model_refused"
+    assert declined.text == f"{best.text} [{best.id}]" and declined.citations == [best.id]
+    copied = assistant.settle(plan, f"{other.text} [{other.id}]")
+    assert copied.fallback == "other_passage" and copied.text.startswith(best.text)
+    own = assistant.settle(plan, f"{best.text} [{best.id}]")
+    assert own.fallback == "" and own.citations == [best.id]
+    off = Assistant(kb, retriever, RecordingGenerator(), RagConfig(dense_model="fake", index_dir=tmp_path / "index",
+                                                                  refusal_threshold=0.0, passage_fallback=False))
+    assert off.settle(off.plan("로드락 Vent를 급하게 하면 무슨 문제가 있어?"), "관련 정보가 부족합니다.").refused

@@ -26,7 +26,7 @@ from aldlab.rag.citations import align_written_citations, find_citations
 from aldlab.rag.config import RagConfig
 from aldlab.rag.refusal import refusal_reason, settle_generated
 from aldlab.rag.retriever import HybridRetriever, Retrieval
-from aldlab.rag.types import Answer, AskOptions, Plan
+from aldlab.rag.types import Answer, AskOptions, Citation, Plan
 
 #: Pronouns and deictic phrases that make a question depend on the previous turn.
 ANAPHORA = re.compile(
@@ -185,11 +185,34 @@ class Assistant:
             return self._answer(plan, text, refused=refused, used_retrieval=False, generation_s=generation_s)
         text, refused = settle_generated(text, plan.question)
         cited = [] if refused else find_citations(text, plan.passages, getattr(self.retriever, "tokenizer", None))
+        fallback = self._fallback_reason(plan, refused, cited)
+        if fallback:
+            best = plan.passages[0]
+            return self._answer(
+                plan, f"{best.text} [{best.id}]", citations=[best.id], citation_details=[Citation(best.id, "passage", 1.0)],
+                fallback=fallback, generation_s=generation_s,
+            )
         if cited:
             text = align_written_citations(text, cited, self.retriever.document_ids)
         return self._answer(
             plan, text, refused=refused, citations=[c.id for c in cited], citation_details=cited, generation_s=generation_s
         )
+
+    def _fallback_reason(self, plan: Plan, refused: bool, cited: list[Citation]) -> str:
+        """Why the best passage should replace the model's text, or "" (RagConfig.passage_fallback).
+
+        The plan passed the refusal gate, so retrieval is confident. A 270M model then still
+        declines questions worded unlike the KB, or copies the passage whose first words
+        match the question's subject rather than the one that answers it (issue 26: 18 of
+        61 user-dev answers came from a passage other than the best, 3 of them better).
+        """
+        if not self.config.passage_fallback or not plan.passages:
+            return ""
+        if refused:
+            return "model_refused"
+        if cited and plan.passages[0].id not in {c.id for c in cited}:
+            return "other_passage"
+        return ""
 
     def run(self, plan: Plan, *, stream: bool = True) -> Iterator[str | Answer]:
         """Generate from a plan: text pieces when streaming, then the final Answer."""

@@ -68,6 +68,12 @@ class RagConfig:
     engine: str = "auto"
     #: Earlier chat turns (user+assistant pairs) kept in the prompt.
     history_turns: int = 2
+    #: Never answer worse than the search box: when retrieval passed the refusal gate but the
+    #: model refused anyway, or its answer comes from a passage other than the best one, the
+    #: best passage is shown verbatim instead (`Answer.fallback`). Measured on user-dev with the
+    #: cpu-demo adapter: key-fact recall 0.333 -> 0.587 (top passage alone 0.615), seed 0.724 ->
+    #: 0.783; no unanswerable question of either set was answered because of it.
+    passage_fallback: bool = True
     #: An OpenAI-compatible server (vLLM, Ollama, ...) that generates instead of the local model.
     llm_url: str | None = None
     llm_model: str | None = None

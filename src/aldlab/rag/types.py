@@ -55,6 +55,10 @@ class Answer:
     model: str = ""
     engine: str = ""  # what generated the text: transformers | llama.cpp | openai ("" = no LLM ran)
     used_retrieval: bool = True
+    #: Why the best passage is shown instead of the model's text ("" = it is not):
+    #: "model_refused" (retrieval was confident, the model declined) or "other_passage" (the
+    #: model's answer came from a passage other than the best one). See RagConfig.passage_fallback.
+    fallback: str = ""
     latency_s: float = 0.0
 
     def to_json(self) -> dict[str, Any]:

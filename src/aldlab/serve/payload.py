@@ -42,6 +42,7 @@ def answer_payload(answer: Answer, ref: LoggedRef, settings: ServeSettings) -> A
         refused=bool(answer.refused),
         used_retrieval=bool(answer.used_retrieval),
         latency_s=round(float(answer.latency_s), 3),
+        fallback=answer.fallback,  # type: ignore[arg-type]
     )
 
 

@@ -180,7 +180,8 @@ class ContextOut(BaseModel):
 
 
 class CitationOut(BaseModel):
-    """A document the answer cites or is supported by (`how`: bracket, mention or overlap)."""
+    """A document the answer cites or is supported by (`how`: bracket, mention, overlap, or passage when
+    the answer is that passage shown verbatim)."""
 
     id: str
     title: str
@@ -211,6 +212,9 @@ class AnswerOut(BaseModel):
     refused: bool
     used_retrieval: bool
     latency_s: float
+    # Why the best passage is shown instead of the model's text: "" (it is not), "model_refused"
+    # or "other_passage" (aldlab.rag.config.RagConfig.passage_fallback).
+    fallback: Literal["", "model_refused", "other_passage"] = ""
 
 
 class FeedbackAck(BaseModel):
