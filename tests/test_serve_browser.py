@@ -160,7 +160,11 @@ def test_wrong_admin_token_is_reported(page: Any) -> None:
     page.click("#tab-admin")
     page.fill("#admin-token", "wrong")
     page.click("#admin-connect")
-    page.wait_for_function("document.querySelector('#admin-status').textContent.includes('토큰')")
+    # A locator assertion, not wait_for_function: a string predicate is evaluated with eval, which
+    # the page's CSP (script-src 'self') refuses when the first check does not already pass.
+    from playwright.sync_api import expect
+
+    expect(page.locator("#admin-status")).to_contain_text("토큰", timeout=10_000)
     assert page.locator("#admin-area").is_hidden()
 
 
