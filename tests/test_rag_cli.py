@@ -170,3 +170,11 @@ def test_a_recorded_adapter_that_is_gone_is_reported_not_used(fake_hf: type[Fake
     choice = choose_model("embedded", None)
     assert choice.adapters == {} and "another base" in choice.notes[0]
     assert choose_model(None, None).adapters == {"ft": str((tmp_path / "other").resolve())}
+
+
+def test_empty_question_and_bad_port_fail_before_anything_loads() -> None:
+    """Checked before the index is built or a model loads (issue 25: 60+ s cold before the error)."""
+    empty = runner.invoke(app, ["ask", "   ", "--dense-model", "fake"])
+    assert empty.exit_code != 0 and "질문이 비어 있습니다" in str(empty.exception)
+    port = runner.invoke(app, ["serve", "--port", "99999"])
+    assert port.exit_code == 2 and "65535" in port.output

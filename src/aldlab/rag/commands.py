@@ -149,6 +149,8 @@ def ask_command(
     config_file: Path | None = CONFIG_OPTION,
 ) -> None:
     """질문 하나에 답변 (근거 문서 인용, 관련 없으면 거절) / answer one question with cited contexts."""
+    if not question.strip():  # before the index or the model is loaded (tens of seconds cold)
+        raise UserError("질문이 비어 있습니다.", "The question is empty.", hint='예 / e.g.: aldlab ask "ALD란?"')
     choice = choose_model(model, parse_adapter_specs(adapter), base=base, llm_url=llm_url, context_only=context_only)
     if not (context_only or as_json):
         say_model(choice)

@@ -28,7 +28,7 @@ class ServeSettings:
     """
 
     host: str = field(default="127.0.0.1", metadata={"help": "바인딩 주소 / bind address (default 127.0.0.1)"})
-    port: int = field(default=8000, metadata={"help": "포트 / port (default 8000)"})
+    port: int = field(default=8000, metadata={"help": "포트 / port (default 8000)", "min": 1, "max": 65535})
     db: str | Path | None = field(default=None, metadata={  # default: default_db_path()
         "help": "SQLite 경로 (피드백·답변 기록·감사) / feedback DB"})
     kb: str | None = None  # default: the shipped KB; admin edits need a native KB directory
