@@ -260,8 +260,8 @@ def build_metrics(
     config: EvalConfig,
     answers: Sequence[dict[str, Any]] = (),
 ) -> dict[str, Any]:
-    """metrics.json content (judge results are merged in later)."""
-    raw = {(r["system"], r["id"]): r for r in answers}
+    """metrics.json content (judge results are merged in later). `answers` (the answers.jsonl
+    rows) give the retrieved contexts for the gold-passage hit rates."""
     per_system: dict[str, Any] = {}
     for system in systems:
         rows = [r for r in scored if r["system"] == system.name]
@@ -270,7 +270,7 @@ def build_metrics(
         summary["by_difficulty"] = group_keyfact_recall(rows, "difficulty")
         summary["model"] = "" if system.passage else system.model
         summary["use_retrieval"] = system.use_retrieval
-        summary["answer_chars"] = mean_answer_chars(rows, raw)
+        summary["answer_chars"] = mean_answer_chars(rows)
         per_system[system.name] = summary
     primary = primary_system(systems)
     deltas = {
@@ -294,14 +294,10 @@ def build_metrics(
     }
 
 
-def mean_answer_chars(rows: Sequence[dict[str, Any]], raw: dict[tuple[str, str], dict[str, Any]]) -> float | None:
-    """Mean length in characters of the answers to answerable questions that were not refused:
+def mean_answer_chars(scored: Sequence[dict[str, Any]]) -> float | None:
+    """Mean `length_chars` of one system's answers to answerable questions it did not refuse:
     a recall bought by answering at twice the passage's length is no win for the reader."""
-    lengths = [
-        len(raw[(r["system"], r["id"])]["answer"])
-        for r in rows
-        if r["answerable"] and (r["system"], r["id"]) in raw and not raw[(r["system"], r["id"])]["refused"]
-    ]
+    lengths = [r["length_chars"] for r in scored if r["answerable"] and not r["refused"]]
     return round(sum(lengths) / len(lengths), 1) if lengths else None
 
 
