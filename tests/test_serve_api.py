@@ -429,3 +429,18 @@ def test_corrupt_kb_errors_do_not_show_server_paths(client: TestClient, kb_dir: 
     assert path.name in r.text  # the file name is still there to act on
     r = client.post("/api/admin/reload", headers=admin())
     assert str(kb_dir) not in r.text and str(kb_dir) not in client.get("/api/health").text
+
+
+def test_an_answer_shown_as_the_best_passage_says_so_in_the_payload() -> None:
+    """One wording (aldlab.rag.types.FALLBACK_NOTES) for CLI, API and web UI."""
+    from aldlab.rag.types import FALLBACK_NOTES, Answer, Citation, Passage
+    from aldlab.serve.payload import LoggedRef, answer_payload
+
+    best = Passage(id="purge-001", title="Purge", text="Purge는 …")
+    shown = Answer(question="퍼지 왜 해?", text=f"{best.text} [{best.id}]", passages=[best], citations=[best.id],
+                   citation_details=[Citation(best.id, "passage", 1.0)], fallback="model_refused")
+    out = answer_payload(shown, LoggedRef("a1", "t"), ServeSettings())
+    assert out.fallback == "model_refused"
+    assert out.fallback_note is not None and (out.fallback_note.ko, out.fallback_note.en) == FALLBACK_NOTES["model_refused"]
+    shown.fallback = ""
+    assert answer_payload(shown, LoggedRef("a1", "t"), ServeSettings()).fallback_note is None

@@ -27,7 +27,7 @@ from aldlab.rag.build import (
     parse_adapter_specs,
     rag_config_from_flags,
 )
-from aldlab.rag.types import Answer, AskOptions
+from aldlab.rag.types import FALLBACK_NOTES, Answer, AskOptions
 
 out = Console()
 err = Console(stderr=True)
@@ -94,14 +94,6 @@ def citation_line(answer: Any) -> str:
     return f"인용 / cited: {', '.join(parts)}"
 
 
-#: Shown under an answer that is the best passage verbatim (RagConfig.passage_fallback).
-FALLBACK_NOTES = {
-    "model_refused": "모델이 답하지 못해 검색 1위 문서를 그대로 보여 드립니다 / the model declined: the best passage is shown verbatim",
-    "other_passage": "모델 답변이 1위 문서가 아닌 다른 문서에서 나와 1위 문서를 그대로 보여 드립니다 / the model answered from "
-    "another passage: the best passage is shown verbatim",
-}
-
-
 def print_answer(answer: Any, threshold: float, *, context_only: bool = False, show_text: bool = True) -> None:
     """Answer panel, confidence line and the contexts table (rich, to stdout)."""
     if context_only and not answer.refused:
@@ -114,7 +106,7 @@ def print_answer(answer: Any, threshold: float, *, context_only: bool = False, s
             title += f" · 엔진 / engine: {escape(answer.engine)}"
         out.print(Panel(escape(answer.text), title=title, border_style=style, title_align="left"))
         if getattr(answer, "fallback", ""):
-            out.print(FALLBACK_NOTES[answer.fallback], highlight=False)
+            out.print(" / ".join(FALLBACK_NOTES[answer.fallback]), highlight=False)
     if answer.used_retrieval:
         status = "거절 / refused" if answer.refused else "답변 / answered"
         out.print(

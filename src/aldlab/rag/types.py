@@ -41,6 +41,20 @@ class Citation:
     support: float = 0.0
 
 
+#: What the reader is told when an answer is the best passage verbatim (`Answer.fallback`):
+#: one wording for the CLI, the API (`AnswerOut.fallback_note`) and the web UI. (Korean, English)
+FALLBACK_NOTES: dict[str, tuple[str, str]] = {
+    "model_refused": (
+        "모델이 답하지 못해 검색 1위 문서를 그대로 보여 드립니다",
+        "the model declined: the best passage is shown verbatim",
+    ),
+    "other_passage": (
+        "모델 답변이 1위 문서가 아닌 다른 문서에서 나와 1위 문서를 그대로 보여 드립니다",
+        "the model answered from another passage: the best passage is shown verbatim",
+    ),
+}
+
+
 @dataclass
 class Answer:
     """What the assistant returns for one question."""

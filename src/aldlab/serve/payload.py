@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aldlab.rag.types import Answer
+from aldlab.rag.types import FALLBACK_NOTES, Answer
 from aldlab.serve.schemas import AnswerOut, Bilingual, CitationOut, ConfidenceLabel, ContextOut
 from aldlab.serve.settings import ServeSettings
 
@@ -43,6 +43,8 @@ def answer_payload(answer: Answer, ref: LoggedRef, settings: ServeSettings) -> A
         used_retrieval=bool(answer.used_retrieval),
         latency_s=round(float(answer.latency_s), 3),
         fallback=answer.fallback,  # type: ignore[arg-type]
+        fallback_note=Bilingual(ko=FALLBACK_NOTES[answer.fallback][0], en=FALLBACK_NOTES[answer.fallback][1])
+        if answer.fallback else None,
     )
 
 

@@ -215,6 +215,8 @@ class AnswerOut(BaseModel):
     # Why the best passage is shown instead of the model's text: "" (it is not), "model_refused"
     # or "other_passage" (aldlab.rag.config.RagConfig.passage_fallback).
     fallback: Literal["", "model_refused", "other_passage"] = ""
+    # What the reader is told when `fallback` is set (aldlab.rag.types.FALLBACK_NOTES).
+    fallback_note: Bilingual | None = None
 
 
 class FeedbackAck(BaseModel):

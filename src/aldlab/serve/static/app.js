@@ -154,8 +154,8 @@ function fillAnswerCard(card, result) {
     button.addEventListener("click", () => openDocument(citation.id, contexts.get(citation.id)));
     citations.append(button);
   }
-  if (result.fallback) {
-    const note = el("p", "fallback-note", FALLBACK_NOTES[result.fallback] || "");
+  if (result.fallback_note) {
+    const note = el("p", "fallback-note", `${result.fallback_note.ko} / ${result.fallback_note.en}`);
     $(".answer-text", card)?.after(note);
   }
   const answered = !result.refused && result.used_retrieval && result.model;
@@ -169,12 +169,6 @@ function fillAnswerCard(card, result) {
   card.querySelectorAll(".context-open").forEach((b) => b.classList.toggle("cited", cited.has(b.dataset.docId)));
   setupFeedback(card, result.answer_id, result.answer_token);
 }
-
-// Shown under an answer that is the best passage verbatim (RagConfig.passage_fallback).
-const FALLBACK_NOTES = {
-  model_refused: "모델이 답하지 못해 검색 1위 문서를 그대로 보여 드립니다 / the model declined: the best passage is shown verbatim",
-  other_passage: "모델 답변이 1위 문서가 아닌 다른 문서에서 나와 1위 문서를 그대로 보여 드립니다 / the model answered from another passage: the best passage is shown verbatim",
-};
 
 // ---------------------------------------------------------------- waiting status
 
