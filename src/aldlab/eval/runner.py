@@ -69,25 +69,27 @@ def parse_systems(names: Sequence[str] | str, adapters: dict[str, str]) -> list[
         name = str(raw).strip()
         if not name:
             continue
-        if name == PASSAGE_SYSTEM:
-            if not any(x.name == name for x in systems):
-                systems.append(System(name, "base", True, passage=True))
-            continue
-        model, rag = (name[: -len(RAG_SUFFIX)], True) if name.endswith(RAG_SUFFIX) else (name, False)
-        if model != "base" and model not in adapters:
-            known = ", ".join(["base", *adapters]) or "base"
-            raise UserError(
-                f"시스템 '{name}'에 필요한 어댑터 '{model}'가 지정되지 않았습니다.",
-                f"System '{name}' needs an adapter named '{model}', which was not given.",
-                hint=f"--adapter DIR (이름 ft) 또는 설정의 adapters를 지정하세요; 사용 가능: {known} "
-                f"/ pass --adapter DIR (named ft) or set eval.adapters; known: {known}",
-            )
         if any(s.name == name for s in systems):
             continue
-        systems.append(System(name, model, rag))
+        systems.append(_parse_system(name, adapters))
     if not systems:
         raise UserError("평가할 시스템이 없습니다.", "No systems to evaluate.", hint="--systems base,ft,base+rag,ft+rag")
     return systems
+
+
+def _parse_system(name: str, adapters: dict[str, str]) -> System:
+    if name == PASSAGE_SYSTEM:
+        return System(name, "base", True, passage=True)
+    model, rag = (name[: -len(RAG_SUFFIX)], True) if name.endswith(RAG_SUFFIX) else (name, False)
+    if model != "base" and model not in adapters:
+        known = ", ".join(["base", *adapters]) or "base"
+        raise UserError(
+            f"시스템 '{name}'에 필요한 어댑터 '{model}'가 지정되지 않았습니다.",
+            f"System '{name}' needs an adapter named '{model}', which was not given.",
+            hint=f"--adapter DIR (이름 ft) 또는 설정의 adapters를 지정하세요; 사용 가능: {known} "
+            f"/ pass --adapter DIR (named ft) or set eval.adapters; known: {known}",
+        )
+    return System(name, model, rag)
 
 
 def check_adapter_dirs(adapters: dict[str, str], systems: Sequence[System]) -> None:
