@@ -83,6 +83,21 @@ def test_synonym_expansion_lets_bm25_match_the_kb_spelling(tmp_path: Path) -> No
     assert retriever.search("퍼지가 부족하면?", top_k=1).passages == []  # nothing matches without expansion
 
 
+def test_kb_spelling_rewrites_glossary_terms_to_the_kbs_own_spelling(retriever: HybridRetriever) -> None:
+    # the tiny KB writes "Purge" and "Precursor"; users write 퍼지 and 전구체
+    assert retriever.kb_spelling("퍼지가 부족하면?") == "Purge가 부족하면?"
+    assert retriever.kb_spelling("전구체 온도") == "Precursor 온도"
+    assert retriever.kb_spelling("날씨 어때") == "날씨 어때"  # nothing to rewrite: the query itself
+
+
+def test_dense_query_is_the_mean_of_own_and_kb_spelling(retriever: HybridRetriever) -> None:
+    embed = retriever.embedder.encode_queries
+    own, kb = embed(["퍼지가 부족하면?"])[0], embed(["Purge가 부족하면?"])[0]
+    mean = (own + kb) / np.linalg.norm(own + kb)
+    assert np.allclose(retriever.query_vector("퍼지가 부족하면?"), mean, atol=1e-6)
+    assert np.allclose(retriever.query_vector("Purge가 부족하면?"), kb, atol=1e-6)
+
+
 def test_filter_keyword_restricts_and_rejects_unknown(retriever: HybridRetriever) -> None:
     ids = [p.id for p in retriever.retrieve("온도와 압력", top_k=3, filter_keyword="VG12")]
     assert ids == ["tiny-005"]

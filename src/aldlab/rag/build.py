@@ -276,6 +276,7 @@ def retrieval_settings(config: RagConfig) -> dict[str, Any]:
         "mmr_lambda": config.mmr_lambda,
         "synonym_weight": config.synonym_weight,
         "dense_model": config.dense_model,
+        "dense_query": "own+kb-spelling-mean-v1",
         "reranker": config.reranker,
     }
 
