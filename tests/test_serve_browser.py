@@ -465,20 +465,38 @@ def test_uploaded_document_is_indexed_then_retrieved(page: Any, server: tuple[st
 SCREENSHOT_DIR = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
 
 
-def test_chat_page_screenshot(browser: Any, server: tuple[str, Store], tmp_path: Path) -> None:
+class PictureAssistant(FakeAssistant):
+    """The fake without the "(model)" marker it appends for the model-switch test."""
+
+    def run(self, plan: Plan, **kwargs: Any) -> Iterator[Any]:
+        marker = f" ({plan.options.model})"
+        for item in super().run(plan, **kwargs):
+            if isinstance(item, str):
+                if item != marker:
+                    yield item
+            else:
+                item.text = item.text.removesuffix(marker)
+                yield item
+
+
+def test_chat_page_screenshot(browser: Any, tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> None:
     """The README's picture of the chat page, taken by this browser.
 
     `ALDLAB_SCREENSHOTS=1` writes docs/screenshots/chat.png (commit it when the page
     changes); otherwise the picture goes to a temp dir, so the test still checks it is made.
     """
     target = SCREENSHOT_DIR if os.environ.get("ALDLAB_SCREENSHOTS") == "1" else tmp_path
-    context, page, errors = open_page(browser, server[0], viewport={"width": 1280, "height": 900})
-    ask(page, "퍼지 단계의 역할은 무엇인가요?")
-    ask(page, "TMA 전구체는 무엇인가요?")
-    page.locator("#question").fill("ALD 사이클 한 번에 몇 Å가 쌓이나요?")
-    target.mkdir(parents=True, exist_ok=True)
-    path = target / "chat.png"
-    page.screenshot(path=str(path))
-    context.close()
+    root = tmp_path_factory.mktemp("browser-picture")
+    kb = write_tiny_kb(root / "kb")
+    app = create_app(PictureAssistant(kb), Store(root / "s.sqlite3"), ServeSettings(kb=str(kb)))
+    with serve_in_thread(app) as url:
+        context, page, errors = open_page(browser, url, viewport={"width": 1280, "height": 1000})
+        ask(page, "퍼지 단계의 역할은 무엇인가요?")
+        ask(page, "TMA 전구체는 무엇인가요?")
+        page.locator("#question").fill("ALD 사이클 한 번에 얼마나 쌓이나요?")
+        target.mkdir(parents=True, exist_ok=True)
+        path = target / "chat.png"
+        page.screenshot(path=str(path))
+        context.close()
     assert not errors, errors
     assert 10_000 < path.stat().st_size < 300_000
