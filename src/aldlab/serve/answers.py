@@ -142,10 +142,18 @@ class Answers:
 
     @staticmethod
     def preview(plan: Plan) -> dict[str, Any] | None:
-        """The contexts the answer will use (None when the question is answered without retrieval)."""
+        """The contexts the answer will use (None when the question is answered without retrieval).
+
+        `generates` is False when the plan is settled already (a refusal before the model, or
+        contexts only): the web UI then does not call the passages "given to the model".
+        """
         if not plan.options.use_retrieval:
             return None
-        return {"contexts": [ContextOut.of(p).model_dump() for p in plan.passages], "confidence": plan.confidence}
+        return {
+            "contexts": [ContextOut.of(p).model_dump() for p in plan.passages],
+            "confidence": plan.confidence,
+            "generates": plan.final is None,
+        }
 
     def stream(self, plan: Plan, ticket: Ticket, *, report_status: bool = False) -> AsyncIterator[str | Answer | QueueStatus]:
         """The pipeline's second half on the worker: text pieces, then the Answer."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from urllib.parse import unquote
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -119,8 +120,23 @@ def require_admin(request: Request, settings: SettingsDep) -> str:
             )
         failures.fail(client)
         raise ApiError(401, "unauthorized", "관리자 토큰이 올바르지 않습니다.", "Invalid admin token.")
-    actor = _ACTOR.sub("", request.headers.get("x-aldlab-actor", ""))[:64].strip()
+    actor = _ACTOR.sub("", actor_name(request.headers.get("x-aldlab-actor", "")))[:64].strip()
     return actor or "admin"
+
+
+def actor_name(header: str) -> str:
+    """The admin's name from `X-Aldlab-Actor`: percent-encoded UTF-8 or raw UTF-8 bytes.
+
+    Browsers refuse header values outside ISO-8859-1 (fetch throws on "김공정"), so the web UI
+    sends `encodeURIComponent(name)`; curl and Python clients may send the raw UTF-8 bytes,
+    which Starlette hands over decoded as Latin-1. `%` is never part of a name (`_ACTOR`), so
+    decoding a plain ASCII name changes nothing.
+    """
+    try:
+        header = header.encode("latin-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        pass  # not UTF-8 bytes: leave as it came
+    return unquote(header, errors="replace")
 
 
 AdminActor = Annotated[str, Depends(require_admin)]

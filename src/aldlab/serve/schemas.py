@@ -159,6 +159,24 @@ class DocumentChanges(RequestBody):
     source: str | None = Field(default=None, max_length=200)
 
 
+#: What the admin tab may upload: the formats of `aldlab.kb.loaders.load_any` that are text.
+UPLOAD_NAME_PATTERN = r"^[^/\\\x00]{1,120}\.([Mm][Dd]|[Mm]arkdown|[Tt][Xx][Tt]|[Jj][Ss][Oo][Nn])$"
+
+
+class DocumentUpload(RequestBody):
+    """A file from the admin tab, parsed on the server by the CLI importer (`aldlab kb import`).
+
+    The file travels as JSON text, not multipart: every body must be JSON (`guards`), and
+    the body cap (`max_body_bytes`) already bounds its size.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    filename: str = Field(pattern=UPLOAD_NAME_PATTERN)
+    content: str = Field(min_length=1)
+    allow_near_duplicates: bool = False
+
+
 # --------------------------------------------------------------------------- answers
 
 
@@ -327,6 +345,18 @@ class DocumentUpdated(BaseModel):
 
 class DocumentDeleted(BaseModel):
     deleted: dict[str, Any]
+    reload: ReloadInfo
+
+
+class DocumentsImported(BaseModel):
+    """What an upload did, in the words of `aldlab.kb.edit.ImportReport`."""
+
+    added: list[dict[str, Any]]
+    unchanged: list[str]
+    id_conflicts: list[str]
+    duplicates: list[str]
+    near_duplicates: list[str]
+    conflicts: list[str]
     reload: ReloadInfo
 
 

@@ -8,8 +8,10 @@ followed by a background reindex.
 from __future__ import annotations
 
 import asyncio
+import tempfile
 from functools import partial
-from typing import Annotated
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
 import anyio
 from fastapi import APIRouter, Query
@@ -26,10 +28,15 @@ from aldlab.serve.schemas import (
     DocumentDeleted,
     DocumentIn,
     DocumentPage,
+    DocumentsImported,
     DocumentUpdated,
+    DocumentUpload,
     ReloadInfo,
     ReloadOut,
 )
+
+if TYPE_CHECKING:
+    from aldlab.kb.edit import ImportReport
 
 router = APIRouter(prefix="/api/admin")
 
@@ -80,6 +87,47 @@ async def add_doc(
         kb.edited()
         await audit.record("add", added.id, None, added.to_json())
     return DocumentAdded(document=added.to_json(), reload=await reload_after_edit(kb, reload, wait))
+
+
+@router.post("/documents/import", status_code=201)
+async def import_upload(
+    body: DocumentUpload, kb: KbDep, audit: AuditDep, reload: bool = True, wait: bool = False
+) -> DocumentsImported:
+    """A .md/.txt/.json file from the admin tab, imported as `aldlab kb import` would.
+
+    The CLI's loaders and merge do the work, so an upload gets the same passages,
+    content-derived ids, duplicate and definition-conflict checks as the command line.
+    """
+    kb_dir = kb.editable_dir()
+    async with kb.edit_lock:
+        report, added = await anyio.to_thread.run_sync(import_file, kb_dir, body)
+        kb.edited()
+        for doc in added:
+            await audit.record("add", doc.id, None, doc.to_json())
+    return DocumentsImported(
+        added=[d.to_json() for d in added],
+        unchanged=report.unchanged,
+        id_conflicts=report.id_conflicts,
+        duplicates=[incoming for incoming, _ in report.duplicates],
+        near_duplicates=[incoming for incoming, _, _ in report.near_duplicates],
+        conflicts=[c.incoming_id for c in report.conflicts],
+        reload=await reload_after_edit(kb, reload and bool(added), wait),
+    )
+
+
+def import_file(kb_dir: Path, upload: DocumentUpload) -> tuple[ImportReport, list[Document]]:
+    """Parse the upload with `load_any` (it dispatches on the file name) and merge it in."""
+    from aldlab.kb.edit import import_into
+    from aldlab.kb.io import load_kb
+    from aldlab.kb.loaders import load_any
+
+    with tempfile.TemporaryDirectory(prefix="aldlab-upload-") as tmp:
+        path = Path(tmp) / upload.filename  # the pattern allows no directory part
+        path.write_text(upload.content, encoding="utf-8")
+        incoming = load_any(path)
+    report = import_into(kb_dir, incoming, allow_near_duplicates=upload.allow_near_duplicates)
+    saved = load_kb(kb_dir).by_id()  # as stored: the merge may have tagged keywords
+    return report, [saved[i] for i in report.added]
 
 
 @router.put("/documents/{doc_id}")

@@ -1,6 +1,7 @@
 // aldlab web UI: plain JS, no build step.
 // SECURITY: every piece of model output and document text is put on the page with
-// textContent (never innerHTML), so a document containing HTML is shown as text.
+// textContent or as DOM nodes built from it (never innerHTML), so a document containing
+// HTML is shown as text; answers' Markdown is rendered the same way (renderMarkdown).
 "use strict";
 
 const HISTORY_KEY = "aldlab.history";
@@ -8,7 +9,9 @@ const HISTORY_MAX = 200;
 const CHAT_TURNS_SENT = 3; // earlier question/answer pairs sent as context
 
 const $ = (sel, root = document) => root.querySelector(sel);
-const state = { turns: [], admin: { token: "", actor: "" }, editing: null };
+// `turns`: this chat's questions ({question, answer, done}); `current`: the AbortController
+// of the answer streaming now (null when idle).
+const state = { turns: [], current: null, admin: { token: "", actor: "" }, editing: null };
 
 function el(tag, className, text) {
   const node = document.createElement(tag);
@@ -90,24 +93,145 @@ async function* readSSE(response) {
   }
 }
 
+// ---------------------------------------------------------------- Markdown (a small, safe subset)
+// Paragraphs, line breaks, **bold**, `code`, ``` fences, bullet and numbered lists, headings.
+// Every node is built with createElement/textContent, so no answer text is ever parsed as
+// HTML: "escape first" holds by construction, and a passage quoting <script> stays text.
+
+const MD_INLINE = /(`[^`\n]+`)|(\*\*[^*\n]+?\*\*)|\[([\w가-힣.:-]{1,128})\]/g;
+const MD_BULLET = /^\s*[-*•]\s+(.*)$/;
+const MD_NUMBERED = /^\s*(\d{1,3})[.)]\s+(.*)$/;
+const MD_HEADING = /^\s*#{1,6}\s+(.*)$/;
+const MD_FENCE = /^\s*```/;
+
+// `cite(id)` gives a node for a known document id (a link to the passage) or null.
+function renderInline(parent, text, cite) {
+  let last = 0;
+  for (const m of text.matchAll(MD_INLINE)) {
+    if (m.index > last) parent.append(text.slice(last, m.index));
+    if (m[1]) parent.append(el("code", null, m[1].slice(1, -1)));
+    else if (m[2]) {
+      const strong = el("strong");
+      renderInline(strong, m[2].slice(2, -2), cite);
+      parent.append(strong);
+    }
+    else parent.append(cite(m[3]) || m[0]);
+    last = m.index + m[0].length;
+  }
+  if (last < text.length) parent.append(text.slice(last));
+}
+
+function listItem(line) {
+  const bullet = MD_BULLET.exec(line);
+  if (bullet) return { tag: "ul", text: bullet[1] };
+  const numbered = MD_NUMBERED.exec(line);
+  if (numbered) return { tag: "ol", text: numbered[2], start: Number(numbered[1]) };
+  return null;
+}
+
+function renderMarkdown(text, cite = () => null) {
+  const root = document.createDocumentFragment();
+  let para = null;
+  let list = null;
+  let code = null;
+  for (const line of String(text).replace(/\r\n?/g, "\n").split("\n")) {
+    if (code) {  // inside a fence: verbatim until the closing fence
+      if (MD_FENCE.test(line)) code = null;
+      else code.append(code.childNodes.length ? `\n${line}` : line);
+      continue;
+    }
+    if (MD_FENCE.test(line)) {
+      code = el("code");
+      const pre = el("pre");
+      pre.append(code);
+      root.append(pre);
+      para = list = null;
+      continue;
+    }
+    if (!line.trim()) { para = list = null; continue; }
+    const item = listItem(line);
+    const heading = MD_HEADING.exec(line);
+    if (item) {
+      if (!list || list.tagName.toLowerCase() !== item.tag) {
+        list = el(item.tag);
+        if (item.start && item.start !== 1) list.start = item.start;
+        root.append(list);
+      }
+      const li = el("li");
+      renderInline(li, item.text, cite);
+      list.append(li);
+      para = null;
+    } else if (heading) {
+      const h = el("p", "md-heading");
+      const strong = el("strong");
+      renderInline(strong, heading[1], cite);
+      h.append(strong);
+      root.append(h);
+      para = list = null;
+    } else {
+      if (para) para.append(el("br"));
+      else { para = el("p"); root.append(para); list = null; }
+      renderInline(para, line.trim(), cite);
+    }
+  }
+  return root;
+}
+
 // ---------------------------------------------------------------- chat
 
-const CONFIDENCE_LABELS = { high: "신뢰도 높음 / high", medium: "신뢰도 보통 / medium", low: "신뢰도 낮음 / low" };
+// What the badge measures: how sure retrieval is that a relevant passage was found.
+// It says nothing about the answer's wording, hence the separate support badge.
+const CONFIDENCE_LABELS = {
+  high: "검색 신뢰도 높음 / retrieval confidence high",
+  medium: "검색 신뢰도 보통 / retrieval confidence medium",
+  low: "검색 신뢰도 낮음 / retrieval confidence low",
+};
+const CONTEXT_NOTES = {
+  model: "— 모델에게 준 문서 (인용과 별개) / given to the model, cited or not",
+  refusedEarly: "— 검색된 문서 (모델 호출 전 거절) / retrieved passages (refused before generation)",
+  contextsOnly: "— 검색된 문서 (모델 없음) / retrieved passages (no model)",
+};
 
-function newAnswerCard(question, model) {
+function newAnswerCard(question, model, replacing) {
   const card = $("#answer-template").content.firstElementChild.cloneNode(true);
   $(".question-bubble", card).textContent = question;
   $(".model-tag", card).textContent = model;
-  $("#messages").append(card);
+  if (replacing) replacing.replaceWith(card);
+  else $("#messages").append(card);
   card.scrollIntoView({ block: "end" });
   return card;
 }
 
-function showContexts(card, contexts) {
-  const box = $(".contexts", card);
+// One answer being shown: its card, the raw text so far and the passages it may cite.
+function answerView(card, turn) {
+  const view = { card, turn, raw: "", contexts: new Map(), contextNote: "model" };
+  card.view = view;
+  return view;
+}
+
+function citeLink(view, id) {
+  if (!view.contexts.has(id)) return null;  // "[sccm]" and unknown ids stay text
+  const link = el("a", "cite-link", `[${id}]`);
+  link.href = `#doc-${encodeURIComponent(id)}`;
+  link.dataset.docId = id;
+  link.title = "문서 보기 / open the passage";
+  link.addEventListener("click", (event) => {
+    event.preventDefault();
+    openDocument(id, view.contexts.get(id));
+  });
+  return link;
+}
+
+function renderAnswer(view) {
+  $(".answer-text", view.card).replaceChildren(renderMarkdown(view.raw, (id) => citeLink(view, id)));
+}
+
+function showContexts(view, contexts) {
+  const box = $(".contexts", view.card);
   const list = $(".context-list", box);
   list.replaceChildren();
   for (const context of contexts) {
+    view.contexts.set(context.id, context);
     const li = el("li");
     const button = el("button", "context-open", `[${context.id}] ${context.title || ""}`.trim());
     button.type = "button";
@@ -119,20 +243,35 @@ function showContexts(card, contexts) {
     list.append(li);
   }
   $(".contexts-count", box).textContent = `(${contexts.length})`;
+  $(".contexts-note", box).textContent = CONTEXT_NOTES[view.contextNote];
   box.hidden = contexts.length === 0;
 }
 
 function citationBasis(citation) {
+  if (citation.how === "passage") return "1위 문서 그대로 / best passage verbatim";
   if (citation.how === "overlap") return `근거 일치 / supported ${Number(citation.support || 0).toFixed(2)}`;
   return "인용 / cited";
 }
 
-function fillAnswerCard(card, result) {
-  card.dataset.answerId = result.answer_id;
-  $(".answer-text", card).textContent = result.answer;
-  $(".model-tag", card).textContent = result.model || "contexts";
+// Whether the best-ranked passage backs the answer: a separate question from retrieval
+// confidence (issue 25: a 0.97 badge sat on an answer to a different question).
+function supportVerdict(result, contextsOnly) {
+  const answered = !contextsOnly && !result.refused && result.used_retrieval && result.model && result.contexts.length;
+  if (!answered) return null;
+  const best = result.contexts[0];
+  const cited = result.citations.find((c) => c.id === best.id);
+  if (cited && cited.how === "passage") return { level: "ok", text: "1위 문서를 그대로 보여 줌 / best passage shown verbatim" };
+  if (cited && cited.support > 0) {
+    return { level: "ok", text: `1위 문서가 뒷받침함 ${cited.support.toFixed(2)} / supported by the best passage` };
+  }
+  if (cited) return { level: "ok", text: "1위 문서를 인용함 / cites the best passage" };
+  if (result.citations.length) return { level: "warn", text: "1위 문서의 뒷받침 없음 (다른 문서 인용) / not backed by the best passage" };
+  return { level: "warn", text: "어느 문서도 뒷받침하지 않음 / no passage supports it" };
+}
+
+function showConfidence(card, result, contextsOnly) {
   const badge = $(".confidence-badge", card);
-  badge.textContent = `${CONFIDENCE_LABELS[result.confidence_label] || result.confidence_label} (${result.confidence.toFixed(2)})`;
+  badge.textContent = `${CONFIDENCE_LABELS[result.confidence_label] || result.confidence_label} ${result.confidence.toFixed(2)}`;
   badge.className = `confidence-badge conf-${result.confidence_label}`;
   const why = result.confidence_explanation || {};
   badge.title = `${why.ko || ""}\n${why.en || ""}`;
@@ -140,31 +279,48 @@ function fillAnswerCard(card, result) {
   const explanation = $(".confidence-explanation", card);
   explanation.textContent = `${why.ko || ""} / ${why.en || ""}`;
   explanation.hidden = false;
+  const verdict = supportVerdict(result, contextsOnly);
+  const support = $(".support-badge", card);
+  support.hidden = !verdict;
+  if (verdict) {
+    support.textContent = verdict.text;
+    support.className = `support-badge support-${verdict.level}`;
+  }
+}
 
-  // Citations are only what the answer cites or is supported by; the contexts it was
-  // given are listed separately, so a context is never shown as a citation.
-  const contexts = new Map(result.contexts.map((c) => [c.id, c]));
-  const citations = $(".citations", card);
+// Citations are only what the answer cites or is supported by; the contexts it was
+// given are listed separately, so a context is never shown as a citation.
+function showCitations(view, result) {
+  const citations = $(".citations", view.card);
   citations.replaceChildren(el("span", "muted", "인용 / Citations:"));
   for (const citation of result.citations) {
     const button = el("button", "citation", `[${citation.id}] ${citation.title || ""}`.trim());
     button.type = "button";
     button.dataset.docId = citation.id;
     button.append(el("span", "basis", citationBasis(citation)));
-    button.addEventListener("click", () => openDocument(citation.id, contexts.get(citation.id)));
+    button.addEventListener("click", () => openDocument(citation.id, view.contexts.get(citation.id)));
     citations.append(button);
   }
-  if (result.fallback_note) {
-    const note = el("p", "fallback-note", `${result.fallback_note.ko} / ${result.fallback_note.en}`);
-    $(".answer-text", card)?.after(note);
-  }
-  const answered = !result.refused && result.used_retrieval && result.model;
+  const answered = view.contextNote !== "contextsOnly" && !result.refused && result.used_retrieval && result.model;
   if (!result.citations.length && answered) {
     citations.append(el("span", "no-citation",
       "인용 없음 — 답변이 문서를 인용하지 않았고 어느 문서도 문장을 뒷받침하지 않습니다 / no citation: the answer cites no document and no context supports it"));
   }
   citations.hidden = !result.citations.length && !answered;
-  showContexts(card, result.contexts);
+}
+
+function fillAnswerCard(view, result) {
+  const { card } = view;
+  card.dataset.answerId = result.answer_id;
+  $(".model-tag", card).textContent = result.model || "contexts";
+  showContexts(view, result.contexts);
+  view.raw = result.answer;
+  renderAnswer(view);
+  showConfidence(card, result, view.contextNote === "contextsOnly");
+  if (result.fallback_note) {
+    $(".answer-text", card).after(el("p", "fallback-note", `${result.fallback_note.ko} / ${result.fallback_note.en}`));
+  }
+  showCitations(view, result);
   const cited = new Set(result.citations.map((c) => c.id));
   card.querySelectorAll(".context-open").forEach((b) => b.classList.toggle("cited", cited.has(b.dataset.docId)));
   setupFeedback(card, result.answer_id, result.answer_token);
@@ -232,59 +388,160 @@ function setupFeedback(card, answerId, answerToken) {
   $(".fb-submit", box).addEventListener("click", () => { if (rating) send(); });
 }
 
-async function ask(question) {
-  const model = $("#model-select").value || "base";
-  const card = newAnswerCard(question, model);
-  const answerText = $(".answer-text", card);
-  answerText.classList.add("streaming");
-  const errorBox = $("#chat-error");
-  errorBox.hidden = true;
-  const history = state.turns.slice(-CHAT_TURNS_SENT).flatMap((t) => [
+// ---------------------------------------------------------------- asking, stopping, regenerating
+
+function chatHistory(turn) {
+  const earlier = state.turns.slice(0, state.turns.indexOf(turn)).filter((t) => t.done);
+  return earlier.slice(-CHAT_TURNS_SENT).flatMap((t) => [
     { role: "user", content: t.question },
     { role: "assistant", content: t.answer },
   ]);
+}
+
+// While an answer streams, "Ask" is a Stop button (Open WebUI's habit), and the other
+// cards' regenerate buttons wait: one question at a time per page.
+function setGenerating(on) {
+  const button = $("#ask-button");
+  button.textContent = on ? "정지 / Stop" : "질문 / Ask";
+  button.classList.toggle("stop", on);
+  button.setAttribute("aria-label", on ? "답변 생성 정지 / stop generating" : "질문 보내기 / ask");
+  document.querySelectorAll(".regenerate").forEach((b) => { b.disabled = on; });
+}
+
+function stopAnswer() {
+  if (state.current) state.current.abort();
+}
+
+function friendlyError(err) {
+  if (err instanceof TypeError) return "서버에 연결할 수 없습니다 / cannot reach the server";
+  return err.message;
+}
+
+async function postQuestion(turn, model, signal) {
+  const response = await fetch("/api/ask?stream=true", {
+    method: "POST",
+    signal,
+    headers: keyHeaders({ "Content-Type": "application/json" }),
+    body: JSON.stringify({
+      question: turn.question, model, history: chatHistory(turn),
+      use_retrieval: $("#use-retrieval").checked,
+      context_only: $("#context-only").checked,
+    }),
+  });
+  if (!response.ok) {
+    let body = null;
+    try { body = await response.json(); } catch (_) { body = null; }
+    throw new Error(errorMessage(body, `HTTP ${response.status}`));
+  }
+  return response;
+}
+
+// Reads the event stream into the card; returns the final answer event.
+async function streamInto(view, response, status) {
   let result = null;
-  const status = startStatus(card);
+  for await (const event of readSSE(response)) {
+    if (event.type === "token") {
+      status.stop();
+      view.raw += event.text;
+      renderAnswer(view);
+    } else if (event.type === "status") status.update(event);
+    else if (event.type === "contexts") {
+      // Settled before the model (the refusal gate): these passages were never given to it.
+      if (event.generates === false && view.contextNote === "model") view.contextNote = "refusedEarly";
+      showContexts(view, event.contexts);
+    } else if (event.type === "answer") result = event;
+    else if (event.type === "error") throw new Error(errorMessage(event, "오류 / error"));
+  }
+  if (!result) throw new Error("응답이 끊겼습니다 / the answer stream ended early");
+  return result;
+}
+
+function showStopped(view) {
+  renderAnswer(view);  // the partial text stays
+  $(".stopped-note", view.card).hidden = false;
+  view.card.classList.add("stopped");
+}
+
+function showFailed(view, err) {
+  const errorBox = $("#chat-error");
+  errorBox.textContent = `오류 / error: ${friendlyError(err)}`;
+  errorBox.hidden = false;
+  view.card.classList.add("failed");
+}
+
+function setupAnswerActions(view) {
+  const box = $(".answer-actions", view.card);
+  box.hidden = false;
+  const copy = $(".copy-answer", box);
+  copy.addEventListener("click", async () => {
+    const ok = await copyText(view.raw);
+    copy.textContent = ok ? "복사됨 / Copied" : "복사 실패 / Copy failed";
+    setTimeout(() => { copy.textContent = "복사 / Copy"; }, 2000);
+  });
+  copy.hidden = !view.raw;
+  const regenerate = $(".regenerate", box);
+  regenerate.disabled = Boolean(state.current);
+  regenerate.addEventListener("click", () => {
+    if (!state.current) ask(view.turn, view.card);
+  });
+}
+
+// The Clipboard API exists only in secure contexts (https, localhost); a server reached
+// over the LAN by plain http falls back to the old selection copy.
+async function copyText(text) {
   try {
-    const response = await fetch("/api/ask?stream=true", {
-      method: "POST",
-      headers: keyHeaders({ "Content-Type": "application/json" }),
-      body: JSON.stringify({
-        question, model, history,
-        use_retrieval: $("#use-retrieval").checked,
-        context_only: $("#context-only").checked,
-      }),
-    });
-    if (!response.ok) {
-      let body = null;
-      try { body = await response.json(); } catch (_) { body = null; }
-      throw new Error(errorMessage(body, `HTTP ${response.status}`));
+    if (navigator.clipboard && window.isSecureContext) {
+      await navigator.clipboard.writeText(text);
+      return true;
     }
-    for await (const event of readSSE(response)) {
-      if (event.type === "token") {
-        status.stop();
-        answerText.textContent += event.text;
-      } else if (event.type === "status") status.update(event);
-      else if (event.type === "contexts") showContexts(card, event.contexts);
-      else if (event.type === "answer") result = event;
-      else if (event.type === "error") throw new Error(errorMessage(event, "error"));
-    }
-    if (!result) throw new Error("응답이 끊겼습니다 / the answer stream ended early");
-    fillAnswerCard(card, result);
-    state.turns.push({ question, answer: result.answer });
+  } catch (_) { /* fall through to the selection copy */ }
+  const area = el("textarea", "offscreen");
+  area.value = text;
+  document.body.append(area);
+  area.select();
+  let ok = false;
+  try { ok = document.execCommand("copy"); } catch (_) { ok = false; }
+  area.remove();
+  return ok;
+}
+
+async function ask(turn, replacing = null) {
+  const model = $("#model-select").value || "base";
+  const view = answerView(newAnswerCard(turn.question, model, replacing), turn);
+  turn.done = false;  // until this answer completes, it is not history for later questions
+  if ($("#context-only").checked) view.contextNote = "contextsOnly";
+  const answerText = $(".answer-text", view.card);
+  answerText.classList.add("streaming");
+  $("#chat-error").hidden = true;
+  const controller = new AbortController();
+  state.current = controller;
+  setGenerating(true);
+  const status = startStatus(view.card);
+  try {
+    const response = await postQuestion(turn, model, controller.signal);
+    const result = await streamInto(view, response, status);
+    fillAnswerCard(view, result);
+    Object.assign(turn, { answer: result.answer, done: true });
     saveHistory({
-      answer_id: result.answer_id, question, answer: result.answer, model: result.model,
+      answer_id: result.answer_id, question: turn.question, answer: result.answer, model: result.model,
       confidence_label: result.confidence_label, citations: result.citations, time: new Date().toISOString(),
     });
   } catch (err) {
-    answerText.textContent = "";
-    errorBox.textContent = `오류 / error: ${err.message}`;
-    errorBox.hidden = false;
-    card.classList.add("failed");
+    if (controller.signal.aborted) showStopped(view);
+    else showFailed(view, err);
   } finally {
     status.stop();
     answerText.classList.remove("streaming");
+    state.current = null;
+    setGenerating(false);
+    setupAnswerActions(view);
   }
+}
+
+function askNew(question) {
+  const turn = { question, answer: "", done: false };
+  state.turns.push(turn);
+  return ask(turn);
 }
 
 // ---------------------------------------------------------------- documents
@@ -341,7 +598,9 @@ function renderHistory() {
 
 function adminHeaders(json = false) {
   const headers = { Authorization: `Bearer ${state.admin.token}` };
-  if (state.admin.actor) headers["X-Aldlab-Actor"] = state.admin.actor;
+  // Header values must be ISO-8859-1: a Korean name ("김공정") is sent percent-encoded
+  // and decoded by the server (aldlab.serve.deps.actor_name).
+  if (state.admin.actor) headers["X-Aldlab-Actor"] = encodeURIComponent(state.admin.actor);
   if (json) headers["Content-Type"] = "application/json";
   return headers;
 }
@@ -416,8 +675,9 @@ async function saveDocument(event) {
       });
     }
     editDocument(body.document);
-    status.textContent = "저장됨 — 검색 색인은 백그라운드에서 갱신됩니다 / saved; the index rebuilds in the background";
+    status.textContent = "저장됨 / saved";
     await refreshDocuments();
+    watchReindex(body.reload);
   } catch (err) {
     status.textContent = `오류 / error: ${err.message}`;
   }
@@ -428,10 +688,11 @@ async function deleteDocument() {
   if (!window.confirm(`문서 ${state.editing} 을(를) 삭제할까요? / Delete ${state.editing}?`)) return;
   const status = $("#kb-form-status");
   try {
-    await api(`/api/admin/documents/${encodeURIComponent(state.editing)}`, { method: "DELETE", headers: adminHeaders() });
+    const body = await api(`/api/admin/documents/${encodeURIComponent(state.editing)}`, { method: "DELETE", headers: adminHeaders() });
     editDocument(null);
-    status.textContent = "삭제됨 — 검색 색인은 백그라운드에서 갱신됩니다 / deleted; the index rebuilds in the background";
+    status.textContent = "삭제됨 / deleted";
     await refreshDocuments();
+    watchReindex(body.reload);
   } catch (err) {
     status.textContent = `오류 / error: ${err.message}`;
   }
@@ -464,6 +725,78 @@ async function exportFeedback() {
     URL.revokeObjectURL(url);
   } catch (err) {
     status.textContent = `오류 / error: ${err.message}`;
+  }
+}
+
+// ---------------------------------------------------------------- reindex status and upload
+
+// An edit returns at once and the index rebuilds in the background (minutes for the
+// shipped KB on a CPU box); until it is done the new text cannot be retrieved. So the
+// admin is told when it is: /api/health's `reload` is polled until no rebuild runs.
+const INDEX_POLL_MS = 700;
+// The server caps request bodies at 64 KiB (ServeSettings.max_body_bytes), JSON included.
+const UPLOAD_MAX_BYTES = 60 * 1024;
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function watchReindex(reload) {
+  if (!reload || !reload.scheduled) return;
+  const line = $("#kb-index-status");
+  const watch = Symbol("reindex");
+  state.indexWatch = watch;  // a later edit's watcher takes over the line
+  const started = Date.now();
+  let current = reload;
+  line.hidden = false;
+  while (current.running && state.indexWatch === watch) {
+    line.className = "index-status running";
+    line.textContent = `색인 중… ${Math.round((Date.now() - started) / 1000)}초 — 끝나면 새 내용이 검색됩니다 / indexing… the new text is searchable once this is done`;
+    await sleep(INDEX_POLL_MS);
+    try { current = (await api("/api/health")).reload; } catch (_) { /* server busy: ask again */ }
+  }
+  if (state.indexWatch !== watch) return;
+  const failed = current.ok === false;
+  line.className = `index-status ${failed ? "failed" : "done"}`;
+  line.textContent = failed
+    ? `색인 실패 — 이전 색인으로 답합니다 / indexing failed, answers use the previous index: ${current.error || ""}`
+    : "색인 완료 — 이제 검색됩니다 / indexed: the new text is now searchable";
+}
+
+function uploadSummary(name, body) {
+  const parts = [
+    [body.added.length, "추가", "added"],
+    [body.unchanged.length, "이미 있음", "already there"],
+    [body.duplicates.length, "중복이라 건너뜀", "duplicates skipped"],
+    [body.near_duplicates.length, "유사 중복이라 건너뜀", "near-duplicates skipped"],
+    [body.id_conflicts.length, "id 충돌 (기존 유지)", "id conflicts, existing kept"],
+    [body.conflicts.length, "정의 충돌이라 건너뜀", "definition conflicts skipped"],
+  ].filter(([n]) => n > 0);
+  const ko = parts.map(([n, k]) => `${k} ${n}개`).join(", ");
+  const en = parts.map(([n, , e]) => `${n} ${e}`).join(", ");
+  const ids = body.added.map((d) => d.id).join(", ");
+  return `${name}: 문서 ${ko} / ${en}${ids ? ` — ${ids}` : ""}`;
+}
+
+async function uploadDocuments() {
+  const input = $("#kb-upload");
+  const file = input.files[0];
+  if (!file) return;
+  const status = $("#kb-upload-status");
+  try {
+    if (file.size > UPLOAD_MAX_BYTES) {
+      throw new Error(`파일이 너무 큽니다 (${Math.ceil(file.size / 1024)} KB, 최대 60 KB): 서버에서 aldlab kb import 를 쓰세요`
+        + ` / file too large (max 60 KB): use aldlab kb import on the server`);
+    }
+    status.textContent = `올리는 중… ${file.name} / uploading…`;
+    const body = await api("/api/admin/documents/import", {
+      method: "POST", headers: adminHeaders(true), body: JSON.stringify({ filename: file.name, content: await file.text() }),
+    });
+    status.textContent = uploadSummary(file.name, body);
+    await refreshDocuments();
+    await watchReindex(body.reload);
+  } catch (err) {
+    status.textContent = `오류 / error: ${friendlyError(err)}`;
+  } finally {
+    input.value = "";  // choosing the same file again uploads it again
   }
 }
 
@@ -536,20 +869,19 @@ function init() {
   document.querySelectorAll(".tab").forEach((t) => t.addEventListener("click", () => showTab(t.dataset.tab)));
   $("#ask-form").addEventListener("submit", (event) => {
     event.preventDefault();
+    if (state.current) { stopAnswer(); return; }
     const question = $("#question").value.trim();
     if (!question) return;
     $("#question").value = "";
-    const button = $("#ask-button");
-    button.disabled = true;
-    ask(question).finally(() => { button.disabled = false; $("#question").focus(); });
+    askNew(question).finally(() => $("#question").focus());
   });
   $("#question").addEventListener("keydown", (event) => {
     if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
       event.preventDefault();
-      $("#ask-form").requestSubmit();
+      if (!state.current) $("#ask-form").requestSubmit();  // Enter never stops an answer
     }
   });
-  $("#new-chat").addEventListener("click", () => { state.turns = []; $("#messages").replaceChildren(); });
+  $("#new-chat").addEventListener("click", () => { stopAnswer(); state.turns = []; $("#messages").replaceChildren(); });
   $("#clear-history").addEventListener("click", () => { localStorage.removeItem(HISTORY_KEY); renderHistory(); });
   $("#doc-close").addEventListener("click", () => $("#doc-dialog").close());
   $("#admin-login").addEventListener("submit", adminConnect);
@@ -559,6 +891,7 @@ function init() {
   $("#kb-delete").addEventListener("click", deleteDocument);
   $("#kb-reload").addEventListener("click", reloadIndex);
   $("#kb-export").addEventListener("click", exportFeedback);
+  $("#kb-upload").addEventListener("change", uploadDocuments);
   $("#review-refresh").addEventListener("click", refreshReview);
   $("#review-status").addEventListener("change", refreshReview);
   $("#admin-token").value = sessionStorage.getItem("aldlab.admin.token") || "";
