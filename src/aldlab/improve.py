@@ -60,9 +60,10 @@ class ImproveConfig:
     #: dev set the recipe is tuned on, holdout the set nothing was tuned on.
     dev_sets: list[str] = field(default_factory=lambda: ["evalsets/user-dev.jsonl", "evalsets/holdout.jsonl"],
                                 metadata={"help": "비교할 질문 세트 (쉼표) / question sets to compare on, comma-separated"})
-    #: Warm start from the promoted adapter (default) or train from the base. Measured only
-    #: on the tiny test model on this CPU (tests/test_improve.py): both learn the corrections;
-    #: the warm start keeps what the promoted model learnt without its full training run.
+    #: Warm start from the promoted adapter (default) or train from the base. A design choice,
+    #: not a measurement: a few steps on top of the promoted adapter keep what it learnt,
+    #: where the same few steps from the base would not; on this CPU only the tiny random
+    #: test model could run both, which says nothing about the 270M model (to be measured).
     from_base: bool = field(default=False, metadata={
         "help": "승격 모델이 아니라 베이스에서 학습 / train from the base model instead of the promoted adapter"})
     tolerance: float = field(default=0.05, metadata={
