@@ -92,3 +92,18 @@ def test_unknown_ids_and_missing_files_are_user_errors(tmp_path: Path) -> None:
         reg.promote("../etc", "kim")
     with pytest.raises(UserError, match="adapter"):
         reg.register(tmp_path, base_model=None, created_by="t")
+
+
+def test_serve_names_the_promoted_model_by_its_version_and_follows_the_registry(tmp_path: Path) -> None:
+    from aldlab.serve.commands import choose_serve_model
+    from aldlab.serve.settings import ServeSettings
+
+    record_default_adapter(fake_adapter(tmp_path / "legacy"), str(tmp_path / "model"))  # before the registry
+    settings = ServeSettings()
+    choice = choose_serve_model(settings, None, {}, no_adapter=False, llm_url=None)
+    assert choice.adapters == {"v0001": ModelRegistry().get("v0001").adapter_dir}
+    assert (settings.default_model, settings.model_versions, settings.follow_registry) == ("v0001", {"v0001": "v0001"}, True)
+
+    by_hand = ServeSettings()
+    choose_serve_model(by_hand, None, {"ald": str(tmp_path / "legacy")}, no_adapter=False, llm_url=None)
+    assert not by_hand.follow_registry and by_hand.model_versions == {} and by_hand.default_model == "ald"
