@@ -47,7 +47,7 @@ def real_assistant(tmp_path: Path) -> Assistant:
 
 def test_protocol_lists_what_the_service_calls() -> None:
     assert sorted(METHODS) == sorted(
-        ["models", "plan", "run", "answer", "stream_answer", "reload_if_changed"]
+        ["models", "plan", "run", "answer", "stream_answer", "reload_if_changed", "add_adapter"]
     )
 
 

@@ -74,8 +74,8 @@ def test_feedback_round_trip_and_export_shape(tmp_path: Path) -> None:
     assert len(rows) == 1
     row = rows[0]
     assert set(row) == {
-        "question", "answer", "feedback", "comment", "correction", "contexts", "history", "model", "timestamp",
-        "answer_id", "feedback_id", "kb_hash", "revisions", "review",
+        "question", "answer", "feedback", "comment", "correction", "contexts", "history", "model", "model_version",
+        "timestamp", "answer_id", "feedback_id", "kb_hash", "revisions", "review",
     }
     assert row["question"] == "ALD란?"
     assert row["feedback"] == "dislike"
@@ -339,3 +339,22 @@ def test_schema_2_feedback_migrates_keeping_ids_and_decisions(tmp_path: Path) ->
     assert store.add_feedback("a1", "dislike", correction="새 정정") == 3  # id 2 was used once: never again
     with connection(db) as conn, pytest.raises(sqlite3.IntegrityError):  # one pending item per answer
         conn.execute("INSERT INTO feedback (answer_id, rating, created_at, updated_at) VALUES ('a1', 'like', 't', 't')")
+
+
+def test_schema_3_answers_migrate_with_an_unknown_model_version(tmp_path: Path) -> None:
+    """Issue 23: answers logged before the registry keep their rows, with model_version ''."""
+    from aldlab.store.db import MIGRATIONS
+
+    db = tmp_path / "v3.sqlite3"
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.executescript(";".join(MIGRATIONS[:3]) + ";PRAGMA user_version = 3;")
+    conn.execute("INSERT INTO answers (id, created_at, question, answer, contexts_json, citations_json, history_json,"
+                 " confidence, refused, model, used_retrieval, latency_s)"
+                 " VALUES ('old', 't', 'Q', 'A', '[]', '[]', '[]', 0.5, 0, 'ft', 1, 0.1)")
+    conn.close()
+    store = Store(db)
+    assert store.get_answer("old").model_version == ""
+    new_id = store.log_answer(question="Q2", answer="A2", model="v0002", model_version="v0002")
+    assert store.get_answer(new_id).model_version == "v0002"
+    fid = store.add_feedback(new_id, "dislike", correction="정정")
+    assert next(store.iter_feedback_rows(status=None, feedback_id=fid))["model_version"] == "v0002"

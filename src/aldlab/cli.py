@@ -18,6 +18,7 @@ from aldlab import __version__
 from aldlab.cli_options import normalize_flag
 from aldlab.data.commands import app as data_app
 from aldlab.eval.commands import eval_command
+from aldlab.improve import improve_command, models_app
 from aldlab.kb.commands import app as kb_app
 from aldlab.pipeline import pipeline_command
 from aldlab.rag.commands import ask_command, chat_command
@@ -64,6 +65,8 @@ app.command("chat")(chat_command)
 app.command("eval")(eval_command)
 app.command("serve")(serve_command)
 app.command("pipeline")(pipeline_command)
+app.command("improve")(improve_command)
+app.add_typer(models_app, name="models", help="모델 레지스트리 / model registry: list, show, promote, rollback")
 
 
 def main() -> None:

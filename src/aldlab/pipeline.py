@@ -113,11 +113,26 @@ def run_pipeline(
     return manifest
 
 
-def build_plans(
+@dataclass
+class StageConfigs:
+    """Every stage's typed config for one run directory, wired file to file."""
+
+    kb: Path
+    data: Any  # DataConfig
+    train: Any  # TrainConfig
+    eval: Any  # EvalConfig
+    rag: Any  # RagConfig
+
+
+def stage_configs(
     preset: str | None, run_dir: Path, *, kb_path: Path | None, config_file: Path | None
-) -> list[StagePlan]:
-    """Resolve every stage's typed config from the preset and wire files between stages."""
-    from aldlab.config import config_to_dict, resolve_config
+) -> StageConfigs:
+    """Resolve every stage's typed config from the preset and wire files between stages.
+
+    One resolver for `aldlab pipeline` and `aldlab improve`, so both train and evaluate the
+    way the preset says.
+    """
+    from aldlab.config import resolve_config
     from aldlab.data.config import DataConfig
     from aldlab.eval.config import EvalConfig
     from aldlab.rag.config import RagConfig
@@ -149,6 +164,18 @@ def build_plans(
     )
     # Eval answers through the same retrieval and decoding settings `aldlab ask` would use.
     rag_cfg = resolve_config(RagConfig, "rag", preset=preset, config_file=config_file)
+    return StageConfigs(kb, data_cfg, train_cfg, eval_cfg, rag_cfg)
+
+
+def build_plans(
+    preset: str | None, run_dir: Path, *, kb_path: Path | None, config_file: Path | None
+) -> list[StagePlan]:
+    """The four stages of `run_dir`, each with its inputs (for the skip check) and outputs."""
+    from aldlab.config import config_to_dict
+
+    cfg = stage_configs(preset, run_dir, kb_path=kb_path, config_file=config_file)
+    kb, data_cfg, train_cfg, eval_cfg, rag_cfg = cfg.kb, cfg.data, cfg.train, cfg.eval, cfg.rag
+    data_dir, adapter_dir, eval_dir = run_dir / "data", run_dir / "adapter", run_dir / "eval"
     return [
         StagePlan("kb", {"kb": kb}, [], lambda: _run_kb(kb)),
         StagePlan(
@@ -199,13 +226,36 @@ def _run_data(config: Any) -> dict[str, Any]:
 
 
 def _run_train(config: Any) -> dict[str, Any]:
-    from aldlab.settings import record_default_adapter
+    from aldlab.store.registry import ModelRegistry
     from aldlab.train.trainer import train
 
     summary = _summary(train(config))
-    # `aldlab ask/chat/serve` answer with the adapter this run trained, without being told.
-    record_default_adapter(config.output_dir, config.model_name)
+    # `aldlab ask/chat/serve` answer with the adapter this run trained, without being told:
+    # it is registered and promoted (`aldlab models rollback` returns to the one before).
+    registry = ModelRegistry()
+    record = registry.register(
+        config.output_dir, base_model=config.model_name, created_by=_actor(), dataset_hash=_file_hash(config.train_file),
+        note="aldlab pipeline",
+    )
+    registry.promote(record.id, _actor(), note="aldlab pipeline")
+    summary["model_id"] = record.id
     return summary
+
+
+def _actor() -> str:
+    """Who made or promoted a model, for the registry: the login name."""
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):
+        return "unknown"
+
+
+def _file_hash(path: str | Path | None) -> str | None:
+    from aldlab.files import sha256_file
+
+    return sha256_file(path) if path and Path(path).is_file() else None
 
 
 def _run_eval(config: Any, rag_config: Any) -> dict[str, Any]:

@@ -56,7 +56,9 @@ def get_secret(env_name: str | None) -> str | None:
 
 # --------------------------------------------------------------------------- default adapter
 
-#: File under ALDLAB_HOME naming the adapter the last `aldlab pipeline` run trained.
+#: File under ALDLAB_HOME naming the adapter `ask`, `chat` and `serve` answer with: the
+#: promoted model of the registry (`aldlab.store.registry`), which writes it on every
+#: promotion and rollback. Readers that only need the adapter read this one file.
 DEFAULT_ADAPTER_FILE = "default_adapter.json"
 
 
@@ -67,6 +69,9 @@ class DefaultAdapter:
     adapter_dir: Path
     base_model: str | None  # what it was trained on; None = the machine's default model
     recorded_at: str
+    #: The registry's id of this model (`aldlab models list`); "" in records written before
+    #: the registry existed (the registry migrates them on first use).
+    model_id: str = ""
 
     def exists(self) -> bool:
         """False when the run directory was deleted or moved since it was recorded."""
@@ -77,7 +82,7 @@ def default_adapter_path() -> Path:
     return aldlab_home() / DEFAULT_ADAPTER_FILE
 
 
-def record_default_adapter(adapter_dir: str | Path, base_model: str | None) -> Path:
+def record_default_adapter(adapter_dir: str | Path, base_model: str | None, model_id: str = "") -> Path:
     """Remember `adapter_dir` (trained on `base_model`) as the default assistant.
 
     Why a file under ALDLAB_HOME and not a flag: the user runs `aldlab pipeline` once and
@@ -91,6 +96,8 @@ def record_default_adapter(adapter_dir: str | Path, base_model: str | None) -> P
         "base_model": base_model,
         "recorded_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+    if model_id:
+        record["model_id"] = model_id
     path = default_adapter_path()
     atomic_write_json(path, record)
     return path
@@ -109,4 +116,6 @@ def default_adapter() -> DefaultAdapter | None:
     except (OSError, ValueError, KeyError, TypeError):
         return None
     base = data.get("base_model")
-    return DefaultAdapter(adapter_dir, str(base) if base else None, str(data.get("recorded_at", "")))
+    return DefaultAdapter(
+        adapter_dir, str(base) if base else None, str(data.get("recorded_at", "")), str(data.get("model_id") or "")
+    )

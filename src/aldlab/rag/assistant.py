@@ -97,6 +97,23 @@ class Assistant:
         """Names accepted as `model=` ('base' plus adapter names)."""
         return self.generator.models()
 
+    def add_adapter(self, name: str, path: str) -> None:
+        """Attach adapter `path` as model `name` to the loaded base (the server's hot swap).
+
+        Only the local transformers engine can: llama.cpp bakes adapters in at load, and a
+        remote server (--llm-url) serves the models it was started with.
+        """
+        from aldlab.llm.hf_generate import HFGenerator
+
+        generator = self.generator
+        if not isinstance(generator, HFGenerator):
+            raise UserError(
+                "이 엔진은 실행 중에 어댑터를 추가할 수 없습니다.",
+                f"The {getattr(generator, 'engine', '?')} engine cannot attach adapters while running.",
+                hint="서버를 다시 시작하세요 / restart the server",
+            )
+        generator.add_adapter(name, path)
+
     # ------------------------------------------------------------------ KB changes
     def reload_if_changed(self) -> bool:
         """Reload the KB and its index when the files on disk changed (True if reloaded)."""

@@ -133,7 +133,7 @@ def choose_model(
 
     `adapters` come from `parse_adapter_specs`; the first one answers by default. `base`
     (`--base`/`--no-adapter`) makes the base model answer and skips the recorded adapter.
-    Otherwise, with no adapter given, the adapter recorded by the last `aldlab pipeline` run
+    Otherwise, with no adapter given, the registry's promoted model (`aldlab pipeline`, `aldlab improve`)
     is used when it still exists and was trained on the same base (an adapter on another
     base model would not load). A remote `llm_url` serves its own models.
     """

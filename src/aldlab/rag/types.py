@@ -162,3 +162,10 @@ class AssistantProtocol(Protocol):
     def reload_if_changed(self) -> bool:
         """Re-read the KB and rebuild the index if the files changed; True if it did."""
         ...
+
+    def add_adapter(self, name: str, path: str) -> None:
+        """Attach one more LoRA adapter as model `name` while serving (a newly promoted model).
+
+        Adapters already attached stay: an answer that started on one finishes on it.
+        """
+        ...

@@ -174,6 +174,7 @@ class Answers:
                 kb_hash=self._kb_hash(),
                 token=token,
                 model=query.model,
+                model_version=self._models.version_of(query.model),
                 citations=list(answer.citations),
                 history=query.history,
                 confidence=float(answer.confidence),

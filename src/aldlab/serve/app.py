@@ -3,7 +3,8 @@ editing and the static web UI.
 
 This module only assembles the app (FastAPI full-stack template style):
 
-- `models.py`   `Models`: the model list (cached) and the default model
+- `models.py`   `Models`: the model list (cached), the default model and its registry version
+- `swapper.py`  `ModelSwapper`: follows the registry's promoted model without a restart
 - `answers.py`  `Answers`: validation, queue admission, answering, the answer log, usage
 - `payload.py`  an answer as the client sees it, confidence in words
 - `kb_admin.py` `KbAdmin`: the KB's documents (the assistant's copy), edits, index reloads
@@ -30,6 +31,7 @@ Hardening, in one place:
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
@@ -47,17 +49,26 @@ from aldlab.serve.middleware import BodyLimitMiddleware, SecurityHeadersMiddlewa
 from aldlab.serve.models import Models
 from aldlab.serve.routes import admin, ask, feedback, openai, ui
 from aldlab.serve.settings import ServeSettings
+from aldlab.serve.swapper import ModelSwapper
 from aldlab.store import Store
 
 
 def create_app(assistant: AssistantProtocol, store: Store, settings: ServeSettings) -> FastAPI:
     """Build the FastAPI app around an assistant, a `aldlab.store.Store` and settings."""
-    models = Models(assistant, settings.default_model)
+    models = Models(assistant, settings.default_model, settings.model_versions)
     answers = Answers(assistant, store, settings, models)
+    swapper = (
+        ModelSwapper(assistant, models, current=models.version_of(settings.default_model or ""),
+                     interval_s=settings.registry_poll_s)
+        if settings.follow_registry else None
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        polling = asyncio.create_task(swapper.run()) if swapper is not None else None
         yield
+        if polling is not None:
+            polling.cancel()
         answers.worker.shutdown()
 
     app = FastAPI(
@@ -73,6 +84,7 @@ def create_app(assistant: AssistantProtocol, store: Store, settings: ServeSettin
     app.state.store = store
     app.state.models = models
     app.state.answers = answers
+    app.state.swapper = swapper  # None unless the server follows the registry
     app.state.kb = KbAdmin(assistant, settings.kb, on_reloaded=models.forget)
     app.state.admin_failures = FailureThrottle()
     app.state.feedback_limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)

@@ -89,7 +89,14 @@ def choose_serve_model(
     Fills `settings.default_model` (what requests naming no model get, and what the web UI
     preselects) and `settings.base_model_warning`.
     """
+    follow = not adapters and not no_adapter and not llm_url
+    if follow:
+        from aldlab.store.registry import ModelRegistry
+
+        ModelRegistry().migrate()  # a pre-registry default adapter gets its version id first
     choice = choose_model(model, adapters, base=no_adapter, llm_url=llm_url)
+    if follow:
+        name_by_version(choice, settings)
     if not llm_url:  # a remote server has its own model list; base/adapters come from it
         settings.default_model = choice.default
     settings.base_model_warning = choice.base_warning
@@ -100,6 +107,23 @@ def choose_serve_model(
     if choice.base_warning:
         err_console.print(f"[yellow]경고 / warning:[/] {BASE_MODEL_WARNING}", highlight=False)
     return choice
+
+
+def name_by_version(choice: ModelChoice, settings: ServeSettings) -> None:
+    """Serve the registry's promoted adapter under its version id ("v0003", not "ft"), and
+    follow the registry from now on (`aldlab.serve.swapper`): the model list, every answer
+    and the answer log then name the version that answered."""
+    from aldlab.rag.build import DEFAULT_ADAPTER_NAME
+    from aldlab.settings import default_adapter
+
+    settings.follow_registry = True
+    recorded = default_adapter()
+    path = choice.adapters.get(DEFAULT_ADAPTER_NAME)
+    if recorded is None or not recorded.model_id or path != str(recorded.adapter_dir):
+        return
+    choice.adapters = {recorded.model_id: path}
+    choice.default = recorded.model_id
+    settings.model_versions = {recorded.model_id: recorded.model_id}
 
 
 def uvicorn_options(settings: ServeSettings) -> dict[str, Any]:

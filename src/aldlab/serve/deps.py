@@ -22,6 +22,7 @@ from aldlab.serve.guards import FailureThrottle, RateLimiter, bearer_token, toke
 from aldlab.serve.kb_admin import KbAdmin, KbAudit
 from aldlab.serve.models import Models
 from aldlab.serve.settings import ServeSettings
+from aldlab.serve.swapper import ModelSwapper
 from aldlab.store import Store
 
 #: What may appear in an audit row's actor name (from the `X-Aldlab-Actor` header).
@@ -43,6 +44,8 @@ AnswersDep = Annotated[Answers, Depends(_from_app_state("answers"))]
 KbDep = Annotated[KbAdmin, Depends(_from_app_state("kb"))]
 StoreDep = Annotated[Store, Depends(_from_app_state("store"))]
 SettingsDep = Annotated[ServeSettings, Depends(_from_app_state("settings"))]
+#: The registry follower (None when the server was given its models by hand).
+SwapperDep = Annotated[ModelSwapper | None, Depends(_from_app_state("swapper"))]
 #: When the app was built (`time.time()`): uptime, and `created` of the model cards.
 StartedAt = Annotated[float, Depends(_from_app_state("started"))]
 

@@ -60,6 +60,13 @@ class FakeAssistant:
     def models(self) -> list[str]:
         return list(self._models)
 
+    def add_adapter(self, name: str, path: str) -> None:
+        """A new model name (the fake answers by name only; `path` is not read)."""
+        del path
+        with self._lock:
+            if name not in self._models:
+                self._models.append(name)
+
     def reload_if_changed(self) -> bool:
         """Re-read the KB from disk if its content changed (what the real Assistant does
         after a KB edit); True if it did."""

@@ -11,17 +11,47 @@ from aldlab.rag.types import AssistantProtocol
 from aldlab.serve.errors import ApiError
 
 
+#: The name clients used for "the fine-tuned model" before models were named by their
+#: registry version (`aldlab.rag.build.DEFAULT_ADAPTER_NAME`): still accepted, it means the
+#: promoted model.
+PROMOTED_ALIAS = "ft"
+
+
 class Models:
-    """The assistant's model list, asked at most once per `TTL_S`, and which one is the default."""
+    """The assistant's model list, asked at most once per `TTL_S`, and which one is the default.
+
+    The promoted model of the registry is served under its version id ("v0003"), so the
+    model list, the answer and the answer log all name the version. `promote` (the hot
+    swap, `aldlab.serve.swapper`) makes a newly attached adapter the default and hides the
+    one it replaces from the list; that one stays attached, so answers already running on
+    it finish on it.
+    """
 
     #: How long the list is reused. A remote LLM server (--llm-url) is asked over HTTP, so
     #: the list is not fetched on every request.
     TTL_S = 60.0
 
-    def __init__(self, assistant: AssistantProtocol, default: str | None) -> None:
+    def __init__(self, assistant: AssistantProtocol, default: str | None, versions: dict[str, str] | None = None) -> None:
         self._assistant = assistant
         self._default = default
         self._cached: tuple[float, list[str]] | None = None
+        #: served name -> registry version of the model (only registry models have one)
+        self._versions = dict(versions or {})
+        self._retired: set[str] = set()
+
+    def version_of(self, name: str) -> str:
+        """The registry version of served model `name` ('' for base and hand-given adapters)."""
+        return self._versions.get(name, "")
+
+    def promote(self, name: str, version: str) -> None:
+        """Answer with `name` (already attached) by default from now on; hide the model it replaces."""
+        previous = self._default
+        if previous and previous != name and previous in self._versions:
+            self._retired.add(previous)
+        self._retired.discard(name)
+        self._versions[name] = version
+        self._default = name
+        self.forget()
 
     async def names(self) -> list[str]:
         """'base' first, then adapters; cached, fetched off the event loop."""
@@ -39,7 +69,7 @@ class Models:
 
     def _fetch(self) -> list[str]:
         names = self._assistant.models()
-        return ["base", *dict.fromkeys(n for n in names if n != "base")]
+        return ["base", *dict.fromkeys(n for n in names if n != "base" and n not in self._retired)]
 
     def forget(self) -> None:
         """Ask the assistant again next time (after a reload the adapters may differ)."""
@@ -58,6 +88,8 @@ class Models:
         if not model:
             return await self.default()
         names = await self.names()
+        if model == PROMOTED_ALIAS and model not in names and self._default in self._versions:
+            return await self.default()
         if model not in names:
             raise ApiError(
                 404,

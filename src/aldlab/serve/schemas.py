@@ -273,6 +273,10 @@ class HealthOut(BaseModel):
     version: str
     models: list[str]
     default_model: str
+    # Registry version of the default model ('' when it is not a registry model), and why
+    # the last promoted model could not be attached (None when it could, or none came).
+    model_version: str = ""
+    model_swap_error: str | None = None
     # The web UI warns when only the embedded base model (not instruction-tuned) answers.
     base_model_warning: bool
     pending: int

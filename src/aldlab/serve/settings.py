@@ -76,6 +76,15 @@ class ServeSettings:
     api_key: str | None = None
     # The model that answers requests naming none; None = the first adapter, else base.
     default_model: str | None = None
+    # Served name -> registry version ("v0003" -> "v0003"), filled by `aldlab serve` when the
+    # default model is the registry's promoted one.
+    model_versions: dict[str, str] = field(default_factory=dict)
+    # Set by `aldlab serve` when no adapter, --base or --llm-url was given: the server then
+    # follows the registry's promoted model (`aldlab improve`, `aldlab models promote`).
+    follow_registry: bool = False
+    # How often the promoted pointer (ALDLAB_HOME/default_adapter.json) is read: one small
+    # file stat + read, so a few seconds costs nothing and a promotion shows up quickly.
+    registry_poll_s: float = 5.0
     # Set by `aldlab serve` when the only model is the embedded base (not instruction-tuned):
     # the web UI then says so and points to `aldlab pipeline` / contexts-only.
     base_model_warning: bool = False

@@ -114,6 +114,12 @@ MIGRATIONS: list[str] = [
     CREATE INDEX feedback_answer ON feedback(answer_id);
     CREATE UNIQUE INDEX feedback_open ON feedback(answer_id) WHERE status = 'pending';
     """,
+    # 3 -> 4: the registry version of the model that answered (issue 23: each piece of
+    # feedback is tied to a model). '' for the base model, an adapter given by hand, and
+    # every answer logged before this migration (which model wrote those is not known).
+    """
+    ALTER TABLE answers ADD COLUMN model_version TEXT NOT NULL DEFAULT '';
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -89,6 +89,7 @@ class LoggedAnswer:
     context_ids: list[str]
     kb_hash: str
     history: list[dict[str, str]]
+    model_version: str = ""  # registry id of the model that answered ('' = base / not registered)
 
 
 def log_answer(
@@ -108,6 +109,7 @@ def log_answer(
     used_retrieval: bool = True,
     latency_s: float = 0.0,
     client: str = "",
+    model_version: str = "",
 ) -> str:
     """Record an answer the server produced; returns its id (uuid4 hex).
 
@@ -122,8 +124,8 @@ def log_answer(
         conn.execute(
             "INSERT INTO answers (id, created_at, question, answer, contexts_json, citations_json,"
             " history_json, confidence, refused, model, used_retrieval, latency_s, client,"
-            " token_hash, context_ids_json, kb_hash)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '', ?, ?, ?)",
+            " token_hash, context_ids_json, kb_hash, model_version)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '', ?, ?, ?, ?)",
             (
                 answer_id,
                 utc_now(),
@@ -140,6 +142,7 @@ def log_answer(
                 token_hash(token) if token else None,
                 json.dumps(ids, ensure_ascii=False),
                 kb_hash,
+                model_version,
             ),
         )
     return answer_id
@@ -170,6 +173,7 @@ def get_answer(db_path: str | Path, answer_id: str) -> LoggedAnswer | None:
         context_ids=json.loads(row["context_ids_json"]),
         kb_hash=row["kb_hash"],
         history=json.loads(row["history_json"]),
+        model_version=row["model_version"],
     )
 
 
@@ -325,7 +329,7 @@ def iter_feedback_rows(
     Row shape (the legacy feedback_data.json fields plus review and provenance):
     {"question", "answer", "feedback": "like"|"dislike", "comment", "correction",
      "contexts": [{"id", "title", "text"}], "history": [{"role", "content"}], "model",
-     "timestamp", "answer_id", "feedback_id", "kb_hash", "revisions",
+     "model_version" (registry id of the model that answered, '' when unknown), "timestamp", "answer_id", "feedback_id", "kb_hash", "revisions",
      "review": {"status", "reviewer", "reviewed_at", "note"}}
     """
     if status is not None and status not in STATUSES:
@@ -340,7 +344,7 @@ def iter_feedback_rows(
         params.append(feedback_id)
     query = (
         "SELECT a.id AS answer_id, a.question, a.answer, a.contexts_json, a.context_ids_json, a.kb_hash,"
-        " a.history_json, a.model, f.id AS feedback_id, f.rating, f.comment, f.correction, f.updated_at,"
+        " a.history_json, a.model, a.model_version, f.id AS feedback_id, f.rating, f.comment, f.correction, f.updated_at,"
         " f.revisions, f.status, f.reviewer, f.reviewed_at, f.review_note, f.contexts_json AS snapshot"
         " FROM feedback f JOIN answers a ON a.id = f.answer_id"
         + (" WHERE " + " AND ".join(where) if where else "")
@@ -376,6 +380,7 @@ def _export_row(r: Any) -> dict[str, Any]:
         ],
         "history": json.loads(r["history_json"]),
         "model": r["model"],
+        "model_version": r["model_version"],
         "timestamp": r["updated_at"],
         "answer_id": r["answer_id"],
         "feedback_id": r["feedback_id"],

@@ -83,6 +83,11 @@ class TrainConfig:
     save_inference_only: bool = field(default=False, metadata={
         "help": "어댑터·설정·토크나이저만 저장 / keep only adapter, config, tokenizer"})
     resume: bool = field(default=False, metadata={"help": "최신 체크포인트에서 이어서 / continue from the newest checkpoint"})
+    # Warm start (`aldlab improve`): the LoRA weights (and its r, alpha, targets, trainable
+    # tokens) start from this adapter instead of zero, so a few steps on new corrections
+    # add to what the promoted model knows rather than relearning the KB from the base.
+    init_adapter: str | None = field(default=None, metadata={
+        "help": "이 어댑터에서 이어 학습 (warm start; LoRA 설정은 어댑터의 것) / start from this adapter's weights"})
     num_threads: int | None = field(default=None, metadata={
         "help": "CPU 스레드 수 (기본: 모든 코어) / CPU threads (default: all cores)"})
 

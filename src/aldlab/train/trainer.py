@@ -242,7 +242,7 @@ def _lora_model(config: TrainConfig, base: Any, tokenizer: Any) -> Any:
     try:
         with warnings.catch_warnings():  # peft calls a transformers API deprecated in v5
             warnings.simplefilter("ignore", FutureWarning)
-            peft_model = get_peft_model(base, lora)
+            peft_model = _warm_start(base, config.init_adapter) if config.init_adapter else get_peft_model(base, lora)
         # adapter_config.json names the base portably (not ALDLAB_HOME's absolute path).
         peft_model.peft_config["default"].base_model_name_or_path = portable_model_name(config.model_name)
     except ValueError as exc:
@@ -252,6 +252,25 @@ def _lora_model(config: TrainConfig, base: Any, tokenizer: Any) -> Any:
             hint="--target_modules q_proj,k_proj,v_proj,o_proj",
         ) from exc
     return peft_model
+
+
+def _warm_start(base: Any, adapter_dir: str) -> Any:
+    """The base with `adapter_dir`'s LoRA loaded trainable (its own config wins over the flags:
+    the weights only fit the r, targets and trainable tokens they were trained with)."""
+    from peft import PeftModel
+
+    from aldlab.llm.adapters import check_adapter_dir
+
+    path = check_adapter_dir(Path(adapter_dir).expanduser())
+    try:
+        return PeftModel.from_pretrained(base, str(path), adapter_name="default", is_trainable=True)
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise UserError(
+            "시작 어댑터를 불러올 수 없습니다 (--init_adapter).",
+            f"Cannot load the warm-start adapter: {str(exc).splitlines()[0] if str(exc) else exc}",
+            path=path,
+            hint="같은 베이스 모델로 학습한 어댑터인지 확인하세요 / it must be trained on the same base model",
+        ) from exc
 
 
 def _trainable_token_ids(tokenizer: Any, tokens: list[str]) -> list[int]:

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Query
 from aldlab import __version__
 from aldlab.rag.types import Answer
 from aldlab.serve.answers import Answers, PreparedQuery
-from aldlab.serve.deps import AnswersDep, ApiKey, ClientDep, KbDep, ModelsDep, SettingsDep, StartedAt
+from aldlab.serve.deps import AnswersDep, ApiKey, ClientDep, KbDep, ModelsDep, SettingsDep, StartedAt, SwapperDep
 from aldlab.serve.errors import ApiError, internal_error_body
 from aldlab.serve.payload import answer_payload
 from aldlab.serve.schemas import AnswerOut, AskRequest, HealthOut
@@ -28,17 +28,20 @@ router = APIRouter()
 
 @router.get("/api/health")
 async def health(
-    models: ModelsDep, answers: AnswersDep, kb: KbDep, settings: SettingsDep, started: StartedAt
+    models: ModelsDep, answers: AnswersDep, kb: KbDep, settings: SettingsDep, started: StartedAt, swapper: SwapperDep
 ) -> HealthOut:
     try:
         names, status = await models.names(), "ok"
     except ApiError:
         names, status = [], "degraded"  # the remote LLM server is unreachable
+    default = await models.default() if names else "base"
     return HealthOut(
         status=status,
         version=__version__,
         models=names,
-        default_model=await models.default() if names else "base",
+        default_model=default,
+        model_version=models.version_of(default),
+        model_swap_error=swapper.last["error"] if swapper is not None else None,
         base_model_warning=bool(settings.base_model_warning) and names == ["base"],
         pending=answers.worker.pending,
         reload=kb.reloader.status(),
