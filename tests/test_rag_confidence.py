@@ -39,6 +39,14 @@ def test_threshold_sits_between_the_classes() -> None:
     assert choose_threshold([0.9, 0.8], [True, True]) == 0.5  # nothing to separate
 
 
+def test_threshold_refuses_the_target_share_of_unanswerables_and_answers_the_most() -> None:
+    answerable = [True] * 4 + [False] * 10
+    probs = [0.9, 0.8, 0.6, 0.35] + [0.05 * i for i in range(1, 10)] + [0.7]  # one unanswerable scores 0.7
+    t = choose_threshold(probs, answerable, refuse_share=0.9)
+    assert 0.45 < t < 0.6  # nine of ten refused; 0.35 is the only answerable lost
+    assert choose_threshold(probs, answerable, refuse_share=1.0) > 0.7  # all refused costs two answerable
+
+
 def test_fitted_calibration_orders_features_and_round_trips() -> None:
     on = [QueryFeatures(0.9 + 0.01 * i, 5.0 + i, 1.0) for i in range(6)]
     off = [QueryFeatures(0.80 + 0.01 * i, 0.0, 0.0) for i in range(6)]

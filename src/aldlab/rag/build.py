@@ -260,7 +260,9 @@ def ensure_calibration(retriever: HybridRetriever, config: RagConfig) -> None:
         return
     if not devset_matches_kb(paths[0], retriever.document_ids):
         return  # a user's own KB: the built-in default calibration applies
-    calibration = calibrate(retriever, paths, names_refused=config.refuse_unknown_names)
+    calibration = calibrate(
+        retriever, paths, names_refused=config.refuse_unknown_names, refuse_share=config.refusal_target
+    )
     calibration.fitted_on["retrieval"] = settings
     retriever.set_calibration(calibration)
 
@@ -270,6 +272,7 @@ def retrieval_settings(config: RagConfig) -> dict[str, Any]:
     return {
         # how the threshold is chosen (see confidence.calibrate)
         "refusal_rule": "unknown-names-v1" if config.refuse_unknown_names else "confidence-only",
+        "threshold_rule": f"refuse-share-{config.refusal_target:g}",
         "candidates": config.candidates,
         "rrf_weight": config.rrf_weight,
         "rrf_k": config.rrf_k,

@@ -47,6 +47,9 @@ class RagConfig:
     #: Also refuse (before the LLM) questions that name something no KB document mentions:
     #: a vendor, tool, material or alarm code ("ASM", "E-2041"; see `Retrieval.unknown_names`).
     refuse_unknown_names: bool = True
+    #: Share of the calibration set's unanswerable questions the fitted threshold must refuse;
+    #: the lowest threshold that does so is taken (answer as many answerable ones as possible).
+    refusal_target: float = 0.9
     #: Question sets the refusal calibration is fitted on; None = the checkout's
     #: evalsets/dev.jsonl and evalsets/user-dev.jsonl (KB-style and user-style wording: fitted on
     #: dev alone, 28% of answerable user-dev questions were refused before the model).
@@ -92,6 +95,7 @@ class RagConfig:
             ("rrf_weight", 0.0 <= self.rrf_weight <= 1.0, "0~1"),
             ("rrf_k", self.rrf_k >= 0, "0 이상 / non-negative"),
             ("mmr_lambda", 0.0 <= self.mmr_lambda <= 1.0, "0~1"),
+            ("refusal_target", 0.0 < self.refusal_target <= 1.0, "0 초과 1 이하 / in (0, 1]"),
             ("synonym_weight", self.synonym_weight >= 0.0, "0 이상 / non-negative"),
             ("max_new_tokens", self.max_new_tokens >= 1, "1 이상 / at least 1"),
             ("temperature", self.temperature >= 0.0, "0 이상 / non-negative"),
