@@ -35,7 +35,7 @@ def test_models_list_the_default_adapter_first_and_base_last(client: openai.Open
     cards = list(client.models.list())
     assert [m.id for m in cards] == ["ald-ft", "base"]
     names = [m.model_extra["name"] for m in cards]
-    assert "fine-tuned" in names[0] and "default" in names[0] and "not fine-tuned" in names[1]
+    assert "fine-tuned" in names[0] and "default" in names[0] and "no adapter" in names[1]
 
 
 def test_chat_completion_with_history_and_extras(client: openai.OpenAI, server: tuple[str, Store]) -> None:

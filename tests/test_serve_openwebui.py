@@ -104,7 +104,7 @@ def test_models_list_preselects_the_fine_tuned_model_by_name(webui: tuple[TestCl
     models = client.get("/v1/models", headers=AUTH).json()["data"]
     shown = [m.get("name", m["id"]) for m in models]  # routers/openai.py merge_models_lists
     assert models[0]["id"] == "ald-ft" and models[-1]["id"] == "base"
-    assert "fine-tuned" in shown[0] and "not fine-tuned" in shown[-1]
+    assert "fine-tuned" in shown[0] and "no adapter" in shown[-1]
 
 
 def test_streamed_chat_with_system_prompt_and_sampling(webui: tuple[TestClient, Store]) -> None:

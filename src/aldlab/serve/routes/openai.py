@@ -63,9 +63,13 @@ async def models(available: ModelsDep, started: StartedAt) -> ModelList:
 
 
 def display_name(model: str, default: str) -> str:
-    """The `name` Open WebUI shows: says which model is fine-tuned, which is the bare base."""
+    """The `name` Open WebUI shows: says which model is the default, which has no adapter.
+
+    'base' is the embedded base model (not instruction-tuned), or with `--llm-url` the
+    server's own model: "no adapter" is true of both.
+    """
     if model == "base":
-        return "aldlab base · 미세조정 전 기반 모델 / base model, not fine-tuned"
+        return "aldlab base · 어댑터 없는 기반 모델 / base model, no adapter"
     suffix = " · 기본 / default" if model == default else ""
     return f"aldlab {model} · ALD 미세조정 / fine-tuned{suffix}"
 
