@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from aldlab.errors import UserError
+from aldlab.prompts import SYSTEM_PROMPT
 
 PROMPTS = ["ALD 공정은 무엇인가요?", "TMA와 H2O로 Al2O3를 증착합니다.", "퍼지 시간이 부족하면"]
 
@@ -87,6 +88,50 @@ def test_exported_gguf_reloads_with_the_same_greedy_answer(
     assert same
 
 
+def _round_trip(model: object, embedding_type: object, weight_type: object):  # noqa: ANN202
+    """A copy of `model` whose 2-D weights went through GGML quantization and back."""
+    import copy
+
+    import torch
+    from gguf import quants
+
+    model = copy.deepcopy(model)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if param.ndim == 2:
+                kind = embedding_type if "embed_tokens" in name else weight_type
+                data = param.detach().float().numpy()
+                param.copy_(torch.from_numpy(quants.dequantize(quants.quantize(data, kind), kind)))
+    return model
+
+
+def test_q4_0_export_writes_4_bit_weights_and_an_8_bit_embedding(tiny_adapter: Path, merged: object, tmp_path: Path) -> None:
+    """The q4_0 GGUF computes exactly what the merged model computes with its weights rounded
+    to Q4_0 (the tied embedding, also the output layer, to Q8_0), and is smaller than q8_0.
+
+    Whether 4 bits keep the answers is a question for a trained model, not this random one
+    (its logits differ by ~0.1 at most, so any rounding flips its top token):
+    `test_embedded_model_q4_0_answers_like_f16` checks that.
+    """
+    from gguf import GGMLQuantizationType as T
+    from gguf import GGUFReader
+
+    from aldlab.llm.gguf_export import export_gguf
+
+    q4 = export_gguf(tiny_adapter, tmp_path / "q4", "q4_0")
+    q8 = export_gguf(tiny_adapter, tmp_path / "q8", "q8_0")
+    assert q4.gguf_path.name == "model-q4_0.gguf" and q4.gguf_path.stat().st_size < q8.gguf_path.stat().st_size
+    types = {t.name: t.tensor_type for t in GGUFReader(str(q4.gguf_path)).tensors}
+    assert types["blk.0.attn_q.weight"] == T.Q4_0 and types["blk.1.ffn_down.weight"] == T.Q4_0
+    assert types["token_embd.weight"] == T.Q8_0
+    model, _ = _load_gguf(q4.gguf_path)
+    rounded = _round_trip(merged.model, T.Q8_0, T.Q4_0)
+    diff, same = _compare(rounded, model, merged.tokenizer, PROMPTS, 12)
+    assert diff <= 1e-4 and same
+    diff, _ = _compare(merged.model, model, merged.tokenizer, PROMPTS, 1)
+    assert 0 < diff <= 0.2  # 4-bit rounding moves the logits, boundedly
+
+
 def test_gguf_metadata_follows_llama_cpp_gemma3_conventions(tiny_adapter: Path, merged: object, tmp_path: Path) -> None:
     import numpy as np
     from gguf import GGMLQuantizationType, GGUFReader
@@ -120,6 +165,10 @@ def test_modelfile_carries_the_trained_template_and_stop_token(tiny_adapter: Pat
     assert "FROM ./model-f16.gguf\n" in text
     assert 'PARAMETER stop "<end_of_turn>"' in text
     assert "<start_of_turn>model" in text and '$system = printf "%s%s\\n\\n"' in text
+    assert f'SYSTEM """{SYSTEM_PROMPT}"""\n' in text  # the system prompt of every training row
+    # `ollama run` is closed-book: the Modelfile and the README say how to answer with retrieval
+    serve = "aldlab serve --llm-url http://localhost:11434/v1 --llm-model aldlab-ald"
+    assert serve in text and result.readme_path is not None and serve in result.readme_path.read_text(encoding="utf-8")
     assert (tmp_path / "gguf" / "aldlab_export.json").exists()
     assert not list(tmp_path.glob(".*tmp"))  # written atomically, nothing left behind
 
@@ -129,9 +178,10 @@ def test_bad_quant_and_non_gemma_models_are_user_errors(tiny_adapter: Path, tmp_
 
     from aldlab.llm.gguf_export import check_quant, write_gemma3_gguf
 
-    with pytest.raises(UserError):
+    with pytest.raises(UserError) as error:
         check_quant("q4_k_m")
-    assert check_quant("Q8-0") == "q8_0"
+    assert "llama-quantize" in str(error.value.hint)  # the k-quants need llama.cpp's quantizer
+    assert check_quant("Q8-0") == "q8_0" and check_quant("Q4_0") == "q4_0"
     fake = SimpleNamespace(config=SimpleNamespace(model_type="qwen2"))
     with pytest.raises(UserError, match="Gemma 3"):
         write_gemma3_gguf(fake, None, tmp_path / "x.gguf")
@@ -193,3 +243,35 @@ def test_embedded_model_gguf_export_matches_hf_greedy(tmp_path: Path) -> None:
     diff, same = _compare(merged.model, model, merged.tokenizer, texts, 16)
     assert same, f"greedy answers differ (max logit diff {diff:.4f})"
     assert diff < 0.1  # measured 0.012 for f16
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(
+    strict=True,
+    reason="measured: q4_0 leaves f16 at the first token on all 3 prompts (max logit diff 9.3) and "
+    "degenerates; the README and gguf_export recommend q8_0",
+)
+def test_embedded_model_q4_0_answers_like_f16(tmp_path: Path) -> None:
+    """4-bit checked on the real thing: embedded gemma-3-270m + a LoRA, RAG prompts, greedy
+    answers of the q4_0 export against the f16 export (both read back by transformers).
+
+    It fails (4 min): plain 4-bit rounding is too coarse for this 270M model. Strict, so a
+    better 4-bit writer shows up as XPASS and the advice to use q8_0 gets revisited.
+    """
+    from aldlab.llm.gguf_export import export_gguf
+    from aldlab.llm.merge import merge_adapter
+    from aldlab.llm.model import load_model
+    from aldlab.prompts import build_messages
+    from aldlab.serve.testing import TINY_DOCUMENTS
+
+    adapter = _random_adapter(load_model("embedded"), tmp_path / "ft", 0.02, ["q_proj", "v_proj"])
+    f16 = _load_gguf_model(export_gguf(adapter, tmp_path / "f16", "f16").gguf_path)
+    q4 = _load_gguf_model(export_gguf(adapter, tmp_path / "q4", "q4_0").gguf_path)
+    tokenizer = merge_adapter(adapter).tokenizer
+    questions = ("ALD에서 퍼지 단계는 왜 필요한가요?", "TMA는 어떤 전구체인가요?", "ALD의 자기제한 반응이란?")
+    texts = [
+        tokenizer.apply_chat_template(build_messages(q, TINY_DOCUMENTS), tokenize=False, add_generation_prompt=True)
+        for q in questions
+    ]
+    diff, same = _compare(f16, q4, tokenizer, texts, 24)
+    assert same, f"q4_0 greedy answers differ from f16 (max logit diff {diff:.3f})"

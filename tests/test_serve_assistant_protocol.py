@@ -73,7 +73,7 @@ def test_service_runs_on_the_real_assistant(tmp_path: Path) -> None:
     store = Store(tmp_path / "serve.sqlite3")
     settings = ServeSettings(kb=str(kb_dir), admin_token=ADMIN["Authorization"].split()[1])
     with TestClient(create_app(assistant, store, settings), base_url="http://127.0.0.1") as client:
-        assert [m["id"] for m in client.get("/v1/models").json()["data"]] == ["base", "ft"]
+        assert [m["id"] for m in client.get("/v1/models").json()["data"]] == ["ft", "base"]
 
         body = client.post("/api/ask", json={"question": "TMA Canister 가열이 필요해?", "model": "ft"}).json()
         assert body["citations"][0]["id"] == "tiny-003" and body["contexts"][0]["id"] == "tiny-003"

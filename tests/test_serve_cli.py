@@ -88,7 +88,7 @@ def test_llm_url_serves_base_and_lora_through_an_openai_compatible_server(tmp_pa
         assert assistant.generator.base_url == url
         client = TestClient(build_app(assistant, settings), base_url="http://127.0.0.1")
         models = [m["id"] for m in client.get("/v1/models").json()["data"]]
-        assert models[0] == "base" and "ald-ft" in models
+        assert models[-1] == "base" and "ald-ft" in models  # the default (first adapter) first, base last
 
         body = client.post("/api/ask", json={"question": "TMA 전구체", "model": "ald-ft"}).json()
         assert body["answer"].startswith("원격 ald-ft 답변") and body["citations"][0]["id"] == "tiny-003"

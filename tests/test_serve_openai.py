@@ -30,8 +30,12 @@ def client(server: tuple[str, Store]) -> openai.OpenAI:
     return openai.OpenAI(base_url=f"{server[0]}/v1", api_key="unused", max_retries=0, timeout=20)
 
 
-def test_models_lists_base_and_adapters(client: openai.OpenAI) -> None:
-    assert [m.id for m in client.models.list()] == ["base", "ald-ft"]
+def test_models_list_the_default_adapter_first_and_base_last(client: openai.OpenAI) -> None:
+    """Open WebUI preselects the first model; the bare base model echoes and loops."""
+    cards = list(client.models.list())
+    assert [m.id for m in cards] == ["ald-ft", "base"]
+    names = [m.model_extra["name"] for m in cards]
+    assert "fine-tuned" in names[0] and "default" in names[0] and "no adapter" in names[1]
 
 
 def test_chat_completion_with_history_and_extras(client: openai.OpenAI, server: tuple[str, Store]) -> None:

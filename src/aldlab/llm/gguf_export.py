@@ -8,7 +8,9 @@ the `gguf` package, following llama.cpp's `convert_hf_to_gguf.py` Gemma3 convent
   `lm_head` left out (llama.cpp reuses `token_embd`);
 - every `*norm.weight` stored as `1 + w`, because Gemma3RMSNorm multiplies by `1 + weight`
   while llama.cpp multiplies by the stored value (transformers' GGUF loader subtracts it again);
-- 1-D tensors always F32; 2-D weights F32, F16 or Q8_0 as asked;
+- 1-D tensors always F32; 2-D weights F32, F16, Q8_0 or Q4_0 as asked; with Q4_0 the tied
+  embedding (also the output layer) stays Q8_0, as llama.cpp's own Q4_0 keeps it at Q6_K,
+  which the `gguf` package cannot write;
 - `gemma3.*` hyper-parameters named as the converter names them;
 - no key says which layers use sliding-window attention: llama.cpp makes every 6th layer
   global (`set_swa_pattern(6)`, as in every released Gemma 3), so a model with other
@@ -18,7 +20,19 @@ The tokenizer is copied field by field from the GGUF the base came from when the
 (the embedded model ships as a GGUF, so its vocabulary, scores and token types are reused
 bit for bit); a byte-level BPE `tokenizer.json` (the tiny test model) is written as a
 `gpt2` vocabulary. The chat template the adapter was trained with goes into
-`tokenizer.chat_template` and the Modelfile, and `<end_of_turn>` is the stop token.
+`tokenizer.chat_template` and the Modelfile, and `<end_of_turn>` is the stop token. The
+Modelfile's SYSTEM is `aldlab.prompts.SYSTEM_PROMPT`, the system prompt of every training row.
+
+`ollama run` answers closed-book: no KB passages reach the model, the setting the eval
+scores lowest. The README.md written beside the GGUF says how to answer with retrieval:
+`aldlab serve --llm-url http://localhost:11434/v1 --llm-model NAME`.
+
+4-bit: q4_0 is written here (the `gguf` package quantizes it in numpy), but checked on the
+embedded gemma-3-270m (+ a small random LoRA, RAG prompts, transformers reading both
+files back) its greedy answers leave the f16 ones at the first token (max logit diff 9.3)
+and degenerate ("[001] 1000000…"), for a file of 230 MiB against q8_0's 278 MiB (the
+8-bit embedding is most of it): use q8_0. The k-quants (q4_K_M) need llama.cpp's
+quantizer, which the `gguf` package lacks: `llama-quantize model-f16.gguf out.gguf Q4_K_M`.
 
 Only Gemma 3 is written here. Other architectures (Qwen2.5 on a GPU machine): export with
 `aldlab export --merge` and run llama.cpp's own `convert_hf_to_gguf.py` on that directory.
@@ -39,8 +53,11 @@ from aldlab.files import atomic_write_json, atomic_write_text
 from aldlab.llm.chat_template import single_token_id
 
 #: --quant choices -> (GGML tensor type for 2-D weights, GGUF general.file_type).
-QUANTS = ("f32", "f16", "q8_0")
+QUANTS = ("f32", "f16", "q8_0", "q4_0")
 MODELFILE_NAME = "Modelfile"
+README_NAME = "README.md"
+#: The name the Modelfile and README suggest for `ollama create`.
+OLLAMA_NAME = "aldlab-ald"
 GEMMA3_MODEL_TYPES = ("gemma3_text", "gemma3")
 #: llama.cpp's Gemma 3: layer i is global when (i + 1) % 6 == 0, sliding otherwise.
 LLAMA_CPP_GLOBAL_EVERY = 6
@@ -54,6 +71,8 @@ class GGUFExport:
     gguf_path: Path
     modelfile_path: Path
     quant: str
+    #: How to run it with Ollama, and with retrieval through `aldlab serve --llm-url`.
+    readme_path: Path | None = None
 
 
 def check_quant(quant: str) -> str:
@@ -62,7 +81,9 @@ def check_quant(quant: str) -> str:
         raise UserError(
             f"지원하지 않는 GGUF 형식입니다: {quant}",
             f"Unsupported GGUF type: {quant}",
-            hint=f"다음 중 하나 / one of: {', '.join(QUANTS)}",
+            hint=f"다음 중 하나 / one of: {', '.join(QUANTS)}"
+            + (" (q4_K_M: f16으로 내보낸 뒤 llama.cpp의 llama-quantize model-f16.gguf out.gguf Q4_K_M "
+               "/ export f16, then run llama.cpp's llama-quantize)" if name.startswith("q4_k") else ""),
         )
     return name
 
@@ -74,6 +95,7 @@ def _ggml_types(quant: str) -> tuple[Any, Any]:
         "f32": (GGMLQuantizationType.F32, LlamaFileType.ALL_F32),
         "f16": (GGMLQuantizationType.F16, LlamaFileType.MOSTLY_F16),
         "q8_0": (GGMLQuantizationType.Q8_0, LlamaFileType.MOSTLY_Q8_0),
+        "q4_0": (GGMLQuantizationType.Q4_0, LlamaFileType.MOSTLY_Q4_0),
     }[quant]
 
 
@@ -98,11 +120,12 @@ def export_gguf(
     )
     stops = [merged.tokenizer.convert_ids_to_tokens(i) for i in merged.end_of_turn_ids]
     atomic_write_text(tmp / MODELFILE_NAME, ollama_modelfile(gguf_name, stops))
+    atomic_write_text(tmp / README_NAME, export_readme(gguf_name, quant))
     atomic_write_json(tmp / "aldlab_export.json", _manifest(merged, quant, gguf_name, source))
     if out.exists():
         shutil.rmtree(out)
     os.replace(tmp, out)
-    return GGUFExport(out, out / gguf_name, out / MODELFILE_NAME, quant)
+    return GGUFExport(out, out / gguf_name, out / MODELFILE_NAME, quant, out / README_NAME)
 
 
 def source_gguf_for(base_name: str) -> Path | None:
@@ -163,7 +186,7 @@ def write_gemma3_gguf(
     writer.add_name(name)
     _add_hparams(writer, model.config)
     writer.add_file_type(int(file_type))
-    if quant == "q8_0":
+    if quant in ("q8_0", "q4_0"):
         writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
     n_vocab = _add_tokenizer(writer, tokenizer, tokenizer_gguf)
     for gguf_name, data, raw_type in _gguf_tensors(model, tensor_type, n_vocab):
@@ -275,7 +298,21 @@ def _gguf_tensors(model: Any, tensor_type: Any, n_vocab: int) -> Any:
             data = _trim_vocab(data, n_vocab)
         if hf_name.endswith("norm.weight"):
             data = data + 1.0  # Gemma3RMSNorm scales by (1 + w); llama.cpp by w
-        yield (f"{gguf_stem}.{suffix}", *_encode(data, tensor_type))
+        yield (f"{gguf_stem}.{suffix}", *_encode(data, _tensor_type(gguf_stem, tensor_type)))
+
+
+def _tensor_type(gguf_stem: str, tensor_type: Any) -> Any:
+    """The asked type, except Q8_0 for the embedding under Q4_0.
+
+    Gemma 3 ties its output layer to `token_embd` (262k rows on the embedded model, over
+    half its weights): 4 bits there would blur every next-token choice, so llama.cpp keeps
+    the output layer at 6 bits or more in its own Q4_0 files.
+    """
+    from gguf import GGMLQuantizationType
+
+    if gguf_stem == "token_embd" and tensor_type == GGMLQuantizationType.Q4_0:
+        return GGMLQuantizationType.Q8_0
+    return tensor_type
 
 
 def _trim_vocab(embedding: Any, n_vocab: int) -> Any:
@@ -416,13 +453,65 @@ OLLAMA_GEMMA_TEMPLATE = """{{- $system := "" }}
 
 
 def ollama_modelfile(gguf_name: str, stop_tokens: list[str], *, temperature: float = 0.0, num_ctx: int = 4096) -> str:
-    """An Ollama Modelfile: `ollama create aldlab -f Modelfile` in the export directory."""
+    """An Ollama Modelfile: `ollama create aldlab-ald -f Modelfile` in the export directory.
+
+    SYSTEM is the system prompt every training row had (Ollama uses it when a request
+    brings none; `aldlab serve --llm-url` sends the same text itself).
+    """
+    from aldlab.prompts import SYSTEM_PROMPT
+
+    if '"""' in SYSTEM_PROMPT:
+        raise ValueError('SYSTEM_PROMPT contains """, which ends a Modelfile SYSTEM block')
     lines = [
         "# aldlab export: 미세조정된 Gemma 3 / fine-tuned Gemma 3",
-        "# ollama create aldlab-ald -f Modelfile && ollama run aldlab-ald",
+        f"# ollama create {OLLAMA_NAME} -f Modelfile && ollama run {OLLAMA_NAME}",
+        "# ollama run 은 KB 없이 답합니다 (closed-book). 검색과 함께 / with retrieval:",
+        f"#   aldlab serve --llm-url http://localhost:11434/v1 --llm-model {OLLAMA_NAME}",
         f"FROM ./{gguf_name}",
         f'TEMPLATE """{OLLAMA_GEMMA_TEMPLATE}"""',
+        f'SYSTEM """{SYSTEM_PROMPT}"""',
     ]
     lines += [f'PARAMETER stop "{token}"' for token in stop_tokens if token]
     lines += [f"PARAMETER temperature {temperature:g}", f"PARAMETER num_ctx {num_ctx}"]
     return "\n".join(lines) + "\n"
+
+
+def export_readme(gguf_name: str, quant: str) -> str:
+    """README.md of an export: Ollama and llama.cpp commands, and why to serve it with retrieval."""
+    name = OLLAMA_NAME
+    return f"""# aldlab GGUF export ({quant})
+
+`{gguf_name}`: the fine-tuned adapter merged into its base model; `Modelfile`: the chat
+template it was trained with, its system prompt (`aldlab.prompts.SYSTEM_PROMPT`), the
+`<end_of_turn>` stop token and temperature 0.
+
+## 검색과 함께 쓰기 / With retrieval (recommended)
+
+The model was trained to answer from KB passages given in the prompt. `ollama run` gives it
+none: it answers closed-book, from its weights alone, the setting the evaluation scores
+lowest. Let aldlab retrieve and let Ollama generate:
+
+```bash
+ollama create {name} -f Modelfile
+aldlab serve --llm-url http://localhost:11434/v1 --llm-model {name}
+```
+
+`aldlab serve` retrieves from its KB, builds the prompt the model was trained with, calls
+Ollama's OpenAI-compatible API and cites the passages (web UI at http://127.0.0.1:8000/,
+OpenAI API at http://127.0.0.1:8000/v1, e.g. for Open WebUI). `aldlab ask --llm-url
+http://localhost:11434/v1 --llm-model {name} "질문"` does the same for one question.
+When Ollama holds other models too, `aldlab serve` lists them all and answers with the
+first one Ollama lists unless a request names a model: choose `{name}:latest` (or
+`base`, which is `--llm-model`) in the model menu.
+
+검색 없이 / closed-book (no KB): `ollama run {name}`, or llama.cpp:
+`llama-cli -m {gguf_name} -cnv`.
+
+## 4-bit
+
+`aldlab export ADAPTER --gguf --quant q4_0` writes a 4-bit file (the tied embedding, also
+the output layer, stays 8-bit), but on the embedded gemma-3-270m its answers degenerate
+where f16's do not, and it saves little (230 MiB against q8_0's 278 MiB): use q8_0.
+q4_K_M needs llama.cpp's quantizer: `llama-quantize model-f16.gguf out.gguf Q4_K_M` on an
+f16 export; check its answers with `aldlab eval` through `aldlab serve --llm-url` first.
+"""

@@ -1,4 +1,4 @@
-"""The model names a request may ask for: 'base' and the adapters, cached, and the default."""
+"""The model names a request may ask for: the adapters and 'base', cached, and the default."""
 
 from __future__ import annotations
 
@@ -54,7 +54,12 @@ class Models:
         self.forget()
 
     async def names(self) -> list[str]:
-        """'base' first, then adapters; cached, fetched off the event loop."""
+        """The default model first, then the other adapters, 'base' last; cached, fetched
+        off the event loop.
+
+        Why this order: OpenAI clients such as Open WebUI preselect the first model, and the
+        base model (not instruction-tuned) echoes the system prompt and loops (issue 25).
+        """
         cached = self._cached
         if cached is not None and time.monotonic() - cached[0] < self.TTL_S:
             return cached[1]
@@ -68,8 +73,14 @@ class Models:
         return names
 
     def _fetch(self) -> list[str]:
-        names = self._assistant.models()
-        return ["base", *dict.fromkeys(n for n in names if n != "base" and n not in self._retired)]
+        names = [
+            *dict.fromkeys(n for n in self._assistant.models() if n != "base" and n not in self._retired),
+            "base",
+        ]
+        if self._default in names:  # the configured default (even 'base') is the one preselected
+            names.remove(self._default)
+            names.insert(0, self._default)
+        return names
 
     def forget(self) -> None:
         """Ask the assistant again next time (after a reload the adapters may differ)."""

@@ -111,6 +111,14 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
+#: OpenAI request fields read only to say they were not applied (`ChatAnswerOut.ignored_parameters`):
+#: the server decodes with its configured `rag.temperature` (greedy by default, as evaluated), and
+#: the generators take their sampling settings once, when they are built.
+UNAPPLIED_PARAMETERS = (
+    "temperature", "top_p", "seed", "stop", "frequency_penalty", "presence_penalty", "response_format", "tools"
+)
+
+
 class ChatCompletionRequest(RequestBody):
     model_config = ConfigDict(extra="ignore")
 
@@ -121,8 +129,22 @@ class ChatCompletionRequest(RequestBody):
     max_tokens: int | None = None
     max_completion_tokens: int | None = None
     n: int | None = None
-    # Extra options (the openai client sends them with `extra_body={"aldlab": {...}}`).
+    # Accepted and reported back as not applied (UNAPPLIED_PARAMETERS), never silently dropped.
+    temperature: float | None = None
+    top_p: float | None = None
+    seed: int | None = None
+    stop: str | list[str] | None = None
+    frequency_penalty: float | None = None
+    presence_penalty: float | None = None
+    response_format: dict[str, Any] | None = None
+    tools: list[dict[str, Any]] | None = None
+    # Extra options (the openai client sends them with `extra_body={"aldlab": {...}}`):
+    # top_k, use_retrieval, filter_keyword, sources_in_text.
     aldlab: dict[str, Any] | None = None
+
+    def unapplied_parameters(self) -> list[str]:
+        """The UNAPPLIED_PARAMETERS this request set to a value."""
+        return [name for name in UNAPPLIED_PARAMETERS if getattr(self, name) is not None]
 
 
 # Document ids and topics (aldlab.kb.schema.NAME_PATTERN, the KB validator's rule too) become
@@ -294,6 +316,8 @@ class ModelCard(BaseModel):
     object: Literal["model"] = "model"
     created: int
     owned_by: str = "aldlab"
+    # What Open WebUI shows in its model menu (it falls back to `id`): says which is fine-tuned.
+    name: str | None = None
 
 
 class ModelList(BaseModel):
@@ -318,6 +342,36 @@ class ChatChoice(BaseModel):
     finish_reason: Literal["stop", "length"]
 
 
+class RequestReading(BaseModel):
+    """How an OpenAI request was read, for the fields aldlab does not apply."""
+
+    # "not_used": the request had a system message and it was not given to the model (the
+    # system prompt is fixed in aldlab.prompts, as trained and evaluated); "none": it had none.
+    system_message: Literal["none", "not_used"] = "none"
+    # Request fields set but not applied (schemas.UNAPPLIED_PARAMETERS), e.g. temperature.
+    ignored_parameters: list[str] = Field(default_factory=list)
+
+
+class ChatAnswerOut(AnswerOut, RequestReading):
+    """`aldlab` of a chat completion answered by the assistant: AnswerOut plus the request's reading."""
+
+    kind: Literal["answer"] = "answer"
+    # Whether `content` ends with the "출처 / Sources" list (option `sources_in_text`, default on).
+    sources_in_text: bool = True
+
+
+ClientTaskKind = Literal["title", "tags", "follow_ups", "queries", "autocomplete"]
+
+
+class TaskReplyOut(RequestReading):
+    """`aldlab` of a chat completion that was an Open WebUI task prompt (title, tags, ...),
+    answered by rules without retrieval, a model call or an answer-log row (`serve.webui_tasks`)."""
+
+    kind: Literal["client_task"] = "client_task"
+    task: ClientTaskKind
+    note: Bilingual
+
+
 class ChatCompletion(BaseModel):
     id: str
     object: Literal["chat.completion"] = "chat.completion"
@@ -325,7 +379,7 @@ class ChatCompletion(BaseModel):
     model: str
     choices: list[ChatChoice]
     usage: Usage
-    aldlab: AnswerOut
+    aldlab: Annotated[ChatAnswerOut | TaskReplyOut, Field(discriminator="kind")]
 
 
 # --------------------------------------------------------------------------- admin
