@@ -11,13 +11,14 @@ added, so two meanings never both become training targets.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from aldlab.errors import UserError
 from aldlab.files import file_lock
@@ -30,13 +31,72 @@ from aldlab.kb.similarity import NearDuplicateIndex
 EDITABLE_FIELDS = {"title", "text", "keywords", "topic", "source"}
 
 
+class KbUnreadable(UserError):
+    """The KB on disk does not load: a fault of the server's files, not of the edit asked for."""
+
+
+@dataclass(frozen=True)
+class DocumentChange:
+    """One document an edit changes: `before` None for an add, `after` None for a delete."""
+
+    action: str  # "add" | "update" | "delete"
+    doc_id: str
+    before: Document | None
+    after: Document | None
+
+
+class EditJournal(Protocol):
+    """Told about a KB write before and after it, so the write and its record stay one unit.
+
+    `begin` runs under the KB lock before the files are written (an intent record),
+    `commit` after they were written, `fail` when writing raised (the files may be half
+    written: the journal judges from disk). A crash between the steps leaves the intent
+    record for the next start to settle (`aldlab.serve.kb_admin.repair_kb_audit`).
+    """
+
+    def begin(self, changes: Sequence[DocumentChange]) -> Any: ...
+
+    def commit(self, entry: Any) -> None: ...
+
+    def fail(self, entry: Any) -> None: ...
+
+
+def document_changes(before: dict[str, Document], after: Sequence[Document]) -> list[DocumentChange]:
+    """What an edit changed, document by document (same JSON = unchanged)."""
+    now = {d.id: d for d in after}
+    changes = [
+        DocumentChange("add" if old is None else "update", doc.id, old, doc)
+        for doc in now.values()
+        if (old := before.get(doc.id)) is None or old.to_json() != doc.to_json()
+    ]
+    changes += [DocumentChange("delete", i, old, None) for i, old in before.items() if i not in now]
+    return changes
+
+
+def read_kb_dir(root: Path) -> KnowledgeBase:
+    """`load_kb` of a KB directory; a KB that does not load is `KbUnreadable` (a server fault)."""
+    try:
+        return load_kb(root)
+    except KbUnreadable:
+        raise
+    except UserError as exc:
+        raise KbUnreadable(exc.ko, exc.en, path=exc.path, line=exc.line, hint=exc.hint) from exc
+
+
 @contextmanager
-def locked_kb(kb_dir: str | Path, *, create: bool = False) -> Iterator[KnowledgeBase]:
-    """Load the KB under its lock, yield it for changes, then save it atomically."""
+def locked_kb(
+    kb_dir: str | Path, *, create: bool = False, journal: EditJournal | None = None
+) -> Iterator[KnowledgeBase]:
+    """Load the KB under its lock, yield it for changes, then save it atomically.
+
+    With a `journal`, the changed documents are announced to it before the save and
+    confirmed after it, all under the lock (so a start-up repair that takes the lock never
+    sees the record of a write still in progress).
+    """
     root = Path(kb_dir)
     with file_lock(root / "kb.json"):
         if (root / "kb.json").exists():
-            kb = load_kb(root)
+            kb = read_kb_dir(root)
         elif create:
             kb = KnowledgeBase(documents=[], name=root.name)
         else:
@@ -46,8 +106,29 @@ def locked_kb(kb_dir: str | Path, *, create: bool = False) -> Iterator[Knowledge
                 path=root,
                 hint="`aldlab kb import 파일 --kb 새폴더`로 새 KB를 만드세요 / create one with `aldlab kb import FILE --kb NEWDIR`",
             )
+        before = {d.id: d for d in kb.documents}
         yield kb
-        save_kb(kb, root)
+        changes = document_changes(before, kb.documents) if journal is not None else []
+        entry = journal.begin(changes) if journal is not None and changes else None
+        try:
+            save_kb(kb, root)
+        except Exception:
+            if journal is not None and entry is not None:
+                journal.fail(entry)
+            raise
+        if journal is not None and entry is not None:
+            journal.commit(entry)
+
+
+def remove_stale_temp_files(kb_dir: str | Path) -> list[Path]:
+    """Delete temp files a killed writer left (`.<name>.<random>.tmp`); call under the KB lock,
+    where no writer is mid-write. Returns what was removed."""
+    root = Path(kb_dir)
+    stale = [*root.glob(".*.tmp"), *(root / "documents").glob(".*.tmp")]
+    for path in stale:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+    return stale
 
 
 def _check_document(doc: Document, kb: KnowledgeBase) -> None:
@@ -78,9 +159,9 @@ def next_id(kb: KnowledgeBase, topic: str) -> str:
     return f"{prefix}-{max(numbers, default=0) + 1:03d}"
 
 
-def add_document(kb_dir: str | Path, doc: Document) -> Document:
+def add_document(kb_dir: str | Path, doc: Document, *, journal: EditJournal | None = None) -> Document:
     """Add one document (id assigned from its topic when empty)."""
-    with locked_kb(kb_dir) as kb:
+    with locked_kb(kb_dir, journal=journal) as kb:
         if not doc.id:
             doc = dataclasses.replace(doc, id=next_id(kb, doc.topic))
         if doc.id in kb.by_id():
@@ -90,7 +171,9 @@ def add_document(kb_dir: str | Path, doc: Document) -> Document:
     return doc
 
 
-def update_document(kb_dir: str | Path, doc_id: str, changes: dict[str, Any]) -> tuple[Document, Document]:
+def update_document(
+    kb_dir: str | Path, doc_id: str, changes: dict[str, Any], *, journal: EditJournal | None = None
+) -> tuple[Document, Document]:
     """Change fields of one document; returns (before, after) for the audit log."""
     bad = sorted(set(changes) - EDITABLE_FIELDS)
     if bad:
@@ -99,7 +182,7 @@ def update_document(kb_dir: str | Path, doc_id: str, changes: dict[str, Any]) ->
             f"Field(s) cannot be edited: {', '.join(bad)}",
             hint=f"수정 가능 / editable: {', '.join(sorted(EDITABLE_FIELDS))}",
         )
-    with locked_kb(kb_dir) as kb:
+    with locked_kb(kb_dir, journal=journal) as kb:
         index = _index_of(kb, doc_id)
         before = kb.documents[index]
         after = dataclasses.replace(before, **changes)
@@ -108,9 +191,9 @@ def update_document(kb_dir: str | Path, doc_id: str, changes: dict[str, Any]) ->
     return before, after
 
 
-def delete_document(kb_dir: str | Path, doc_id: str) -> Document:
+def delete_document(kb_dir: str | Path, doc_id: str, *, journal: EditJournal | None = None) -> Document:
     """Remove one document; returns it for the audit log."""
-    with locked_kb(kb_dir) as kb:
+    with locked_kb(kb_dir, journal=journal) as kb:
         removed = kb.documents.pop(_index_of(kb, doc_id))
     return removed
 
@@ -143,10 +226,11 @@ def import_into(
     allow_near_duplicates: bool = False,
     allow_conflicts: bool = False,
     dry_run: bool = False,
+    journal: EditJournal | None = None,
 ) -> ImportReport:
     """Merge `incoming` into the KB at `kb_dir` (created when missing), never renumbering."""
     report = ImportReport()
-    with locked_kb(kb_dir, create=True) as kb:
+    with locked_kb(kb_dir, create=True, journal=journal) as kb:
         existing = kb.by_id()
         index = NearDuplicateIndex.from_items((d.id, d.text) for d in kb.documents)
         vocabulary = {t.casefold() for t in kb.domain_terms()}

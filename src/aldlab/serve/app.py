@@ -86,6 +86,7 @@ def create_app(assistant: AssistantProtocol, store: Store, settings: ServeSettin
     app.state.answers = answers
     app.state.swapper = swapper  # None unless the server follows the registry
     app.state.kb = KbAdmin(assistant, settings.kb, on_reloaded=models.forget)
+    app.state.kb.repair_audit(store)  # settle KB edits a crash left half-recorded
     app.state.admin_failures = FailureThrottle()
     app.state.feedback_limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
     app.state.started = time.time()

@@ -6,7 +6,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from aldlab.store.audit import list_kb_edits, record_kb_edit
+from aldlab.store.audit import (
+    PlannedEdit,
+    begin_kb_edits,
+    list_kb_edits,
+    next_kb_edit,
+    pending_kb_edits,
+    record_kb_edit,
+    settle_kb_edits,
+)
 from aldlab.store.db import init_db
 from aldlab.store.feedback import (
     MAX_REVISIONS,
@@ -77,9 +85,22 @@ class Store:
     def list_kb_edits(self, **kwargs: Any) -> list[dict[str, Any]]:
         return list_kb_edits(self.path, **kwargs)
 
+    def begin_kb_edits(self, edits: list[PlannedEdit], *, actor: str, client: str, kb_dir: str) -> list[int]:
+        return begin_kb_edits(self.path, edits, actor=actor, client=client, kb_dir=kb_dir)
+
+    def settle_kb_edits(self, ids: list[int], state: str) -> None:
+        settle_kb_edits(self.path, ids, state)
+
+    def pending_kb_edits(self, *, kb_dir: str | None = None) -> list[dict[str, Any]]:
+        return pending_kb_edits(self.path, kb_dir=kb_dir)
+
+    def next_kb_edit(self, doc_id: str, after_id: int) -> dict[str, Any] | None:
+        return next_kb_edit(self.path, doc_id, after_id)
+
 
 __all__ = [
     "MAX_REVISIONS",
+    "PlannedEdit",
     "FeedbackConflict",
     "FeedbackForbidden",
     "FeedbackNotFound",

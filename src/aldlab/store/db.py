@@ -120,6 +120,30 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE answers ADD COLUMN model_version TEXT NOT NULL DEFAULT '';
     """,
+    # 4 -> 5: a KB edit and its audit row as one recoverable unit (issue 22: kill -9 left
+    # edits without a row). The row is written *pending* (with the hash of the document the
+    # edit will write, and the KB directory) before the KB files, and marked done after;
+    # start-up settles rows a crash left pending by looking at the KB (`aldlab.serve.kb_admin`).
+    # Rows from before this migration were written after their edit: 'done'.
+    # A review also records the KB it was decided on and the cited documents changed since
+    # the answer (approving an answer made on an older KB needs an explicit confirmation).
+    # Feedback snapshots keep passage texts once, by hash, in `passages` (a like's snapshot
+    # was up to ~0.6 MB; rated answers are kept for good, so their size matters).
+    """
+    ALTER TABLE kb_audit ADD COLUMN state TEXT NOT NULL DEFAULT 'done'
+        CHECK (state IN ('pending', 'done', 'aborted'));
+    ALTER TABLE kb_audit ADD COLUMN after_hash TEXT;
+    ALTER TABLE kb_audit ADD COLUMN kb_dir TEXT NOT NULL DEFAULT '';
+    CREATE INDEX kb_audit_pending ON kb_audit(state) WHERE state = 'pending';
+    ALTER TABLE feedback ADD COLUMN review_kb_hash TEXT;
+    ALTER TABLE feedback ADD COLUMN review_kb_changed_json TEXT;
+    CREATE TABLE passages (
+        hash   TEXT PRIMARY KEY,
+        doc_id TEXT NOT NULL,
+        title  TEXT NOT NULL,
+        text   TEXT NOT NULL
+    );
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -1,8 +1,9 @@
 """Admin routes for the KB: list, add, change, delete documents; rebuild the index; audit log.
 
 Every route needs the admin token (`AdminActor`, or `AuditDep`, which records the actor);
-every edit is written atomically by `aldlab.kb.edit`, audited with its before/after, and
-followed by a background reindex.
+every edit is written atomically by `aldlab.kb.edit` with its audit row as one recoverable
+unit (pending row before the files, done after: `aldlab.serve.kb_admin.AuditJournal`), and
+followed by a background reindex. A KB whose files do not load answers 503, not 400.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from aldlab.serve.schemas import (
 )
 
 if TYPE_CHECKING:
-    from aldlab.kb.edit import ImportReport
+    from aldlab.kb.edit import EditJournal, ImportReport
 
 router = APIRouter(prefix="/api/admin")
 
@@ -82,10 +83,7 @@ async def add_doc(
     kb_dir = kb.editable_dir()
     kb.check_topic_path(kb_dir, body.topic)
     doc = Document(**body.model_dump())
-    async with kb.edit_lock:  # edit + audit as one step: audit rows chain before -> after
-        added = await anyio.to_thread.run_sync(edit.add_document, kb_dir, doc)
-        kb.edited()
-        await audit.record("add", added.id, None, added.to_json())
+    added = await kb.edit(partial(edit.add_document, kb_dir, doc, journal=audit.journal(kb_dir)))
     return DocumentAdded(document=added.to_json(), reload=await reload_after_edit(kb, reload, wait))
 
 
@@ -99,11 +97,7 @@ async def import_upload(
     content-derived ids, duplicate and definition-conflict checks as the command line.
     """
     kb_dir = kb.editable_dir()
-    async with kb.edit_lock:
-        report, added = await anyio.to_thread.run_sync(import_file, kb_dir, body)
-        kb.edited()
-        for doc in added:
-            await audit.record("add", doc.id, None, doc.to_json())
+    report, added = await kb.edit(partial(import_file, kb_dir, body, audit.journal(kb_dir)))
     return DocumentsImported(
         added=[d.to_json() for d in added],
         unchanged=report.unchanged,
@@ -115,7 +109,7 @@ async def import_upload(
     )
 
 
-def import_file(kb_dir: Path, upload: DocumentUpload) -> tuple[ImportReport, list[Document]]:
+def import_file(kb_dir: Path, upload: DocumentUpload, journal: EditJournal) -> tuple[ImportReport, list[Document]]:
     """Parse the upload with `load_any` (it dispatches on the file name) and merge it in."""
     from aldlab.kb.edit import import_into
     from aldlab.kb.io import load_kb
@@ -125,7 +119,7 @@ def import_file(kb_dir: Path, upload: DocumentUpload) -> tuple[ImportReport, lis
         path = Path(tmp) / upload.filename  # the pattern allows no directory part
         path.write_text(upload.content, encoding="utf-8")
         incoming = load_any(path)
-    report = import_into(kb_dir, incoming, allow_near_duplicates=upload.allow_near_duplicates)
+    report = import_into(kb_dir, incoming, allow_near_duplicates=upload.allow_near_duplicates, journal=journal)
     saved = load_kb(kb_dir).by_id()  # as stored: the merge may have tagged keywords
     return report, [saved[i] for i in report.added]
 
@@ -141,10 +135,7 @@ async def update_doc(
     kb.check_topic_path(kb_dir, body.topic)
     if not changes:
         raise ApiError(400, "invalid_request", "바꿀 필드가 없습니다.", "No fields to change.")
-    async with kb.edit_lock:
-        before, after = await anyio.to_thread.run_sync(edit.update_document, kb_dir, doc_id, changes)
-        kb.edited()
-        await audit.record("update", doc_id, before.to_json(), after.to_json())
+    before, after = await kb.edit(partial(edit.update_document, kb_dir, doc_id, changes, journal=audit.journal(kb_dir)))
     return DocumentUpdated(
         before=before.to_json(), document=after.to_json(), reload=await reload_after_edit(kb, reload, wait)
     )
@@ -157,10 +148,7 @@ async def delete_doc(
     from aldlab.kb import edit
 
     kb_dir = kb.editable_dir()
-    async with kb.edit_lock:
-        removed = await anyio.to_thread.run_sync(edit.delete_document, kb_dir, doc_id)
-        kb.edited()
-        await audit.record("delete", doc_id, removed.to_json(), None)
+    removed = await kb.edit(partial(edit.delete_document, kb_dir, doc_id, journal=audit.journal(kb_dir)))
     return DocumentDeleted(deleted=removed.to_json(), reload=await reload_after_edit(kb, reload, wait))
 
 
