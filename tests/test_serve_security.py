@@ -389,3 +389,45 @@ def test_forwarded_for_cannot_mint_client_identities_by_default(tmp_path: Path) 
     escaped the rate limit, the queue share and the admin-token throttle."""
     assert distinct_clients_seen(tmp_path) == [200, 200, 429, 429]
     assert distinct_clients_seen(tmp_path / "proxied", trusted_proxies=["127.0.0.1"]) == [200] * 4  # a named proxy
+
+
+# ---------------------------------------------------------------- issue 22: feedback vs KB edits
+
+
+def test_approving_an_answer_whose_cited_document_changed_needs_a_confirmation(tmp_path: Path) -> None:
+    """The answer read the old TMA passage; the admin changed it; the reviewer approves."""
+    client, _, store = client_for(tmp_path)
+    asked = client.post("/api/ask", json={"question": "TMA 전구체"}).json()
+    cited = [c["id"] for c in asked["contexts"]]
+    assert "tiny-003" in cited
+    r = client.put("/api/admin/documents/tiny-003?reload=false", json={"text": "TMA는 새로 고친 설명이다."}, headers=admin())
+    assert r.status_code == 200
+    body = {"answer_id": asked["answer_id"], "answer_token": asked["answer_token"], "rating": "like"}
+    fb = client.post("/api/feedback", json=body).json()
+    # The snapshot is the text the answer was made with, not the edited one.
+    [item] = listed(client)
+    assert "물과 반응한다" in next(c["text"] for c in item["contexts"] if c["id"] == "tiny-003")
+
+    url = f"/api/admin/feedback/{fb['feedback_id']}/approve"
+    r = client.post(url, json={"revision": 1}, headers=admin())
+    assert r.status_code == 409 and r.json()["error"]["code"] == "kb_changed"
+    assert "tiny-003" in r.json()["error"]["message_ko"] and "accept_kb_change" in r.json()["error"]["hint"]
+    assert store.export_feedback_rows() == []
+
+    r = client.post(url, json={"revision": 1, "accept_kb_change": True}, headers=admin())
+    assert r.status_code == 200 and "tiny-003" in r.json()["warnings"][0]
+    [row] = store.export_feedback_rows()
+    assert row["review"]["kb_changed"] == ["tiny-003"] and row["review"]["kb_hash"]
+    assert row["kb_hash"] and row["kb_hash"] != row["review"]["kb_hash"]
+
+
+def test_an_edit_of_a_document_the_answer_did_not_cite_needs_no_confirmation(tmp_path: Path) -> None:
+    client, _, store = client_for(tmp_path)
+    asked = client.post("/api/ask", json={"question": "TMA 전구체"}).json()
+    uncited = next(d for d in ("tiny-001", "tiny-002", "tiny-003") if d not in {c["id"] for c in asked["contexts"]})
+    client.put(f"/api/admin/documents/{uncited}?reload=false", json={"text": "다른 문서의 새 본문"}, headers=admin())
+    body = {"answer_id": asked["answer_id"], "answer_token": asked["answer_token"], "rating": "like"}
+    fb = client.post("/api/feedback", json=body).json()
+    r = client.post(f"/api/admin/feedback/{fb['feedback_id']}/approve", json={"revision": 1}, headers=admin())
+    assert r.status_code == 200 and r.json()["warnings"] == []
+    assert store.export_feedback_rows()[0]["review"]["kb_changed"] == []

@@ -18,6 +18,7 @@ import anyio
 from aldlab.rag.types import Answer, AskOptions, AssistantProtocol, Plan
 from aldlab.serve.errors import ApiError, rate_limited
 from aldlab.serve.guards import RateLimiter
+from aldlab.serve.kb_admin import KbHash
 from aldlab.serve.models import Models
 from aldlab.serve.payload import LoggedRef
 from aldlab.serve.schemas import ContextOut, Usage
@@ -66,6 +67,7 @@ class Answers:
         )
         self._limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
         self._logged = 0
+        self._kb_hashes = KbHash()
 
     # -- validation
 
@@ -197,8 +199,9 @@ class Answers:
         )
 
     def _kb_hash(self) -> str:
-        """The hash of the KB the assistant answered from (logged with every answer)."""
-        return str(self._assistant.kb.content_hash())
+        """The hash of the KB the assistant answered from (logged with every answer); cached
+        per KB object, so it is computed once per reload, not per answer on the event loop."""
+        return self._kb_hashes.of(self._assistant.kb)
 
     # -- token counts
 

@@ -9,7 +9,10 @@
 Same store and rules as the web UI's review tab (`aldlab.store.feedback`): feedback is
 pending until a named reviewer approves it; only approved rows are exported. A decision
 names the revision `list` showed (`#12 r1`): if the asker changed the feedback since, or
-someone decided it meanwhile, nothing changes and the command says so. `import` is how
+someone decided it meanwhile, nothing changes and the command says so. Approving an
+answer whose cited documents changed since it was made (edited through the admin API, or,
+with `--kb`, different in that KB now) stops with the changed ids unless
+`--accept-kb-change`; the export keeps the KB hash and those ids. `import` is how
 feedback collected outside the service (the legacy `feedback_data.json`, a JSONL export)
 gets reviewed: `aldlab data build` trains on approved rows only.
 """
@@ -134,10 +137,48 @@ def list_command(
         out.print(f"  참고 문서 / contexts: {escape(ids)}", highlight=False)
 
 
-def _review(feedback_id: int, revision: int, status: str, reviewer: str, note: str | None, db: Path | None) -> None:
-    row = _store(db).review_feedback(feedback_id, status, reviewer, note, revision=revision)
+KB_OPTION = typer.Option(
+    None, "--kb", help="지금의 KB (서버의 --kb): 인용 문서가 바뀌었는지 비교 / the KB now, to compare cited documents"
+)
+ACCEPT_OPTION = typer.Option(
+    False, "--accept-kb-change", help="인용 문서가 답변 뒤에 바뀌었어도 승인 / approve although cited documents changed"
+)
+
+
+def _kb_now(kb: Path | None):  # noqa: ANN202 - KbNow, imported lazily
+    """The KB to compare with, or None (then only the KB audit log in the database tells)."""
+    if kb is None:
+        return None
+    from aldlab.kb.io import load_kb
+    from aldlab.store import KbNow
+
+    knowledge = load_kb(kb)
+    return KbNow(knowledge.content_hash(), {d.id: d.text for d in knowledge.documents})
+
+
+def _review(
+    feedback_id: int,
+    revision: int,
+    status: str,
+    reviewer: str,
+    note: str | None,
+    db: Path | None,
+    *,
+    kb: Path | None = None,
+    accept_kb_change: bool = False,
+) -> None:
+    row = _store(db).review_feedback(
+        feedback_id, status, reviewer, note, revision=revision, kb_now=_kb_now(kb), accept_kb_change=accept_kb_change
+    )
     word = "승인 / approved" if status == "approved" else "거절 / rejected"
     out.print(f"#{row['feedback_id']} {word} ({escape(row['review']['reviewer'])}, {row['review']['reviewed_at'][:19]})")
+    changed = row["review"]["kb_changed"]
+    if changed:
+        err.print(
+            f"[yellow]주의 / warning[/]: 답변 뒤에 바뀐 인용 문서 / cited documents changed since the answer: "
+            f"{escape(', '.join(changed))}",
+            highlight=False,
+        )
 
 
 @feedback_app.command("approve")
@@ -147,9 +188,11 @@ def approve_command(
     reviewer: str = REVIEWER_OPTION,
     note: str | None = typer.Option(None, "--note", help="메모 / note"),
     db: Path | None = DB_OPTION,
+    kb: Path | None = KB_OPTION,
+    accept_kb_change: bool = ACCEPT_OPTION,
 ) -> None:
     """승인: 학습 데이터에 쓰임 / approve: it reaches `aldlab data build --feedback`."""
-    _review(feedback_id, revision, "approved", reviewer, note, db)
+    _review(feedback_id, revision, "approved", reviewer, note, db, kb=kb, accept_kb_change=accept_kb_change)
 
 
 @feedback_app.command("reject")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -21,22 +22,47 @@ from aldlab.errors import UserError
 from aldlab.files import file_lock
 from aldlab.kb.edit import DocumentChange, KbUnreadable, read_kb_dir, remove_stale_temp_files
 from aldlab.kb.io import save_kb
-from aldlab.kb.schema import Document
+from aldlab.kb.schema import Document, KnowledgeBase
 from aldlab.rag.types import AssistantProtocol
 from aldlab.serve.documents import KbDocuments
 from aldlab.serve.errors import ApiError, kb_unavailable
 from aldlab.serve.reloader import Reloader
-from aldlab.store import Store
+from aldlab.store import KbNow, Store
 from aldlab.store.audit import PlannedEdit, document_hash
 
 log = logging.getLogger("aldlab.serve")
 T = TypeVar("T")
 
 
+class KbHash:
+    """`content_hash()` of a KB object, computed once per object.
+
+    Hashing the shipped KB takes ~12 ms, and every logged answer used to do it on the event
+    loop. A KB object is never changed in place once served: a reload or an edit makes a new
+    one (`Assistant.reload_if_changed`, `KbDocuments`), so the identity of the object is
+    the cache key and a KB change invalidates it by itself.
+    """
+
+    def __init__(self) -> None:
+        self._ref: weakref.ref[KnowledgeBase] | None = None
+        self._hash = ""
+
+    def of(self, kb: KnowledgeBase) -> str:
+        ref, value = self._ref, self._hash  # one read of each: a racing refill is harmless
+        if ref is not None and ref() is kb:
+            return value
+        value = str(kb.content_hash())
+        self._ref, self._hash = weakref.ref(kb), value
+        return value
+
+
 class KbAdmin:
     """Where the KB is, its documents (the assistant's copy), edits one at a time, reloads."""
 
     def __init__(self, assistant: AssistantProtocol, kb: str | None, *, on_reloaded: Callable[[], None]) -> None:
+        self._assistant = assistant
+        self._answering_hash = KbHash()
+        self._current_hash = KbHash()
         self._kb = Path(kb) if kb else None
         self._docs = KbDocuments(assistant, self._kb) if self._kb else None
         # Looked up per call: a reload swapped in on the assistant (tests) is the one used.
@@ -123,12 +149,32 @@ class KbAdmin:
             log.warning("KB audit repair: %s", repair.describe())
         return repair
 
-    def context_snapshot(self, ids: list[str]) -> list[dict[str, Any]] | None:
-        """Texts of the logged context ids, as the KB has them now (None if any is gone)."""
-        docs = [self.document(i) for i in ids]
+    def context_snapshot(self, ids: list[str], kb_hash: str = "") -> list[dict[str, Any]] | None:
+        """Texts of the logged context ids (None if any is gone).
+
+        From the KB the answer was made with when the assistant still answers from it
+        (`kb_hash` matches), so feedback pairs the answer with the text it read; else from
+        the KB as it is now, and the review's check (`aldlab.store.feedback.KbNow`) tells.
+        """
+        answering = self._assistant.kb
+        if kb_hash and self._answering_hash.of(answering) == kb_hash:
+            by_id = answering.by_id()
+            docs = [by_id.get(i) for i in ids]
+        else:
+            docs = [self.document(i) for i in ids]
         if any(d is None for d in docs):
             return None
         return [{"id": d.id, "title": d.title, "text": d.text} for d in docs if d is not None]
+
+    def kb_now(self) -> KbNow | None:
+        """The KB a reviewer decides on (None without a KB path): hash and document texts."""
+        if self._docs is None:
+            return None
+        try:
+            kb = self._docs.current()
+        except UserError as exc:
+            raise kb_unavailable(exc, self._kb) from exc
+        return KbNow(self._current_hash.of(kb), {d.id: d.text for d in kb.documents})
 
 
 @dataclass(frozen=True)

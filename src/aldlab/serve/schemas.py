@@ -158,6 +158,8 @@ class ReviewRequest(RequestBody):
     # The item's `revisions` as the reviewer read it: the decision applies to that text only.
     revision: int = Field(ge=1)
     note: str | None = Field(default=None, max_length=2000)
+    # Approve although a document the answer cited changed since (409 `kb_changed` otherwise).
+    accept_kb_change: bool = False
 
 
 class DocumentIn(RequestBody):
@@ -433,3 +435,4 @@ class FeedbackPage(BaseModel):
 
 class ReviewOut(BaseModel):
     item: dict[str, Any]
+    warnings: list[str] = []

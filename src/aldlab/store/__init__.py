@@ -20,8 +20,10 @@ from aldlab.store.feedback import (
     MAX_REVISIONS,
     FeedbackConflict,
     FeedbackForbidden,
+    FeedbackKbChanged,
     FeedbackNotFound,
     FeedbackRevisionLimit,
+    KbNow,
     LoggedAnswer,
     add_feedback,
     count_feedback,
@@ -60,9 +62,20 @@ class Store:
         return add_feedback(self.path, answer_id, rating, comment, correction, token=token, contexts=contexts)
 
     def review_feedback(
-        self, feedback_id: int, status: str, reviewer: str, note: str | None = None, *, revision: int
+        self,
+        feedback_id: int,
+        status: str,
+        reviewer: str,
+        note: str | None = None,
+        *,
+        revision: int,
+        kb_now: KbNow | None = None,
+        accept_kb_change: bool = False,
     ) -> dict[str, Any]:
-        return review_feedback(self.path, feedback_id, status, reviewer, note, revision=revision)
+        return review_feedback(
+            self.path, feedback_id, status, reviewer, note,
+            revision=revision, kb_now=kb_now, accept_kb_change=accept_kb_change,
+        )
 
     def count_feedback(self, status: str | None = None) -> int:
         return count_feedback(self.path, status)
@@ -103,8 +116,10 @@ __all__ = [
     "PlannedEdit",
     "FeedbackConflict",
     "FeedbackForbidden",
+    "FeedbackKbChanged",
     "FeedbackNotFound",
     "FeedbackRevisionLimit",
+    "KbNow",
     "LoggedAnswer",
     "Store",
     "add_feedback",

@@ -19,8 +19,19 @@ reviewer's list and the click):
 - a decided item never reopens: feedback sent again afterwards is a new pending item.
 
 The answer log keeps the context ids and the KB hash, not the passage texts (a question
-used to cost ~40 KB); the texts are snapshotted into the feedback row when feedback
-arrives, which is the only time they are needed. No client IP is stored.
+used to cost ~40 KB); the texts are snapshotted when feedback arrives, which is the only
+time they are needed. Rated answers are kept for good (review, export), so the snapshot's
+size matters: a like used to copy every passage into its row (up to ~0.6 MB). Passages are
+now stored once in `passages`, keyed by the hash of (id, title, text), and a feedback row
+keeps only `[{"id", "passage": hash}]`; the 50th like citing the same documents adds ~150
+bytes, not the texts again. (Capping the texts was the other option; it would have cut
+the evidence the reviewer and the dataset builder read.) No client IP is stored.
+
+An answer made on an older KB than the one the reviewer approves it on may pair the old
+answer with new passage text (issue 22). A review therefore compares the cited documents
+with the KB now (`KbNow`, given by the caller) and with the KB audit log since the answer;
+approving when a cited document changed needs `accept_kb_change` (`FeedbackKbChanged`
+otherwise), and the review keeps the KB hash and the changed ids for the export.
 """
 
 from __future__ import annotations
@@ -71,6 +82,29 @@ class FeedbackConflict(UserError):
 
 class FeedbackRevisionLimit(UserError):
     """A pending item already revised `MAX_REVISIONS` times."""
+
+
+class FeedbackKbChanged(UserError):
+    """An approval of an answer whose cited documents changed since it was made."""
+
+    def __init__(self, feedback_id: int, changed: list[str]) -> None:
+        ids = ", ".join(changed)
+        super().__init__(
+            f"피드백 {feedback_id}의 답변이 쓴 문서가 답변 뒤에 바뀌었습니다: {ids}. 옛 답변과 새 문서가 짝지어집니다.",
+            f"Documents cited by feedback {feedback_id}'s answer changed after it was made: {ids}; "
+            "the old answer would be paired with the new text.",
+            hint="바뀐 문서를 읽고도 승인하려면 accept_kb_change=true (CLI: --accept-kb-change), 아니면 거절하세요 / "
+            "to approve anyway send accept_kb_change=true (CLI: --accept-kb-change), or reject it",
+        )
+        self.changed = changed
+
+
+@dataclass(frozen=True)
+class KbNow:
+    """The KB a reviewer decides on: its content hash and each document's text."""
+
+    kb_hash: str
+    texts: dict[str, str]
 
 
 @dataclass(frozen=True)
@@ -202,10 +236,10 @@ def add_feedback(
         )
     comment = (comment or "").strip() or None
     correction = (correction or "").strip() or None
-    snapshot = None if contexts is None else json.dumps([_context_row(c) for c in contexts], ensure_ascii=False)
     now = utc_now()
     with transaction(db_path) as conn:
         _check_asker(conn, answer_id, token)
+        snapshot = None if contexts is None else _store_passages(conn, contexts)
         pending = conn.execute(
             "SELECT id, revisions FROM feedback WHERE answer_id = ? AND status = 'pending'", (answer_id,)
         ).fetchone()
@@ -229,6 +263,36 @@ def add_feedback(
         return int(pending["id"])
 
 
+def passage_hash(context: dict[str, Any]) -> str:
+    """Key of a passage in `passages`: the hash of its id, title and text."""
+    key = [str(context.get("id", "")), str(context.get("title", "")), str(context.get("text", ""))]
+    return hashlib.sha256(json.dumps(key, ensure_ascii=False).encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _store_passages(conn: sqlite3.Connection, contexts: Sequence[dict[str, Any]]) -> str:
+    """Each passage once in `passages`; returns the snapshot that refers to them by hash."""
+    refs = []
+    for context in contexts:
+        key = passage_hash(context)
+        conn.execute(
+            "INSERT OR IGNORE INTO passages (hash, doc_id, title, text) VALUES (?, ?, ?, ?)",
+            (key, str(context.get("id", "")), str(context.get("title", "")), str(context.get("text", ""))),
+        )
+        refs.append({"id": str(context.get("id", "")), "passage": key})
+    return json.dumps(refs, ensure_ascii=False)
+
+
+def _expand_snapshot(conn: sqlite3.Connection, snapshot: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A snapshot with its texts: references to `passages` looked up, older full rows kept."""
+    keys = [c["passage"] for c in snapshot if "passage" in c]
+    found: dict[str, dict[str, Any]] = {}
+    if keys:
+        marks = ",".join("?" * len(keys))
+        for r in conn.execute(f"SELECT hash, doc_id, title, text FROM passages WHERE hash IN ({marks})", keys):
+            found[r["hash"]] = {"id": r["doc_id"], "title": r["title"], "text": r["text"]}
+    return [found.get(c["passage"], {"id": c.get("id", "")}) if "passage" in c else c for c in snapshot]
+
+
 def _check_asker(conn: sqlite3.Connection, answer_id: str, token: str | None) -> None:
     """The answer exists and `token` is its answer token (only the asker may rate it)."""
     known = conn.execute("SELECT token_hash FROM answers WHERE id = ?", (answer_id,)).fetchone()
@@ -250,14 +314,24 @@ def _check_asker(conn: sqlite3.Connection, answer_id: str, token: str | None) ->
 
 
 def review_feedback(
-    db_path: str | Path, feedback_id: int, status: str, reviewer: str, note: str | None = None, *, revision: int
+    db_path: str | Path,
+    feedback_id: int,
+    status: str,
+    reviewer: str,
+    note: str | None = None,
+    *,
+    revision: int,
+    kb_now: KbNow | None = None,
+    accept_kb_change: bool = False,
 ) -> dict[str, Any]:
     """Approve or reject revision `revision` of a pending item; returns the reviewed row.
 
     One transaction, one compare-and-set on state and revision: of two concurrent
     decisions exactly one applies, and a decision on a revision the asker has since
     replaced applies to nothing. `FeedbackNotFound` for an unknown id, `FeedbackConflict`
-    when the item is decided or at another revision.
+    when the item is decided or at another revision. An approval of an answer whose cited
+    documents changed since (`cited_documents_changed`) is `FeedbackKbChanged` unless
+    `accept_kb_change`; the row keeps `kb_now`'s hash and the changed ids either way.
     """
     if status not in ("approved", "rejected"):
         raise UserError(f"알 수 없는 검토 상태: {status!r}", f"Unknown review status: {status!r}.")
@@ -265,10 +339,19 @@ def review_feedback(
     if not reviewer:
         raise UserError("검토자 이름이 필요합니다.", "A reviewer name is required.", hint="--reviewer 이름 / --reviewer NAME")
     with transaction(db_path) as conn:
+        changed = cited_documents_changed(conn, int(feedback_id), kb_now)
+        if changed is None:
+            _explain_refused_review(conn, int(feedback_id), int(revision))
+        if status == "approved" and changed and not accept_kb_change:
+            _explain_refused_review(conn, int(feedback_id), int(revision), only_if_refused=True)
+            raise FeedbackKbChanged(int(feedback_id), changed or [])
         cur = conn.execute(
-            "UPDATE feedback SET status = ?, reviewer = ?, reviewed_at = ?, review_note = ?"
+            "UPDATE feedback SET status = ?, reviewer = ?, reviewed_at = ?, review_note = ?,"
+            " review_kb_hash = ?, review_kb_changed_json = ?"
             " WHERE id = ? AND status = 'pending' AND revisions = ?",
-            (status, reviewer[:64], utc_now(), (note or "").strip() or None, int(feedback_id), int(revision)),
+            (status, reviewer[:64], utc_now(), (note or "").strip() or None,
+             kb_now.kb_hash if kb_now is not None else None, json.dumps(changed or []),
+             int(feedback_id), int(revision)),
         )
         if cur.rowcount == 0:
             _explain_refused_review(conn, int(feedback_id), int(revision))
@@ -277,9 +360,51 @@ def review_feedback(
     return rows[0]
 
 
-def _explain_refused_review(conn: sqlite3.Connection, feedback_id: int, revision: int) -> None:
-    """Raise why a review changed no row: unknown id, already decided, or another revision."""
+def cited_documents_changed(conn: sqlite3.Connection, feedback_id: int, kb_now: KbNow | None) -> list[str] | None:
+    """Ids of the documents an item's answer cited that changed since the answer (None: no item).
+
+    Changed means: edited through the admin API after the answer (a done KB audit row), or,
+    given the KB now, gone from it or with a text other than the one snapshotted with the
+    feedback. Hand edits made before the feedback arrived are not seen (no record of them):
+    the export's `kb_hash` still tells the dataset builder which KB the answer came from.
+    """
+    row = conn.execute(
+        "SELECT a.created_at, a.context_ids_json, f.contexts_json FROM feedback f JOIN answers a ON a.id = f.answer_id"
+        " WHERE f.id = ?",
+        (feedback_id,),
+    ).fetchone()
+    if row is None:
+        return None
+    ids = [str(i) for i in json.loads(row["context_ids_json"]) if i]
+    snapshot = _expand_snapshot(conn, json.loads(row["contexts_json"])) if row["contexts_json"] else []
+    changed: set[str] = set()
+    if ids:
+        marks = ",".join("?" * len(ids))
+        changed |= {
+            r[0]
+            for r in conn.execute(
+                f"SELECT DISTINCT doc_id FROM kb_audit WHERE state = 'done' AND created_at > ? AND doc_id IN ({marks})",
+                (row["created_at"], *ids),
+            )
+        }
+    if kb_now is not None:
+        seen = {str(c.get("id", "")): c.get("text") for c in snapshot if c.get("id")}
+        for doc_id in ids or list(seen):
+            if doc_id not in kb_now.texts or (seen.get(doc_id) is not None and seen[doc_id] != kb_now.texts[doc_id]):
+                changed.add(doc_id)
+    return sorted(changed)
+
+
+def _explain_refused_review(
+    conn: sqlite3.Connection, feedback_id: int, revision: int, *, only_if_refused: bool = False
+) -> None:
+    """Raise why a review changed no row: unknown id, already decided, or another revision.
+
+    `only_if_refused`: return quietly when the item is pending at `revision` (the check
+    before another reason to refuse, so a stale reviewer hears "changed" first)."""
     row = conn.execute("SELECT status, reviewer, revisions FROM feedback WHERE id = ?", (feedback_id,)).fetchone()
+    if only_if_refused and row is not None and row["status"] == "pending" and row["revisions"] == revision:
+        return
     if row is None:
         raise FeedbackNotFound(f"피드백 {feedback_id} 이(가) 없습니다.", f"No feedback with id {feedback_id}.")
     if row["status"] != "pending":
@@ -345,7 +470,8 @@ def iter_feedback_rows(
     query = (
         "SELECT a.id AS answer_id, a.question, a.answer, a.contexts_json, a.context_ids_json, a.kb_hash,"
         " a.history_json, a.model, a.model_version, f.id AS feedback_id, f.rating, f.comment, f.correction, f.updated_at,"
-        " f.revisions, f.status, f.reviewer, f.reviewed_at, f.review_note, f.contexts_json AS snapshot"
+        " f.revisions, f.status, f.reviewer, f.reviewed_at, f.review_note, f.contexts_json AS snapshot,"
+        " f.review_kb_hash, f.review_kb_changed_json"
         " FROM feedback f JOIN answers a ON a.id = f.answer_id"
         + (" WHERE " + " AND ".join(where) if where else "")
         + " ORDER BY f.updated_at, f.id LIMIT ? OFFSET ?"
@@ -357,7 +483,8 @@ def iter_feedback_rows(
         size = EXPORT_BATCH if remaining is None else min(EXPORT_BATCH, remaining)
         with connection(path) as conn:
             batch = conn.execute(query, [*params, size, offset]).fetchall()
-        yield from (_export_row(r) for r in batch)
+            snapshots = [_expand_snapshot(conn, json.loads(r["snapshot"])) if r["snapshot"] else None for r in batch]
+        yield from (_export_row(r, snapshot) for r, snapshot in zip(batch, snapshots))
         if len(batch) < size:
             return
         offset += len(batch)
@@ -365,8 +492,8 @@ def iter_feedback_rows(
             remaining -= len(batch)
 
 
-def _export_row(r: Any) -> dict[str, Any]:
-    contexts = json.loads(r["snapshot"]) if r["snapshot"] else json.loads(r["contexts_json"])
+def _export_row(r: Any, snapshot: list[dict[str, Any]] | None) -> dict[str, Any]:
+    contexts = snapshot if snapshot else json.loads(r["contexts_json"])
     if not contexts:  # ids only (no snapshot): the builder looks the texts up in the KB
         contexts = [{"id": cid} for cid in json.loads(r["context_ids_json"])]
     return {
@@ -391,6 +518,10 @@ def _export_row(r: Any) -> dict[str, Any]:
             "reviewer": r["reviewer"],
             "reviewed_at": r["reviewed_at"],
             "note": r["review_note"],
+            # The KB the decision was made on, and the cited documents changed since the
+            # answer (approved anyway only with accept_kb_change): data build can tell.
+            "kb_hash": r["review_kb_hash"],
+            "kb_changed": json.loads(r["review_kb_changed_json"]) if r["review_kb_changed_json"] else [],
         },
     }
 

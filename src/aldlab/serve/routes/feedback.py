@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from functools import partial
-from typing import Annotated, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import anyio
 from fastapi import APIRouter, Query
@@ -20,7 +19,13 @@ from aldlab.errors import UserError
 from aldlab.serve.deps import AdminActor, ApiKey, FeedbackRate, KbDep, StoreDep
 from aldlab.serve.errors import ApiError
 from aldlab.serve.schemas import FeedbackAck, FeedbackPage, FeedbackRequest, ReviewOut, ReviewRequest
-from aldlab.store import FeedbackConflict, FeedbackForbidden, FeedbackNotFound, FeedbackRevisionLimit
+from aldlab.store import (
+    FeedbackConflict,
+    FeedbackForbidden,
+    FeedbackKbChanged,
+    FeedbackNotFound,
+    FeedbackRevisionLimit,
+)
 
 router = APIRouter()
 
@@ -45,7 +50,7 @@ async def feedback(body: FeedbackRequest, store: StoreDep, kb: KbDep) -> Feedbac
 
     def store_feedback() -> int:
         logged = store.get_answer(body.answer_id)
-        contexts = kb.context_snapshot(logged.context_ids) if logged is not None else None
+        contexts = kb.context_snapshot(logged.context_ids, logged.kb_hash) if logged is not None else None
         return store.add_feedback(
             body.answer_id, body.rating, body.comment, body.correction, token=body.answer_token, contexts=contexts
         )
@@ -82,15 +87,33 @@ async def review(
     decision: Literal["approve", "reject"],
     body: ReviewRequest,
     store: StoreDep,
+    kb: KbDep,
     actor: AdminActor,
 ) -> ReviewOut:
-    """Decide revision `body.revision` of a pending item (the `revisions` the list showed)."""
+    """Decide revision `body.revision` of a pending item (the `revisions` the list showed).
+
+    Approving an answer whose cited documents changed since it was made is a 409
+    `kb_changed` naming them, unless `body.accept_kb_change` (the reviewer read the new
+    text and approves anyway); the decision and the export keep the KB hash and the ids.
+    """
     status = "approved" if decision == "approve" else "rejected"
+
+    def decide() -> dict[str, Any]:
+        return store.review_feedback(
+            feedback_id, status, actor, body.note,
+            revision=body.revision, kb_now=kb.kb_now(), accept_kb_change=body.accept_kb_change,
+        )
+
     row = await in_thread(
-        partial(store.review_feedback, feedback_id, status, actor, body.note, revision=body.revision),
-        {FeedbackNotFound: (404, "feedback_not_found"), FeedbackConflict: (409, "review_conflict")},
+        decide,
+        {FeedbackNotFound: (404, "feedback_not_found"), FeedbackConflict: (409, "review_conflict"),
+         FeedbackKbChanged: (409, "kb_changed")},
     )
-    return ReviewOut(item=row)
+    changed = row["review"]["kb_changed"]
+    warnings = [
+        f"답변 뒤에 바뀐 인용 문서 / cited documents changed since the answer: {', '.join(changed)}"
+    ] if changed else []
+    return ReviewOut(item=row, warnings=warnings)
 
 
 @router.get("/api/admin/feedback/export", response_model=None)
