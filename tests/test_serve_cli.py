@@ -53,10 +53,10 @@ def test_loopback_detection() -> None:
 def test_settings_from_preset_config_and_flags(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     config = tmp_path / "serve.yaml"
     config.write_text("serve:\n  port: 9123\n  max_top_k: 5\n", encoding="utf-8")
-    monkeypatch.setenv("ALDLAB_ADMIN_TOKEN", "tok-0123456789abcdef")
+    monkeypatch.setenv("ALDLAB_ADMIN_TOKEN", "tok-0123456789abcdefghij")
     settings = resolve_settings(preset="cpu-demo", config_file=config, overrides={"host": "127.0.0.2"}, llm_url=None)
     assert (settings.host, settings.port, settings.max_top_k) == ("127.0.0.2", 9123, 5)
-    assert settings.admin_token == "tok-0123456789abcdef" and settings.kb  # shipped KB by default
+    assert settings.admin_token == "tok-0123456789abcdefghij" and settings.kb  # shipped KB by default
     monkeypatch.delenv("ALDLAB_ADMIN_TOKEN")
     remote = resolve_settings(preset="cpu-demo", config_file=None, overrides={}, llm_url="http://x/v1")
     assert remote.admin_token is None and remote.generation_threads > 1
@@ -128,19 +128,19 @@ def test_serve_uses_the_recorded_adapter_unless_told_otherwise(tmp_path: Path) -
     assert named.adapters == {"ald": str(adapter)} and settings.default_model == "ald"
 
 
-@pytest.mark.parametrize("token", ["change-me", "short", "password"])
+@pytest.mark.parametrize("token", ["change-me", "short", "password", "a" * 16, "a" * 40, "ab" * 20, "x7Kq-0123456789abc"])
 def test_guessable_tokens_stop_the_server(monkeypatch: pytest.MonkeyPatch, token: str) -> None:
     """The README's example token was `change-me`: a server must not start with it."""
     monkeypatch.setenv("ALDLAB_ADMIN_TOKEN", token)
     with pytest.raises(UserError, match="too weak"):
         resolve_settings(preset=None, config_file=None, overrides={}, llm_url=None)
-    monkeypatch.setenv("ALDLAB_ADMIN_TOKEN", "x" * 32)
+    monkeypatch.setenv("ALDLAB_ADMIN_TOKEN", "Zx1-" * 2 + "0123456789abcdefghij")
     monkeypatch.setenv("ALDLAB_API_KEY", "change-me")
     with pytest.raises(UserError, match="ALDLAB_API_KEY"):
         resolve_settings(preset=None, config_file=None, overrides={}, llm_url=None)
-    monkeypatch.setenv("ALDLAB_API_KEY", "k" * 24)
+    monkeypatch.setenv("ALDLAB_API_KEY", "k3y-0123456789abcdefghij")
     settings = resolve_settings(preset=None, config_file=None, overrides={"allowed_hosts": ["ald.lan"]}, llm_url=None)
-    assert settings.api_key == "k" * 24 and settings.allowed_hosts == ["ald.lan"]
+    assert settings.api_key == "k3y-0123456789abcdefghij" and settings.allowed_hosts == ["ald.lan"]
 
 
 def test_serve_trusts_forwarded_headers_only_from_named_proxies(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -431,3 +431,19 @@ def test_an_edit_of_a_document_the_answer_did_not_cite_needs_no_confirmation(tmp
     r = client.post(f"/api/admin/feedback/{fb['feedback_id']}/approve", json={"revision": 1}, headers=admin())
     assert r.status_code == 200 and r.json()["warnings"] == []
     assert store.export_feedback_rows()[0]["review"]["kb_changed"] == []
+
+
+@pytest.mark.parametrize("token", ["a" * 16, "a" * 48, "abcabcabcabcabcabcabcabc", "Short-but-mixed-17"])
+def test_weak_admin_tokens_stop_the_server_with_a_recipe(monkeypatch: pytest.MonkeyPatch, token: str) -> None:
+    from aldlab.errors import UserError
+    from aldlab.serve.commands import secret_from_env
+
+    monkeypatch.setenv("ALDLAB_ADMIN_TOKEN", token)
+    with pytest.raises(UserError) as refused:
+        secret_from_env("ALDLAB_ADMIN_TOKEN")
+    assert refused.value.ko.startswith("ALDLAB_ADMIN_TOKEN 가 너무 약합니다")
+    assert "secrets.token_urlsafe(32)" in refused.value.ko and "secrets.token_urlsafe(32)" in refused.value.en
+    import secrets
+
+    monkeypatch.setenv("ALDLAB_ADMIN_TOKEN", secrets.token_urlsafe(32))
+    assert secret_from_env("ALDLAB_ADMIN_TOKEN")

@@ -44,18 +44,19 @@ def is_loopback(host: str) -> bool:
 
 
 def secret_from_env(name: str) -> str | None:
-    """A token from the environment; a guessable one (README's `change-me`, < 16 chars)
-    stops the server instead of protecting nothing."""
-    from aldlab.serve.guards import MIN_TOKEN_CHARS, weak_token
+    """A token from the environment; a guessable one (README's `change-me`, 16x"a",
+    < 24 chars) stops the server instead of protecting nothing (`guards.weak_token_reason`)."""
+    from aldlab.serve.guards import TOKEN_RECIPE, weak_token_reason
 
     value = (os.environ.get(name) or "").strip()
     if not value:
         return None
-    if weak_token(value):
+    reason = weak_token_reason(value)
+    if reason is not None:
         raise UserError(
-            f"{name} 가 너무 약합니다 (예시 값이거나 {MIN_TOKEN_CHARS}자 미만).",
-            f"{name} is too weak (an example value or shorter than {MIN_TOKEN_CHARS} characters).",
-            hint='python -c "import secrets; print(secrets.token_urlsafe(32))" 로 만드세요 / generate one',
+            f"{name} 가 너무 약합니다: {reason[0]}. 이렇게 만드세요: {TOKEN_RECIPE}",
+            f"{name} is too weak: {reason[1]}. Make one with: {TOKEN_RECIPE}",
+            hint=f'export {name}="$({TOKEN_RECIPE})"',
         )
     return value
 

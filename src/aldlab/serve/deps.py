@@ -98,7 +98,7 @@ def require_admin(request: Request, settings: SettingsDep) -> str:
     costs time. Only failures are counted and the right token always passes: users behind
     one NAT or proxy share an address, and five wrong guesses from any of them used to lock
     the admin out for a minute (issue 22). Guessing itself is hopeless: tokens have at
-    least 16 characters (`guards.weak_token` stops the server otherwise).
+    least 24 characters, 8 of them distinct (`guards.weak_token_reason` stops the server otherwise).
     """
     expected = settings.admin_token
     if not expected:

@@ -175,10 +175,31 @@ class FailureThrottle:
             self._failures.setdefault(client, []).append(time.monotonic())
 
 
-#: Tokens refused at start-up: too short to resist guessing, or copied from an example.
+#: Tokens refused at start-up: copied from an example.
 WEAK_TOKENS = {"change-me", "changeme", "admin", "password", "secret", "token", "test"}
-MIN_TOKEN_CHARS = 16
+#: `secrets.token_urlsafe(18)` is 24 characters (144 random bits); shorter is refused.
+MIN_TOKEN_CHARS = 24
+#: 24 random URL-safe characters hold ~19 distinct ones; fewer than this is a pattern
+#: (16x"a", "abababab...") that a guesser tries first.
+MIN_DISTINCT_CHARS = 8
+#: How to make a good one (the refusal says it).
+TOKEN_RECIPE = 'python -c "import secrets; print(secrets.token_urlsafe(32))"'
+
+
+def weak_token_reason(token: str) -> tuple[str, str] | None:
+    """Why `token` is too weak to guard the service, as (Korean, English); None if it is fine."""
+    value = token.strip()
+    if value.lower() in WEAK_TOKENS:
+        return "예시 값입니다", "it is an example value"
+    if len(value) < MIN_TOKEN_CHARS:
+        return f"{len(value)}자로 {MIN_TOKEN_CHARS}자보다 짧습니다", f"it has {len(value)} characters, fewer than {MIN_TOKEN_CHARS}"
+    if len(set(value)) < MIN_DISTINCT_CHARS:
+        return (
+            f"서로 다른 문자가 {len(set(value))}개뿐입니다 (최소 {MIN_DISTINCT_CHARS}개)",
+            f"it has only {len(set(value))} distinct characters (at least {MIN_DISTINCT_CHARS})",
+        )
+    return None
 
 
 def weak_token(token: str) -> bool:
-    return len(token) < MIN_TOKEN_CHARS or token.strip().lower() in WEAK_TOKENS
+    return weak_token_reason(token) is not None
