@@ -447,3 +447,24 @@ def test_weak_admin_tokens_stop_the_server_with_a_recipe(monkeypatch: pytest.Mon
 
     monkeypatch.setenv("ALDLAB_ADMIN_TOKEN", secrets.token_urlsafe(32))
     assert secret_from_env("ALDLAB_ADMIN_TOKEN")
+
+
+@pytest.mark.parametrize("folder", ["my kb", "c++ kb", "a+b"])
+def test_server_paths_with_spaces_or_plus_are_redacted(tmp_path: Path, folder: str) -> None:
+    kb = write_tiny_kb(tmp_path / folder / "kb")
+    client, _, _ = client_for(tmp_path, kb)
+    (kb / "documents" / "basics.jsonl").write_text('{"id": "broken"\n', encoding="utf-8")
+    for r in (
+        client.get("/api/documents/tiny-001"),
+        client.put("/api/admin/documents/tiny-001?reload=false", json={"text": "수정"}, headers=admin()),
+    ):
+        assert r.status_code == 503 and r.json()["error"]["code"] == "kb_unavailable", r.text
+        assert "<kb>/documents/basics.jsonl" in r.text
+        assert str(tmp_path) not in r.text and folder not in r.text
+
+
+def test_redaction_keeps_the_bilingual_separator() -> None:
+    from aldlab.serve.errors import redact_paths
+
+    assert redact_paths("경로가 없습니다 / not found: /srv/ald lab/kb/a b.jsonl", None) == "경로가 없습니다 / not found: a b.jsonl"
+    assert redact_paths("/home/kim/c++ work/kb+old/kb.json:3: 오류", None) == "kb.json:3: 오류"

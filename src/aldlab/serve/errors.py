@@ -70,12 +70,20 @@ def error_response(status: int, code: str, ko: str, en: str, hint: str | None = 
     return JSONResponse(error_body(code, ko, en, hint), status_code=status)
 
 
+#: An absolute directory part: '/' then segments of word characters, '.', '-', '+', '~',
+#: '@', ',', '=' and inner single spaces ('/tmp/my kb/', '/opt/c++/'), each ending in '/'.
+#: A segment never starts or ends with a space, so the ' / ' between Korean and English
+#: in a message is not taken for a path.
+_DIRECTORY = re.compile(r"(?<![\w<>])/(?:[\w.+~@,=-]+(?: [\w.+~@,=-]+)*/)+")
+
+
 def redact_paths(text: str, kb: Path | None) -> str:
-    """Error text without the server's absolute paths (KB dir -> '<kb>')."""
+    """Error text without the server's absolute paths (KB dir -> '<kb>'; other directories dropped,
+    the file name kept)."""
     if kb is not None:
-        for prefix in {str(kb.resolve()), str(kb)}:
+        for prefix in sorted({str(kb.resolve()), str(kb.absolute()), str(kb)}, key=len, reverse=True):
             text = text.replace(prefix, "<kb>")
-    return re.sub(r"(?<![\w<])/(?:[\w.-]+/)+", "", text)
+    return _DIRECTORY.sub("", text)
 
 
 def user_error_body(exc: UserError) -> dict[str, Any]:
