@@ -459,7 +459,7 @@ def test_server_paths_with_spaces_or_plus_are_redacted(tmp_path: Path, folder: s
         client.put("/api/admin/documents/tiny-001?reload=false", json={"text": "수정"}, headers=admin()),
     ):
         assert r.status_code == 503 and r.json()["error"]["code"] == "kb_unavailable", r.text
-        assert "<kb>/documents/basics.jsonl" in r.text
+        assert "basics.jsonl" in r.text
         assert str(tmp_path) not in r.text and folder not in r.text
 
 
@@ -468,3 +468,19 @@ def test_redaction_keeps_the_bilingual_separator() -> None:
 
     assert redact_paths("경로가 없습니다 / not found: /srv/ald lab/kb/a b.jsonl", None) == "경로가 없습니다 / not found: a b.jsonl"
     assert redact_paths("/home/kim/c++ work/kb+old/kb.json:3: 오류", None) == "kb.json:3: 오류"
+
+
+def test_document_size_is_counted_in_characters_not_escaped_bytes(tmp_path: Path) -> None:
+    """20,000 Korean characters as `\\uXXXX` escapes are ~120 KB: that used to be a 413."""
+    client, _, _ = client_for(tmp_path)
+    headers = {**admin(), "Content-Type": "application/json"}
+    body = json.dumps({"id": "long-001", "text": "가" * 20_000, "topic": "basics"})  # ensure_ascii: all escaped
+    assert len(body.encode()) > 120_000
+    r = client.post("/api/admin/documents?reload=false", content=body, headers=headers)
+    assert r.status_code == 201, r.text
+    r = client.put("/api/admin/documents/long-001?reload=false", content=json.dumps({"text": "나" * 20_001}), headers=headers)
+    assert r.status_code == 422 and r.json()["error"]["code"] == "text_too_long"
+    assert "20000자" in r.json()["error"]["message_ko"] and "20001" in r.json()["error"]["message_en"]
+    # Elsewhere the general cap stands.
+    r = client.post("/api/ask", content=json.dumps({"question": "가" * 20_000}), headers={"Content-Type": "application/json"})
+    assert r.status_code == 413

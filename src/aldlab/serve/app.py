@@ -47,6 +47,7 @@ from aldlab.serve.guards import FailureThrottle, GuardMiddleware, RateLimiter, a
 from aldlab.serve.kb_admin import KbAdmin
 from aldlab.serve.middleware import BodyLimitMiddleware, SecurityHeadersMiddleware
 from aldlab.serve.models import Models
+from aldlab.serve.schemas import DOCUMENT_BODY_BYTES
 from aldlab.serve.routes import admin, ask, feedback, openai, ui
 from aldlab.serve.settings import ServeSettings
 from aldlab.serve.swapper import ModelSwapper
@@ -92,7 +93,9 @@ def create_app(assistant: AssistantProtocol, store: Store, settings: ServeSettin
     app.state.started = time.time()
     install_error_handlers(app)
     app.add_middleware(SecurityHeadersMiddleware)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware, max_bytes=settings.max_body_bytes, larger={"/api/admin/documents": DOCUMENT_BODY_BYTES}
+    )
     # Outermost: a request for another Host or with a non-JSON body does no work at all.
     app.add_middleware(GuardMiddleware, hosts=allowed_hosts(settings.host, settings.allowed_hosts))
     if settings.cors_origins:

@@ -74,7 +74,7 @@ def error_response(status: int, code: str, ko: str, en: str, hint: str | None = 
 #: '@', ',', '=' and inner single spaces ('/tmp/my kb/', '/opt/c++/'), each ending in '/'.
 #: A segment never starts or ends with a space, so the ' / ' between Korean and English
 #: in a message is not taken for a path.
-_DIRECTORY = re.compile(r"(?<![\w<>])/(?:[\w.+~@,=-]+(?: [\w.+~@,=-]+)*/)+")
+_DIRECTORY = re.compile(r"(?<![\w<])/(?:[\w.+~@,=-]+(?: [\w.+~@,=-]+)*/)+")
 
 
 def redact_paths(text: str, kb: Path | None) -> str:
@@ -158,6 +158,20 @@ def install_error_handlers(app: FastAPI) -> None:
             if err.get("type") in ("invalid_text", "string_unicode"):
                 where = (err.get("ctx") or {}).get("field") or ".".join(str(p) for p in err.get("loc", ()) if p != "body")
                 return invalid_text(where or "body")
+        for err in exc.errors():  # a text over its limit: say the limit, counted in characters
+            if err.get("type") == "string_too_long":
+                where = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
+                limit = (err.get("ctx") or {}).get("max_length")
+                given = len(err["input"]) if isinstance(err.get("input"), str) else None
+                sent_ko = f", 보낸 글자 {given}자" if given is not None else ""
+                sent_en = f", got {given}" if given is not None else ""
+                return error_response(
+                    422,
+                    "text_too_long",
+                    f"{where}가 너무 깁니다 (최대 {limit}자{sent_ko}; JSON 이스케이프가 아니라 글자 수로 셉니다).",
+                    f"{where} is too long (max {limit} characters{sent_en}; counted as decoded characters, not bytes).",
+                    hint="문서를 나누어 올리세요 / split the document",
+                )
         problems = []
         for err in exc.errors()[:5]:
             where = ".".join(str(p) for p in err.get("loc", ()) if p != "body")

@@ -147,6 +147,14 @@ class ChatCompletionRequest(RequestBody):
         return [name for name in UNAPPLIED_PARAMETERS if getattr(self, name) is not None]
 
 
+#: Longest document text (characters, counted after JSON decoding) and uploaded file.
+MAX_DOCUMENT_CHARS = 20_000
+MAX_UPLOAD_CHARS = 64 * 1024
+#: Body cap of the admin document routes: a client may send every character as a 6-byte
+#: `\uXXXX` escape (json.dumps' default ensure_ascii does), so a 20,000-character Korean
+#: document is ~120 KB on the wire; the decoded length is what the schema limits.
+DOCUMENT_BODY_BYTES = 6 * MAX_UPLOAD_CHARS + 16 * 1024
+
 # Document ids and topics (aldlab.kb.schema.NAME_PATTERN, the KB validator's rule too) become
 # file names and URL segments, so nothing that could climb out of the KB dir ("../x", "a/b") passes.
 DocId = Annotated[str, FastApiPath(pattern=NAME_PATTERN)]
@@ -167,7 +175,7 @@ class DocumentIn(RequestBody):
 
     id: str = Field(pattern=NAME_PATTERN)
     title: str = Field(default="", max_length=300)
-    text: str = Field(min_length=1, max_length=20000)
+    text: str = Field(min_length=1, max_length=MAX_DOCUMENT_CHARS)
     keywords: list[str] = Field(default_factory=list, max_length=50)
     topic: str = Field(default="general", pattern=NAME_PATTERN)
     source: str = Field(default="admin", max_length=200)
@@ -177,7 +185,7 @@ class DocumentChanges(RequestBody):
     model_config = ConfigDict(extra="forbid")
 
     title: str | None = Field(default=None, max_length=300)
-    text: str | None = Field(default=None, min_length=1, max_length=20000)
+    text: str | None = Field(default=None, min_length=1, max_length=MAX_DOCUMENT_CHARS)
     keywords: list[str] | None = Field(default=None, max_length=50)
     topic: str | None = Field(default=None, pattern=NAME_PATTERN)
     source: str | None = Field(default=None, max_length=200)
@@ -197,7 +205,7 @@ class DocumentUpload(RequestBody):
     model_config = ConfigDict(extra="forbid")
 
     filename: str = Field(pattern=UPLOAD_NAME_PATTERN)
-    content: str = Field(min_length=1)
+    content: str = Field(min_length=1, max_length=MAX_UPLOAD_CHARS)
     allow_near_duplicates: bool = False
 
 
