@@ -484,3 +484,18 @@ def test_document_size_is_counted_in_characters_not_escaped_bytes(tmp_path: Path
     # Elsewhere the general cap stands.
     r = client.post("/api/ask", content=json.dumps({"question": "가" * 20_000}), headers={"Content-Type": "application/json"})
     assert r.status_code == 413
+
+
+def test_answers_do_not_rehash_the_kb_each_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every answer hashed the whole KB on the event loop (12 ms for the shipped KB)."""
+    client, assistant, store = client_for(tmp_path)
+    calls: list[int] = []
+    real = KnowledgeBase.content_hash
+    monkeypatch.setattr(KnowledgeBase, "content_hash", lambda self: calls.append(1) or real(self))
+    logged = [client.post("/api/ask", json={"question": f"TMA 전구체 {i}"}).json()["answer_id"] for i in range(5)]
+    assert len(calls) <= 1
+    assert {store.get_answer(a).kb_hash for a in logged} == {real(assistant.kb)}
+    # A KB change is a new KB object: the next answer logs the new hash.
+    client.put("/api/admin/documents/tiny-001?reload=true&wait=true", json={"text": "새 본문"}, headers=admin())
+    answer_id = client.post("/api/ask", json={"question": "TMA 전구체"}).json()["answer_id"]
+    assert store.get_answer(answer_id).kb_hash == real(assistant.kb) != store.get_answer(logged[0]).kb_hash
