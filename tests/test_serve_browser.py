@@ -260,6 +260,33 @@ def test_admin_reviews_feedback_before_it_can_be_trained_on(page: Any, server: t
     assert row["review"]["reviewer"] == KOREAN_ADMIN
 
 
+def test_approving_after_the_cited_document_changed_asks_first(page: Any, server: tuple[str, Store]) -> None:
+    import httpx
+
+    url, store = server
+    card = ask(page, "TMA 전구체 반응 속도")
+    card.locator(".fb-like").click()
+    card.locator(".fb-submit").click()
+    page.wait_for_function("el => el.textContent.includes('검토')", arg=card.locator(".fb-status").element_handle())
+    row = next(r for r in store.iter_feedback_rows(status="pending") if r["question"] == "TMA 전구체 반응 속도")
+    cited = row["contexts"][0]["id"]
+    headers = {"Authorization": f"Bearer {TOKEN}", "X-Aldlab-Actor": "kim"}
+    edited = httpx.put(f"{url}/api/admin/documents/{cited}", json={"text": "바뀐 본문: 승인 전에 고친 문서."}, headers=headers)
+    assert edited.status_code == 200, edited.text
+    dialogs: list[str] = []
+    page.once("dialog", lambda d: (dialogs.append(d.message), d.accept()))
+    page.click("#tab-admin")
+    page.fill("#admin-token", TOKEN)
+    page.fill("#admin-actor", KOREAN_ADMIN)
+    page.click("#admin-connect")
+    item = page.locator(f".review-item[data-feedback-id='{row['feedback_id']}']")
+    item.locator(".review-approve").click()
+    item.wait_for(state="detached")
+    assert dialogs and cited in dialogs[0] and "Approve anyway" in dialogs[0]
+    approved = next(r for r in store.iter_feedback_rows(status="approved") if r["feedback_id"] == row["feedback_id"])
+    assert approved["review"]["kb_changed"]
+
+
 # ---------------------------------------------------------------- issue 25: the chat page
 
 

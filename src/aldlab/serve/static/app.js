@@ -35,7 +35,11 @@ async function api(path, options = {}) {
   const response = await fetch(path, options);
   let body = null;
   try { body = await response.json(); } catch (_) { body = null; }
-  if (!response.ok) throw new Error(errorMessage(body, `HTTP ${response.status}`));
+  if (!response.ok) {
+    const error = new Error(errorMessage(body, `HTTP ${response.status}`));
+    error.code = body && body.error ? body.error.code : undefined;
+    throw error;
+  }
   return body;
 }
 
@@ -842,11 +846,20 @@ async function refreshReview() {
         button.type = "button";
         // The decision names the revision shown here: if the asker changed the feedback
         // since, the server refuses (409) and the list is reloaded to show the new text.
+        // A cited document edited since the answer (409 kb_changed): the reviewer decides
+        // knowingly, and the approval is resent with accept_kb_change.
+        const decide = (extra = {}) => api(`/api/admin/feedback/${item.feedback_id}/${decision}`, {
+          method: "POST", headers: adminHeaders(true), body: JSON.stringify({ revision: item.revisions, ...extra }),
+        });
         button.addEventListener("click", async () => {
           try {
-            await api(`/api/admin/feedback/${item.feedback_id}/${decision}`, {
-              method: "POST", headers: adminHeaders(true), body: JSON.stringify({ revision: item.revisions }),
-            });
+            try {
+              await decide();
+            } catch (err) {
+              const ask = `${err.message}\n\n그래도 승인할까요? / Approve anyway?`;
+              if (err.code !== "kb_changed" || !window.confirm(ask)) throw err;
+              await decide({ accept_kb_change: true });
+            }
             await refreshReview();
           } catch (err) {
             await refreshReview();
