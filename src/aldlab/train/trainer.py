@@ -42,6 +42,7 @@ from aldlab.train.distributed import (
     fill_deepspeed_config,
     is_deepspeed,
     is_sharded,
+    native_bf16,
     precision_plan,
     refuse_four_bit_with_sharded_weights,
     zero_stage,
@@ -108,7 +109,8 @@ def _setup(config: TrainConfig) -> Run:
         config.model_name = default_model_name()
 
     cuda = torch.cuda.is_available()
-    precision = precision_plan(config.dtype, cuda, cuda and torch.cuda.is_bf16_supported())
+    bf16 = cuda and native_bf16(torch.cuda.get_device_capability(), rocm=bool(torch.version.hip))
+    precision = precision_plan(config.dtype, cuda, bf16)
     mixed = precision.mixed_precision
     accelerator = _accelerator(config, mixed)
     refuse_four_bit_with_sharded_weights(accelerator, config.load_in_4bit)
