@@ -261,6 +261,16 @@ def test_recipe_trains_reloads_merges_and_answers(qwen_dir: Path, tmp_path: Path
     with generator._use(None) as base:
         assert not torch.allclose(_logits(base, prompt), trained, atol=1e-6)  # the adapter does something
 
+    # The generation check at the end of training answered as the served adapter does, and stopped.
+    from aldlab.train.data import read_conversations
+
+    check = meta["generation_check"]
+    assert (check["questions"], check["stopped"]) == (3, 3)
+    rows = {line: messages for line, messages, _ in read_conversations(eval_file)}
+    for a in check["answers"]:
+        served = generator.generate(rows[a["line"]][:-1], max_new_tokens=a["max_new_tokens"], adapter="ft")
+        assert a["answer"] == served and a["answer"]
+
     merged_dir = tmp_path / "merged"
     result = CliRunner().invoke(app, ["export", str(adapter), "--merge", "-o", str(merged_dir)])
     assert result.exit_code == 0, result.output
