@@ -282,7 +282,7 @@ stage_qlora() {
 }
 
 stage_resume() {
-  local out=$WORK/qlora-resumed log=$WORK/resume.log
+  local out=$WORK/qlora-resumed log=$WORK/resume.run.log
   seed_flags "$out"
   echo "== first run" >>"$log"
   kill_after_checkpoint "$out" "$log" "$PYTHON" -m aldlab.cli train --preset gpu-qwen7b-qlora "${SEED_FLAGS[@]}"
