@@ -25,3 +25,16 @@ def test_export_gguf_of_an_adapter_with_trained_token_rows(tmp_path: Path) -> No
     assert result.exit_code == 0, result.output
     assert (out / "model-f32.gguf").stat().st_size > 0
     assert "<end_of_turn>" in (out / "Modelfile").read_text(encoding="utf-8")
+    # The README beside the GGUF (how to serve it with retrieval) is named in the output.
+    assert result.stdout.split() == [str(out / "model-f32.gguf"), str(out / "Modelfile"), str(out / "README.md")]
+    assert (out / "README.md").is_file()
+
+
+def test_export_help_lists_every_quant_and_advises_q8_0() -> None:
+    from aldlab.llm.gguf_export import QUANTS
+
+    result = CliRunner().invoke(app, ["export", "--help"], env={"COLUMNS": "240"})
+    assert result.exit_code == 0, result.output
+    for quant in QUANTS:
+        assert quant in result.output, quant
+    assert "advised" in result.output

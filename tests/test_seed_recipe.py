@@ -261,6 +261,16 @@ def test_recipe_trains_reloads_merges_and_answers(qwen_dir: Path, tmp_path: Path
     with generator._use(None) as base:
         assert not torch.allclose(_logits(base, prompt), trained, atol=1e-6)  # the adapter does something
 
+    # The generation check at the end of training answered as the served adapter does, and stopped.
+    from aldlab.train.data import read_conversations
+
+    check = meta["generation_check"]
+    assert (check["questions"], check["stopped"]) == (3, 3)
+    rows = {line: messages for line, messages, _ in read_conversations(eval_file)}
+    for a in check["answers"]:
+        served = generator.generate(rows[a["line"]][:-1], max_new_tokens=a["max_new_tokens"], adapter="ft")
+        assert a["answer"] == served and a["answer"]
+
     merged_dir = tmp_path / "merged"
     result = CliRunner().invoke(app, ["export", str(adapter), "--merge", "-o", str(merged_dir)])
     assert result.exit_code == 0, result.output
@@ -268,7 +278,9 @@ def test_recipe_trains_reloads_merges_and_answers(qwen_dir: Path, tmp_path: Path
     torch.testing.assert_close(_logits(merged._model, prompt), trained, atol=1e-4, rtol=1e-4)
     im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
     assert merged._end_of_turn()[0] == im_end
-    assert im_end in _ids(json.loads((merged_dir / "generation_config.json").read_text())["eos_token_id"])
+    # Both of Qwen2.5's EOS ids survive the merge (only <|im_end|> was kept before).
+    end_of_text = tokenizer.convert_tokens_to_ids("<|endoftext|>")
+    assert _ids(json.loads((merged_dir / "generation_config.json").read_text())["eos_token_id"]) == [im_end, end_of_text]
 
     # Greedy, although Qwen's generation_config.json says do_sample with temperature 0.7.
     answer = merged.generate_ids(question, max_new_tokens=40)

@@ -301,3 +301,33 @@ def test_cpu_says_it_trains_in_fp32_when_asked_for_bf16(monkeypatch, tmp_path: P
     with pytest.raises(Stop):
         trainer_mod.train(TrainConfig(model_name="m", train_file=str(data)), progress=False)
     assert "ignored" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("capability", "mixed"), [((7, 5), "fp16"), ((7, 0), "fp16"), ((8, 0), "bf16"), ((9, 0), "bf16")])
+def test_auto_dtype_asks_the_gpu_generation_not_torchs_emulating_bf16_check(monkeypatch, tmp_path: Path,
+                                                                          capability: tuple, mixed: str) -> None:
+    """torch.cuda.is_bf16_supported() is True on a T4 (7.5) since torch 2.3 (it counts
+    emulation): `dtype: auto` trained in emulated bf16 there instead of fp16."""
+    import torch
+
+    import aldlab.train.trainer as trainer_mod
+    from aldlab.train.config import TrainConfig
+    from aldlab.train.distributed import native_bf16
+    from aldlab.train.tiny import write_chat_jsonl
+
+    class Stop(Exception):
+        pass
+
+    def capture(config, mixed):  # noqa: ANN001, ANN202
+        seen.append(mixed)
+        raise Stop
+
+    seen: list[str] = []
+    _pretend_cuda(monkeypatch, bf16=True)  # what torch says on a T4, too
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a, **k: capability)
+    monkeypatch.setattr(trainer_mod, "_accelerator", capture)
+    data = write_chat_jsonl(tmp_path / "train.jsonl", 4)
+    with pytest.raises(Stop):
+        trainer_mod.train(TrainConfig(model_name="m", train_file=str(data)), progress=False)
+    assert seen == [mixed]
+    assert native_bf16(None, rocm=True) and not native_bf16(None)

@@ -144,6 +144,10 @@ def test_resume_after_kill_matches_uninterrupted_run(tiny, tmp_path: Path) -> No
     assert resumed.final_eval_loss == pytest.approx(full.final_eval_loss, rel=1e-4)
     # Steps 5-8 replay the same batches, dropout masks and learning rates.
     assert _step_losses(tmp_path / "killed")[-4:] == pytest.approx(_step_losses(tmp_path / "full")[-4:], rel=1e-4)
+    # train_log.jsonl: the killed run's step 5 line is dropped on resume and logged again, once.
+    killed, unbroken = _log_lines(tmp_path / "killed"), _log_lines(tmp_path / "full")
+    assert [x["step"] for x in killed] == [x["step"] for x in unbroken] == [0, *range(1, 9)]
+    assert [x.get("loss", 0.0) for x in killed] == pytest.approx([x.get("loss", 0.0) for x in unbroken], rel=1e-4)
 
 
 def test_outputs_and_fresh_process_peft_load(tiny, tmp_path: Path) -> None:
@@ -327,3 +331,80 @@ def test_setup_stops_when_the_sliced_loss_is_not_the_models_loss(tmp_path: Path,
     monkeypatch.setattr(loss_mod.SupervisedCausalLM, "forward", forward_without_softcap)
     with pytest.raises(UserError, match="loss"):
         train(_config(tiny, tmp_path / "bad", model_name=str(capped), max_steps=1), progress=False)
+
+
+def _log_lines(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "train_log.jsonl").read_text(encoding="utf-8").splitlines()]
+
+
+def test_train_log_jsonl_has_one_line_per_logging_step(tiny, tmp_path: Path) -> None:
+    out = tmp_path / "log"
+    train(_config(tiny, out, max_steps=6, logging_steps=2, eval_steps=3, generation_check=0), progress=False)
+    lines = _log_lines(out)
+    # step 0 (eval only), logging steps 2 4 6, eval steps 3 6
+    assert [line["step"] for line in lines] == [0, 2, 3, 4, 6]
+    assert [line["step"] for line in lines if "eval_loss" in line] == [0, 3, 6]
+    assert [line["step"] for line in lines if "loss" in line] == [2, 4, 6]
+    for line in lines[1:]:
+        assert line["lr"] > 0 and 0 < line["epoch"] <= 1.0
+    for line in (x for x in lines if "loss" in x):
+        assert line["tokens_per_s"] > 0
+    history = json.loads((out / "training_meta.json").read_text(encoding="utf-8"))["history"]
+    # "loss" is the mean of the window's step losses, the same number as the history's train_loss
+    assert [x["loss"] for x in lines if "loss" in x] == [h["train_loss"] for h in history if "train_loss" in h]
+    assert [x["eval_loss"] for x in lines if "eval_loss" in x] == [h["eval_loss"] for h in history if "eval_loss" in h]
+
+
+def test_best_adapter_is_the_lowest_eval_loss_and_can_be_the_final_one(tiny, tmp_path: Path, monkeypatch) -> None:
+    """Evaluations scripted to 3.0 (step 0), 2.0, 1.0 (step 4), 1.5, 1.2 (step 8): best/ is step 4."""
+    from safetensors.torch import load_file
+
+    import aldlab.train.trainer as trainer_mod
+
+    def weights(path: Path) -> dict[str, torch.Tensor]:
+        return load_file(str(path / "adapter_model.safetensors"))
+
+    def same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+        return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+    for load_best in (False, True):
+        scripted = iter([3.0, 2.0, 1.0, 1.5, 1.2])
+        monkeypatch.setattr(trainer_mod, "evaluate", lambda run: next(scripted))
+        out = tmp_path / f"best-{load_best}"
+        result = train(_config(tiny, out, max_steps=8, eval_steps=2, save_steps=2, save_total_limit=10,
+                               learning_rate=5e-2, load_best_model_at_end=load_best, generation_check=0), progress=False)
+        assert (result.best_step, result.best_eval_loss) == (4, 1.0)
+        assert json.loads((out / "best" / "best.json").read_text()) == {"step": 4, "eval_loss": 1.0}
+        assert same(weights(out / "best"), weights(out / "checkpoint-4"))
+        assert not same(weights(out / "checkpoint-4"), weights(out / "checkpoint-8"))
+        final = weights(out)
+        assert same(final, weights(out / "best")) if load_best else same(final, weights(out / "checkpoint-8"))
+        meta = json.loads((out / "training_meta.json").read_text(encoding="utf-8"))
+        assert meta["best"] == {"step": 4, "eval_loss": 1.0, "dir": "best", "loaded_at_end": load_best}
+
+    # A fresh run in the same dir does not keep the older run's best/.
+    monkeypatch.setattr(trainer_mod, "evaluate", lambda run: 5.0)
+    train(_config(tiny, out, max_steps=1, generation_check=0), progress=False)
+    assert json.loads((out / "best" / "best.json").read_text()) == {"step": 1, "eval_loss": 5.0}
+
+
+def test_generation_check_answers_eval_questions_of_each_style(tiny, tmp_path: Path) -> None:
+    from aldlab.train.data import read_conversations
+
+    eval_file = write_chat_jsonl(tmp_path / "eval.jsonl", 9, seed=1, mix=True)
+    out = tmp_path / "gen"
+    train(_config(tiny, out, eval_file=str(eval_file), max_seq_len="auto", max_steps=1, save_inference_only=True),
+          progress=False)
+    check = json.loads((out / "training_meta.json").read_text(encoding="utf-8"))["generation_check"]
+    rows = {line: messages for line, messages, _ in read_conversations(eval_file)}
+    assert [a["style"] for a in check["answers"]] == ["closed", "rag", "refusal"]
+    assert [a["line"] for a in check["answers"]] == [1, 2, 3]  # the first row of each style
+    for a in check["answers"]:
+        assert a["question"] == rows[a["line"]][-2]["content"] and a["reference"] == rows[a["line"]][-1]["content"]
+        assert 32 <= a["max_new_tokens"] <= 256
+        assert a["stopped"] == (a["new_tokens"] < a["max_new_tokens"])  # a random model runs to the budget
+    assert check["stopped"] == sum(a["stopped"] for a in check["answers"]) and check["questions"] == 3
+
+    train(_config(tiny, out, eval_file=str(eval_file), max_seq_len="auto", max_steps=1, save_inference_only=True,
+                  generation_check=0), progress=False)
+    assert json.loads((out / "training_meta.json").read_text(encoding="utf-8"))["generation_check"] is None

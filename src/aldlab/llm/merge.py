@@ -53,8 +53,7 @@ def merge_adapter(adapter_dir: str | Path, base_model: str | None = None) -> Mer
 
     adapter = check_adapter_dir(adapter_dir, require=["adapter_config.json"])
     base_name = base_model or adapter_base_model(adapter)
-    # Merge in fp32 on CPU (exact); on a GPU machine bf16 halves the memory of a 7B merge.
-    dtype = "bfloat16" if torch.cuda.is_available() else "float32"
+    dtype = merge_dtype(torch.cuda.is_available(), _cuda_capability())
     base = load_model(base_name, LoadOptions(dtype=dtype))
     with warnings.catch_warnings():  # peft calls a transformers API deprecated in v5
         warnings.simplefilter("ignore", FutureWarning)
@@ -63,6 +62,38 @@ def merge_adapter(adapter_dir: str | Path, base_model: str | None = None) -> Mer
     tokenizer = load_tokenizer(str(tokenizer_src))
 
     eot = end_of_turn_token_ids(tokenizer)
-    merged.generation_config.eos_token_id = eot if len(eot) > 1 else eot[0]
+    stops = stop_ids(eot, merged.generation_config.eos_token_id)
+    merged.generation_config.eos_token_id = stops if len(stops) > 1 else stops[0]
     merged.generation_config.pad_token_id = tokenizer.pad_token_id
     return MergedModel(merged, tokenizer, base_name, eot, adapter)
+
+
+def merge_dtype(cuda: bool, capability: tuple[int, int] | None) -> str:
+    """fp32 on a CPU-only machine (exact); on a GPU machine half precision halves a 7B merge's
+    memory: bf16 from Ampere (compute capability 8) on, fp16 before (T4, V100).
+
+    A bf16 export on a T4 would be a model its own GPU cannot serve: vLLM refuses bf16 below
+    capability 8.0, and `torch.cuda.is_bf16_supported()` says True there (it counts emulation),
+    so the capability is asked, not that.
+    """
+    if not cuda:
+        return "float32"
+    return "bfloat16" if capability is not None and capability[0] >= 8 else "float16"
+
+
+def _cuda_capability() -> tuple[int, int] | None:
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    return tuple(torch.cuda.get_device_capability())  # type: ignore[return-value]
+
+
+def stop_ids(end_of_turn: list[int], base_eos: int | list[int] | None) -> list[int]:
+    """The end-of-turn ids first, then every other EOS id of the base's generation_config.
+
+    Qwen2.5-Instruct stops on <|im_end|> and <|endoftext|>: writing only the end-of-turn id
+    dropped the second one, so a merged model that emitted <|endoftext|> kept generating.
+    """
+    base = [base_eos] if isinstance(base_eos, int) else list(base_eos or [])
+    return list(dict.fromkeys([*end_of_turn, *base]))

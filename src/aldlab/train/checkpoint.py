@@ -8,6 +8,10 @@
 
 A checkpoint is built in a temp directory and renamed, so a killed run never leaves a half
 one; a resume with other settings or other data is refused (`check_resume_config`).
+
+`best/` beside them holds the adapter of the lowest eval loss so far (adapter, tokenizer,
+best.json with its step and loss): an inference directory like the final output, never
+pruned by `save_total_limit`, written the same atomic way.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ from aldlab.train.state import LoopState, Run
 
 CHECKPOINT_PREFIX = "checkpoint-"
 STATE_FILE = "trainer_state.json"
+BEST_DIR = "best"
+BEST_FILE = "best.json"
 SHARDED_DIR = "sharded_state"  # accelerate save_state of DeepSpeed/FSDP runs, one shard per rank
 
 #: Config keys that may change between a run and its resume: where and how often to write
@@ -34,6 +40,7 @@ SHARDED_DIR = "sharded_state"  # accelerate save_state of DeepSpeed/FSDP runs, o
 RESUME_MAY_CHANGE = frozenset({
     "output_dir", "resume", "save_steps", "save_total_limit", "logging_steps", "eval_steps",
     "max_eval_examples", "num_threads", "save_inference_only", "allow_skipping_long_rows",
+    "load_best_model_at_end", "generation_check",
 })
 #: Inputs recorded in a checkpoint that must be the same on resume (the data and its shape).
 RESUME_INPUTS = ("train_sha256", "eval_sha256", "max_seq_len", "train_examples", "world_size")
@@ -67,6 +74,48 @@ def adapter_state_dict(run: Run) -> dict[str, Any] | None:
         return None
     full = run.accelerator.get_state_dict(run.model)
     return {k.removeprefix("model."): v for k, v in full.items()}
+
+
+def save_best_adapter(run: Run, state: LoopState) -> Path:
+    """Write best/ (adapter, tokenizer, best.json) atomically; collective under ZeRO/FSDP."""
+    acc, out = run.accelerator, run.config.output_path
+    final = out / BEST_DIR
+    gathered = adapter_state_dict(run)
+    if acc.is_main_process:
+        tmp, old = out / f".{BEST_DIR}.tmp", out / f".{BEST_DIR}.old"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        run.peft_model.save_pretrained(str(tmp), state_dict=gathered)
+        run.tokenizer.save_pretrained(str(tmp))
+        atomic_write_json(tmp / BEST_FILE, {"step": state.best_step, "eval_loss": state.best_eval_loss})
+        if final.exists():
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(final, old)
+        os.replace(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
+    acc.wait_for_everyone()
+    return final
+
+
+def load_best_adapter(run: Run) -> bool:
+    """Put best/'s LoRA weights into the model (`load_best_model_at_end`); False when sharded.
+
+    Under ZeRO-3/FSDP the parameters are partitions: the caller copies best/'s files instead.
+    """
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    if is_sharded(run.accelerator):
+        return False
+    weights = run.config.output_path / BEST_DIR / "adapter_model.safetensors"
+    set_peft_model_state_dict(run.peft_model, load_file(str(weights), device=str(run.accelerator.device)))
+    return True
+
+
+def remove_best_adapter(out: Path) -> None:
+    """A fresh run must not leave an older run's best/ next to its own adapter."""
+    for name in (BEST_DIR, f".{BEST_DIR}.tmp", f".{BEST_DIR}.old"):
+        shutil.rmtree(out / name, ignore_errors=True)
 
 
 def _rng_state() -> dict[str, Any]:

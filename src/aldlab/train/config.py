@@ -71,6 +71,19 @@ class TrainConfig:
     logging_steps: int = field(default=5, metadata={"help": "로그 주기 / log every N steps"})
     save_steps: int = field(default=100, metadata={"help": "체크포인트 주기 / checkpoint every N steps"})
     save_total_limit: int = field(default=2, metadata={"help": "남길 체크포인트 수 / checkpoints kept"})
+    # `best/` (adapter + tokenizer + best.json) is rewritten whenever the eval loss improves on
+    # every earlier evaluation after step 0, so the best adapter exists whether or not this
+    # flag is set; the flag only decides which one the output dir itself holds at the end.
+    load_best_model_at_end: bool = field(default=False, metadata={
+        "help": "끝에 출력 디렉터리의 어댑터를 평가 손실이 가장 낮았던 것으로 (best/는 항상 저장) "
+        "/ leave the lowest-eval-loss adapter in the output dir instead of the last (best/ is kept either way)"})
+    # Greedy answers to a few eval questions with the trained adapter, in training_meta.json:
+    # a falling loss with answers that never stop (the untrained <end_of_turn> of gemma-3-270m)
+    # shows up here and not in the loss curve.
+    generation_check: int = field(default=3, metadata={
+        "help": "학습 끝에 평가 질문 N개에 답해 training_meta.json에 기록 (0=끄기) "
+        "/ answer N eval questions at the end, recorded with their stop rate in training_meta.json (0 = off)",
+        "min": 0})
     seed: int = field(default=42, metadata={"help": "시드 / random seed"})
     gradient_checkpointing: bool = field(default=False, metadata={"help": "그래디언트 체크포인팅 / gradient checkpointing"})
     load_in_4bit: bool = field(default=False, metadata={"help": "4-bit QLoRA (CUDA + bitsandbytes)"})

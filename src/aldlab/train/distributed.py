@@ -3,7 +3,7 @@
 Kept apart from `trainer.py` so that each decision is a small pure function a CPU test can
 check without CUDA or DeepSpeed installed:
 
-- `precision_plan`: bf16 where the GPU has it, fp16 weights + fp16 autocast (with a grad
+- `precision_plan`: bf16 where the GPU has it (`native_bf16`), fp16 weights + fp16 autocast (with a grad
   scaler) on GPUs without bf16 (T4, V100), fp32 on CPU.
 - `device_map_for`: each rank loads the model straight onto its own GPU, so a 7B model does
   not first pass through host RAM once per rank (~15 GB each). Not under ZeRO-3, whose
@@ -48,6 +48,15 @@ def precision_plan(dtype: str, cuda: bool, bf16_supported: bool) -> PrecisionPla
         dtype = "float16"  # asking for bf16 on a T4/V100 would emulate it, many times slower
     mixed = {"bfloat16": "bf16", "float16": "fp16"}.get(dtype, "no")
     return PrecisionPlan(dtype, mixed)
+
+
+def native_bf16(capability: tuple[int, int] | None, rocm: bool = False) -> bool:
+    """The GPU computes bf16 in hardware: Ampere (compute capability 8.0) or newer, or ROCm.
+
+    Not `torch.cuda.is_bf16_supported()`: since torch 2.3 it also says True when bf16 is only
+    emulated (T4, V100), so `dtype: auto` picked bf16 there, many times slower than fp16.
+    """
+    return rocm or (capability is not None and capability[0] >= 8)
 
 
 def device_map_for(cuda: bool, local_rank: int, zero3: bool) -> dict[str, int] | None:

@@ -1,10 +1,13 @@
 """What a run reports beside the loop: the console (log lines, progress bar), the inputs
-record, `training_meta.json` and `loss.png`.
+record, `train_log.jsonl`, `training_meta.json` and `loss.png`.
 
 Layout of `output_dir` after a run:
   adapter_model.safetensors, adapter_config.json, tokenizer files   (the adapter)
-  training_meta.json   config, data hashes, versions, history, final metrics
+  training_meta.json   config, data hashes, versions, history, final metrics, best step,
+                       generation check (answers to a few eval questions, stop rate)
+  train_log.jsonl      one line per logging or eval step, written as the run goes
   loss.png             train/eval loss curves
+  best/                the adapter of the lowest eval loss (see `checkpoint.py`)
   checkpoint-N/        see `checkpoint.py`
 """
 
@@ -78,6 +81,86 @@ class TrainProgress:
             self._progress.stop()
 
 
+# --------------------------------------------------------------------------- train_log.jsonl
+
+TRAIN_LOG = "train_log.jsonl"
+
+
+class TrainLog:
+    """`train_log.jsonl`: one JSON line per logging step (and per evaluation), flushed at once.
+
+    What TRL/HF users read with `tail -f` or pandas: step, epoch (fractional), loss (mean over
+    the logging window), lr, tokens_per_s (supervised tokens over the window's step time),
+    eval_loss when evaluated, cuda_peak_memory_gb on a GPU. training_meta.json's history has
+    every step too, but only once the run ends.
+
+    A resumed run drops the lines after its checkpoint's step (the killed run logged them,
+    the resumed one logs them again), so each step appears once.
+    """
+
+    def __init__(self, path: Path, enabled: bool, resume_step: int | None) -> None:
+        self.path = path
+        self._fh = None
+        self._tokens, self._seconds = 0, 0.0
+        if not enabled:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        kept = _lines_up_to(path, resume_step) if resume_step is not None else []
+        from aldlab.files import atomic_write_text
+
+        atomic_write_text(path, "".join(kept))
+        self._fh = path.open("a", encoding="utf-8")
+
+    def add_step(self, tokens: int, seconds: float) -> None:
+        """Count one optimizer step into the current logging window."""
+        self._tokens += tokens
+        self._seconds += seconds
+
+    def write(self, record: dict[str, Any]) -> None:
+        """Append one line; a line with a train loss closes the tokens/s window."""
+        if "loss" in record:
+            record["tokens_per_s"] = round(self._tokens / max(1e-9, self._seconds), 2)
+            self._tokens, self._seconds = 0, 0.0
+        if self._fh is None:
+            return
+        import json
+
+        peak = _cuda_peak_memory_gb()
+        if peak is not None:
+            record["cuda_peak_memory_gb"] = peak
+        self._fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self._fh.flush()
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+
+def _lines_up_to(path: Path, step: int) -> list[str]:
+    """The lines of an earlier run's log whose step is at most `step` (unreadable lines go)."""
+    import json
+
+    if not path.exists():
+        return []
+    kept = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            if int(json.loads(line)["step"]) <= step:
+                kept.append(line + "\n")
+        except (ValueError, KeyError, TypeError):
+            continue  # a line cut by the kill
+    return kept
+
+
+def _cuda_peak_memory_gb() -> float | None:
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    return round(torch.cuda.max_memory_allocated() / 2**30, 3)
+
+
 # --------------------------------------------------------------------------- metadata
 
 
@@ -132,11 +215,17 @@ def train_result(output_dir: Path, state: LoopState) -> TrainResult:
         steps=state.global_step,
         seconds=round(state.train_seconds, 2),
         supervised_tokens_per_s=round(state.supervised_tokens / max(1e-9, state.train_seconds), 2),
+        best_step=state.best_step,
+        best_eval_loss=state.best_eval_loss,
     )
 
 
-def training_meta(run: Run, state: LoopState, result: TrainResult) -> dict[str, Any]:
-    """training_meta.json: config, inputs, versions, stop ids, final metrics, full history."""
+def training_meta(
+    run: Run, state: LoopState, result: TrainResult, *, best: dict[str, Any] | None = None,
+    generation_check: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """training_meta.json: config, inputs, versions, stop ids, final metrics, best adapter,
+    generation check, full history."""
     from aldlab.llm.chat_template import end_of_turn_token_ids
     from aldlab.manifest import package_versions
 
@@ -149,6 +238,8 @@ def training_meta(run: Run, state: LoopState, result: TrainResult) -> dict[str, 
         "device": str(run.accelerator.device),
         "end_of_turn_token_ids": end_of_turn_token_ids(run.tokenizer),
         "final": asdict(result),
+        "best": best,
+        "generation_check": generation_check,
         "history": state.history,
     }
 

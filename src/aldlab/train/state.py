@@ -31,6 +31,8 @@ class TrainResult:
     steps: int
     seconds: float
     supervised_tokens_per_s: float
+    best_step: int | None = None  # the step whose adapter is in best/ (lowest eval loss after step 0)
+    best_eval_loss: float | None = None
 
 
 @dataclass
@@ -43,6 +45,9 @@ class LoopState:
     supervised_tokens: int = 0
     train_seconds: float = 0.0
     history: list[dict[str, Any]] = field(default_factory=list)
+    # In the checkpoint, so a resumed run only replaces best/ with a really better adapter.
+    best_step: int | None = None
+    best_eval_loss: float | None = None
 
 
 @dataclass(kw_only=True)

@@ -7,9 +7,10 @@ resumed run must replay exactly the same batches, RNG stream and LR schedule. Ea
 those is a few lines here and a fight with a framework. Accelerate supplies the device
 placement, DDP (`accelerate launch`, including `--cpu` multi-process) and DeepSpeed.
 
-Beside the loop: `state.py` (what a run holds), `checkpoint.py` (save, resume, RNG),
-`schedule.py` (LR), `report.py` (console, training_meta.json, loss.png; the output layout),
-`data.py` (tokenised rows and batches), `distributed.py` (multi-GPU decisions).
+Beside the loop: `state.py` (what a run holds), `checkpoint.py` (save, resume, RNG, best/),
+`schedule.py` (LR), `report.py` (console, train_log.jsonl, training_meta.json, loss.png; the
+output layout), `data.py` (tokenised rows and batches), `distributed.py` (multi-GPU
+decisions), `generation_check.py` (a few answers at the end).
 """
 
 from __future__ import annotations
@@ -27,10 +28,14 @@ from typing import Any
 from aldlab.errors import UserError
 from aldlab.files import atomic_write_json
 from aldlab.train.checkpoint import (
+    BEST_DIR,
     adapter_state_dict,
     latest_checkpoint,
+    load_best_adapter,
     load_checkpoint,
+    remove_best_adapter,
     remove_checkpoints,
+    save_best_adapter,
     save_checkpoint,
 )
 from aldlab.train.config import TrainConfig
@@ -42,11 +47,21 @@ from aldlab.train.distributed import (
     fill_deepspeed_config,
     is_deepspeed,
     is_sharded,
+    native_bf16,
     precision_plan,
     refuse_four_bit_with_sharded_weights,
     zero_stage,
 )
-from aldlab.train.report import TrainProgress, data_inputs, log, plot_losses, train_result, training_meta
+from aldlab.train.report import (
+    TRAIN_LOG,
+    TrainLog,
+    TrainProgress,
+    data_inputs,
+    log,
+    plot_losses,
+    train_result,
+    training_meta,
+)
 from aldlab.train.schedule import build_scheduler, warmup_steps
 from aldlab.train.state import LoopState, Run, StepStats, TrainResult
 
@@ -108,7 +123,8 @@ def _setup(config: TrainConfig) -> Run:
         config.model_name = default_model_name()
 
     cuda = torch.cuda.is_available()
-    precision = precision_plan(config.dtype, cuda, cuda and torch.cuda.is_bf16_supported())
+    bf16 = cuda and native_bf16(torch.cuda.get_device_capability(), rocm=bool(torch.version.hip))
+    precision = precision_plan(config.dtype, cuda, bf16)
     mixed = precision.mixed_precision
     accelerator = _accelerator(config, mixed)
     refuse_four_bit_with_sharded_weights(accelerator, config.load_in_4bit)
@@ -422,17 +438,35 @@ def _resume_or_start(run: Run) -> LoopState:
     elif acc.is_main_process and latest_checkpoint(out) is not None:
         log(acc, f"[yellow]{out}의 이전 체크포인트를 지웁니다 (--resume 없이 시작) / removing old checkpoints[/]")
         remove_checkpoints(out)
+    if not cfg.resume and acc.is_main_process:
+        remove_best_adapter(out)
     acc.wait_for_everyone()
     return state
+
+
+def _keep_if_best(run: Run, state: LoopState, eval_loss: float) -> None:
+    """Rewrite best/ when this evaluation beats every earlier one after step 0.
+
+    Step 0 (the base with a zero LoRA update) is not a candidate: best/ is a trained adapter.
+    Every rank sees the same all-reduced loss, so all take the same branch (the save is a
+    collective under ZeRO/FSDP).
+    """
+    if state.best_eval_loss is not None and eval_loss >= state.best_eval_loss:
+        return
+    state.best_eval_loss, state.best_step = eval_loss, state.global_step
+    save_best_adapter(run, state)
 
 
 def _loop(run: Run, progress: bool, on_step: Callable[[int, dict[str, Any]], None] | None) -> TrainResult:
     cfg, acc = run.config, run.accelerator
     state = _resume_or_start(run)
 
+    train_log = TrainLog(cfg.output_path / TRAIN_LOG, enabled=acc.is_main_process,
+                         resume_step=state.global_step if cfg.resume else None)
     if state.global_step == 0:
         first_eval = evaluate(run)
         state.history.append({"step": 0, "eval_loss": first_eval})
+        train_log.write({"step": 0, "epoch": 0.0, "eval_loss": first_eval})
         log(acc, f"step 0 eval_loss {first_eval:.4f}")
 
     lengths = [len(e.input_ids) for e in run.train_examples]
@@ -452,7 +486,9 @@ def _loop(run: Run, progress: bool, on_step: Callable[[int, dict[str, Any]], Non
                 t0 = time.perf_counter()
                 step = _train_step(run, mine)
                 loss, lr = step.loss, step.lr
-                state.train_seconds += time.perf_counter() - t0
+                seconds = time.perf_counter() - t0
+                state.train_seconds += seconds
+                train_log.add_step(step.tokens, seconds)
                 state.supervised_tokens += step.tokens
                 state.global_step += 1
                 state.step_in_epoch += 1
@@ -466,7 +502,10 @@ def _loop(run: Run, progress: bool, on_step: Callable[[int, dict[str, Any]], Non
                 if state.global_step % cfg.eval_steps == 0 or state.global_step == run.total_steps:
                     entry["eval_loss"] = evaluate(run)
                     log(acc, f"step {state.global_step} eval_loss {entry['eval_loss']:.4f}", bar)
+                    _keep_if_best(run, state, entry["eval_loss"])
                 state.history.append(entry)
+                if "train_loss" in entry or "eval_loss" in entry:
+                    train_log.write(_log_record(entry, state.global_step / run.steps_per_epoch))
                 tps = state.supervised_tokens / max(1e-9, state.train_seconds)
                 bar.update(state.global_step, loss, tps, entry.get("eval_loss"), lr)
                 if state.global_step % cfg.save_steps == 0 and state.global_step < run.total_steps:
@@ -478,25 +517,85 @@ def _loop(run: Run, progress: bool, on_step: Callable[[int, dict[str, Any]], Non
                 state.step_in_epoch = 0
     finally:
         bar.close()
+        train_log.close()
     if not cfg.save_inference_only:
         save_checkpoint(run, state)
     return _finish(run, state)
 
 
+def _log_record(entry: dict[str, Any], epoch: float) -> dict[str, Any]:
+    """A train_log.jsonl line from a history entry (TrainLog adds tokens_per_s and GPU memory)."""
+    record: dict[str, Any] = {"step": entry["step"], "epoch": round(epoch, 4)}
+    if "train_loss" in entry:
+        record["loss"] = entry["train_loss"]
+    record["lr"] = entry["lr"]
+    if "eval_loss" in entry:
+        record["eval_loss"] = entry["eval_loss"]
+    return record
+
+
 def _finish(run: Run, state: LoopState) -> TrainResult:
-    """Write the adapter, tokenizer, training_meta.json and loss.png (rank 0)."""
+    """Write the adapter, tokenizer, training_meta.json and loss.png (rank 0), after putting
+    best/ in place of the last weights (`load_best_model_at_end`) and the generation check."""
     cfg, acc = run.config, run.accelerator
     out = cfg.output_path
     result = train_result(out, state)
+    best = _best_record(run, state)
+    copy_best = bool(best and best["loaded_at_end"]) and not load_best_adapter(run)
+    check = _generation_check(run)
     gathered = adapter_state_dict(run)
     if acc.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
         run.peft_model.save_pretrained(str(out), state_dict=gathered)
+        if copy_best:  # ZeRO/FSDP: the partitions cannot take best/'s full weights, its file can
+            import shutil
+
+            shutil.copy2(out / BEST_DIR / "adapter_model.safetensors", out / "adapter_model.safetensors")
         run.tokenizer.save_pretrained(str(out))
-        atomic_write_json(out / "training_meta.json", training_meta(run, state, result))
+        meta = training_meta(run, state, result, best=best, generation_check=check)
+        atomic_write_json(out / "training_meta.json", meta)
         if cfg.save_inference_only:
             remove_checkpoints(out, unfinished=True)
         else:
             plot_losses(state.history, out / "loss.png")
     acc.wait_for_everyone()
     return result
+
+
+def _best_record(run: Run, state: LoopState) -> dict[str, Any] | None:
+    """What training_meta.json says about best/; logs which adapter the output dir holds."""
+    if state.best_step is None:
+        return None
+    loaded = run.config.load_best_model_at_end and state.best_step != state.global_step
+    which = (f"최저 평가 손실 step {state.best_step} / the best, step {state.best_step}" if loaded
+             else f"마지막 step {state.global_step} / the last, step {state.global_step}")
+    log(run.accelerator, f"best/: step {state.best_step} eval_loss {state.best_eval_loss:.4f}; "
+                         f"출력 어댑터 / output adapter = {which}")
+    return {"step": state.best_step, "eval_loss": state.best_eval_loss, "dir": BEST_DIR, "loaded_at_end": loaded}
+
+
+def _generation_check(run: Run) -> dict[str, Any] | None:
+    """Answers to `generation_check` eval questions by the adapter as saved (rank 0).
+
+    Skipped under ZeRO/FSDP: generating there is a collective on partitioned weights, a cost
+    and a hang risk out of proportion to a check.
+    """
+    cfg, acc = run.config, run.accelerator
+    if cfg.generation_check <= 0 or not acc.is_main_process:
+        return None
+    if is_sharded(acc):
+        log(acc, "[yellow]생성 확인은 ZeRO/FSDP에서 생략 / generation check skipped under ZeRO/FSDP[/]")
+        return None
+    from aldlab.train.generation_check import answer_questions, pick_questions, summary_line
+
+    source = run.meta_inputs.get("eval_file") or run.meta_inputs["train_file"]
+    questions = pick_questions(source, run.eval_examples, cfg.generation_check)
+    check = answer_questions(run.peft_model, run.tokenizer, questions, acc.device)
+    log(acc, summary_line(check))
+    from rich.markup import escape
+
+    for a in check["answers"]:  # read the output, not only the score
+        ending = "" if a["stopped"] else " … (종료 토큰 없음 / no stop token)"
+        question, answer = " ".join(a["question"].split())[-60:], " ".join(a["answer"].split())[:160]
+        log(acc, escape(f"  [{a['style']}] {question} → {answer}{ending}"))
+    return check
