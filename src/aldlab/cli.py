@@ -57,6 +57,9 @@ def root(
     """aldlab: 반도체 ALD 공정 한국어 전문가 어시스턴트 툴킷."""
     if debug:
         os.environ["ALDLAB_DEBUG"] = "1"
+    from aldlab.llm.model import quiet_model_libraries  # light: imports no model library
+
+    quiet_model_libraries()  # before any command imports transformers
 
 
 app.add_typer(kb_app, name="kb", help="지식 베이스 / knowledge base: validate, stats, import, add, search")
