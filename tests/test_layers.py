@@ -9,7 +9,7 @@ Floors, bottom to top (README "구조 / Layout"):
     1  kb, store, manifest  records: the KB, the feedback store, manifests that record a KB
     0  shared modules     errors, files, settings, progress, config, cli_options, prompts, evalset, text
 
-`cli.py`, `pipeline.py`, `improve.py` and each package's `commands.py` are wiring: they may import any
+`cli.py` (with `cli_usage.py`), `pipeline.py`, `improve.py` and each package's `commands.py` are wiring: they may import any
 floor, and nothing but wiring may import them. Imports inside functions and under
 TYPE_CHECKING count too: a type from a higher floor is still a dependency on that floor.
 """
@@ -32,8 +32,9 @@ FLOORS: list[set[str]] = [
     {"eval", "serve"},
 ]
 FLOOR = {unit: level for level, units in enumerate(FLOORS) for unit in units}
-#: improve.py chains data, train, eval and the registry like pipeline.py chains the stages.
-WIRING_MODULES = {"cli", "pipeline", "improve"}
+#: improve.py chains data, train, eval and the registry like pipeline.py chains the stages;
+#: cli_usage.py is the root command's class (typer usage errors in Korean), part of cli.py.
+WIRING_MODULES = {"cli", "cli_usage", "pipeline", "improve"}
 
 
 def _imported_modules(path: Path) -> set[str]:

@@ -2,7 +2,8 @@
 
 Each stage owns its commands in `aldlab/<stage>/commands.py`; this file only wires them
 together and turns `UserError` into a clear bilingual message and exit code 2 (a
-traceback only with `--debug`). Command modules import heavy libraries (torch,
+traceback only with `--debug`); typer's own usage errors get the same treatment in
+`aldlab.cli_usage`. Command modules import heavy libraries (torch,
 transformers) inside functions, so `aldlab --help` and `aldlab kb ...` start fast.
 """
 
@@ -16,6 +17,7 @@ from rich.console import Console
 
 from aldlab import __version__
 from aldlab.cli_options import normalize_flag
+from aldlab.cli_usage import BilingualGroup, use_bilingual_help_text
 from aldlab.data.commands import app as data_app
 from aldlab.eval.commands import eval_command
 from aldlab.improve import improve_command, models_app
@@ -27,9 +29,11 @@ from aldlab.serve.feedback_commands import feedback_app
 from aldlab.train.commands import export_command, train_command
 
 err_console = Console(stderr=True)
+use_bilingual_help_text()
 
 app = typer.Typer(
     name="aldlab",
+    cls=BilingualGroup,  # typer's usage errors in Korean, then English
     help="ALD 지식 베이스 → 데이터셋 → LoRA 파인튜닝 → 평가 → RAG 서비스 / ALD KB to Korean expert assistant.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -53,6 +57,9 @@ def root(
     """aldlab: 반도체 ALD 공정 한국어 전문가 어시스턴트 툴킷."""
     if debug:
         os.environ["ALDLAB_DEBUG"] = "1"
+    from aldlab.llm.model import quiet_model_libraries  # light: imports no model library
+
+    quiet_model_libraries()  # before any command imports transformers
 
 
 app.add_typer(kb_app, name="kb", help="지식 베이스 / knowledge base: validate, stats, import, add, search")

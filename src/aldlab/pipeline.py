@@ -221,7 +221,9 @@ def _run_kb(kb: Path) -> dict[str, Any]:
 def _run_data(config: Any) -> dict[str, Any]:
     from aldlab.data.build import build_dataset
 
-    report = build_dataset(config)
+    report = build_dataset(config)  # names each step on stderr while it runs
+    rows = {side: report.stats[side]["rows"] for side in ("train", "eval")}
+    console.print(f"데이터셋 / dataset: train {rows['train']} · eval {rows['eval']} → {report.output_dir}", highlight=False)
     return _summary(report)
 
 

@@ -13,13 +13,13 @@ failed build leaves nothing partial behind.
 from __future__ import annotations
 
 import random
-import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from aldlab.data.build_progress import STEP_LABELS, BuildProgress
 from aldlab.data.config import DataConfig
 from aldlab.data.dedup import ngrams, similar_pairs
 from aldlab.data.facts import Candidate, Fact, TrainingRow
@@ -38,7 +38,6 @@ from aldlab.files import atomic_write_json, atomic_write_jsonl, atomic_write_tex
 from aldlab.kb.io import load_kb
 from aldlab.kb.schema import Document, KnowledgeBase
 from aldlab.manifest import kb_record, package_versions
-from aldlab.progress import progress_bar
 from aldlab.settings import get_secret
 
 if TYPE_CHECKING:
@@ -126,56 +125,53 @@ def _input_hashes(config: DataConfig, kb: KnowledgeBase) -> dict[str, Any]:
 # ------------------------------------------------------------------------- main
 
 def build_dataset(config: DataConfig, progress: bool = True) -> DatasetReport:
-    """Build train/eval JSONL (chat messages) plus stats, summary and manifest into `config.output_dir`."""
-    started = time.perf_counter()
-    timings: dict[str, float] = {}
+    """Build train/eval JSONL (chat messages) plus stats, summary and manifest into `config.output_dir`.
+
+    With `progress`, each step is named on stderr while it runs (`BuildProgress`).
+    """
     rng = random.Random(config.seed)
-    with progress_bar(enabled=progress, transient=True) as bar:
-        task = bar.add_task("데이터셋 / dataset: KB", total=7)
-
-        mark = [started]
-
-        def step(name: str) -> None:
-            now = time.perf_counter()
-            timings[name], mark[0] = round(now - mark[0], 2), now
-            bar.update(task, advance=1, description=f"데이터셋 / dataset: {name}")
-
+    shown = [step for step in STEP_LABELS if step != "teacher" or config.teacher_url]
+    with BuildProgress(shown, enabled=progress) as steps:
+        steps.start("inputs")
         kb = load_inputs(config)
         intake: FeedbackIntake = load_feedback(config.feedback, kb)
-        step("inputs")
+        steps.start("facts")
         facts, intents = build_facts(kb, config, rng)
         facts += intake.facts
-        step("facts")
-        teacher_stats = _run_teacher(facts, kb, config) if config.teacher_url else None
-        step("teacher")
+        if config.teacher_url:
+            steps.start("teacher")
+            teacher_stats = _run_teacher(facts, kb, config)
+        else:
+            steps.skip("teacher")
+            teacher_stats = None
+        steps.start("split")
         candidates = [Candidate(f, q, i) for f in facts for i, q in enumerate(f.questions)]
         linked = near_duplicate_documents(kb.documents, config)
-        semantic = SemanticIndex.for_config(kb, config)
+        semantic = SemanticIndex.for_config(kb, config, on_embed=steps.embedded)
         restated = semantic.document_pairs(config.semantic_link_threshold)
         train_c, eval_c, split_report = split_without_leakage(
             candidates, config.eval_fraction, config.seed, threshold=config.near_dup_threshold, n=config.ngram,
             linked_docs=[*linked, *((a, b) for a, b, _ in restated)], verify=False,
         )
-        step("split")
+        steps.start("render")
         sides = _side_documents(kb, split_report, config, rng)
         kb_by_id = kb.by_id()
         same_fact = semantic.same_fact_map(config.semantic_threshold)
         evals = assemble_side(eval_c, config.eval_size, sides["eval"], kb_by_id, config, random.Random(f"{config.seed}:eval"), same_fact)
         train_c, semantic_dropped = semantic.drop_restating(train_c, evals.examples, config.semantic_threshold)
         train = assemble_side(train_c, config.train_size, sides["train"], kb_by_id, config, random.Random(f"{config.seed}:train"), same_fact)
-        step("render")
+        steps.start("checks")
         final = measure_leakage(train.examples, evals.examples, threshold=config.near_dup_threshold, n=config.ngram)
         if final.total:  # cannot happen by construction; refuse to write leaking data if it does
             raise RuntimeError(f"leakage after split: {final.leakage()}")
         particles = particle_check([*train.examples, *evals.examples], kb, config.particle_check_sample, random.Random(config.seed))
         semantic_stats = semantic.report(train.examples, evals.examples, config, restated, semantic_dropped)
-        step("checks")
-        stats = dataset_stats(config, kb, intake, intents, split_report, final, train, evals, particles, teacher_stats, linked, timings)
+        steps.start("write")
+        stats = dataset_stats(config, kb, intake, intents, split_report, final, train, evals, particles, teacher_stats, linked, steps.timings)
         stats["semantic"] = semantic_stats
         stats["templates"] = template_stats([*train.examples, *evals.examples])
         stats["checks"] = check_rows([e.to_row() for e in [*train.examples, *evals.examples]], kb).to_json()
         report = _write_outputs(config, kb, train.examples, evals.examples, stats)
-        step("write")
     return report
 
 

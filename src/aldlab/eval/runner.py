@@ -509,6 +509,6 @@ def run_eval(
         s.name: round(sum(r.get("cpu_s", 0.0) for r in rows if r["system"] == s.name), 1) for s in systems
     }
     atomic_write_json(paths["metrics.json"], metrics)
-    write_reports(metrics, rows, questions, paths["report.html"], paths["report.md"])
+    write_reports(metrics, rows, questions, paths["report.html"], paths["report.md"], adapter_dirs=adapters)
     paths["manifest.json"] = write_manifest(config, output_dir, started, time.perf_counter() - t0)
     return EvalResult(output_dir=output_dir, metrics=metrics, paths=paths, passed=passed)

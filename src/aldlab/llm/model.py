@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,37 @@ from aldlab.settings import aldlab_home
 EMBEDDED_MODEL_ID = "google/gemma-3-270m"
 EMBEDDED_ALIASES = {"embedded", "default", EMBEDDED_MODEL_ID, "gemma-3-270m"}
 GPU_DEFAULT_MODEL_ID = "Qwen/Qwen2.5-7B-Instruct"
+
+
+#: Set before transformers is imported (it reads them once): no "Loading weights" bar, no
+#: info/advisory log lines. `quiet_model_libraries` also applies them after an import.
+QUIET_ENV = {
+    "TRANSFORMERS_VERBOSITY": "error",
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+    "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1",
+}
+
+
+def quiet_model_libraries() -> None:
+    """Keep transformers/peft's own progress bars, log lines and deprecation warnings out of
+    normal output; `--debug` (ALDLAB_DEBUG=1) keeps them.
+
+    Every `aldlab ask` printed a "Loading weights" bar and a FutureWarning about
+    `is_gradient_checkpointing` (peft asks transformers) above the answer: noise to a user,
+    who can do nothing about them. Only these libraries are quietened, through their own
+    logging switches and warning filters; aldlab's messages and real errors still reach stderr.
+    """
+    if os.environ.get("ALDLAB_DEBUG") == "1":
+        return
+    for name, value in QUIET_ENV.items():
+        os.environ.setdefault(name, value)
+    for category in (FutureWarning, DeprecationWarning, UserWarning):
+        warnings.filterwarnings("ignore", category=category, module=r"(transformers|peft|accelerate)(\.|$)")
+    if "transformers" in sys.modules:  # imported already: the env vars came too late
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
 
 
 def default_model_name() -> str:
@@ -179,6 +212,7 @@ def torch_dtype(name: str) -> Any:
 
 def load_tokenizer(name_or_path: str | None) -> Any:
     """Tokenizer with a pad token and a chat template (see `llm.chat_template`)."""
+    quiet_model_libraries()
     from transformers import AutoTokenizer
 
     from aldlab.llm.chat_template import ensure_chat_template
@@ -196,6 +230,7 @@ def load_tokenizer(name_or_path: str | None) -> Any:
 
 def load_model(name_or_path: str | None, options: LoadOptions | None = None) -> Any:
     """A causal LM ready for training or inference on this machine."""
+    quiet_model_libraries()
     import torch
     from transformers import AutoModelForCausalLM
 
