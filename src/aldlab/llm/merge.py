@@ -76,9 +76,11 @@ def merge_dtype(cuda: bool, capability: tuple[int, int] | None) -> str:
     capability 8.0, and `torch.cuda.is_bf16_supported()` says True there (it counts emulation),
     so the capability is asked, not that.
     """
+    from aldlab.llm.model import native_bf16
+
     if not cuda:
         return "float32"
-    return "bfloat16" if capability is not None and capability[0] >= 8 else "float16"
+    return "bfloat16" if native_bf16(capability) else "float16"
 
 
 def _cuda_capability() -> tuple[int, int] | None:

@@ -197,16 +197,27 @@ def dtype_name(value: str) -> str:
     return DTYPE_NAMES[key]
 
 
+def native_bf16(capability: tuple[int, int] | None, rocm: bool = False) -> bool:
+    """The GPU computes bf16 in hardware: Ampere (compute capability 8.0) or newer, or ROCm.
+
+    Not `torch.cuda.is_bf16_supported()`: since torch 2.3 it also says True when bf16 is only
+    emulated (T4, V100), so `dtype: auto` picked bf16 there, many times slower than fp16.
+    Training, merge and inference all ask this one function.
+    """
+    return rocm or (capability is not None and capability[0] >= 8)
+
+
 def torch_dtype(name: str) -> Any:
-    """'auto' means bf16 on CUDA (fp16 without bf16 support) and fp32 on CPU (bf16 matmul is ~280x slower here)."""
+    """'auto' means bf16 on GPUs with native bf16, fp16 on older ones (T4, V100), fp32 on CPU
+    (bf16 matmul is ~280x slower here)."""
     import torch
 
     name = dtype_name(name)
     if name == "auto":
         if not torch.cuda.is_available():
             return torch.float32
-        # fp16 on GPUs without bf16 (T4, V100): emulated bf16 is many times slower there.
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        native = native_bf16(tuple(torch.cuda.get_device_capability()), rocm=bool(torch.version.hip))
+        return torch.bfloat16 if native else torch.float16
     return getattr(torch, name)
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 from typing import Any, NamedTuple
 
-from aldlab.llm.model import dtype_name
+from aldlab.llm.model import dtype_name, native_bf16  # noqa: F401  (defined once in llm.model; re-exported)
 
 SHARDED_ENGINES = {"DEEPSPEED", "FSDP"}
 
@@ -48,15 +48,6 @@ def precision_plan(dtype: str, cuda: bool, bf16_supported: bool) -> PrecisionPla
         dtype = "float16"  # asking for bf16 on a T4/V100 would emulate it, many times slower
     mixed = {"bfloat16": "bf16", "float16": "fp16"}.get(dtype, "no")
     return PrecisionPlan(dtype, mixed)
-
-
-def native_bf16(capability: tuple[int, int] | None, rocm: bool = False) -> bool:
-    """The GPU computes bf16 in hardware: Ampere (compute capability 8.0) or newer, or ROCm.
-
-    Not `torch.cuda.is_bf16_supported()`: since torch 2.3 it also says True when bf16 is only
-    emulated (T4, V100), so `dtype: auto` picked bf16 there, many times slower than fp16.
-    """
-    return rocm or (capability is not None and capability[0] >= 8)
 
 
 def device_map_for(cuda: bool, local_rank: int, zero3: bool) -> dict[str, int] | None:
