@@ -17,26 +17,11 @@ from aldlab.serve.app import create_app
 from aldlab.serve.deps import actor_name
 from aldlab.serve.fake import FakeAssistant
 from aldlab.serve.settings import ServeSettings
-from aldlab.serve.testing import write_tiny_kb
 from aldlab.store import Store
+from serve_kit import assistant, kb_dir, store  # noqa: F401  (fixtures)
 
 TOKEN = "s3cret-token-for-admin-web"
 UPLOAD = "/api/admin/documents/import"
-
-
-@pytest.fixture()
-def kb_dir(tmp_path: Path) -> Path:
-    return write_tiny_kb(tmp_path / "kb")
-
-
-@pytest.fixture()
-def store(tmp_path: Path) -> Store:
-    return Store(tmp_path / "serve.sqlite3")
-
-
-@pytest.fixture()
-def assistant(kb_dir: Path) -> FakeAssistant:
-    return FakeAssistant(kb_dir)
 
 
 @pytest.fixture()
