@@ -229,3 +229,18 @@ def test_capped_examples_keep_style_proportions(tok, tmp_path: Path) -> None:
     skewed = [e for e in first if e.style != "refusal"] + [e for e in first if e.style == "closed"]
     capped = stratified_cap(skewed, 5, seed=0)
     assert Counter(e.style for e in capped) == {"closed": 3, "rag": 2}
+
+
+def test_reviewed_feedback_rows_survive_the_cap(tok, tmp_path: Path) -> None:
+    path = write_chat_jsonl(tmp_path / "big.jsonl", 60, seed=3, mix=True)
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    for row in rows[-3:]:  # three approved corrections at the end of the file
+        row["kind"] = "feedback"
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    chosen, _ = load_examples(path, tok, "auto", max_examples=10, seed=7)
+    assert len(chosen) == 10
+    assert {58, 59, 60} <= {e.line for e in chosen}  # all three kept, whatever the seed draws
+    assert sum(e.pinned for e in chosen) == 3
+    # the held-out split of a file without an eval file does not take them preferentially
+    examples, _ = load_examples(path, tok, "auto", seed=7)
+    assert not any(e.pinned for e in stratified_cap(examples, 3, seed=0))

@@ -396,7 +396,7 @@ def test_generation_check_answers_eval_questions_of_each_style(tiny, tmp_path: P
     train(_config(tiny, out, eval_file=str(eval_file), max_seq_len="auto", max_steps=1, save_inference_only=True),
           progress=False)
     check = json.loads((out / "training_meta.json").read_text(encoding="utf-8"))["generation_check"]
-    rows = {line: messages for line, messages, _ in read_conversations(eval_file)}
+    rows = {row.line: row.messages for row in read_conversations(eval_file)}
     assert [a["style"] for a in check["answers"]] == ["closed", "rag", "refusal"]
     assert [a["line"] for a in check["answers"]] == [1, 2, 3]  # the first row of each style
     for a in check["answers"]:

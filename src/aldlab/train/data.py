@@ -14,7 +14,7 @@ import math
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from aldlab.errors import UserError
 from aldlab.files import iter_jsonl
@@ -40,6 +40,7 @@ class Example:
     labels: list[int]
     style: str = "other"
     line: int = 0
+    pinned: bool = False  # an approved correction or liked answer: never dropped by the cap
 
     @property
     def n_supervised(self) -> int:
@@ -97,8 +98,23 @@ def row_style(row: dict[str, Any]) -> str:
     return "other"
 
 
-def read_conversations(path: str | Path) -> list[tuple[int, list[dict[str, str]], str]]:
-    """(line, messages, style) triples; malformed rows are user errors naming file and line."""
+#: Row kinds a person wrote or approved for this model: kept whole when rows are capped
+#: (`max_train_examples`). The cpu-demo preset trains on 200 of ~850 rows, so ten approved
+#: corrections would otherwise reach training as two or three rows.
+PINNED_KINDS = frozenset({"feedback"})
+
+
+class Conversation(NamedTuple):
+    """One chat row of a JSONL file."""
+
+    line: int
+    messages: list[dict[str, str]]
+    style: str
+    pinned: bool = False
+
+
+def read_conversations(path: str | Path) -> list[Conversation]:
+    """The file's conversations; malformed rows are user errors naming file and line."""
     rows = []
     for lineno, obj in iter_jsonl(path):
         messages = obj.get("messages")
@@ -127,7 +143,7 @@ def read_conversations(path: str | Path) -> list[tuple[int, list[dict[str, str]]
                 path=path,
                 line=lineno,
             )
-        rows.append((lineno, clean, row_style(obj)))
+        rows.append(Conversation(lineno, clean, row_style(obj), obj.get("kind") in PINNED_KINDS))
     if not rows:
         raise UserError("데이터 파일이 비어 있습니다.", "The data file is empty.", path=path)
     return rows
@@ -147,9 +163,9 @@ def tokenize_conversation(tokenizer: Any, messages: list[dict[str, str]]) -> Exa
 def tokenize_file(path: str | Path, tokenizer: Any) -> list[Example]:
     """Every row of a chat JSONL tokenised, with its style and line (nothing dropped yet)."""
     examples = []
-    for lineno, messages, style in read_conversations(path):
-        ex = tokenize_conversation(tokenizer, messages)
-        ex.style, ex.line = style, lineno
+    for row in read_conversations(path):
+        ex = tokenize_conversation(tokenizer, row.messages)
+        ex.style, ex.line, ex.pinned = row.style, row.line, row.pinned
         examples.append(ex)
     return examples
 
@@ -176,14 +192,21 @@ def resolve_max_seq_len(spec: int | str, lengths: list[int]) -> int:
     return int(math.ceil(value / SEQ_LEN_ROUNDING) * SEQ_LEN_ROUNDING)
 
 
-def stratified_cap(examples: list[Example], n: int | None, seed: int) -> list[Example]:
+def stratified_cap(examples: list[Example], n: int | None, seed: int, *, keep_pinned: bool = False) -> list[Example]:
     """At most n examples with the styles in the same proportions as `examples`.
 
     Quotas by largest remainder; inside a style a seeded shuffle picks the rows, and the
     result keeps file order. The same (examples, n, seed) always gives the same subset.
+    With `keep_pinned`, pinned rows (reviewed feedback) are all taken first and the rest
+    of the quota is filled by style from the others.
     """
     if n is None or n >= len(examples):
         return list(examples)
+    if keep_pinned and any(ex.pinned for ex in examples):
+        pinned = [ex for ex in examples if ex.pinned]
+        rest = stratified_cap([ex for ex in examples if not ex.pinned], max(0, n - len(pinned)), seed)
+        chosen_ids = {id(ex) for ex in pinned + rest}
+        return [ex for ex in examples if id(ex) in chosen_ids]
     by_style: dict[str, list[int]] = {}
     for i, ex in enumerate(examples):
         by_style.setdefault(ex.style, []).append(i)
@@ -230,7 +253,7 @@ def select_examples(
         count.kept += 1
         fitting.append(ex)
     _check_skip_share(stats, allow_skipping_long_rows, path, examples)
-    chosen = stratified_cap(fitting, max_examples, seed)
+    chosen = stratified_cap(fitting, max_examples, seed, keep_pinned=True)
     for ex in chosen:
         stats.by_style[ex.style].selected += 1
         stats.supervised_tokens += ex.n_supervised

@@ -27,7 +27,7 @@ def pick_questions(path: str | Path, examples: list[Example], n: int) -> list[di
     """Up to `n` eval rows as {line, style, messages (without the answer), reference}."""
     if n <= 0 or not examples:
         return []
-    by_line = {line: (messages, style) for line, messages, style in read_conversations(path)}
+    by_line = {row.line: (row.messages, row.style) for row in read_conversations(path)}
     lines = sorted({e.line for e in examples if e.line in by_line})
     first_of_style = [next(x for x in lines if by_line[x][1] == st) for st in STYLES
                       if any(by_line[x][1] == st for x in lines)]
