@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from pathlib import Path
 
 import pytest
@@ -246,6 +248,10 @@ def test_embedded_model_gguf_export_matches_hf_greedy(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(
+    not os.environ.get("ALDLAB_CHECK_Q4"),
+    reason="4 min to re-measure a known result; set ALDLAB_CHECK_Q4=1 after changing the 4-bit writer",
+)
 @pytest.mark.xfail(
     strict=True,
     reason="measured: q4_0 leaves f16 at the first token on all 3 prompts (max logit diff 9.3) and "
