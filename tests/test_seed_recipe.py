@@ -200,7 +200,7 @@ def _question(rows: Path) -> list[dict[str, str]]:
     """The first row's chat without its answer."""
     from aldlab.train.data import read_conversations
 
-    return read_conversations(rows)[0][1][:-1]
+    return read_conversations(rows)[0].messages[:-1]
 
 
 def _logits(model: Any, input_ids: list[int]) -> Any:
@@ -266,7 +266,7 @@ def test_recipe_trains_reloads_merges_and_answers(qwen_dir: Path, tmp_path: Path
 
     check = meta["generation_check"]
     assert (check["questions"], check["stopped"]) == (3, 3)
-    rows = {line: messages for line, messages, _ in read_conversations(eval_file)}
+    rows = {row.line: row.messages for row in read_conversations(eval_file)}
     for a in check["answers"]:
         served = generator.generate(rows[a["line"]][:-1], max_new_tokens=a["max_new_tokens"], adapter="ft")
         assert a["answer"] == served and a["answer"]
