@@ -312,7 +312,7 @@ def test_auto_dtype_asks_the_gpu_generation_not_torchs_emulating_bf16_check(monk
 
     import aldlab.train.trainer as trainer_mod
     from aldlab.train.config import TrainConfig
-    from aldlab.train.distributed import native_bf16
+    from aldlab.llm.model import native_bf16
     from aldlab.train.tiny import write_chat_jsonl
 
     class Stop(Exception):

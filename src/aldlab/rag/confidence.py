@@ -30,6 +30,7 @@ import numpy as np
 from aldlab.errors import UserError
 from aldlab.evalset import load_questions
 from aldlab.files import sha256_file, sha256_text
+from aldlab.rag.config import REFUSAL_TARGET
 
 FEATURE_NAMES = ("dense_top", "bm25_top", "coverage")
 #: The confidence is P(a gold document is among the top CALIBRATION_TOP_K contexts),
@@ -124,7 +125,7 @@ def reliability(probs: Sequence[float], labels: Sequence[int | bool], bins: int 
     return {"ece": float(ece), "brier": brier, "n": int(len(p)), "table": table}
 
 
-def choose_threshold(probs: Sequence[float], answerable: Sequence[bool], refuse_share: float = 0.9) -> float:
+def choose_threshold(probs: Sequence[float], answerable: Sequence[bool], refuse_share: float = REFUSAL_TARGET) -> float:
     """The lowest threshold that refuses at least `refuse_share` of the unanswerable questions.
 
     Why not the balanced-accuracy optimum used before: on dev + user-dev it is a plateau
@@ -153,7 +154,7 @@ def fit_calibration(
     *,
     fitted_on: dict[str, Any] | None = None,
     threshold_on: Sequence[bool] | None = None,
-    refuse_share: float = 0.9,
+    refuse_share: float = REFUSAL_TARGET,
 ) -> Calibration:
     """Fit the logistic model (label = hit) and pick the refusal threshold (answerable).
 
@@ -199,7 +200,7 @@ def calibrate(
     top_k: int = CALIBRATION_TOP_K,
     *,
     names_refused: bool = True,
-    refuse_share: float = 0.9,
+    refuse_share: float = REFUSAL_TARGET,
 ) -> Calibration:
     """Run the calibration questions (one file or several) through `retriever` and fit a
     Calibration (not saved).

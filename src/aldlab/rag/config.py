@@ -8,6 +8,9 @@ from pathlib import Path
 from aldlab.errors import UserError
 from aldlab.settings import aldlab_home
 
+#: Share of the calibration sets' unanswerable questions the refusal threshold must refuse.
+REFUSAL_TARGET = 0.9
+
 
 def default_index_dir() -> Path:
     """Index caches live under ALDLAB_HOME/index/<kb-hash>-<model>/."""
@@ -49,7 +52,7 @@ class RagConfig:
     refuse_unknown_names: bool = True
     #: Share of the calibration set's unanswerable questions the fitted threshold must refuse;
     #: the lowest threshold that does so is taken (answer as many answerable ones as possible).
-    refusal_target: float = 0.9
+    refusal_target: float = REFUSAL_TARGET
     #: Question sets the refusal calibration is fitted on; None = the checkout's
     #: evalsets/dev.jsonl and evalsets/user-dev.jsonl (KB-style and user-style wording: fitted on
     #: dev alone, 28% of answerable user-dev questions were refused before the model).

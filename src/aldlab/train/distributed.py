@@ -3,7 +3,7 @@
 Kept apart from `trainer.py` so that each decision is a small pure function a CPU test can
 check without CUDA or DeepSpeed installed:
 
-- `precision_plan`: bf16 where the GPU has it (`native_bf16`), fp16 weights + fp16 autocast (with a grad
+- `precision_plan`: bf16 where the GPU has it (`aldlab.llm.model.native_bf16`), fp16 weights + fp16 autocast (with a grad
   scaler) on GPUs without bf16 (T4, V100), fp32 on CPU.
 - `device_map_for`: each rank loads the model straight onto its own GPU, so a 7B model does
   not first pass through host RAM once per rank (~15 GB each). Not under ZeRO-3, whose
@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 from typing import Any, NamedTuple
 
-from aldlab.llm.model import dtype_name, native_bf16  # noqa: F401  (defined once in llm.model; re-exported)
+from aldlab.llm.model import dtype_name
 
 SHARDED_ENGINES = {"DEEPSPEED", "FSDP"}
 

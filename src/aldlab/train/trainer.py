@@ -47,7 +47,6 @@ from aldlab.train.distributed import (
     fill_deepspeed_config,
     is_deepspeed,
     is_sharded,
-    native_bf16,
     precision_plan,
     refuse_four_bit_with_sharded_weights,
     zero_stage,
@@ -114,7 +113,7 @@ def _setup(config: TrainConfig) -> Run:
     """Accelerator, data, base model + LoRA, optimizer and schedule, in that order."""
     import torch
 
-    from aldlab.llm.model import LoadOptions, default_model_name, load_model, load_tokenizer
+    from aldlab.llm.model import LoadOptions, default_model_name, load_model, load_tokenizer, native_bf16
     from aldlab.train.loss import SupervisedCausalLM
 
     train_path = _require_file(config.train_file, "--train_file")
