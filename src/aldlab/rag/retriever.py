@@ -175,10 +175,11 @@ class SynonymExpander:
         text = query
         for gi, group in enumerate(self.groups):
             target = spelling[gi]
+            folded = text.casefold()
             for term in sorted(group, key=len, reverse=True):
                 if term == target:
                     continue
-                match = self._by_term[term].search(text.casefold())
+                match = self._by_term[term].search(folded)
                 if match:
                     text = text[: match.start()] + target + text[match.end() :]
                     break
