@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from aldlab.kb.io import save_kb
+from aldlab.llm.generator import Reply
 from aldlab.kb.schema import Document, KnowledgeBase
 
 DOCS = [
@@ -126,23 +127,31 @@ def install_fake_embedder() -> None:
 
 
 class RecordingGenerator:
-    """Generator protocol stand-in: records every call, answers with a citation."""
+    """Generator protocol stand-in: records every call, answers with a citation.
 
-    def __init__(self, reply: str | None = None) -> None:
+    `stop_reason` is what `reply` and `stream` report ("length" stands for a reply cut at
+    max_new_tokens)."""
+
+    def __init__(self, reply: str | None = None, stop_reason: str = "stop") -> None:
         self.calls: list[dict] = []
-        self.reply = reply
+        self.fixed_reply = reply
+        self.stop_reason = stop_reason
 
     def generate(self, messages, *, max_new_tokens=256, adapter=None):  # noqa: ANN001, ANN201
         self.calls.append({"messages": messages, "max_new_tokens": max_new_tokens, "adapter": adapter})
-        if self.reply is not None:
-            return self.reply
+        if self.fixed_reply is not None:
+            return self.fixed_reply
         # The prompt lists the most relevant passage last (prompts.format_context).
         found = re.findall(r"\[(tiny-\d+)\]", messages[-1]["content"])
         return f"답변입니다 [{found[-1] if found else 'none'}]"
 
+    def reply(self, messages, *, max_new_tokens=256, adapter=None):  # noqa: ANN001, ANN201
+        return Reply(self.generate(messages, max_new_tokens=max_new_tokens, adapter=adapter), self.stop_reason)
+
     def stream(self, messages, *, max_new_tokens=256, adapter=None):  # noqa: ANN001, ANN201
         text = self.generate(messages, max_new_tokens=max_new_tokens, adapter=adapter)
         yield from (text[i : i + 3] for i in range(0, len(text), 3))
+        return self.stop_reason
 
     def models(self) -> list[str]:
         return ["base", "ft"]

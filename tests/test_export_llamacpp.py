@@ -11,6 +11,7 @@ import pytest
 
 from aldlab.errors import UserError
 from aldlab.llm import llamacpp
+from aldlab.llm.generator import TrackedStream
 from aldlab.llm.llamacpp import LlamaCppGenerator, resolve_engine
 
 MESSAGES = [{"role": "system", "content": "ALD 전문가"}, {"role": "user", "content": "TMA는 무엇인가요?"}]
@@ -100,6 +101,13 @@ def test_generation_stops_at_end_of_turn_and_streams_whole_characters(
     assert "".join(pieces) == "퍼지 시간이 부족하면 CVD"
     assert all("\ufffd" not in p for p in pieces)  # byte tokens of a syllable are held back
     assert gen.generate(MESSAGES, max_new_tokens=3) == tokenizer.decode(answer_ids[:3]).strip()
+    # Why it ended: at <end_of_turn> ("stop") or at the budget ("length"), streamed or not.
+    assert gen.reply(MESSAGES, max_new_tokens=100).stop_reason == "stop"
+    assert gen.reply(MESSAGES, max_new_tokens=3).stop_reason == "length"
+    cut = TrackedStream(gen.stream(MESSAGES, max_new_tokens=3))
+    assert "".join(cut) == tokenizer.decode(answer_ids[:3]) and cut.stop_reason == "length"
+    ended = TrackedStream(gen.stream(MESSAGES, max_new_tokens=100))
+    assert list(ended) and ended.stop_reason == "stop"
 
     text = tokenizer.apply_chat_template(MESSAGES, tokenize=False, add_generation_prompt=True)
     expected = tokenizer(text, add_special_tokens=False)["input_ids"]

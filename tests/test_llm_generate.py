@@ -67,6 +67,42 @@ def test_stream_concatenates_to_generate(tiny_model_dir: Path) -> None:
     assert "".join(pieces).strip() == gen.generate(MESSAGES, max_new_tokens=6)
 
 
+def test_stop_reason_says_whether_the_reply_was_cut(tiny_model_dir: Path) -> None:
+    """"length" when max_new_tokens cut the reply, "stop" when the model ended its turn,
+    from `reply` and from the stream's return value alike (issue 22: finish_reason)."""
+    from aldlab.llm.generator import TrackedStream
+
+    gen = HFGenerator(str(tiny_model_dir))
+    cut = gen.reply(MESSAGES, max_new_tokens=3)
+    assert cut.stop_reason == "length" and cut.text == gen.generate(MESSAGES, max_new_tokens=3)
+    streamed = TrackedStream(gen.stream(MESSAGES, max_new_tokens=3))
+    assert "".join(streamed).strip() == cut.text and streamed.stop_reason == "length"
+    # The random model never writes <end_of_turn>: make the token it writes second the
+    # end-of-turn id, so greedy decoding really stops there, before the budget.
+    first_two = gen.generate_ids(MESSAGES, max_new_tokens=2)
+    assert len(first_two) == 2
+    gen._stop_ids = [first_two[1]]
+    ended = gen.reply(MESSAGES, max_new_tokens=8)
+    assert ended.stop_reason == "stop" and ended.text == gen._decode(first_two[: first_two.index(first_two[1])])
+    streamed = TrackedStream(gen.stream(MESSAGES, max_new_tokens=8))
+    # The streamer shows this stand-in stop token (a real <end_of_turn> is special and hidden).
+    assert "".join(streamed).startswith(ended.text) and streamed.stop_reason == "stop"
+    assert gen.reply(MESSAGES, max_new_tokens=1).stop_reason == "length"  # cut before the stop token
+
+
+def test_tracked_stream_reads_a_plain_iterator_as_stop() -> None:
+    from aldlab.llm.generator import TrackedStream
+
+    def cut():  # noqa: ANN202
+        yield "a"
+        return "length"
+
+    tracked = TrackedStream(cut())
+    assert list(tracked) == ["a"] and tracked.stop_reason == "length"
+    plain = TrackedStream(iter(["a", "b"]))  # a stand-in that returns nothing was not cut
+    assert list(plain) == ["a", "b"] and plain.stop_reason == "stop"
+
+
 def test_generation_is_serialised_across_threads(tiny_model_dir: Path) -> None:
     gen = HFGenerator(str(tiny_model_dir)).load()
     expected = gen.generate(MESSAGES, max_new_tokens=5)
@@ -180,10 +216,13 @@ def _mock_server(calls: list[dict]):  # noqa: ANN202
         body = json.loads(request.content)
         calls.append(body)
         text = f"모델 {body['model']} 답변 [tiny-001]"
+        finish = "length" if body["max_tokens"] < 5 else "stop"  # a server's own stop reason
         if not body["stream"]:
-            return httpx.Response(200, json={"choices": [{"message": {"content": text}}]})
+            return httpx.Response(200, json={"choices": [{"message": {"content": text}, "finish_reason": finish}]})
         chunks = [f"data: {json.dumps({'choices': [{'delta': {'content': text[i:i + 4]}}]})}\n\n" for i in range(0, len(text), 4)]
-        return httpx.Response(200, text="".join(chunks) + "data: [DONE]\n\n")
+        last = {"choices": [{"delta": {}, "finish_reason": finish}]}
+        usage = {"choices": [], "usage": {"completion_tokens": 3}}  # include_usage's chunk has no choice
+        return httpx.Response(200, text="".join(chunks) + f"data: {json.dumps(last)}\n\ndata: {json.dumps(usage)}\n\ndata: [DONE]\n\n")
 
     return httpx.MockTransport(handler)
 
@@ -197,6 +236,18 @@ def test_openai_generator_routes_adapters_as_model_names() -> None:
     assert calls[-1]["max_tokens"] == 7 and calls[-1]["temperature"] == 0.0 and calls[-1]["messages"] == MESSAGES
     assert "".join(gen.stream(MESSAGES, max_new_tokens=7, adapter="ald-ft")) == "모델 ald-ft 답변 [tiny-001]"
     assert calls[-1]["model"] == "ald-ft" and calls[-1]["stream"] is True
+
+
+def test_openai_generator_reports_the_servers_finish_reason() -> None:
+    from aldlab.llm.generator import TrackedStream
+
+    gen = OpenAIGenerator("http://127.0.0.1:9/", model="m", transport=_mock_server([]))
+    assert gen.reply(MESSAGES, max_new_tokens=4).stop_reason == "length"
+    assert gen.reply(MESSAGES, max_new_tokens=7).stop_reason == "stop"
+    cut = TrackedStream(gen.stream(MESSAGES, max_new_tokens=4))
+    assert "".join(cut) == "모델 m 답변 [tiny-001]" and cut.stop_reason == "length"
+    ended = TrackedStream(gen.stream(MESSAGES, max_new_tokens=7))
+    assert "".join(ended) and ended.stop_reason == "stop"
 
 
 def test_openai_generator_unreachable_is_a_user_error() -> None:

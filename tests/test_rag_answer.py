@@ -340,3 +340,31 @@ def test_the_best_passage_replaces_a_refusal_or_an_answer_from_another_passage(t
     off = Assistant(kb, retriever, RecordingGenerator(), RagConfig(dense_model="fake", index_dir=tmp_path / "index",
                                                                   refusal_threshold=0.0, passage_fallback=False))
     assert off.settle(off.plan("로드락 Vent를 급하게 하면 무슨 문제가 있어?"), "관련 정보가 부족합니다.").refused
+
+
+def test_the_answer_carries_the_generators_stop_reason(tmp_path: Path) -> None:
+    """A cut reply is "length" streamed or not; a refusal or the passage fallback shows a
+    complete text, so it is "stop" whatever the model's reply was (issue 22)."""
+    install_fake_embedder()
+    config = RagConfig(dense_model="fake", index_dir=tmp_path / "index", refusal_threshold=0.0)
+    kb = tiny_kb()
+    retriever = build_retriever(kb, config, show_progress=False)
+    question = "로드락 Vent를 급하게 하면 무슨 문제가 있어?"
+    cut = Assistant(kb, retriever, RecordingGenerator(stop_reason="length"), config)
+    assert cut.answer(question, AskOptions(model="ft")).stop_reason == "length"
+    streamed = [item for item in cut.stream_answer(question, AskOptions(model="ft")) if isinstance(item, Answer)]
+    assert streamed[-1].stop_reason == "length"
+    closed_book = cut.answer(question, AskOptions(model="ft", use_retrieval=False))
+    assert closed_book.stop_reason == "length"
+    ended = Assistant(kb, retriever, RecordingGenerator(), config)
+    assert ended.answer(question, AskOptions(model="ft")).stop_reason == "stop"
+    plan = cut.plan(question)
+    declined = cut.settle(plan, "관련 정보가 부족합니다. 참고 문서에 없습니다.", stop_reason="length")
+    assert declined.fallback == "model_refused" and declined.stop_reason == "stop"
+    other = plan.passages[-1]
+    copied = cut.settle(plan, f"{other.text} [{other.id}]", stop_reason="length")
+    assert copied.fallback == "other_passage" and copied.stop_reason == "stop"
+    strict = Assistant(kb, retriever, RecordingGenerator(), RagConfig(
+        dense_model="fake", index_dir=tmp_path / "index", refusal_threshold=0.0, passage_fallback=False))
+    refused = strict.settle(strict.plan(question), "관련 정보가 부족합니다.", stop_reason="length")
+    assert refused.refused and refused.stop_reason == "stop"

@@ -10,6 +10,7 @@ from rag_testkit import install_fake_embedder, write_tiny_kb
 from typer.testing import CliRunner
 
 from aldlab.cli import app
+from aldlab.llm.generator import Reply
 from aldlab.settings import shipped_kb_dir
 
 runner = CliRunner()
@@ -93,7 +94,7 @@ class FakeHF:
     """Stands in for HFGenerator: records how it was built and which adapter answered."""
 
     built: list[dict] = []
-    reply = "길게는 100 ms, 짧게는 10 ms, 20 ms 입니다"
+    text = "길게는 100 ms, 짧게는 10 ms, 20 ms 입니다"
 
     def __init__(self, model_name=None, adapters=None, **_: object) -> None:  # noqa: ANN001
         self.adapters = dict(adapters or {})
@@ -102,7 +103,10 @@ class FakeHF:
 
     def generate(self, messages, *, max_new_tokens=256, adapter=None):  # noqa: ANN001, ANN201
         self.calls.append(adapter)
-        return self.reply
+        return self.text
+
+    def reply(self, messages, *, max_new_tokens=256, adapter=None):  # noqa: ANN001, ANN201
+        return Reply(self.generate(messages, max_new_tokens=max_new_tokens, adapter=adapter))
 
     def stream(self, messages, *, max_new_tokens=256, adapter=None):  # noqa: ANN001, ANN201
         yield self.generate(messages, max_new_tokens=max_new_tokens, adapter=adapter)

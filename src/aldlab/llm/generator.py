@@ -9,26 +9,65 @@ needs no stage's config; `rag.build.generator_from_config` turns a `RagConfig` i
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator as PieceGenerator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Generic, Literal, Protocol, TypeVar
 
 #: The model name that means "no adapter": the bare base model.
 BASE = "base"
 
+#: Why a reply ended, in OpenAI's words: "stop" = the model ended its turn (end-of-turn
+#: token, or a server said so), "length" = it was cut at `max_new_tokens` (or the context).
+StopReason = Literal["stop", "length"]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One generated reply and why it ended (an OpenAI client's `finish_reason`)."""
+
+    text: str
+    stop_reason: StopReason = "stop"
+
 
 class Generator(Protocol):
-    """Turns chat messages into text. `adapter=None` means the base model."""
+    """Turns chat messages into text. `adapter=None` means the base model.
+
+    `stream` is a Python generator whose *return value* is the stop reason: code that only
+    iterates the pieces (bench, tests) is unchanged, and `TrackedStream` reads the reason.
+    """
 
     def generate(self, messages: list[dict[str, str]], *, max_new_tokens: int, adapter: str | None = None) -> str: ...
 
+    def reply(self, messages: list[dict[str, str]], *, max_new_tokens: int, adapter: str | None = None) -> Reply:
+        """`generate`'s text and whether it ended by itself or was cut at `max_new_tokens`."""
+        ...
+
     def stream(
         self, messages: list[dict[str, str]], *, max_new_tokens: int, adapter: str | None = None
-    ) -> Iterator[str]: ...
+    ) -> PieceGenerator[str, None, StopReason]: ...
 
     def models(self) -> list[str]:
         """Names accepted as `adapter` (plus 'base')."""
         ...
+
+
+class TrackedStream(Generic[T]):
+    """Iterates a stream and keeps its return value, the stop reason, in `stop_reason`.
+
+    A `for` loop drops a generator's return value; `yield from` inside `__iter__` keeps it.
+    A plain iterator (a test stand-in) returns None, read as "stop": it was not cut.
+    """
+
+    def __init__(self, stream: Iterable[T]) -> None:
+        self._stream = stream
+        self.stop_reason: StopReason = "stop"
+
+    def __iter__(self) -> Iterator[T]:
+        returned = yield from self._stream
+        self.stop_reason = "length" if returned == "length" else "stop"
 
 
 @dataclass(frozen=True)

@@ -23,13 +23,13 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import Any
 
 from aldlab.errors import UserError
 from aldlab.llm.adapters import check_adapter_dir
 from aldlab.llm.chat_template import end_of_turn_token_ids, render_prompt_ids
-from aldlab.llm.generator import BASE
+from aldlab.llm.generator import BASE, Reply, StopReason
 
 
 def banned_next_tokens(tokens: list[int], size: int) -> set[int]:
@@ -264,25 +264,35 @@ class HFGenerator:
 
     def _answer_ids(self, row: Any) -> list[int]:
         """Generated ids of one row up to (not including) its first end-of-turn token."""
+        return self._answer_ids_and_stop(row)[0]
+
+    def _answer_ids_and_stop(self, row: Any) -> tuple[list[int], StopReason]:
+        """`_answer_ids` and why the row ended: generate() stops only at an end-of-turn
+        token or at max_new_tokens, so a row without one was cut ("length")."""
         stops = set(self._end_of_turn())
         out: list[int] = []
         for token in row.tolist():
             if token in stops:
-                break
+                return out, "stop"
             out.append(int(token))
-        return out
+        return out, "length"
 
-    def generate_ids(
-        self, messages: list[dict[str, str]], *, max_new_tokens: int, adapter: str | None = None
-    ) -> list[int]:
-        """Token ids of the reply to `messages`, one prompt alone (no padding)."""
+    def _reply_ids(
+        self, messages: list[dict[str, str]], max_new_tokens: int, adapter: str | None
+    ) -> tuple[list[int], StopReason]:
         import torch
 
         self.load()
         with self._lock, self._use(adapter) as model, torch.inference_mode():
             inputs = self._inputs(messages)
             output = model.generate(**self._generate_kwargs(inputs, max_new_tokens))
-            return self._answer_ids(output[0, inputs["input_ids"].shape[1] :])
+            return self._answer_ids_and_stop(output[0, inputs["input_ids"].shape[1] :])
+
+    def generate_ids(
+        self, messages: list[dict[str, str]], *, max_new_tokens: int, adapter: str | None = None
+    ) -> list[int]:
+        """Token ids of the reply to `messages`, one prompt alone (no padding)."""
+        return self._reply_ids(messages, max_new_tokens, adapter)[0]
 
     def generate_batch_ids(
         self, batch: list[list[dict[str, str]]], *, max_new_tokens: int, adapter: str | None = None
@@ -312,6 +322,13 @@ class HFGenerator:
         """The assistant's reply to `messages` (special tokens stripped)."""
         return self._decode(self.generate_ids(messages, max_new_tokens=max_new_tokens, adapter=adapter))
 
+    def reply(
+        self, messages: list[dict[str, str]], *, max_new_tokens: int, adapter: str | None = None
+    ) -> Reply:
+        """The reply and whether it ended at its end-of-turn token or at max_new_tokens."""
+        ids, stop_reason = self._reply_ids(messages, max_new_tokens, adapter)
+        return Reply(self._decode(ids), stop_reason)
+
     def generate_batch(
         self, batch: list[list[dict[str, str]]], *, max_new_tokens: int, adapter: str | None = None
     ) -> list[str]:
@@ -321,8 +338,8 @@ class HFGenerator:
 
     def stream(
         self, messages: list[dict[str, str]], *, max_new_tokens: int, adapter: str | None = None
-    ) -> Iterator[str]:
-        """Yield text pieces as they are generated (for SSE)."""
+    ) -> Generator[str, None, StopReason]:
+        """Yield text pieces as they are generated (for SSE); return why generation ended."""
         import torch
         from transformers import TextIteratorStreamer
 
@@ -332,11 +349,12 @@ class HFGenerator:
             streamer = TextIteratorStreamer(self._tokenizer, skip_prompt=True, skip_special_tokens=True)
             kwargs = self._generate_kwargs(inputs, max_new_tokens)
             errors: list[BaseException] = []
+            outputs: list[Any] = []
 
             def run() -> None:
                 try:
                     with torch.inference_mode():
-                        model.generate(**kwargs, streamer=streamer)
+                        outputs.append(model.generate(**kwargs, streamer=streamer))
                 except BaseException as exc:  # surfaced in the consumer thread below
                     errors.append(exc)
                     streamer.end()
@@ -351,3 +369,5 @@ class HFGenerator:
                 worker.join()
             if errors:
                 raise errors[0]
+            # The streamer gives text only; the ids generate() returned say how it ended.
+            return self._answer_ids_and_stop(outputs[0][0, inputs["input_ids"].shape[1] :])[1]

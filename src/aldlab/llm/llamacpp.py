@@ -22,14 +22,14 @@ import importlib.util
 import os
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
 from aldlab.errors import UserError
 from aldlab.llm.adapters import check_adapter_dir
 from aldlab.llm.chat_template import end_of_turn_token_ids, render_prompt_ids
-from aldlab.llm.generator import BASE
+from aldlab.llm.generator import BASE, Reply, StopReason, TrackedStream
 
 ENGINE = "llama.cpp"
 DEFAULT_QUANT = "q8_0"
@@ -185,8 +185,11 @@ class LlamaCppGenerator:
             self._stops = set(end_of_turn_token_ids(self.tokenizer))
         return self._stops
 
-    def _token_ids(self, messages: list[dict[str, str]], max_new_tokens: int, adapter: str | None) -> Iterator[int]:
-        """Greedy (or sampled) new token ids, stopping at the end-of-turn token."""
+    def _token_ids(
+        self, messages: list[dict[str, str]], max_new_tokens: int, adapter: str | None
+    ) -> Generator[int, None, StopReason]:
+        """Greedy (or sampled) new token ids, stopping at the end-of-turn token; returns
+        "length" when the budget (max_new_tokens, or what is left of the context) cut it."""
         llm = self._llama(adapter)
         prompt = self._prompt_ids(messages)
         budget = min(int(max_new_tokens), self.n_ctx - len(prompt))
@@ -201,28 +204,38 @@ class LlamaCppGenerator:
         produced = 0
         for token in llm.generate(prompt, repeat_penalty=1.0, **sampling):
             if int(token) in stops:
-                return
+                return "stop"
             yield int(token)
             produced += 1
             if produced >= budget:
-                return
+                return "length"
+        return "stop"  # the engine ended the reply itself
 
     def generate(
         self, messages: list[dict[str, str]], *, max_new_tokens: int, adapter: str | None = None
     ) -> str:
         """The assistant's reply (special tokens stripped), decoded like HFGenerator."""
+        return self.reply(messages, max_new_tokens=max_new_tokens, adapter=adapter).text
+
+    def reply(
+        self, messages: list[dict[str, str]], *, max_new_tokens: int, adapter: str | None = None
+    ) -> Reply:
+        """The reply and whether it ended at its end-of-turn token or at the budget."""
         with self._lock:
-            ids = list(self._token_ids(messages, max_new_tokens, adapter))
-        return self.tokenizer.decode(ids, skip_special_tokens=True).strip()
+            tokens = TrackedStream(self._token_ids(messages, max_new_tokens, adapter))
+            ids = list(tokens)
+        return Reply(self.tokenizer.decode(ids, skip_special_tokens=True).strip(), tokens.stop_reason)
 
     def stream(
         self, messages: list[dict[str, str]], *, max_new_tokens: int, adapter: str | None = None
-    ) -> Iterator[str]:
-        """Yield text pieces as tokens arrive; a piece never ends inside a UTF-8 character."""
+    ) -> Generator[str, None, StopReason]:
+        """Yield text pieces as tokens arrive (a piece never ends inside a UTF-8 character);
+        return why generation ended."""
         with self._lock:
             ids: list[int] = []
             sent = ""
-            for token in self._token_ids(messages, max_new_tokens, adapter):
+            tokens = TrackedStream(self._token_ids(messages, max_new_tokens, adapter))
+            for token in tokens:
                 ids.append(token)
                 text = self.tokenizer.decode(ids, skip_special_tokens=True)
                 if text.endswith("\ufffd"):  # half a Korean syllable: wait for the next byte token
@@ -233,6 +246,7 @@ class LlamaCppGenerator:
             text = self.tokenizer.decode(ids, skip_special_tokens=True)
             if len(text) > len(sent):
                 yield text[len(sent):]
+            return tokens.stop_reason
 
 
 def resolve_engine(engine: str, model_name: str | None) -> str:

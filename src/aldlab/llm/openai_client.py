@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Generator
 from typing import Any
 
 from aldlab.errors import UserError
-from aldlab.llm.generator import BASE
+from aldlab.llm.generator import BASE, Reply, StopReason
+
+
+def stop_reason_of(finish_reason: object) -> StopReason:
+    """The server's `finish_reason` in our two words: only "length" means the reply was cut
+    (a server may also say "eos", "content_filter" or nothing; none of those is a cut)."""
+    return "length" if finish_reason == "length" else "stop"
 
 
 class OpenAIGenerator:
@@ -68,6 +74,12 @@ class OpenAIGenerator:
     def generate(
         self, messages: list[dict[str, str]], *, max_new_tokens: int, adapter: str | None = None
     ) -> str:
+        return self.reply(messages, max_new_tokens=max_new_tokens, adapter=adapter).text
+
+    def reply(
+        self, messages: list[dict[str, str]], *, max_new_tokens: int, adapter: str | None = None
+    ) -> Reply:
+        """The server's reply and its `finish_reason` ("length" = cut at max_tokens)."""
         import httpx
 
         try:
@@ -75,8 +87,9 @@ class OpenAIGenerator:
                 f"{self.base_url}/chat/completions", json=self._payload(messages, max_new_tokens, adapter, False)
             )
             response.raise_for_status()
-            return str(response.json()["choices"][0]["message"]["content"] or "").strip()
-        except (httpx.HTTPError, KeyError, IndexError, ValueError) as exc:
+            choice = response.json()["choices"][0]
+            return Reply(str(choice["message"]["content"] or "").strip(), stop_reason_of(choice.get("finish_reason")))
+        except (httpx.HTTPError, KeyError, IndexError, ValueError, AttributeError) as exc:
             raise self._error(exc) from exc
 
     def generate_batch(
@@ -87,10 +100,12 @@ class OpenAIGenerator:
 
     def stream(
         self, messages: list[dict[str, str]], *, max_new_tokens: int, adapter: str | None = None
-    ) -> Iterator[str]:
+    ) -> Generator[str, None, StopReason]:
+        """The server's pieces as they arrive; returns its last chunk's `finish_reason`."""
         import httpx
 
         payload = self._payload(messages, max_new_tokens, adapter, True)
+        finish: object = None
         try:
             with self._client.stream("POST", f"{self.base_url}/chat/completions", json=payload) as response:
                 response.raise_for_status()
@@ -100,11 +115,16 @@ class OpenAIGenerator:
                     data = line[5:].strip()
                     if data == "[DONE]":
                         break
-                    delta = json.loads(data)["choices"][0].get("delta", {}).get("content")
+                    choices = json.loads(data)["choices"]
+                    if not choices:  # the `include_usage` chunk
+                        continue
+                    finish = choices[0].get("finish_reason") or finish
+                    delta = choices[0].get("delta", {}).get("content")
                     if delta:
                         yield delta
         except (httpx.HTTPError, KeyError, IndexError, ValueError) as exc:
             raise self._error(exc) from exc
+        return stop_reason_of(finish)
 
     def models(self) -> list[str]:
         """'base' plus the model names the server lists."""

@@ -20,7 +20,7 @@ from aldlab import prompts
 from aldlab.errors import UserError
 from aldlab.kb.io import KbWatcher, load_kb
 from aldlab.kb.schema import KnowledgeBase
-from aldlab.llm.generator import Generator
+from aldlab.llm.generator import Generator, StopReason, TrackedStream
 from aldlab.rag.build import build_retriever
 from aldlab.rag.citations import align_written_citations, find_citations
 from aldlab.rag.config import RagConfig
@@ -193,13 +193,18 @@ class Assistant:
             plan.messages = prompts.build_messages(resolved, plan.passages, history=turns)
         return self._planned(plan, started)
 
-    def settle(self, plan: Plan, text: str, *, generation_s: float = 0.0) -> Answer:
-        """The second half: generated text -> Answer (refusal, echo, citations)."""
+    def settle(self, plan: Plan, text: str, *, generation_s: float = 0.0, stop_reason: StopReason = "stop") -> Answer:
+        """The second half: generated text -> Answer (refusal, echo, citations).
+
+        `stop_reason` reaches the Answer only when the model's own text is shown: a refusal
+        or the passage fallback replaces a cut reply with a complete one ("stop").
+        """
         if plan.final is not None:
             return plan.final
         if not plan.options.use_retrieval:
             text, refused = settle_generated(text, plan.question, with_context=False)
-            return self._answer(plan, text, refused=refused, used_retrieval=False, generation_s=generation_s)
+            shown = "stop" if refused else stop_reason
+            return self._answer(plan, text, refused=refused, used_retrieval=False, generation_s=generation_s, stop_reason=shown)
         text, refused = settle_generated(text, plan.question)
         cited = [] if refused else find_citations(text, plan.passages, getattr(self.retriever, "tokenizer", None))
         fallback = self._fallback_reason(plan, refused, cited)
@@ -212,7 +217,8 @@ class Assistant:
         if cited:
             text = align_written_citations(text, cited, self.retriever.document_ids)
         return self._answer(
-            plan, text, refused=refused, citations=[c.id for c in cited], citation_details=cited, generation_s=generation_s
+            plan, text, refused=refused, citations=[c.id for c in cited], citation_details=cited, generation_s=generation_s,
+            stop_reason="stop" if refused else stop_reason,
         )
 
     def _fallback_reason(self, plan: Plan, refused: bool, cited: list[Citation]) -> str:
@@ -242,13 +248,15 @@ class Assistant:
         options = plan.options
         if stream:
             pieces: list[str] = []
-            for piece in self.generator.stream(plan.messages, max_new_tokens=plan.max_new_tokens, adapter=options.adapter):
+            tracked = TrackedStream(self.generator.stream(plan.messages, max_new_tokens=plan.max_new_tokens, adapter=options.adapter))
+            for piece in tracked:
                 pieces.append(piece)
                 yield piece
-            text = "".join(pieces).strip()
+            text, stop_reason = "".join(pieces).strip(), tracked.stop_reason
         else:
-            text = self.generator.generate(plan.messages, max_new_tokens=plan.max_new_tokens, adapter=options.adapter)
-        yield self.settle(plan, text, generation_s=time.perf_counter() - started)
+            reply = self.generator.reply(plan.messages, max_new_tokens=plan.max_new_tokens, adapter=options.adapter)
+            text, stop_reason = reply.text, reply.stop_reason
+        yield self.settle(plan, text, generation_s=time.perf_counter() - started, stop_reason=stop_reason)
 
     def stream_answer(self, question: str, options: AskOptions = AskOptions()) -> Iterator[str | Answer]:
         """Text pieces, then the final Answer (for server-sent events and `chat`)."""

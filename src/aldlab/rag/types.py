@@ -6,6 +6,8 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from aldlab.llm.generator import StopReason
+
 if TYPE_CHECKING:
     from aldlab.kb.schema import KnowledgeBase
 
@@ -74,6 +76,10 @@ class Answer:
     #: model's answer came from a passage other than the best one). See RagConfig.passage_fallback.
     fallback: str = ""
     latency_s: float = 0.0
+    #: Why the text ended, as OpenAI's `finish_reason`: "length" = the model's reply was cut at
+    #: max_new_tokens; "stop" otherwise (it ended its turn, or no model text is shown: a
+    #: refusal, a passage fallback, contexts only). See llm.generator.StopReason.
+    stop_reason: StopReason = "stop"
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
