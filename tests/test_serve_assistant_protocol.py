@@ -35,14 +35,15 @@ METHODS = [
 ]
 
 
-def real_assistant(tmp_path: Path) -> Assistant:
+def real_assistant(tmp_path: Path, generator: RecordingGenerator | None = None) -> Assistant:
     """The real Assistant on the tiny KB: fake embedder, recording generator, no model."""
     install_fake_embedder()
     kb_dir = write_tiny_kb(tmp_path / "kb")
     # No refusal threshold: the test is about the seam, not calibration.
     config = RagConfig(dense_model="fake", index_dir=tmp_path / "index", refusal_threshold=0.0)
     kb = tiny_kb()  # what write_tiny_kb wrote
-    return Assistant(kb, build_retriever(kb, config, show_progress=False), RecordingGenerator(), config, kb_path=kb_dir)
+    retriever = build_retriever(kb, config, show_progress=False)
+    return Assistant(kb, retriever, generator or RecordingGenerator(), config, kb_path=kb_dir)
 
 
 def test_protocol_lists_what_the_service_calls() -> None:
@@ -95,3 +96,26 @@ def test_service_runs_on_the_real_assistant(tmp_path: Path) -> None:
         body = client.post("/api/ask", json={"question": "오존 반응물 저온 산화막", "context_only": True}).json()
         assert body["contexts"][0]["id"] == "tiny-050"
         assert store.get_answer(body["answer_id"]).kb_hash == assistant.kb.content_hash() != logged.kb_hash
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_openai_finish_reason_comes_from_the_generator(tmp_path: Path, stream: bool) -> None:
+    """The generator's stop reason reaches `finish_reason` through the worker and the Answer."""
+    assistant = real_assistant(tmp_path, RecordingGenerator(stop_reason="length"))
+    app = create_app(assistant, Store(tmp_path / "serve.sqlite3"), ServeSettings(kb=str(tmp_path / "kb")))
+
+    def finish(question: str) -> str:
+        body = {"model": "ft", "messages": [{"role": "user", "content": question}], "stream": stream, "max_tokens": 32}
+        r = client.post("/v1/chat/completions", json=body)
+        assert r.status_code == 200, r.text
+        if not stream:
+            return r.json()["choices"][0]["finish_reason"]
+        chunks = [json.loads(b[6:]) for b in r.text.split("\n\n") if b.startswith("data: ") and b[6:] != "[DONE]"]
+        return chunks[-1]["choices"][0]["finish_reason"]
+
+    with TestClient(app, base_url="http://127.0.0.1") as client:
+        assert finish("TMA Canister 가열이 필요해?") == "length"
+        assistant._generator = RecordingGenerator()  # the same question, a reply that ended
+        assert finish("TMA Canister 가열이 필요해?") == "stop"
+        assistant._generator = RecordingGenerator(reply="관련 정보가 부족합니다.", stop_reason="length")
+        assert finish("TMA Canister 가열이 필요해?") == "stop"  # the best passage is shown whole instead

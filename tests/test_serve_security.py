@@ -219,6 +219,30 @@ def test_openai_usage_finish_reason_and_include_usage(tmp_path: Path) -> None:
     assert '"usage"' not in plain.text
 
 
+def sse_chunks(text: str) -> list[dict[str, Any]]:
+    return [json.loads(b[6:]) for b in text.split("\n\n") if b.startswith("data: ") and b[6:] != "[DONE]"]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_finish_reason_is_the_generations_stop_reason_not_a_token_count(tmp_path: Path, stream: bool) -> None:
+    """A reply that ends by itself on exactly `max_tokens` tokens was not cut: "stop".
+    (finish_reason used to be "length" whenever the count reached the limit; issue 22.)"""
+    client, _, _ = client_for(tmp_path)
+    body = {"messages": [{"role": "user", "content": "TMA 전구체"}], "aldlab": {"sources_in_text": False}}
+    whole = client.post("/v1/chat/completions", json=body).json()["choices"][0]["message"]["content"]
+    words = len(whole.split(" "))  # the stand-in's token is a word
+    assert words > 2
+
+    def finish(max_tokens: int) -> str:
+        r = client.post("/v1/chat/completions", json={**body, "max_tokens": max_tokens, "stream": stream})
+        assert r.status_code == 200, r.text
+        return sse_chunks(r.text)[-1]["choices"][0]["finish_reason"] if stream else r.json()["choices"][0]["finish_reason"]
+
+    assert finish(words) == "stop"
+    assert finish(words - 1) == "length"
+    assert finish(2) == "length"
+
+
 # ---------------------------------------------------------------- issue 22: review decisions
 
 

@@ -121,6 +121,7 @@ class FakeAssistant:
         if self.delay_s:
             time.sleep(self.delay_s)
         passages, options = plan.passages, plan.options
+        generated = bool(passages) and not options.context_only
         if passages and options.context_only:
             text = "\n\n".join(f"[{p.id}] {p.title}\n{p.text}" for p in passages)
             refused, citations = False, []
@@ -134,6 +135,9 @@ class FakeAssistant:
         else:
             text, refused, citations = refusal_answer("KB에서 관련 문서를 찾지 못했습니다."), True, []
         words = text.split(" ")
+        # A word is the fake's token: a quote longer than max_new_tokens is cut, as a model's
+        # reply would be ("length"); a quote that fits ends by itself, even at exactly the limit.
+        cut = generated and bool(plan.max_new_tokens) and len(words) > plan.max_new_tokens
         if plan.max_new_tokens:
             words = words[: plan.max_new_tokens]
         for i, word in enumerate(words):
@@ -151,6 +155,7 @@ class FakeAssistant:
             model=options.model,
             used_retrieval=options.use_retrieval,
             latency_s=plan.planning_s + time.perf_counter() - started,
+            stop_reason="length" if cut else "stop",
         )
 
     def answer(self, question: str, options: AskOptions = AskOptions()) -> Answer:

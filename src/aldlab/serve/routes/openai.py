@@ -14,7 +14,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
-from typing import Any, Literal
+from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
@@ -111,7 +111,7 @@ async def chat_completions(
         id=completion_id,
         created=created,
         model=query.model,
-        choices=[ChatChoice(message=AssistantMessage(content=content), finish_reason=finish_reason(usage, query))],
+        choices=[ChatChoice(message=AssistantMessage(content=content), finish_reason=answer.stop_reason)],
         usage=usage,
         aldlab=chat_extension(answer_payload(answer, ref, settings).model_dump(), reading, sources),
     )
@@ -191,12 +191,6 @@ async def chat_query(answers: Answers, body: ChatCompletionRequest) -> PreparedQ
         use_retrieval=bool(options.get("use_retrieval", True)),
         filter_keyword=options.get("filter_keyword") if isinstance(options.get("filter_keyword"), str) else None,
     )
-
-
-def finish_reason(usage: Usage, query: PreparedQuery) -> Literal["stop", "length"]:
-    """"length" when the reply used its whole max_tokens budget (it was cut), else "stop"."""
-    limit = query.options.max_new_tokens
-    return "length" if limit and usage.completion_tokens >= limit else "stop"
 
 
 # --------------------------------------------------------------------------- Open WebUI tasks
@@ -323,7 +317,7 @@ async def chat_events(
         if sources_in_text and (sources := sources_text(final)):
             yield chunk({"content": sources})
         extension = chat_extension(answer_payload(final, ref, settings).model_dump(), reading, sources_in_text)
-        yield chunk({}, finish_reason(usage, query), aldlab=extension.model_dump())
+        yield chunk({}, final.stop_reason, aldlab=extension.model_dump())
         if include_usage:
             yield usage_chunk(completion_id, created, query.model, usage)
     except asyncio.CancelledError:
