@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -290,6 +291,22 @@ def test_a_decision_stands_and_feedback_sent_later_is_a_new_item(tmp_path: Path)
     r = client.post(f"/api/admin/feedback/{fb['feedback_id']}/reject", json={"revision": 1}, headers=admin())
     assert r.status_code == 409 and "already reviewed" in r.json()["error"]["message_en"]
     assert [i["feedback_id"] for i in listed(client)] == [again.json()["feedback_id"]]
+
+
+def test_server_retention_purges_old_rejections_and_caps_snapshots(tmp_path: Path) -> None:
+    """`rated_retention_days` and `snapshot_max_chars` reach the store through the service."""
+    client, _, store = client_for(tmp_path, rated_retention_days=7, snapshot_max_chars=1)
+    fb = rated(client)
+    r = client.post(f"/api/admin/feedback/{fb['feedback_id']}/reject", json={"revision": 1}, headers=admin())
+    assert r.status_code == 200
+    [row] = store.export_feedback_rows(status="rejected")
+    assert row["contexts"] and all(c["text"] == "" for c in row["contexts"])  # past the cap: ids only
+    answers = client.app.state.answers
+    assert asyncio.run(answers.apply_retention()) == 0  # decided just now
+    with sqlite3.connect(store.path) as conn:
+        conn.execute("UPDATE feedback SET reviewed_at = '2000-01-01T00:00:00+00:00'")
+    assert asyncio.run(answers.apply_retention()) == 1  # the rejected item's answer
+    assert store.count_feedback() == 0 and store.get_answer(fb["answer_id"]) is None
 
 
 def test_reviewing_an_unknown_item_is_404(tmp_path: Path) -> None:

@@ -191,10 +191,16 @@ class Answers:
         return LoggedRef(answer_id, token)
 
     async def apply_retention(self) -> int:
+        """Both retention rules (`ServeSettings.retention_*`, `rated_retention_days`); returns
+        the answers deleted. Rated items go first: an answer whose only item was a rejected
+        one is deleted with it."""
         s = self._settings
+        rated = await anyio.to_thread.run_sync(
+            partial(self._store.purge_rated_feedback, max_age_days=s.rated_retention_days)
+        )
         if s.retention_days <= 0 and s.retention_rows <= 0:
-            return 0
-        return await anyio.to_thread.run_sync(
+            return rated.answers
+        return rated.answers + await anyio.to_thread.run_sync(
             partial(self._store.purge_answers, max_age_days=s.retention_days, max_rows=s.retention_rows)
         )
 

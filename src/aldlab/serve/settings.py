@@ -67,6 +67,15 @@ class ServeSettings:
     # (oldest first); answers with feedback stay for review and export. 0 = no limit.
     retention_days: float = 30.0
     retention_rows: int = 100_000
+    # Rated answers, counted from the review decision: a rejected item (and its answer and
+    # passage snapshot) is deleted after this many days; an approved one that can never be
+    # trained on (dislike without correction, chat history) drops its snapshot. Pending
+    # items and approved training targets stay (aldlab.store.feedback.purge_rated_feedback).
+    # 0 = keep rated answers for good.
+    rated_retention_days: float = 90.0
+    # Passage characters a feedback snapshot keeps with their texts; passages past it are
+    # kept by id (texts read from the KB when the dataset is built). 0 = no cap.
+    snapshot_max_chars: int = 50_000
     confidence_high: float = 0.7
     confidence_medium: float = 0.4
     # Not read from YAML in practice: filled from ALDLAB_ADMIN_TOKEN by the command.

@@ -18,6 +18,7 @@ from aldlab.store.audit import (
 from aldlab.store.db import init_db
 from aldlab.store.feedback import (
     MAX_REVISIONS,
+    SNAPSHOT_MAX_CHARS,
     FeedbackConflict,
     FeedbackForbidden,
     FeedbackKbChanged,
@@ -25,6 +26,7 @@ from aldlab.store.feedback import (
     FeedbackRevisionLimit,
     KbNow,
     LoggedAnswer,
+    RatedPurge,
     add_feedback,
     count_feedback,
     export_feedback_rows,
@@ -32,6 +34,7 @@ from aldlab.store.feedback import (
     iter_feedback_rows,
     log_answer,
     purge_answers,
+    purge_rated_feedback,
     queue_imported_feedback,
     review_feedback,
 )
@@ -58,8 +61,12 @@ class Store:
         *,
         token: str | None = None,
         contexts: list[dict[str, Any]] | None = None,
+        max_snapshot_chars: int = SNAPSHOT_MAX_CHARS,
     ) -> int:
-        return add_feedback(self.path, answer_id, rating, comment, correction, token=token, contexts=contexts)
+        return add_feedback(
+            self.path, answer_id, rating, comment, correction,
+            token=token, contexts=contexts, max_snapshot_chars=max_snapshot_chars,
+        )
 
     def review_feedback(
         self,
@@ -92,6 +99,9 @@ class Store:
     def purge_answers(self, *, max_age_days: float, max_rows: int) -> int:
         return purge_answers(self.path, max_age_days=max_age_days, max_rows=max_rows)
 
+    def purge_rated_feedback(self, *, max_age_days: float) -> RatedPurge:
+        return purge_rated_feedback(self.path, max_age_days=max_age_days)
+
     def record_kb_edit(self, **fields: Any) -> int:
         return record_kb_edit(self.path, **fields)
 
@@ -113,6 +123,7 @@ class Store:
 
 __all__ = [
     "MAX_REVISIONS",
+    "SNAPSHOT_MAX_CHARS",
     "PlannedEdit",
     "FeedbackConflict",
     "FeedbackForbidden",
@@ -121,6 +132,7 @@ __all__ = [
     "FeedbackRevisionLimit",
     "KbNow",
     "LoggedAnswer",
+    "RatedPurge",
     "Store",
     "add_feedback",
     "count_feedback",
@@ -131,6 +143,7 @@ __all__ = [
     "list_kb_edits",
     "log_answer",
     "purge_answers",
+    "purge_rated_feedback",
     "queue_imported_feedback",
     "record_kb_edit",
     "review_feedback",

@@ -20,12 +20,21 @@ reviewer's list and the click):
 
 The answer log keeps the context ids and the KB hash, not the passage texts (a question
 used to cost ~40 KB); the texts are snapshotted when feedback arrives, which is the only
-time they are needed. Rated answers are kept for good (review, export), so the snapshot's
+time they are needed. Rated answers are kept long (review, export), so the snapshot's
 size matters: a like used to copy every passage into its row (up to ~0.6 MB). Passages are
 now stored once in `passages`, keyed by the hash of (id, title, text), and a feedback row
 keeps only `[{"id", "passage": hash}]`; the 50th like citing the same documents adds ~150
-bytes, not the texts again. (Capping the texts was the other option; it would have cut
-the evidence the reviewer and the dataset builder read.) No client IP is stored.
+bytes, not the texts again. A new snapshot is also capped (`SNAPSHOT_MAX_CHARS`): passages
+are kept whole, best first, and those past the cap are kept by id only, which the dataset
+builder reads from the KB (as for an answer with no snapshot). Cutting texts instead would
+have cut the evidence the reviewer reads, and made every cut passage look "changed" to the
+review's KB check. No client IP is stored.
+
+Rated answers are not kept for ever either (`purge_rated_feedback`, `aldlab serve`'s
+`rated_retention_days`): a rejected item, and its answer and snapshot, goes that long after
+the decision; an approved item that can never be a training target (a dislike without
+correction, an answer steered by chat history) keeps its row but loses its snapshot.
+Pending items and approved training targets stay: the dataset builder needs them whole.
 
 An answer made on an older KB than the one the reviewer approves it on may pair the old
 answer with new passage text (issue 22). A review therefore compares the cited documents
@@ -57,6 +66,10 @@ EXPORT_BATCH = 200
 STATUSES = ("pending", "approved", "rejected")
 #: Revisions of one pending item: enough for a person changing their mind, not a write loop.
 MAX_REVISIONS = 20
+#: Passage characters one feedback snapshot keeps with their texts (~150 KB of Korean in
+#: UTF-8). The shipped KB's passages are ~200 characters, so ten fit many times over; an
+#: imported KB of long documents made a like's snapshot ~0.6 MB before this cap.
+SNAPSHOT_MAX_CHARS = 50_000
 
 
 def utc_now() -> str:
@@ -220,6 +233,7 @@ def add_feedback(
     *,
     token: str | None = None,
     contexts: Sequence[dict[str, Any]] | None = None,
+    max_snapshot_chars: int = SNAPSHOT_MAX_CHARS,
 ) -> int:
     """Store feedback on a logged answer as *pending*; returns the feedback item's id.
 
@@ -227,7 +241,7 @@ def add_feedback(
     logs does) or when one is given. Feedback sent again while the answer's item is
     pending replaces it as a new revision; after that item was approved or rejected it
     starts a new item (the decision stands). `contexts` (with texts) is the snapshot the
-    dataset builder will use.
+    dataset builder will use, texts of at most `max_snapshot_chars` characters in all.
     """
     if rating not in RATINGS:
         raise UserError(
@@ -239,7 +253,7 @@ def add_feedback(
     now = utc_now()
     with transaction(db_path) as conn:
         _check_asker(conn, answer_id, token)
-        snapshot = None if contexts is None else _store_passages(conn, contexts)
+        snapshot = None if contexts is None else _store_passages(conn, contexts, max_snapshot_chars)
         pending = conn.execute(
             "SELECT id, revisions FROM feedback WHERE answer_id = ? AND status = 'pending'", (answer_id,)
         ).fetchone()
@@ -269,10 +283,24 @@ def passage_hash(context: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(key, ensure_ascii=False).encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def _store_passages(conn: sqlite3.Connection, contexts: Sequence[dict[str, Any]]) -> str:
-    """Each passage once in `passages`; returns the snapshot that refers to them by hash."""
-    refs = []
+def _store_passages(
+    conn: sqlite3.Connection, contexts: Sequence[dict[str, Any]], max_chars: int = SNAPSHOT_MAX_CHARS
+) -> str:
+    """Each passage once in `passages`; returns the snapshot that refers to them by hash.
+
+    Passages are taken whole in the given (retrieval) order while their texts fit in
+    `max_chars` (0 = no cap); the rest are kept by id only (`{"id"}`, texts from the KB).
+    """
+    refs: list[dict[str, str]] = []
+    budget = max_chars if max_chars > 0 else None
     for context in contexts:
+        size = len(str(context.get("text", "")))
+        if budget is not None and size > budget:
+            refs.append({"id": str(context.get("id", ""))})
+            budget = 0  # later passages are less relevant: a shorter one does not jump the queue
+            continue
+        if budget is not None:
+            budget -= size
         key = passage_hash(context)
         conn.execute(
             "INSERT OR IGNORE INTO passages (hash, doc_id, title, text) VALUES (?, ?, ?, ?)",
@@ -595,6 +623,79 @@ def _imported_answer_id(row: dict[str, Any]) -> str:
     return "import-" + hashlib.sha256(json.dumps(judged, ensure_ascii=False).encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
+@dataclass(frozen=True)
+class RatedPurge:
+    """What `purge_rated_feedback` removed."""
+
+    rejected: int = 0  # rejected items deleted
+    answers: int = 0  # their answers, deleted when no other item refers to them
+    snapshots: int = 0  # snapshots dropped from approved items that can never be trained on
+    passages: int = 0  # passage texts no snapshot refers to any more
+
+
+def _cutoff(max_age_days: float) -> str:
+    return (datetime.now(timezone.utc) - timedelta(days=max_age_days)).isoformat(timespec="microseconds")
+
+
+def purge_rated_feedback(db_path: str | Path, *, max_age_days: float) -> RatedPurge:
+    """Retention for rated answers, counted from the review decision (0 = keep for good).
+
+    Older than `max_age_days` since the decision:
+    - a rejected item is deleted, and its answer with it unless another item (a later
+      resubmission, pending or approved) refers to it: nothing will ever read either;
+    - an approved item that `aldlab.data.feedback` can never train on (a dislike without a
+      correction, or an answer steered by chat history) keeps its row, the record of the
+      decision, but drops its snapshot: the passages are what makes a row big;
+    - passages no snapshot refers to any more are deleted.
+    Pending items wait for a reviewer and approved training targets keep their snapshot
+    (the dataset builder's prompt is those passages), so neither is touched.
+    """
+    if max_age_days <= 0:
+        return RatedPurge()
+    cutoff = _cutoff(max_age_days)
+    with transaction(db_path) as conn:
+        old_rejected = "status = 'rejected' AND reviewed_at < ?"
+        answer_ids = [r[0] for r in conn.execute(f"SELECT DISTINCT answer_id FROM feedback WHERE {old_rejected}", (cutoff,))]
+        rejected = conn.execute(f"DELETE FROM feedback WHERE {old_rejected}", (cutoff,)).rowcount
+        answers = sum(
+            conn.execute(
+                "DELETE FROM answers WHERE id = ? AND NOT EXISTS (SELECT 1 FROM feedback WHERE answer_id = ?)",
+                (answer_id, answer_id),
+            ).rowcount
+            for answer_id in answer_ids
+        )
+        snapshots = conn.execute(
+            "UPDATE feedback SET contexts_json = NULL WHERE status = 'approved' AND reviewed_at < ?"
+            " AND contexts_json IS NOT NULL AND ("
+            "  (rating = 'dislike' AND COALESCE(TRIM(correction), '') = '')"
+            "  OR answer_id IN (SELECT id FROM answers WHERE history_json NOT IN ('[]', '')))",
+            (cutoff,),
+        ).rowcount
+        passages = _delete_unreferenced_passages(conn)
+    return RatedPurge(rejected, answers, snapshots, passages)
+
+
+def _delete_unreferenced_passages(conn: sqlite3.Connection) -> int:
+    """Delete passage texts no feedback snapshot refers to; returns how many.
+
+    Read in Python, not with SQLite's JSON functions: feedback rows are written by people
+    (thousands, not millions), and a snapshot written before migration 5 holds full rows
+    with no `passage` key, which this simply skips.
+    """
+    referenced: set[str] = set()
+    for (snapshot,) in conn.execute("SELECT contexts_json FROM feedback WHERE contexts_json IS NOT NULL"):
+        try:
+            refs = json.loads(snapshot)
+        except ValueError:
+            continue
+        referenced.update(str(c["passage"]) for c in refs if isinstance(c, dict) and "passage" in c)
+    stale = [h for (h,) in conn.execute("SELECT hash FROM passages") if h not in referenced]
+    for start in range(0, len(stale), 500):  # SQLite's bound-parameter limit
+        chunk = stale[start : start + 500]
+        conn.execute(f"DELETE FROM passages WHERE hash IN ({','.join('?' * len(chunk))})", chunk)
+    return len(stale)
+
+
 def purge_answers(db_path: str | Path, *, max_age_days: float, max_rows: int) -> int:
     """Retention: delete answers without feedback older than `max_age_days` or beyond the
     newest `max_rows`; returns how many were deleted. Answers with feedback stay (review
@@ -602,7 +703,7 @@ def purge_answers(db_path: str | Path, *, max_age_days: float, max_rows: int) ->
     deleted = 0
     with transaction(db_path) as conn:
         if max_age_days > 0:
-            cutoff = (datetime.now(timezone.utc) - timedelta(days=max_age_days)).isoformat(timespec="microseconds")
+            cutoff = _cutoff(max_age_days)
             deleted += conn.execute(
                 "DELETE FROM answers WHERE created_at < ? AND id NOT IN (SELECT answer_id FROM feedback)", (cutoff,)
             ).rowcount

@@ -16,7 +16,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 
 from aldlab.errors import UserError
-from aldlab.serve.deps import AdminActor, ApiKey, FeedbackRate, KbDep, StoreDep
+from aldlab.serve.deps import AdminActor, ApiKey, FeedbackRate, KbDep, SettingsDep, StoreDep
 from aldlab.serve.errors import ApiError
 from aldlab.serve.schemas import FeedbackAck, FeedbackPage, FeedbackRequest, ReviewOut, ReviewRequest
 from aldlab.store import (
@@ -45,14 +45,15 @@ async def in_thread(work: Callable[[], T], errors: dict[type[UserError], tuple[i
 
 
 @router.post("/api/feedback", dependencies=[ApiKey, FeedbackRate])
-async def feedback(body: FeedbackRequest, store: StoreDep, kb: KbDep) -> FeedbackAck:
+async def feedback(body: FeedbackRequest, store: StoreDep, kb: KbDep, settings: SettingsDep) -> FeedbackAck:
     """Pending feedback from the client that asked (its answer token proves it)."""
 
     def store_feedback() -> int:
         logged = store.get_answer(body.answer_id)
         contexts = kb.context_snapshot(logged.context_ids, logged.kb_hash) if logged is not None else None
         return store.add_feedback(
-            body.answer_id, body.rating, body.comment, body.correction, token=body.answer_token, contexts=contexts
+            body.answer_id, body.rating, body.comment, body.correction,
+            token=body.answer_token, contexts=contexts, max_snapshot_chars=settings.snapshot_max_chars,
         )
 
     row_id = await in_thread(
