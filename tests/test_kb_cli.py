@@ -32,6 +32,16 @@ def test_import_bad_file_gives_one_clear_error(tmp_path: Path) -> None:
     assert not (tmp_path / "kb").exists()
 
 
+def test_import_of_a_lone_surrogate_names_the_field(tmp_path: Path) -> None:
+    """JSON may escape a lone surrogate; the KB write used to fail with a traceback."""
+    bad = tmp_path / "docs.json"
+    bad.write_text('{"documents": [{"id": "x-1", "keywords": ["\\ud800"], "text": "ALD 본문입니다."}]}', "utf-8")
+    result = run("kb", "import", str(bad), "--kb", str(tmp_path / "kb"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "documents.0.keywords.0" in result.stderr and "surrogate" in result.stderr
+    assert not (tmp_path / "kb").exists()
+
+
 def test_import_legacy_then_search(legacy_dir: Path, tmp_path: Path) -> None:
     result = run("kb", "import", str(legacy_dir / "docs_ald.json"), "--kb", str(tmp_path / "kb"))
     assert result.returncode == 0, result.stderr

@@ -395,6 +395,25 @@ def test_lone_surrogates_anywhere_are_a_400(tmp_path: Path, path: str, body: byt
     assert r.status_code == 400 and client.get("/api/documents/tiny-001").json()["keywords"] == ["ALD", "자기제한"]
 
 
+@pytest.mark.parametrize(
+    "content",
+    [
+        '{"documents": [{"id": "up-001", "keywords": ["\\ud800"], "text": "업로드한 문서의 본문이다."}]}',
+        '[{"keyword": "TMA", "text": "업로드한 \\ud800 본문이다."}]',
+    ],
+)
+def test_an_uploaded_keyword_that_is_a_lone_surrogate_is_a_400(tmp_path: Path, content: str) -> None:
+    """The upload's text is valid; the JSON file *in* it escapes "\\ud800" (was a 500 on the KB write)."""
+    client, _, store = client_for(tmp_path)
+    before = client.get("/api/admin/documents?limit=500", headers=admin()).json()["total"]
+    r = client.post("/api/admin/documents/import", json={"filename": "docs.json", "content": content}, headers=admin())
+    assert r.status_code == 400, r.text
+    error = r.json()["error"]
+    assert "docs.json" in error["message_en"] and "lone surrogate" in error["message_en"] and error["message_ko"]
+    assert client.get("/api/admin/documents?limit=500", headers=admin()).json()["total"] == before
+    assert store.list_kb_edits() == []
+
+
 def test_api_key_guards_documents_and_the_openapi_schema(tmp_path: Path) -> None:
     key = "api-key-for-documents-0123456789"
     client, _, _ = client_for(tmp_path, api_key=key)

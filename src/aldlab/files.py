@@ -113,13 +113,55 @@ def atomic_write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> None
     atomic_write_text(path, dumps_jsonl(rows))
 
 
+def lone_surrogate_at(value: Any, where: str = "") -> str | None:
+    """Where in a parsed JSON value a string (or key) is not valid Unicode, or None.
+
+    JSON may spell a lone surrogate ("\\ud800") and Python decodes it; such text cannot be
+    written as UTF-8 (a KB file, SQLite, a hash), so it fails far from where it came in.
+    """
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return where or "body"
+        return None
+    if isinstance(value, dict):
+        items = list(value.items())
+    elif isinstance(value, list):
+        items = list(enumerate(value))
+    else:
+        return None
+    for key, item in items:
+        name = str(key).encode("utf-8", "backslashreplace").decode("utf-8")
+        path = f"{where}.{name}" if where else name
+        found = lone_surrogate_at(key, path) or lone_surrogate_at(item, path)
+        if found:
+            return found
+    return None
+
+
+def _valid_unicode(value: Any, path: Path, line: int | None = None) -> Any:
+    """`value`, or a UserError naming the field that holds a lone surrogate."""
+    where = lone_surrogate_at(value, "")
+    if where is not None:
+        raise UserError(
+            f"{where}에 올바르지 않은 문자(짝 없는 서로게이트, 예: \\ud800)가 있습니다.",
+            f"{where} contains invalid characters (a lone surrogate such as \\ud800).",
+            path=path,
+            line=line,
+            hint="그 값을 고치거나 지우세요 / fix or remove that value",
+        )
+    return value
+
+
 def read_json(path: str | Path) -> Any:
-    """Read a JSON file; malformed JSON becomes a UserError with the line number."""
+    """Read a JSON file; malformed JSON, or text that is not valid Unicode, becomes a
+    UserError naming the line or the field."""
     p = Path(path)
     if not p.exists():
         raise UserError("파일이 없습니다.", "File not found.", path=p, hint="경로를 확인하세요 / check the path")
     try:
-        return json.loads(p.read_text(encoding="utf-8"))
+        return _valid_unicode(json.loads(p.read_text(encoding="utf-8")), p)
     except UnicodeDecodeError as exc:
         raise UserError("UTF-8 파일이 아닙니다.", f"Not UTF-8 text: {exc}", path=p) from exc
     except json.JSONDecodeError as exc:
@@ -155,7 +197,7 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
                 raise UserError(
                     "각 줄은 JSON 객체여야 합니다.", "Each line must be a JSON object.", path=p, line=lineno
                 )
-            yield lineno, obj
+            yield lineno, _valid_unicode(obj, p, lineno)
 
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:

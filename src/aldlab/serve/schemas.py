@@ -13,33 +13,11 @@ from fastapi import Path as FastApiPath
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
+from aldlab.files import lone_surrogate_at
 from aldlab.kb.schema import NAME_PATTERN
 from aldlab.rag.types import Passage
 
 # --------------------------------------------------------------------------- requests
-
-
-def lone_surrogate_at(value: Any, where: str = "") -> str | None:
-    """Where in a parsed JSON value a string (or key) is not valid Unicode, or None."""
-    if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            return where or "body"
-        return None
-    if isinstance(value, dict):
-        items = list(value.items())
-    elif isinstance(value, list):
-        items = list(enumerate(value))
-    else:
-        return None
-    for key, item in items:
-        name = str(key).encode("utf-8", "backslashreplace").decode("utf-8")
-        path = f"{where}.{name}" if where else name
-        found = lone_surrogate_at(key, path) or lone_surrogate_at(item, path)
-        if found:
-            return found
-    return None
 
 
 class RequestBody(BaseModel):
