@@ -89,7 +89,9 @@ class ImproveRuns:
     """One improve run at a time from this server, in a background thread; the status in memory.
 
     In memory only: after a restart the tab shows "idle", while the registry (and `aldlab
-    models list`) still says what any earlier run promoted.
+    models list`) still says what any earlier run promoted. A server that stops mid-run does
+    not stop the child: improve writes only into its staging dir until it registers, so it
+    finishes (or is killed) without leaving the registry half-changed.
     """
 
     def __init__(self, runner: ImproveRunner | None = None) -> None:

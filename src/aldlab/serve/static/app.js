@@ -900,10 +900,11 @@ async function uploadDocuments() {
 
 // ---------------------------------------------------------------- feedback review
 
+// `value` is data (shown as it is) or, for a label of ours, [ko, en].
 function reviewField(list, [ko, en], value, className) {
   if (value === null || value === undefined || value === "") return;
   list.append(label("dt", null, ko, en));
-  list.append(el("dd", className || null, value));
+  list.append(Array.isArray(value) ? label("dd", className || null, ...value) : el("dd", className || null, value));
 }
 
 // Which model answered: the registry version when the answer came from a registered model.
@@ -934,8 +935,8 @@ function reviewItem(item) {
   const dl = el("dl");
   for (const turn of item.history || []) reviewField(dl, [`기록 (${turn.role})`, `history (${turn.role})`], turn.content);
   if ((item.history || []).length) {
-    reviewField(dl, ["참고", "note"], t("대화 기록에 의존한 답변: 승인해도 학습 데이터에서는 제외됩니다",
-      "Depends on chat history: left out of training even if approved"));
+    reviewField(dl, ["참고", "note"], ["대화 기록에 의존한 답변: 승인해도 학습 데이터에서는 제외됩니다",
+      "Depends on chat history: left out of training even if approved"]);
   }
   reviewField(dl, ["질문", "question"], item.question);
   reviewField(dl, ["답변", "answer"], item.answer);
@@ -1036,9 +1037,8 @@ async function refreshImprove() {
   const button = $("#improve-start");
   try {
     const body = await api("/api/admin/improve", { headers: adminHeaders() });
-    const promoted = body.promoted || t("없음", "none");
-    say(waiting, `학습 안 된 승인 피드백 ${body.waiting}개 (개선에 ${body.threshold}개 필요) · 서비스 중인 모델: ${promoted}`,
-      `${body.waiting} approved feedback items not yet trained on (${body.threshold} needed to improve) · serving: ${promoted}`);
+    say(waiting, `학습 안 된 승인 피드백 ${body.waiting}개 (개선에 ${body.threshold}개 필요) · 서비스 중인 모델: ${body.promoted || "없음"}`,
+      `${body.waiting} approved feedback items not yet trained on (${body.threshold} needed to improve) · serving: ${body.promoted || "none"}`);
     button.hidden = !body.ready;
     button.disabled = false;
     showImproveRun(body.run);
