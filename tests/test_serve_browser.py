@@ -7,7 +7,9 @@ No browser download: `.ci/run` installs the `chromium` Debian package
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,9 +21,11 @@ from aldlab.prompts import refusal_answer
 from aldlab.rag.types import Answer, AskOptions, Plan
 from aldlab.serve.app import create_app
 from aldlab.serve.fake import FakeAssistant
+from aldlab.serve.improve_runs import ImproveRequest, ImproveResult
 from aldlab.serve.settings import ServeSettings
 from aldlab.serve.testing import TINY_DOCUMENTS, serve_in_thread, write_tiny_kb
 from aldlab.store import Store
+from test_eval_report import report  # noqa: F401  (fixture: a report.html to photograph)
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -43,6 +47,8 @@ MARKDOWN_TEXT = (
     '1. 첫째 단계\n2. 둘째 단계 <img src=x onerror="window.__xss=5">\n\n```\ncode <b>raw</b>\n```'
 )
 KOREAN_ADMIN = "김공정"
+#: The browser's language: the labels follow it until the KO/EN switch is used (issue 25).
+KOREAN = "ko-KR"
 
 pytestmark = [
     pytest.mark.browser,
@@ -75,7 +81,7 @@ def browser() -> Iterator[Any]:
 
 @pytest.fixture()
 def page(browser: Any, server: tuple[str, Store]) -> Iterator[Any]:
-    context = browser.new_context()
+    context = browser.new_context(locale=KOREAN)
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
@@ -98,7 +104,7 @@ def test_ask_shows_a_cited_answer_and_the_document(page: Any) -> None:
     assert "[tiny-003]" in card.locator(".answer-text").inner_text()
     badge = card.locator(".confidence-badge")
     # The badge names what it measures: retrieval, not the answer (issue 25).
-    assert "검색 신뢰도" in badge.inner_text() and "retrieval confidence" in badge.inner_text()
+    assert "검색 신뢰도" in badge.inner_text() and "retrieval" not in badge.inner_text()  # one language at a time
     assert badge.get_attribute("title")
     assert "1위 문서" in card.locator(".support-badge").inner_text()  # support is shown apart
     assert "모델에게 준 문서" in card.locator(".contexts-note").inner_text()
@@ -219,7 +225,7 @@ def test_fine_tuned_model_is_preselected(page: Any) -> None:
 
 
 def test_waiting_shows_status_and_contexts_then_says_no_citation(browser: Any, slow_server: str) -> None:
-    page = browser.new_page()
+    page = browser.new_page(locale=KOREAN)
     page.goto(slow_server + "/")
     page.wait_for_selector("#model-select option[value='base']", state="attached")
     assert page.locator("#base-warning").is_visible()  # base model only: the user is told
@@ -229,7 +235,7 @@ def test_waiting_shows_status_and_contexts_then_says_no_citation(browser: Any, s
     # within a second, long before the 2.5 s "generation" ends: status and contexts
     card.locator(".context-open[data-doc-id='tiny-002']").wait_for(state="visible", timeout=1500)
     status = card.locator(".status-line")
-    assert status.is_visible() and "generating" in status.inner_text()
+    assert status.is_visible() and "답변 생성 중" in status.inner_text()
     assert card.locator(".answer-text").inner_text() == ""
     card.locator(".feedback").wait_for(state="visible", timeout=15000)
     assert status.is_hidden()
@@ -282,7 +288,7 @@ def test_approving_after_the_cited_document_changed_asks_first(page: Any, server
     item = page.locator(f".review-item[data-feedback-id='{row['feedback_id']}']")
     item.locator(".review-approve").click()
     item.wait_for(state="detached")
-    assert dialogs and cited in dialogs[0] and "Approve anyway" in dialogs[0]
+    assert dialogs and cited in dialogs[0] and "그래도 승인할까요" in dialogs[0]
     approved = next(r for r in store.iter_feedback_rows(status="approved") if r["feedback_id"] == row["feedback_id"])
     assert approved["review"]["kb_changed"]
 
@@ -323,7 +329,7 @@ def slow_token_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]
 
 def open_page(browser: Any, url: str, **context_options: Any) -> tuple[Any, Any, list[str]]:
     """A page in a fresh context (viewport, colour scheme, permissions), its page errors collected."""
-    context = browser.new_context(**context_options)
+    context = browser.new_context(**{"locale": KOREAN, **context_options})
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
@@ -401,7 +407,7 @@ def test_refusal_before_the_model_does_not_say_given_to_the_model(browser: Any, 
     card = page.locator(".answer-card").last
     card.locator(".feedback").wait_for(state="visible", timeout=15_000)
     note = card.locator(".contexts-note").inner_text()
-    assert "모델 호출 전 거절" in note and "refused before generation" in note and "모델에게 준" not in note
+    assert "모델 호출 전 거절" in note and "모델에게 준" not in note
     assert card.locator(".context-open[data-doc-id='tiny-002']").is_visible()
     assert "검색 신뢰도 낮음" in card.locator(".confidence-badge").inner_text()
     assert card.locator(".support-badge").is_hidden()  # nothing was generated to be supported
@@ -492,6 +498,13 @@ def test_uploaded_document_is_indexed_then_retrieved(page: Any, server: tuple[st
 SCREENSHOT_DIR = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
 
 
+def screenshot_dir(tmp_path: Path) -> Path:
+    """docs/screenshots with `ALDLAB_SCREENSHOTS=1` (commit the pictures), else a temp dir."""
+    target = SCREENSHOT_DIR if os.environ.get("ALDLAB_SCREENSHOTS") == "1" else tmp_path
+    target.mkdir(parents=True, exist_ok=True)
+    return target
+
+
 class PictureAssistant(FakeAssistant):
     """The fake without the "(model)" marker it appends for the model-switch test."""
 
@@ -512,7 +525,7 @@ def test_chat_page_screenshot(browser: Any, tmp_path_factory: pytest.TempPathFac
     `ALDLAB_SCREENSHOTS=1` writes docs/screenshots/chat.png (commit it when the page
     changes); otherwise the picture goes to a temp dir, so the test still checks it is made.
     """
-    target = SCREENSHOT_DIR if os.environ.get("ALDLAB_SCREENSHOTS") == "1" else tmp_path
+    target = screenshot_dir(tmp_path)
     root = tmp_path_factory.mktemp("browser-picture")
     kb = write_tiny_kb(root / "kb")
     app = create_app(PictureAssistant(kb), Store(root / "s.sqlite3"), ServeSettings(kb=str(kb)))
@@ -521,9 +534,141 @@ def test_chat_page_screenshot(browser: Any, tmp_path_factory: pytest.TempPathFac
         ask(page, "퍼지 단계의 역할은 무엇인가요?")
         ask(page, "TMA 전구체는 무엇인가요?")
         page.locator("#question").fill("ALD 사이클 한 번에 얼마나 쌓이나요?")
-        target.mkdir(parents=True, exist_ok=True)
         path = target / "chat.png"
         page.screenshot(path=str(path))
         context.close()
     assert not errors, errors
     assert 10_000 < path.stat().st_size < 300_000
+
+
+# ---------------------------------------------------------------- issue 25: one language at a time
+
+HANGUL = re.compile("[\uac00-\ud7a3]")
+
+
+def visible_labels(page: Any) -> str:
+    """The page's visible text without the language switch's own "한국어"."""
+    return page.locator("body").inner_text().replace("한국어", "")
+
+
+def test_labels_switch_to_english_and_stay_after_reload(browser: Any, server: tuple[str, Store]) -> None:
+    from playwright.sync_api import expect
+
+    context, page, errors = open_page(browser, server[0])
+    assert page.get_attribute("html", "lang") == "ko" and page.locator("#tab-chat").inner_text() == "채팅"
+    assert "Chat" not in visible_labels(page)
+    page.click("[data-set-lang='en']")
+    assert page.get_attribute("html", "lang") == "en"
+    assert page.get_attribute("[data-set-lang='en']", "aria-pressed") == "true"
+    assert not HANGUL.search(visible_labels(page)), visible_labels(page)
+    assert page.locator("#tab-chat").inner_text() == "Chat" and page.locator("#ask-button").inner_text() == "Ask"
+    assert not HANGUL.search(page.get_attribute("#question", "placeholder"))
+    assert page.title() == "aldlab — ALD expert assistant"
+    card = ask(page, "TMA 전구체는 무엇인가요?")
+    assert card.locator(".confidence-badge").inner_text().startswith("retrieval confidence")
+    assert card.locator(".fb-like").inner_text() == "👍 Like"
+    # Answers are data, not labels: still Korean (the module's server may hold an edited tiny-003).
+    assert HANGUL.search(card.locator(".answer-text").inner_text())
+    page.reload()
+    page.wait_for_selector("#model-select option", state="attached")
+    assert page.get_attribute("html", "lang") == "en" and page.locator("#tab-admin").inner_text() == "KB admin"
+    assert not HANGUL.search(visible_labels(page))
+    page.click("[data-set-lang='ko']")  # and back, for the record
+    expect(page.locator("#tab-chat")).to_have_text("채팅")
+    assert page.get_attribute("html", "lang") == "ko"
+    context.close()
+    assert not errors, errors
+
+
+def test_an_english_browser_starts_in_english(browser: Any, server: tuple[str, Store]) -> None:
+    context, page, errors = open_page(browser, server[0], locale="en-US")
+    assert page.get_attribute("html", "lang") == "en" and page.locator("#tab-history").inner_text() == "History"
+    context.close()
+    assert not errors, errors
+
+
+# ---------------------------------------------------------------- issue 23: improve now
+
+
+class HeldRunner:
+    """Stands in for `aldlab improve`: "runs" until the test releases it, then registers and
+    promotes a model trained on every approved item, as a passing run does (no training)."""
+
+    def __init__(self, adapter_dir: Path) -> None:
+        self.adapter_dir = adapter_dir
+        self.release = threading.Event()
+        self.runs = 0
+
+    def __call__(self, request: ImproveRequest) -> ImproveResult:
+        from aldlab.store.registry import ModelRegistry
+
+        self.runs += 1
+        self.release.wait(30)
+        self.adapter_dir.mkdir(parents=True, exist_ok=True)
+        (self.adapter_dir / "adapter_model.safetensors").write_bytes(b"stand-in weights")
+        trained_on = [r["feedback_id"] for r in Store(request.db).iter_feedback_rows(status="approved")]
+        registry = ModelRegistry()
+        record = registry.register(self.adapter_dir, base_model="tiny", created_by=request.actor, feedback_ids=trained_on)
+        registry.promote(record.id, request.actor)
+        return ImproveResult("promoted", record.id)
+
+
+def rated(store: Store, question: str, correction: str, *, version: str) -> int:
+    answer_id = store.log_answer(question=question, answer="틀린 답", model="ald-ft", model_version=version)
+    return store.add_feedback(answer_id, "dislike", correction=correction)
+
+
+def test_admin_improves_once_enough_feedback_is_approved(
+    browser: Any, tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    root = tmp_path_factory.mktemp("browser-improve")
+    kb = write_tiny_kb(root / "kb")
+    store = Store(root / "s.sqlite3")
+    first = rated(store, "TMA 캐니스터를 가열해야 해?", "TMA는 증기압이 높아 가열하지 않습니다.", version="v0003")
+    store.review_feedback(first, "approved", "kim", revision=1)
+    second = rated(store, "퍼지 시간은 얼마나?", "퍼지는 전구체가 남지 않을 만큼 충분히 길게 합니다.", version="v0003")
+    runner = HeldRunner(root / "adapter")
+    settings = ServeSettings(kb=str(kb), admin_token=TOKEN, improve_min_items=2)
+    with serve_in_thread(create_app(FakeAssistant(kb), store, settings, improve_runner=runner)) as url:
+        context, page, errors = open_page(browser, url, viewport={"width": 1280, "height": 1000})
+        page.click("#tab-admin")
+        page.fill("#admin-token", TOKEN)
+        page.fill("#admin-actor", KOREAN_ADMIN)
+        page.click("#admin-connect")
+        item = page.locator(f".review-item[data-feedback-id='{second}']")
+        expect(item.locator(".model-version")).to_have_text("모델 버전 v0003")  # which model answered
+        expect(page.locator("#improve-waiting")).to_contain_text("1개 (개선에 2개 필요)")
+        assert page.locator("#improve-start").is_hidden()  # one approved item: not enough
+        item.locator(".review-approve").click()
+        button = page.locator("#improve-start")
+        expect(button).to_be_visible()
+        assert button.inner_text() == "지금 개선"
+        button.click()
+        status = page.locator("#improve-status")
+        expect(status).to_contain_text("개선 실행 중")
+        assert button.is_hidden()  # no second start while it runs (the API says 409 too)
+        runner.release.set()
+        expect(status).to_contain_text("승격됨: v0001", timeout=10_000)
+        assert runner.runs == 1
+        # Both items are in the promoted model now: nothing waits, no button.
+        expect(page.locator("#improve-waiting")).to_contain_text("0개 (개선에 2개 필요) · 서비스 중인 모델: v0001")
+        assert button.is_hidden()
+        page.select_option("#review-status", "approved")
+        expect(page.locator(".review-item .model-version").first).to_have_text("모델 버전 v0003")
+        path = screenshot_dir(tmp_path) / "admin.png"
+        page.locator("#review").screenshot(path=str(path))
+        context.close()
+    assert not errors, errors
+    assert 10_000 < path.stat().st_size < 400_000
+
+
+def test_eval_report_screenshot(browser: Any, report: dict[str, Any], tmp_path: Path) -> None:
+    """The README's picture of report.html (the one tests/test_eval_report.py builds)."""
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    page.set_content(report["page"], wait_until="load")
+    path = screenshot_dir(tmp_path) / "report.png"
+    page.screenshot(path=str(path))
+    page.close()
+    assert 10_000 < path.stat().st_size < 400_000

@@ -8,8 +8,9 @@ This module only assembles the app (FastAPI full-stack template style):
 - `answers.py`  `Answers`: validation, queue admission, answering, the answer log, usage
 - `payload.py`  an answer as the client sees it, confidence in words
 - `kb_admin.py` `KbAdmin`: the KB's documents (the assistant's copy), edits, index reloads
+- `improve_runs.py` `ImproveRuns`: the admin tab's `aldlab improve` (a child process) and its status
 - `routes/`     thin routers per area: `ask` (health, ask, documents), `openai`,
-                `feedback` (rating + review queue), `admin` (KB edits, reload, audit), `ui`
+                `feedback` (rating + review queue), `admin` (KB edits, reload, audit, improve), `ui`
 - `deps.py`     `Annotated` dependencies: each piece above, the store, the settings, the
                 client, the API-key and admin guards
 - `schemas.py`  request and response models
@@ -44,6 +45,7 @@ from aldlab.rag.types import AssistantProtocol
 from aldlab.serve.answers import Answers
 from aldlab.serve.errors import install_error_handlers
 from aldlab.serve.guards import FailureThrottle, GuardMiddleware, RateLimiter, allowed_hosts
+from aldlab.serve.improve_runs import ImproveRunner, ImproveRuns
 from aldlab.serve.kb_admin import KbAdmin
 from aldlab.serve.middleware import BodyLimitMiddleware, SecurityHeadersMiddleware
 from aldlab.serve.models import Models
@@ -54,8 +56,13 @@ from aldlab.serve.swapper import ModelSwapper
 from aldlab.store import Store
 
 
-def create_app(assistant: AssistantProtocol, store: Store, settings: ServeSettings) -> FastAPI:
-    """Build the FastAPI app around an assistant, a `aldlab.store.Store` and settings."""
+def create_app(
+    assistant: AssistantProtocol, store: Store, settings: ServeSettings, *, improve_runner: ImproveRunner | None = None
+) -> FastAPI:
+    """Build the FastAPI app around an assistant, a `aldlab.store.Store` and settings.
+
+    `improve_runner` replaces the child `aldlab improve` the admin tab starts (tests).
+    """
     models = Models(assistant, settings.default_model, settings.model_versions)
     answers = Answers(assistant, store, settings, models)
     swapper = (
@@ -88,6 +95,7 @@ def create_app(assistant: AssistantProtocol, store: Store, settings: ServeSettin
     app.state.swapper = swapper  # None unless the server follows the registry
     app.state.kb = KbAdmin(assistant, settings.kb, on_reloaded=models.forget)
     app.state.kb.repair_audit(store)  # settle KB edits a crash left half-recorded
+    app.state.improve = ImproveRuns(improve_runner)
     app.state.admin_failures = FailureThrottle()
     app.state.feedback_limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
     app.state.started = time.time()

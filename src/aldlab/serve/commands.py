@@ -74,6 +74,8 @@ def resolve_settings(
     settings = resolve_config(ServeSettings, "serve", preset=preset, config_file=config_file, overrides=overrides)
     if settings.kb is None:
         settings.kb = str(shipped_kb_dir())
+    if settings.improve_preset is None:
+        settings.improve_preset = preset  # the admin tab's improve trains as this server was set up
     settings.admin_token = secret_from_env(ADMIN_TOKEN_ENV)
     settings.api_key = secret_from_env(API_KEY_ENV)
     if llm_url and settings.generation_threads == 1:

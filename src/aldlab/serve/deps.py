@@ -2,7 +2,7 @@
 
 `create_app` builds each piece once per app and puts it on `app.state`; a route declares
 only the pieces it uses: `ModelsDep`, `AnswersDep`, `KbDep`, `StoreDep`, `SettingsDep`,
-`StartedAt`, `ClientDep`. `ApiKey` and `FeedbackRate` (route-level) and `AdminActor` (a
+`StartedAt`, `ClientDep`, `ImproveDep`. `ApiKey` and `FeedbackRate` (route-level) and `AdminActor` (a
 parameter: the actor's name) are the guards; `AuditDep` (the KB audit log of an admin
 request) needs `AdminActor` too.
 """
@@ -19,6 +19,7 @@ from fastapi import Depends, Request
 from aldlab.serve.answers import Answers
 from aldlab.serve.errors import ApiError, rate_limited
 from aldlab.serve.guards import FailureThrottle, RateLimiter, bearer_token, token_matches
+from aldlab.serve.improve_runs import ImproveRuns
 from aldlab.serve.kb_admin import KbAdmin, KbAudit
 from aldlab.serve.models import Models
 from aldlab.serve.settings import ServeSettings
@@ -44,6 +45,8 @@ AnswersDep = Annotated[Answers, Depends(_from_app_state("answers"))]
 KbDep = Annotated[KbAdmin, Depends(_from_app_state("kb"))]
 StoreDep = Annotated[Store, Depends(_from_app_state("store"))]
 SettingsDep = Annotated[ServeSettings, Depends(_from_app_state("settings"))]
+#: The admin tab's `aldlab improve` runs (one at a time) and the last one's status.
+ImproveDep = Annotated[ImproveRuns, Depends(_from_app_state("improve"))]
 #: The registry follower (None when the server was given its models by hand).
 SwapperDep = Annotated[ModelSwapper | None, Depends(_from_app_state("swapper"))]
 #: When the app was built (`time.time()`): uptime, and `created` of the model cards.

@@ -422,3 +422,25 @@ class FeedbackPage(BaseModel):
 class ReviewOut(BaseModel):
     item: dict[str, Any]
     warnings: list[str] = []
+
+
+class ImproveRunOut(BaseModel):
+    """The last `aldlab improve` started from the admin tab (`aldlab.serve.improve_runs`)."""
+
+    state: Literal["idle", "running", "promoted", "kept", "failed"]
+    started_at: float | None = None
+    finished_at: float | None = None
+    started_by: str | None = None
+    model_id: str | None = None  # the candidate's registry id (promoted or kept aside)
+    reasons: list[str] = []  # why the current model was kept, or why the run failed
+    log: str | None = None  # the run's log on the server
+
+
+class ImproveOut(BaseModel):
+    """What the "지금 개선 / Improve now" button needs: can it start, and the last run."""
+
+    waiting: int = Field(description="approved feedback items the promoted model was not trained on")
+    threshold: int
+    ready: bool = Field(description="enough items wait and no run is going: the button is offered")
+    promoted: str = Field(description="the promoted model's registry id ('' when none)")
+    run: ImproveRunOut

@@ -97,6 +97,14 @@ class ServeSettings:
     # Set by `aldlab serve` when the only model is the embedded base (not instruction-tuned):
     # the web UI then says so and points to `aldlab pipeline` / contexts-only.
     base_model_warning: bool = False
+    # The admin tab offers "지금 개선 / Improve now" once this many approved feedback items wait
+    # that the promoted model was not trained on; the run is `aldlab improve --min-new-feedback`
+    # with the same number, so the button and the command agree on "enough".
+    improve_min_items: int = field(default=3, metadata={
+        "help": "관리자 탭 '지금 개선'에 필요한 새 승인 피드백 수 / new approved feedback items before the admin tab "
+                "offers Improve now", "min": 1})
+    # The preset the tab's `aldlab improve` trains with: `aldlab serve --preset`'s, unless set here.
+    improve_preset: str | None = None
 
     def db_path(self) -> Path:
         return Path(self.db).expanduser() if self.db else default_db_path()

@@ -1,4 +1,5 @@
-"""Admin routes for the KB: list, add, change, delete documents; rebuild the index; audit log.
+"""Admin routes for the KB: list, add, change, delete documents; rebuild the index; audit log;
+and "지금 개선 / Improve now": start `aldlab improve` and poll its status (`improve_runs`).
 
 Every route needs the admin token (`AdminActor`, or `AuditDep`, which records the actor);
 every edit is written atomically by `aldlab.kb.edit` with its audit row as one recoverable
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
+import time
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -18,8 +20,12 @@ import anyio
 from fastapi import APIRouter, Query
 
 from aldlab.kb.schema import Document
-from aldlab.serve.deps import AdminActor, AuditDep, KbDep, StoreDep
+from aldlab.serve.settings import ServeSettings
+from aldlab.store import Store
+from aldlab.store.registry import ModelRegistry
+from aldlab.serve.deps import AdminActor, AuditDep, ImproveDep, KbDep, SettingsDep, StoreDep
 from aldlab.serve.errors import ApiError
+from aldlab.serve.improve_runs import ImproveAlreadyRunning, ImproveRequest, ImproveRuns, ImproveStatus, feedback_waiting
 from aldlab.serve.kb_admin import KbAdmin
 from aldlab.serve.schemas import (
     AuditPage,
@@ -32,6 +38,8 @@ from aldlab.serve.schemas import (
     DocumentsImported,
     DocumentUpdated,
     DocumentUpload,
+    ImproveOut,
+    ImproveRunOut,
     ReloadInfo,
     ReloadOut,
 )
@@ -167,3 +175,63 @@ async def audit_log(
 ) -> AuditPage:
     rows = await anyio.to_thread.run_sync(partial(store.list_kb_edits, doc_id=doc_id, limit=limit))
     return AuditPage(edits=rows)
+
+
+# --------------------------------------------------------------------------- improve now
+
+
+def improve_overview(store: Store, settings: ServeSettings, runs: ImproveRuns) -> ImproveOut:
+    """Waiting feedback, the threshold and the last run: what the tab's button is drawn from."""
+    run = runs.status()
+    waiting = len(feedback_waiting(store))
+    return ImproveOut(
+        waiting=waiting,
+        threshold=settings.improve_min_items,
+        ready=waiting >= settings.improve_min_items and run.state != "running",
+        promoted=ModelRegistry().promoted_id(),
+        run=ImproveRunOut(**vars(run)),
+    )
+
+
+def already_running(run: ImproveStatus) -> ApiError:
+    started = time.strftime("%H:%M:%S", time.localtime(run.started_at or time.time()))
+    return ApiError(
+        409,
+        "improve_running",
+        f"개선 작업이 이미 실행 중입니다 ({run.started_by}, {started} 시작). 끝난 뒤 다시 누르세요.",
+        f"An improve run is already running (started by {run.started_by} at {started}); try again when it has finished.",
+    )
+
+
+@router.get("/improve")
+async def improve_status(store: StoreDep, settings: SettingsDep, runs: ImproveDep, actor: AdminActor) -> ImproveOut:
+    return await anyio.to_thread.run_sync(partial(improve_overview, store, settings, runs))
+
+
+@router.post("/improve", status_code=202)
+async def improve_now(store: StoreDep, settings: SettingsDep, runs: ImproveDep, actor: AdminActor) -> ImproveOut:
+    """Start `aldlab improve` on the server's DB, KB and preset; 409 below the threshold or while one runs.
+
+    A run started elsewhere (`aldlab improve` in a terminal) is refused by improve's own lock:
+    this run then ends "failed" with improve's message naming the PID.
+    """
+    overview = await anyio.to_thread.run_sync(partial(improve_overview, store, settings, runs))
+    if overview.run.state == "running":
+        raise already_running(runs.status())
+    if overview.waiting < overview.threshold:
+        raise ApiError(
+            409,
+            "not_enough_feedback",
+            f"학습에 아직 쓰이지 않은 승인 피드백이 {overview.waiting}개뿐입니다 (필요: {overview.threshold}개).",
+            f"Only {overview.waiting} approved feedback items wait to be trained on (need {overview.threshold}).",
+            hint="피드백을 더 검토·승인하세요 / review and approve more feedback",
+        )
+    request = ImproveRequest(
+        db=store.path, min_items=settings.improve_min_items, preset=settings.improve_preset, kb=settings.kb,
+        actor=actor,
+    )
+    try:
+        runs.start(request)
+    except ImproveAlreadyRunning as exc:  # two clicks between the check above and here
+        raise already_running(exc.status) from exc
+    return await anyio.to_thread.run_sync(partial(improve_overview, store, settings, runs))

@@ -5,13 +5,14 @@
 "use strict";
 
 const HISTORY_KEY = "aldlab.history";
+const LANG_KEY = "aldlab.lang";
 const HISTORY_MAX = 200;
 const CHAT_TURNS_SENT = 3; // earlier question/answer pairs sent as context
 
 const $ = (sel, root = document) => root.querySelector(sel);
 // `turns`: this chat's questions ({question, answer, done}); `current`: the AbortController
 // of the answer streaming now (null when idle).
-const state = { turns: [], current: null, admin: { token: "", actor: "" }, editing: null };
+const state = { turns: [], current: null, admin: { token: "", actor: "" }, editing: null, lang: "ko" };
 
 function el(tag, className, text) {
   const node = document.createElement(tag);
@@ -20,9 +21,90 @@ function el(tag, className, text) {
   return node;
 }
 
-function errorMessage(body, fallback) {
-  if (body && body.error) return body.error.message || fallback;
-  return fallback;
+// ---------------------------------------------------------------- language (issue 25)
+// Every label exists in Korean and English and one is shown at a time: Korean unless the
+// browser prefers English, then whatever the switch last chose (localStorage). A node made
+// with `say` keeps both words (data-ko / data-en), so a switch relabels the whole page,
+// earlier answer cards included, without re-rendering. Answers, documents and names are
+// data, never translated.
+
+const LANG_ATTRS = ["title", "placeholder", "aria-label"];
+
+function initialLanguage() {
+  const saved = localStorage.getItem(LANG_KEY);
+  if (saved === "ko" || saved === "en") return saved;
+  const preferred = (navigator.languages && navigator.languages[0]) || navigator.language || "";
+  return preferred.toLowerCase().startsWith("en") ? "en" : "ko";
+}
+
+// The word for now, for text that is read once (a confirm dialog, a document's error text).
+function t(ko, en) {
+  return state.lang === "en" ? en : ko;
+}
+
+function say(node, ko, en) {
+  node.dataset.ko = ko;
+  node.dataset.en = en;
+  node.textContent = t(ko, en);
+  return node;
+}
+
+function sayAttr(node, attr, ko, en) {
+  node.setAttribute(`data-ko-${attr}`, ko);
+  node.setAttribute(`data-en-${attr}`, en);
+  node.setAttribute(attr, t(ko, en));
+  return node;
+}
+
+// `el` with a label in both languages.
+function label(tag, className, ko, en) {
+  return say(el(tag, className), ko, en);
+}
+
+function localize(root) {
+  const lang = state.lang;
+  root.querySelectorAll("[data-ko]").forEach((node) => { node.textContent = node.dataset[lang]; });
+  for (const attr of LANG_ATTRS) {
+    root.querySelectorAll(`[data-ko-${attr}]`).forEach((node) => node.setAttribute(attr, node.getAttribute(`data-${lang}-${attr}`)));
+  }
+  root.querySelectorAll("[data-lang]").forEach((node) => { node.hidden = node.dataset.lang !== lang; });
+}
+
+function setLanguage(lang, remember = false) {
+  state.lang = lang;
+  if (remember) localStorage.setItem(LANG_KEY, lang);
+  document.documentElement.lang = lang;  // screen readers and hyphenation follow the labels
+  localize(document);
+  document.querySelectorAll("[data-set-lang]").forEach((b) => b.setAttribute("aria-pressed", String(b.dataset.setLang === lang)));
+}
+
+// ---------------------------------------------------------------- errors
+
+// An error with the server's words in both languages (`{"error": {"message_ko", "message_en"}}`).
+function apiError(body, status) {
+  const detail = body && body.error ? body.error : {};
+  const error = new Error(detail.message || `HTTP ${status}`);
+  error.ko = detail.message_ko || error.message;
+  error.en = detail.message_en || error.message;
+  error.code = detail.code;
+  return error;
+}
+
+function bilingualError(ko, en) {
+  const error = new Error(`${ko} / ${en}`);
+  Object.assign(error, { ko, en });
+  return error;
+}
+
+function errorWords(err) {
+  if (err instanceof TypeError) return ["서버에 연결할 수 없습니다", "cannot reach the server"];
+  return [err.ko || err.message, err.en || err.message];
+}
+
+// "오류: ..." / "Error: ..." on `node`, following the language switch.
+function sayError(node, err, ko = "오류", en = "Error") {
+  const [koText, enText] = errorWords(err);
+  return say(node, `${ko}: ${koText}`, `${en}: ${enText}`);
 }
 
 // With ALDLAB_API_KEY set on the server, the model and feedback routes need it.
@@ -35,11 +117,7 @@ async function api(path, options = {}) {
   const response = await fetch(path, options);
   let body = null;
   try { body = await response.json(); } catch (_) { body = null; }
-  if (!response.ok) {
-    const error = new Error(errorMessage(body, `HTTP ${response.status}`));
-    error.code = body && body.error ? body.error.code : undefined;
-    throw error;
-  }
+  if (!response.ok) throw apiError(body, response.status);
   return body;
 }
 
@@ -61,8 +139,9 @@ async function loadModels() {
     const body = await api("/v1/models", { headers: keyHeaders() });
     select.replaceChildren();
     for (const model of body.data) {
-      const label = model.id === "base" ? "기본 모델 / base" : `파인튜닝 / fine-tuned: ${model.id}`;
-      const option = el("option", null, label);
+      const option = model.id === "base"
+        ? label("option", null, "기본 모델", "base model")
+        : label("option", null, `파인튜닝: ${model.id}`, `fine-tuned: ${model.id}`);
       option.value = model.id;
       select.append(option);
     }
@@ -186,18 +265,19 @@ function renderMarkdown(text, cite = () => null) {
 // What the badge measures: how sure retrieval is that a relevant passage was found.
 // It says nothing about the answer's wording, hence the separate support badge.
 const CONFIDENCE_LABELS = {
-  high: "검색 신뢰도 높음 / retrieval confidence high",
-  medium: "검색 신뢰도 보통 / retrieval confidence medium",
-  low: "검색 신뢰도 낮음 / retrieval confidence low",
+  high: ["검색 신뢰도 높음", "retrieval confidence high"],
+  medium: ["검색 신뢰도 보통", "retrieval confidence medium"],
+  low: ["검색 신뢰도 낮음", "retrieval confidence low"],
 };
 const CONTEXT_NOTES = {
-  model: "— 모델에게 준 문서 (인용과 별개) / given to the model, cited or not",
-  refusedEarly: "— 검색된 문서 (모델 호출 전 거절) / retrieved passages (refused before generation)",
-  contextsOnly: "— 검색된 문서 (모델 없음) / retrieved passages (no model)",
+  model: ["— 모델에게 준 문서 (인용과 별개)", "— given to the model, cited or not"],
+  refusedEarly: ["— 검색된 문서 (모델 호출 전 거절)", "— retrieved passages (refused before generation)"],
+  contextsOnly: ["— 검색된 문서 (모델 없음)", "— retrieved passages (no model)"],
 };
 
 function newAnswerCard(question, model, replacing) {
   const card = $("#answer-template").content.firstElementChild.cloneNode(true);
+  localize(card);
   $(".question-bubble", card).textContent = question;
   $(".model-tag", card).textContent = model;
   if (replacing) replacing.replaceWith(card);
@@ -218,7 +298,7 @@ function citeLink(view, id) {
   const link = el("a", "cite-link", `[${id}]`);
   link.href = `#doc-${encodeURIComponent(id)}`;
   link.dataset.docId = id;
-  link.title = "문서 보기 / open the passage";
+  sayAttr(link, "title", "문서 보기", "Open the passage");
   link.addEventListener("click", (event) => {
     event.preventDefault();
     openDocument(id, view.contexts.get(id));
@@ -240,21 +320,24 @@ function showContexts(view, contexts) {
     const button = el("button", "context-open", `[${context.id}] ${context.title || ""}`.trim());
     button.type = "button";
     button.dataset.docId = context.id;
-    button.title = `검색 점수 / score ${context.score}`;
+    sayAttr(button, "title", `검색 점수 ${context.score}`, `Retrieval score ${context.score}`);
     button.addEventListener("click", () => openDocument(context.id, context));
     const text = context.text || "";
     li.append(button, el("span", "context-snippet", text.length > 140 ? `${text.slice(0, 140)}…` : text));
     list.append(li);
   }
   $(".contexts-count", box).textContent = `(${contexts.length})`;
-  $(".contexts-note", box).textContent = CONTEXT_NOTES[view.contextNote];
+  say($(".contexts-note", box), ...CONTEXT_NOTES[view.contextNote]);
   box.hidden = contexts.length === 0;
 }
 
 function citationBasis(citation) {
-  if (citation.how === "passage") return "1위 문서 그대로 / best passage verbatim";
-  if (citation.how === "overlap") return `근거 일치 / supported ${Number(citation.support || 0).toFixed(2)}`;
-  return "인용 / cited";
+  if (citation.how === "passage") return ["1위 문서 그대로", "best passage verbatim"];
+  if (citation.how === "overlap") {
+    const support = Number(citation.support || 0).toFixed(2);
+    return [`근거 일치 ${support}`, `supported ${support}`];
+  }
+  return ["인용", "cited"];
 }
 
 // Whether the best-ranked passage backs the answer: a separate question from retrieval
@@ -264,30 +347,33 @@ function supportVerdict(result, contextsOnly) {
   if (!answered) return null;
   const best = result.contexts[0];
   const cited = result.citations.find((c) => c.id === best.id);
-  if (cited && cited.how === "passage") return { level: "ok", text: "1위 문서를 그대로 보여 줌 / best passage shown verbatim" };
+  if (cited && cited.how === "passage") return { level: "ok", text: ["1위 문서를 그대로 보여 줌", "best passage shown verbatim"] };
   if (cited && cited.support > 0) {
-    return { level: "ok", text: `1위 문서가 뒷받침함 ${cited.support.toFixed(2)} / supported by the best passage` };
+    const support = cited.support.toFixed(2);
+    return { level: "ok", text: [`1위 문서가 뒷받침함 ${support}`, `supported by the best passage ${support}`] };
   }
-  if (cited) return { level: "ok", text: "1위 문서를 인용함 / cites the best passage" };
-  if (result.citations.length) return { level: "warn", text: "1위 문서의 뒷받침 없음 (다른 문서 인용) / not backed by the best passage" };
-  return { level: "warn", text: "어느 문서도 뒷받침하지 않음 / no passage supports it" };
+  if (cited) return { level: "ok", text: ["1위 문서를 인용함", "cites the best passage"] };
+  if (result.citations.length) return { level: "warn", text: ["1위 문서의 뒷받침 없음 (다른 문서 인용)", "not backed by the best passage (cites another)"] };
+  return { level: "warn", text: ["어느 문서도 뒷받침하지 않음", "no passage supports it"] };
 }
 
 function showConfidence(card, result, contextsOnly) {
   const badge = $(".confidence-badge", card);
-  badge.textContent = `${CONFIDENCE_LABELS[result.confidence_label] || result.confidence_label} ${result.confidence.toFixed(2)}`;
+  const [ko, en] = CONFIDENCE_LABELS[result.confidence_label] || [result.confidence_label, result.confidence_label];
+  const score = result.confidence.toFixed(2);
+  say(badge, `${ko} ${score}`, `${en} ${score}`);
   badge.className = `confidence-badge conf-${result.confidence_label}`;
   const why = result.confidence_explanation || {};
-  badge.title = `${why.ko || ""}\n${why.en || ""}`;
+  sayAttr(badge, "title", why.ko || "", why.en || "");
   badge.hidden = false;
   const explanation = $(".confidence-explanation", card);
-  explanation.textContent = `${why.ko || ""} / ${why.en || ""}`;
+  say(explanation, why.ko || "", why.en || "");
   explanation.hidden = false;
   const verdict = supportVerdict(result, contextsOnly);
   const support = $(".support-badge", card);
   support.hidden = !verdict;
   if (verdict) {
-    support.textContent = verdict.text;
+    say(support, ...verdict.text);
     support.className = `support-badge support-${verdict.level}`;
   }
 }
@@ -296,19 +382,20 @@ function showConfidence(card, result, contextsOnly) {
 // given are listed separately, so a context is never shown as a citation.
 function showCitations(view, result) {
   const citations = $(".citations", view.card);
-  citations.replaceChildren(el("span", "muted", "인용 / Citations:"));
+  citations.replaceChildren(label("span", "muted", "인용:", "Citations:"));
   for (const citation of result.citations) {
     const button = el("button", "citation", `[${citation.id}] ${citation.title || ""}`.trim());
     button.type = "button";
     button.dataset.docId = citation.id;
-    button.append(el("span", "basis", citationBasis(citation)));
+    button.append(label("span", "basis", ...citationBasis(citation)));
     button.addEventListener("click", () => openDocument(citation.id, view.contexts.get(citation.id)));
     citations.append(button);
   }
   const answered = view.contextNote !== "contextsOnly" && !result.refused && result.used_retrieval && result.model;
   if (!result.citations.length && answered) {
-    citations.append(el("span", "no-citation",
-      "인용 없음 — 답변이 문서를 인용하지 않았고 어느 문서도 문장을 뒷받침하지 않습니다 / no citation: the answer cites no document and no context supports it"));
+    citations.append(label("span", "no-citation",
+      "인용 없음 — 답변이 문서를 인용하지 않았고 어느 문서도 문장을 뒷받침하지 않습니다",
+      "No citation: the answer cites no document and no context supports it"));
   }
   citations.hidden = !result.citations.length && !answered;
 }
@@ -322,7 +409,7 @@ function fillAnswerCard(view, result) {
   renderAnswer(view);
   showConfidence(card, result, view.contextNote === "contextsOnly");
   if (result.fallback_note) {
-    $(".answer-text", card).after(el("p", "fallback-note", `${result.fallback_note.ko} / ${result.fallback_note.en}`));
+    $(".answer-text", card).after(label("p", "fallback-note", result.fallback_note.ko, result.fallback_note.en));
   }
   showCitations(view, result);
   const cited = new Set(result.citations.map((c) => c.id));
@@ -339,11 +426,12 @@ function startStatus(card) {
   const render = () => {
     const seconds = Math.round((Date.now() - started) / 1000);
     if (status.state === "generating") {
-      line.textContent = `답변 생성 중 / generating · ${seconds}초 / s`;
+      say(line, `답변 생성 중 · ${seconds}초`, `Generating · ${seconds} s`);
     } else if (status.ahead > 0) {
-      line.textContent = `대기 중: 앞에 ${status.ahead}개 질문 (${status.ahead + 1}번째) / queued at position ${status.ahead + 1} · ${seconds}초 / s`;
+      say(line, `대기 중: 앞에 ${status.ahead}개 질문 (${status.ahead + 1}번째) · ${seconds}초`,
+        `Queued at position ${status.ahead + 1} · ${seconds} s`);
     } else {
-      line.textContent = `준비 중 / starting · ${seconds}초 / s`;
+      say(line, `준비 중 · ${seconds}초`, `Starting · ${seconds} s`);
     }
   };
   line.hidden = false;
@@ -361,7 +449,7 @@ function setupFeedback(card, answerId, answerToken) {
   const status = $(".fb-status", box);
   let rating = null;
   const send = async () => {
-    status.textContent = "전송 중… / sending…";
+    say(status, "전송 중…", "Sending…");
     try {
       await api("/api/feedback", {
         method: "POST",
@@ -374,10 +462,10 @@ function setupFeedback(card, answerId, answerToken) {
           correction: $(".fb-correction", box).value,
         }),
       });
-      status.textContent = "피드백 감사합니다 — 관리자 검토 후 학습에 쓰입니다 / Thanks: it is used for training after an admin reviews it";
+      say(status, "피드백 감사합니다 — 관리자 검토 후 학습에 쓰입니다", "Thanks: it is used for training after an admin reviews it");
       updateHistory(answerId, { feedback: rating });
     } catch (err) {
-      status.textContent = `피드백 실패 / failed: ${err.message}`;
+      sayError(status, err, "피드백 실패", "Feedback failed");
     }
   };
   for (const [cls, value] of [[".fb-like", "like"], [".fb-dislike", "dislike"]]) {
@@ -406,19 +494,16 @@ function chatHistory(turn) {
 // cards' regenerate buttons wait: one question at a time per page.
 function setGenerating(on) {
   const button = $("#ask-button");
-  button.textContent = on ? "정지 / Stop" : "질문 / Ask";
+  if (on) say(button, "정지", "Stop");
+  else say(button, "질문", "Ask");
   button.classList.toggle("stop", on);
-  button.setAttribute("aria-label", on ? "답변 생성 정지 / stop generating" : "질문 보내기 / ask");
+  if (on) sayAttr(button, "aria-label", "답변 생성 정지", "Stop generating");
+  else sayAttr(button, "aria-label", "질문 보내기", "Ask");
   document.querySelectorAll(".regenerate").forEach((b) => { b.disabled = on; });
 }
 
 function stopAnswer() {
   if (state.current) state.current.abort();
-}
-
-function friendlyError(err) {
-  if (err instanceof TypeError) return "서버에 연결할 수 없습니다 / cannot reach the server";
-  return err.message;
 }
 
 async function postQuestion(turn, model, signal) {
@@ -435,7 +520,7 @@ async function postQuestion(turn, model, signal) {
   if (!response.ok) {
     let body = null;
     try { body = await response.json(); } catch (_) { body = null; }
-    throw new Error(errorMessage(body, `HTTP ${response.status}`));
+    throw apiError(body, response.status);
   }
   return response;
 }
@@ -454,9 +539,9 @@ async function streamInto(view, response, status) {
       if (event.generates === false && view.contextNote === "model") view.contextNote = "refusedEarly";
       showContexts(view, event.contexts);
     } else if (event.type === "answer") result = event;
-    else if (event.type === "error") throw new Error(errorMessage(event, "오류 / error"));
+    else if (event.type === "error") throw apiError(event, 500);
   }
-  if (!result) throw new Error("응답이 끊겼습니다 / the answer stream ended early");
+  if (!result) throw bilingualError("응답이 끊겼습니다", "the answer stream ended early");
   return result;
 }
 
@@ -468,7 +553,7 @@ function showStopped(view) {
 
 function showFailed(view, err) {
   const errorBox = $("#chat-error");
-  errorBox.textContent = `오류 / error: ${friendlyError(err)}`;
+  sayError(errorBox, err);
   errorBox.hidden = false;
   view.card.classList.add("failed");
 }
@@ -479,8 +564,9 @@ function setupAnswerActions(view) {
   const copy = $(".copy-answer", box);
   copy.addEventListener("click", async () => {
     const ok = await copyText(view.raw);
-    copy.textContent = ok ? "복사됨 / Copied" : "복사 실패 / Copy failed";
-    setTimeout(() => { copy.textContent = "복사 / Copy"; }, 2000);
+    if (ok) say(copy, "복사됨", "Copied");
+    else say(copy, "복사 실패", "Copy failed");
+    setTimeout(() => say(copy, "복사", "Copy"), 2000);
   });
   copy.hidden = !view.raw;
   const regenerate = $(".regenerate", box);
@@ -555,7 +641,8 @@ async function openDocument(docId, context) {
   try {
     doc = await api(`/api/documents/${encodeURIComponent(docId)}`, { headers: keyHeaders() });
   } catch (err) {
-    if (!doc) doc = { id: docId, title: "", text: `문서를 불러오지 못했습니다 / could not load: ${err.message}` };
+    const [ko, en] = errorWords(err);
+    if (!doc) doc = { id: docId, title: "", text: t(`문서를 불러오지 못했습니다: ${ko}`, `Could not load the document: ${en}`) };
   }
   $("#doc-title").textContent = doc.title || doc.id;
   $("#doc-id").textContent = doc.id;
@@ -585,12 +672,12 @@ function renderHistory() {
   const list = $("#history-list");
   list.replaceChildren();
   const items = loadHistory();
-  if (!items.length) list.append(el("li", "muted", "기록이 없습니다 / No history yet"));
+  if (!items.length) list.append(label("li", "muted", "기록이 없습니다", "No history yet"));
   for (const item of items) {
     const li = el("li", "history-item");
     const q = el("button", "history-question", item.question);
     q.type = "button";
-    q.title = "다시 묻기 / ask again";
+    sayAttr(q, "title", "다시 묻기", "Ask again");
     q.addEventListener("click", () => { $("#question").value = item.question; showTab("chat"); $("#question").focus(); });
     const meta = el("span", "muted", ` ${item.model} · ${new Date(item.time).toLocaleString()}${item.feedback ? ` · ${item.feedback === "like" ? "👍" : "👎"}` : ""}`);
     li.append(q, meta, el("p", "history-answer", item.answer));
@@ -617,6 +704,7 @@ async function adminConnect(event) {
   sessionStorage.setItem("aldlab.admin.actor", state.admin.actor);
   await refreshDocuments();
   await refreshReview();
+  await refreshImprove();
 }
 
 async function refreshDocuments() {
@@ -624,9 +712,9 @@ async function refreshDocuments() {
   const q = $("#kb-search").value.trim();
   try {
     const body = await api(`/api/admin/documents?limit=500&q=${encodeURIComponent(q)}`, { headers: adminHeaders() });
-    status.textContent = "연결됨 / connected";
+    say(status, "연결됨", "Connected");
     $("#admin-area").hidden = false;
-    $("#kb-total").textContent = `문서 ${body.total}개 / ${body.total} documents`;
+    say($("#kb-total"), `문서 ${body.total}개`, `${body.total} documents`);
     const list = $("#kb-list");
     list.replaceChildren();
     for (const doc of body.documents) {
@@ -640,13 +728,14 @@ async function refreshDocuments() {
     }
   } catch (err) {
     $("#admin-area").hidden = true;
-    status.textContent = `오류 / error: ${err.message}`;
+    sayError(status, err);
   }
 }
 
 function editDocument(doc) {
   state.editing = doc ? doc.id : null;
-  $("#kb-form-title").textContent = doc ? `문서 편집 / Edit ${doc.id}` : "새 문서 / New document";
+  if (doc) say($("#kb-form-title"), `문서 편집: ${doc.id}`, `Edit ${doc.id}`);
+  else say($("#kb-form-title"), "새 문서", "New document");
   $("#kb-id").value = doc ? doc.id : "";
   $("#kb-id").readOnly = Boolean(doc);
   $("#kb-title").value = doc ? doc.title : "";
@@ -654,7 +743,7 @@ function editDocument(doc) {
   $("#kb-keywords").value = doc ? doc.keywords.join(", ") : "";
   $("#kb-text").value = doc ? doc.text : "";
   $("#kb-delete").hidden = !doc;
-  $("#kb-form-status").textContent = "";
+  say($("#kb-form-status"), "", "");
 }
 
 async function saveDocument(event) {
@@ -666,7 +755,7 @@ async function saveDocument(event) {
     keywords: $("#kb-keywords").value.split(",").map((k) => k.trim()).filter(Boolean),
     text: $("#kb-text").value,
   };
-  status.textContent = "저장 중… (색인 갱신 포함) / saving… (reindexing)";
+  say(status, "저장 중… (색인 갱신 포함)", "Saving… (reindexing)");
   try {
     let body;
     if (state.editing) {
@@ -679,40 +768,39 @@ async function saveDocument(event) {
       });
     }
     editDocument(body.document);
-    status.textContent = "저장됨 / saved";
+    say(status, "저장됨", "Saved");
     await refreshDocuments();
     watchReindex(body.reload);
   } catch (err) {
-    status.textContent = `오류 / error: ${err.message}`;
+    sayError(status, err);
   }
 }
 
 async function deleteDocument() {
   if (!state.editing) return;
-  if (!window.confirm(`문서 ${state.editing} 을(를) 삭제할까요? / Delete ${state.editing}?`)) return;
+  if (!window.confirm(t(`문서 ${state.editing} 을(를) 삭제할까요?`, `Delete ${state.editing}?`))) return;
   const status = $("#kb-form-status");
   try {
     const body = await api(`/api/admin/documents/${encodeURIComponent(state.editing)}`, { method: "DELETE", headers: adminHeaders() });
     editDocument(null);
-    status.textContent = "삭제됨 / deleted";
+    say(status, "삭제됨", "Deleted");
     await refreshDocuments();
     watchReindex(body.reload);
   } catch (err) {
-    status.textContent = `오류 / error: ${err.message}`;
+    sayError(status, err);
   }
 }
 
 async function reloadIndex() {
   const status = $("#admin-status");
-  status.textContent = "색인 갱신 중… (수 분 걸릴 수 있음) / reloading… (may take minutes)";
+  say(status, "색인 갱신 중… (수 분 걸릴 수 있음)", "Reloading… (may take minutes)");
   try {
     const body = await api("/api/admin/reload", { method: "POST", headers: adminHeaders() });
     const r = body.reload || {};
-    status.textContent = r.ok === false
-      ? `색인 갱신 실패 / reload failed: ${r.error}`
-      : `색인 갱신 완료 / reloaded (${r.seconds}s)`;
+    if (r.ok === false) say(status, `색인 갱신 실패: ${r.error}`, `Reload failed: ${r.error}`);
+    else say(status, `색인 갱신 완료 (${r.seconds}초)`, `Reloaded (${r.seconds} s)`);
   } catch (err) {
-    status.textContent = `오류 / error: ${err.message}`;
+    sayError(status, err);
   }
 }
 
@@ -728,7 +816,7 @@ async function exportFeedback() {
     link.click();
     URL.revokeObjectURL(url);
   } catch (err) {
-    status.textContent = `오류 / error: ${err.message}`;
+    sayError(status, err);
   }
 }
 
@@ -753,18 +841,23 @@ async function watchReindex(reload) {
   line.hidden = false;
   while (current.running && state.indexWatch === watch) {
     line.className = "index-status running";
-    line.textContent = `색인 중… ${Math.round((Date.now() - started) / 1000)}초 — 끝나면 새 내용이 검색됩니다 / indexing… the new text is searchable once this is done`;
+    const seconds = Math.round((Date.now() - started) / 1000);
+    say(line, `색인 중… ${seconds}초 — 끝나면 새 내용이 검색됩니다`, `Indexing… ${seconds} s: the new text is searchable once this is done`);
     await sleep(INDEX_POLL_MS);
     try { current = (await api("/api/health")).reload; } catch (_) { /* server busy: ask again */ }
   }
   if (state.indexWatch !== watch) return;
   const failed = current.ok === false;
   line.className = `index-status ${failed ? "failed" : "done"}`;
-  line.textContent = failed
-    ? `색인 실패 — 이전 색인으로 답합니다 / indexing failed, answers use the previous index: ${current.error || ""}`
-    : "색인 완료 — 이제 검색됩니다 / indexed: the new text is now searchable";
+  if (failed) {
+    say(line, `색인 실패 — 이전 색인으로 답합니다: ${current.error || ""}`,
+      `Indexing failed, answers use the previous index: ${current.error || ""}`);
+  } else {
+    say(line, "색인 완료 — 이제 검색됩니다", "Indexed: the new text is now searchable");
+  }
 }
 
+// [ko, en] for what an upload did.
 function uploadSummary(name, body) {
   const parts = [
     [body.added.length, "추가", "added"],
@@ -777,7 +870,8 @@ function uploadSummary(name, body) {
   const ko = parts.map(([n, k]) => `${k} ${n}개`).join(", ");
   const en = parts.map(([n, , e]) => `${n} ${e}`).join(", ");
   const ids = body.added.map((d) => d.id).join(", ");
-  return `${name}: 문서 ${ko} / ${en}${ids ? ` — ${ids}` : ""}`;
+  const tail = ids ? ` — ${ids}` : "";
+  return [`${name}: 문서 ${ko}${tail}`, `${name}: documents ${en}${tail}`];
 }
 
 async function uploadDocuments() {
@@ -787,18 +881,18 @@ async function uploadDocuments() {
   const status = $("#kb-upload-status");
   try {
     if (file.size > UPLOAD_MAX_BYTES) {
-      throw new Error(`파일이 너무 큽니다 (${Math.ceil(file.size / 1024)} KB, 최대 60 KB): 서버에서 aldlab kb import 를 쓰세요`
-        + ` / file too large (max 60 KB): use aldlab kb import on the server`);
+      throw bilingualError(`파일이 너무 큽니다 (${Math.ceil(file.size / 1024)} KB, 최대 60 KB): 서버에서 aldlab kb import 를 쓰세요`,
+        `file too large (${Math.ceil(file.size / 1024)} KB, max 60 KB): use aldlab kb import on the server`);
     }
-    status.textContent = `올리는 중… ${file.name} / uploading…`;
+    say(status, `올리는 중… ${file.name}`, `Uploading ${file.name}…`);
     const body = await api("/api/admin/documents/import", {
       method: "POST", headers: adminHeaders(true), body: JSON.stringify({ filename: file.name, content: await file.text() }),
     });
-    status.textContent = uploadSummary(file.name, body);
+    say(status, ...uploadSummary(file.name, body));
     await refreshDocuments();
     await watchReindex(body.reload);
   } catch (err) {
-    status.textContent = `오류 / error: ${friendlyError(err)}`;
+    sayError(status, err);
   } finally {
     input.value = "";  // choosing the same file again uploads it again
   }
@@ -806,10 +900,93 @@ async function uploadDocuments() {
 
 // ---------------------------------------------------------------- feedback review
 
-function reviewField(list, label, value, className) {
+// `value` is data (shown as it is) or, for a label of ours, [ko, en].
+function reviewField(list, [ko, en], value, className) {
   if (value === null || value === undefined || value === "") return;
-  list.append(el("dt", null, label));
-  list.append(el("dd", className || null, value));
+  list.append(label("dt", null, ko, en));
+  list.append(Array.isArray(value) ? label("dd", className || null, ...value) : el("dd", className || null, value));
+}
+
+// Which model answered: the registry version when the answer came from a registered model.
+function modelVersionTag(item) {
+  return item.model_version
+    ? label("span", "model-version", `모델 버전 ${item.model_version}`, `model version ${item.model_version}`)
+    : label("span", "model-version unregistered", "미등록 모델", "unregistered model");
+}
+
+const REVIEW_STATUS = { pending: ["대기", "pending"], approved: ["승인", "approved"], rejected: ["거절", "rejected"] };
+
+function reviewItem(item) {
+  const li = el("li", "review-item");
+  li.dataset.feedbackId = item.feedback_id;
+  li.dataset.revision = item.revisions;
+  const review = item.review || {};
+  const head = el("div", "review-head");
+  const rating = item.feedback === "like" ? ["좋아요", "like"] : ["싫어요", "dislike"];
+  head.append(
+    el("strong", null, `#${item.feedback_id}`),
+    label("span", null, rating[0], rating[1]),
+    label("span", "muted", `수정본 ${item.revisions}`, `revision ${item.revisions}`),
+    el("span", "model-tag", item.model),
+    modelVersionTag(item),
+    el("span", "muted", item.timestamp.slice(0, 19)),
+  );
+  li.append(head);
+  const dl = el("dl");
+  for (const turn of item.history || []) reviewField(dl, [`기록 (${turn.role})`, `history (${turn.role})`], turn.content);
+  if ((item.history || []).length) {
+    reviewField(dl, ["참고", "note"], ["대화 기록에 의존한 답변: 승인해도 학습 데이터에서는 제외됩니다",
+      "Depends on chat history: left out of training even if approved"]);
+  }
+  reviewField(dl, ["질문", "question"], item.question);
+  reviewField(dl, ["답변", "answer"], item.answer);
+  reviewField(dl, ["의견", "comment"], item.comment);
+  reviewField(dl, ["정정", "correction"], item.correction, "correction");
+  reviewField(dl, ["참고 문서", "contexts"], (item.contexts || []).map((c) => `[${c.id}] ${c.title || ""}`).join("\n"));
+  if (review.reviewer) {
+    const [ko, en] = REVIEW_STATUS[review.status] || [review.status, review.status];
+    const rest = `${review.reviewer} · ${review.reviewed_at}${review.note ? ` · ${review.note}` : ""}`;
+    dl.append(label("dt", null, "검토", "review"), label("dd", null, `${ko} · ${rest}`, `${en} · ${rest}`));
+  }
+  li.append(dl);
+  const row = el("div", "row");
+  if (review.status === "pending") {  // a decision stands: decided items have no buttons
+    row.append(
+      decisionButton(item, "approve", label("button", "review-approve", "승인", "Approve")),
+      decisionButton(item, "reject", label("button", "review-reject danger", "거절", "Reject")),
+    );
+  }
+  li.append(row);
+  return li;
+}
+
+// The decision names the revision shown here: if the asker changed the feedback since,
+// the server refuses (409) and the list is reloaded to show the new text. A cited
+// document edited since the answer (409 kb_changed): the reviewer decides knowingly, and
+// the approval is resent with accept_kb_change.
+function decisionButton(item, decision, button) {
+  button.type = "button";
+  const decide = (extra = {}) => api(`/api/admin/feedback/${item.feedback_id}/${decision}`, {
+    method: "POST", headers: adminHeaders(true), body: JSON.stringify({ revision: item.revisions, ...extra }),
+  });
+  button.addEventListener("click", async () => {
+    try {
+      try {
+        await decide();
+      } catch (err) {
+        const [ko, en] = errorWords(err);
+        const ask = t(`${ko}\n\n그래도 승인할까요?`, `${en}\n\nApprove anyway?`);
+        if (err.code !== "kb_changed" || !window.confirm(ask)) throw err;
+        await decide({ accept_kb_change: true });
+      }
+      await refreshReview();
+    } catch (err) {
+      await refreshReview();
+      sayError($("#review-total"), err);
+    }
+    await refreshImprove();
+  });
+  return button;
 }
 
 async function refreshReview() {
@@ -817,68 +994,91 @@ async function refreshReview() {
   const list = $("#review-list");
   try {
     const body = await api(`/api/admin/feedback?status=${encodeURIComponent(status)}&limit=100`, { headers: adminHeaders() });
-    $("#review-total").textContent = `${body.total}개 / ${body.total} items`;
-    list.replaceChildren();
-    for (const item of body.items) {
-      const li = el("li", "review-item");
-      li.dataset.feedbackId = item.feedback_id;
-      li.dataset.revision = item.revisions;
-      const review = item.review || {};
-      li.append(el("strong", null, `#${item.feedback_id} ${item.feedback === "like" ? "좋아요 / like" : "싫어요 / dislike"} · 수정본 / revision ${item.revisions} · ${item.model} · ${item.timestamp.slice(0, 19)}`));
-      const dl = el("dl");
-      for (const turn of item.history || []) reviewField(dl, `기록 / history (${turn.role})`, turn.content);
-      if ((item.history || []).length) {
-        reviewField(dl, "참고 / note", "대화 기록에 의존한 답변: 승인해도 학습 데이터에서는 제외됩니다 / depends on chat history: left out of training even if approved");
-      }
-      reviewField(dl, "질문 / question", item.question);
-      reviewField(dl, "답변 / answer", item.answer);
-      reviewField(dl, "의견 / comment", item.comment);
-      reviewField(dl, "정정 / correction", item.correction, "correction");
-      reviewField(dl, "참고 문서 / contexts", (item.contexts || []).map((c) => `[${c.id}] ${c.title || ""}`).join("\n"));
-      if (review.reviewer) reviewField(dl, "검토 / review", `${review.status} · ${review.reviewer} · ${review.reviewed_at}${review.note ? ` · ${review.note}` : ""}`);
-      li.append(dl);
-      const row = el("div", "row");
-      const decisions = review.status === "pending"  // a decision stands: decided items have no buttons
-        ? [["approve", "승인 / Approve", "review-approve"], ["reject", "거절 / Reject", "review-reject danger"]]
-        : [];
-      for (const [decision, label, cls] of decisions) {
-        const button = el("button", cls, label);
-        button.type = "button";
-        // The decision names the revision shown here: if the asker changed the feedback
-        // since, the server refuses (409) and the list is reloaded to show the new text.
-        // A cited document edited since the answer (409 kb_changed): the reviewer decides
-        // knowingly, and the approval is resent with accept_kb_change.
-        const decide = (extra = {}) => api(`/api/admin/feedback/${item.feedback_id}/${decision}`, {
-          method: "POST", headers: adminHeaders(true), body: JSON.stringify({ revision: item.revisions, ...extra }),
-        });
-        button.addEventListener("click", async () => {
-          try {
-            try {
-              await decide();
-            } catch (err) {
-              const ask = `${err.message}\n\n그래도 승인할까요? / Approve anyway?`;
-              if (err.code !== "kb_changed" || !window.confirm(ask)) throw err;
-              await decide({ accept_kb_change: true });
-            }
-            await refreshReview();
-          } catch (err) {
-            await refreshReview();
-            $("#review-total").textContent = `오류 / error: ${err.message}`;
-          }
-        });
-        row.append(button);
-      }
-      li.append(row);
-      list.append(li);
-    }
+    say($("#review-total"), `${body.total}개`, `${body.total} items`);
+    list.replaceChildren(...body.items.map(reviewItem));
   } catch (err) {
-    $("#review-total").textContent = `오류 / error: ${err.message}`;
+    sayError($("#review-total"), err);
+  }
+}
+
+// ---------------------------------------------------------------- improve now (issue 23)
+
+// While `aldlab improve` runs on the server (minutes to hours on a CPU), its status is
+// polled; the button is offered only when the server says enough approved feedback waits.
+const IMPROVE_POLL_MS = 2000;
+
+function showImproveRun(run) {
+  const line = $("#improve-status");
+  const reasons = $("#improve-reasons");
+  line.hidden = run.state === "idle";
+  line.className = `improve-status ${run.state}`;
+  const by = run.started_by || "";
+  if (run.state === "running") {
+    const seconds = Math.round(Date.now() / 1000 - run.started_at);
+    say(line, `개선 실행 중 (${by}, ${seconds}초) — 학습·평가·게이트가 끝나면 여기에 결과가 나옵니다`,
+      `Improving (${by}, ${seconds} s): the result shows here after training, evaluation and the gate`);
+  } else if (run.state === "promoted") {
+    say(line, `승격됨: ${run.model_id} — 서버가 재시작 없이 새 모델로 답합니다`,
+      `Promoted: ${run.model_id}. The server answers with it without a restart`);
+  } else if (run.state === "kept") {
+    const candidate = run.model_id || "-";
+    say(line, `현재 모델 유지 (후보 ${candidate}) — 이유:`, `Kept the current model (candidate ${candidate}). Why:`);
+  } else if (run.state === "failed") {
+    say(line, "개선 실패 — 현재 모델 유지:", "Improve failed, the current model stays:");
+  }
+  // The reasons are the gate's and improve's own words (already Korean / English).
+  reasons.replaceChildren(...run.reasons.map((r) => el("li", null, r)));
+  if (run.log && run.state !== "running") reasons.append(label("li", "improve-log", `기록: ${run.log}`, `Log: ${run.log}`));
+  reasons.hidden = !reasons.children.length || run.state === "running";
+}
+
+async function refreshImprove() {
+  const waiting = $("#improve-waiting");
+  const button = $("#improve-start");
+  try {
+    const body = await api("/api/admin/improve", { headers: adminHeaders() });
+    say(waiting, `학습 안 된 승인 피드백 ${body.waiting}개 (개선에 ${body.threshold}개 필요) · 서비스 중인 모델: ${body.promoted || "없음"}`,
+      `${body.waiting} approved feedback items not yet trained on (${body.threshold} needed to improve) · serving: ${body.promoted || "none"}`);
+    button.hidden = !body.ready;
+    button.disabled = false;
+    showImproveRun(body.run);
+    if (body.run.state === "running") watchImprove();
+  } catch (err) {
+    button.hidden = true;
+    sayError(waiting, err);
+  }
+}
+
+function watchImprove() {
+  clearTimeout(state.improveTimer);
+  state.improveTimer = setTimeout(refreshImprove, IMPROVE_POLL_MS);
+}
+
+async function startImprove() {
+  const button = $("#improve-start");
+  button.disabled = true;
+  try {
+    const body = await api("/api/admin/improve", { method: "POST", headers: adminHeaders() });
+    button.hidden = !body.ready;
+    showImproveRun(body.run);
+    watchImprove();
+  } catch (err) {
+    // 409: another run is going, or the feedback was trained on meanwhile; the server says which.
+    const line = $("#improve-status");
+    line.hidden = false;
+    line.className = "improve-status failed";
+    sayError(line, err);
+    $("#improve-reasons").hidden = true;
+  } finally {
+    button.disabled = false;
   }
 }
 
 // ---------------------------------------------------------------- wiring
 
 function init() {
+  setLanguage(initialLanguage());
+  document.querySelectorAll("[data-set-lang]").forEach((b) => b.addEventListener("click", () => setLanguage(b.dataset.setLang, true)));
   document.querySelectorAll(".tab").forEach((t) => t.addEventListener("click", () => showTab(t.dataset.tab)));
   $("#ask-form").addEventListener("submit", (event) => {
     event.preventDefault();
@@ -907,6 +1107,7 @@ function init() {
   $("#kb-upload").addEventListener("change", uploadDocuments);
   $("#review-refresh").addEventListener("click", refreshReview);
   $("#review-status").addEventListener("change", refreshReview);
+  $("#improve-start").addEventListener("click", startImprove);
   $("#admin-token").value = sessionStorage.getItem("aldlab.admin.token") || "";
   $("#api-key").value = sessionStorage.getItem("aldlab.api_key") || "";
   $("#api-key").addEventListener("change", () => {
