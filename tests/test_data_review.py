@@ -80,9 +80,12 @@ def test_subject_only_in_a_because_clause_is_lost(tagger: KiwiTagger, spellings:
 
 
 def test_answer_starting_from_another_sentence_loses_the_subject(tagger: KiwiTagger, spellings: Spellings) -> None:
-    answer = "RF 발생기는 50 Ω 부하에 맞게 설계된다. Matching network는 임피던스를 50 Ω으로 변환한다."
+    answer = "RF 발생기는 50 Ω 부하에 맞게 설계된다. 플라즈마 임피던스는 계속 달라진다. 그래서 Matching network를 쓴다."
     reason = subject_lost("Matching network는 무슨 일을 해?", answer, spellings, tagger)
     assert reason is not None and "Matching network" in reason
+    # one sentence of scene-setting, then the subject as the topic: still an answer
+    answer = "RF 발생기는 50 Ω 부하에 맞게 설계된다. Matching network는 임피던스를 50 Ω으로 변환한다."
+    assert subject_lost("Matching network는 무슨 일을 해?", answer, spellings, tagger) is None
 
 
 @pytest.mark.parametrize(
@@ -159,3 +162,27 @@ def test_review_names_file_line_check_and_reason(tmp_path: Path) -> None:
     }
     assert all(" / " in f.detail for f in report.findings)  # Korean, then English
     assert report.to_json()["examples"][0]["where"] == "train.jsonl:2"
+
+
+# ------------------------------------------------------------------ the build's filter
+
+def test_build_filter_drops_dangling_train_answers_but_keeps_refusals(tagger: KiwiTagger) -> None:
+    from aldlab.data.answer_fit import drop_dangling
+    from aldlab.data.facts import Candidate, Fact
+
+    def fact(fid: str, kind: str, answer: str) -> Fact:
+        return Fact(fid, kind, "role", ["q1", "q2"], [(answer, "d")], ["d"])
+
+    pulse = fact("pulse", "kb", PULSE_ANSWER)
+    mfc = fact("mfc", "kb", "MFC는 가스 유량을 설정값으로 제어한다.")
+    refusal = fact("no", "unanswerable", "이때는 답할 수 없습니다.")  # refusals are never judged
+    cands = [Candidate(f, q, i) for f in (pulse, mfc, refusal) for i, q in enumerate(f.questions)]
+    kept, dropped = drop_dangling(cands, tagger)
+    assert dropped == 2 and {c.fact.fact_id for c in kept} == {"mfc", "no"}
+
+
+def test_drop_dangling_is_a_data_build_flag() -> None:
+    from aldlab.data.config import DataConfig
+
+    assert DataConfig().drop_dangling is True
+    assert DataConfig(drop_dangling=False).drop_dangling is False
