@@ -35,11 +35,11 @@ def spellings() -> Spellings:
 @pytest.mark.parametrize(
     ("answer", "cue"),
     [
-        (PULSE_ANSWER, "이"),  # "이보다" = 이 + 보다: than what?
+        (PULSE_ANSWER, "이보다"),  # 이 + 보다: than what?
         ("교체 직후 GPC가 원래 값으로 돌아오면 고갈이 원인이었던 것이다.", "었던 것이다"),
         ("이때 압력이 잠깐 오른다.", "이때"),
         ("따라서 Purge 시간을 늘린다.", "따라서"),
-        ("Pirani gauge는 그것보다 넓은 범위를 읽는다.", "그것"),
+        ("Pirani gauge는 그것보다 넓은 범위를 읽는다.", "그것보다"),
     ],
 )
 def test_answers_leaning_on_a_missing_sentence_are_dangling(answer: str, cue: str, tagger: KiwiTagger) -> None:

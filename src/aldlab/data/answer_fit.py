@@ -55,7 +55,7 @@ def back_reference(tokens: Sequence, text: str) -> str | None:
         starts_word = tok.start == 0 or text[tok.start - 1].isspace()
         demonstrative = (tok.tag == "MM" and tok.form in _BACK_MM) or (tok.tag == "NP" and tok.form in _BACK_NP)
         if (demonstrative and starts_word) or (tok.tag == "MAJ" and i == 0):
-            return tok.form
+            return text[tok.start :].split()[0].rstrip(".,")  # the whole word: "이보다", not "이"
     return None
 
 
