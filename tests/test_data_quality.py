@@ -181,7 +181,9 @@ def test_build_reports_templates_semantic_leakage_and_checks(built) -> None:
     stats = report.stats
     assert stats["semantic"]["leaking_eval_answers"] == 0
     assert stats["templates"]["templates_in_use"] >= 20
-    assert stats["checks"]["total"] == 0
+    # The synthetic KB titles a document with a random head ("…의 응답 지연 원인") its text does
+    # not answer, so issue 21's intent check finds real mismatches there; everything else is clean.
+    assert {k: v for k, v in stats["checks"]["counts"].items() if v and k != "intent_mismatch"} == {}
 
 
 # ---------------------------------------------------------------- semantic
@@ -224,16 +226,18 @@ def test_review_checks_find_each_defect_class_from_the_issue() -> None:
         row("ok", "ALD는 무엇인가요?", "ALD는 표면 반응을 번갈아 일으켜 한 층씩 쌓는 증착법이다."),
     ]
     report = check_rows(rows, kb)
-    flagged = {f.row_id: f.check for f in report.findings}
-    assert flagged["combo"] == "combo_template"
-    assert "connective" in flagged and any(f.row_id == "connective" and f.check == "connective_opening" for f in report.findings)
-    assert flagged["clipped"] == "clipped_answer"
-    assert flagged["generic"] == "generic_subject"
-    assert flagged["unpaired"] == "difference_unpaired"
-    assert any(f.row_id == "cause" and f.check == "cause_without_cause" for f in report.findings)
-    assert flagged["subject"] == "answer_misses_subject"
-    assert flagged["particle"] == "particle_error"
-    assert flagged["refusal"] == "refusal_context_has_answer"
+    flagged: dict[str, set[str]] = {}
+    for f in report.findings:
+        flagged.setdefault(f.row_id, set()).add(f.check)
+    assert "combo_template" in flagged["combo"]
+    assert "connective_opening" in flagged["connective"]
+    assert "clipped_answer" in flagged["clipped"]
+    assert "generic_subject" in flagged["generic"]
+    assert "difference_unpaired" in flagged["unpaired"]
+    assert "cause_without_cause" in flagged["cause"]
+    assert "answer_misses_subject" in flagged["subject"]
+    assert "particle_error" in flagged["particle"]
+    assert "refusal_context_has_answer" in flagged["refusal"]
     assert "ok" not in flagged
 
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from aldlab.data.answer_fit import drop_dangling
 from aldlab.data.build_progress import STEP_LABELS, BuildProgress
 from aldlab.data.config import DataConfig
 from aldlab.data.dedup import ngrams, similar_pairs
@@ -159,6 +160,7 @@ def build_dataset(config: DataConfig, progress: bool = True) -> DatasetReport:
         same_fact = semantic.same_fact_map(config.semantic_threshold)
         evals = assemble_side(eval_c, config.eval_size, sides["eval"], kb_by_id, config, random.Random(f"{config.seed}:eval"), same_fact)
         train_c, semantic_dropped = semantic.drop_restating(train_c, evals.examples, config.semantic_threshold)
+        train_c, dangling_dropped = drop_dangling(train_c, KiwiTagger()) if config.drop_dangling else (train_c, 0)
         train = assemble_side(train_c, config.train_size, sides["train"], kb_by_id, config, random.Random(f"{config.seed}:train"), same_fact)
         steps.start("checks")
         final = measure_leakage(train.examples, evals.examples, threshold=config.near_dup_threshold, n=config.ngram)
@@ -171,6 +173,7 @@ def build_dataset(config: DataConfig, progress: bool = True) -> DatasetReport:
         stats["semantic"] = semantic_stats
         stats["templates"] = template_stats([*train.examples, *evals.examples])
         stats["checks"] = check_rows([e.to_row() for e in [*train.examples, *evals.examples]], kb).to_json()
+        stats["checks"]["dropped_train_dangling"] = dangling_dropped  # candidates (wordings), before picking rows
         report = _write_outputs(config, kb, train.examples, evals.examples, stats)
     return report
 

@@ -106,7 +106,7 @@ def review_command(
     output: Path | None = output_option("검토 시트 경로 / review sheet path (default: <data_dir>/review.md)"),
 ) -> None:
     """검토 시트를 쓰고 자동 결함 검사를 합니다 / Write a review sheet and run the automatic defect checks."""
-    from aldlab.data.review import check_rows, load_rows, render_sheet, sample_per_style
+    from aldlab.data.review import check_rows, load_rows, render_sheet, row_locations, sample_per_style
     from aldlab.errors import UserError
     from aldlab.files import atomic_write_text, read_json
     from aldlab.kb.io import load_kb
@@ -141,7 +141,7 @@ def review_command(
 
     knowledge = load_kb(kb or shipped_kb_dir())
     everything = [*rows["train"], *rows["eval"]]
-    report = check_rows(everything, knowledge)
+    report = check_rows(everything, knowledge, row_locations(rows))
     samples = sample_per_style(everything, per_style, seed)
     sheet = output or Path(data_dir) / "review.md"
     atomic_write_text(sheet, render_sheet(samples, knowledge.by_id(), report, str(data_dir)))
@@ -153,5 +153,5 @@ def review_command(
         table.add_row(name, f"[{'green' if count == 0 else 'red'}]{count}[/]")
     console.print(table)
     for f in report.findings[:10]:
-        console.print(f"  [yellow]{f.check}[/] {f.row_id}: {f.question} — {f.detail}")
+        console.print(f"  [yellow]{f.check}[/] {f.where} {f.row_id}: {f.question} — {f.detail}", highlight=False)
     console.print(f"검토 시트 / review sheet → {sheet}")

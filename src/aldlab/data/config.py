@@ -39,6 +39,10 @@ class DataConfig:
     #: (issue 26: the model refused 6 of 61 user-style dev questions whose answer it was given).
     refusal_twins: bool = field(default=True, metadata={
         "help": "문서를 뺀 거절 행은 같은 질문의 답변 행과 짝을 이룸 / missing-context refusals pair with an answered twin"})
+    #: Issue 21: train rows whose answer opens on a back-reference ("ALD Pulse는 이보다 훨씬
+    #: 짧으므로…", "…원인이었던 것이다.") are left out; every such row read was a bad row (7 of 7)
+    drop_dangling: bool = field(default=True, metadata={
+        "help": "답에 없는 앞 문장을 가리키는 답(이보다, 이때…)의 train 행 제외 / drop train rows whose answer points at a missing sentence"})
     #: passages in a retrieval-style prompt (answering documents + distractors); unset = the
     #: preset's `rag.top_k`, so training prompts carry as many contexts as serving retrieves
     num_context_docs: int | None = field(default=None, metadata=same_as("rag", "top_k"))

@@ -9,6 +9,11 @@ Questions are assembled from templates × entities (deterministic), grouped by t
 near-identical wordings stay on one side of the split. Each area has its own one-sentence
 reasons, for closed-book and for retrieval-style rows (where the retrieved passages are
 real KB documents that do not contain the answer).
+
+Issue 21: no entity here may be one a held-out unanswerable asks about (evalsets/holdout.jsonl,
+seed.jsonl): "TMA Canister 가격", "Lam 알람 코드", "3번 챔버 PM", "원자층 식각(ALE)", "CMP 슬러리",
+"EUV 노광", "포토레지스트", "ASM HfO2 레시피 pulse" were replaced by made-up entities of the same
+kind (tests/test_data_refusal_twins.py); Picosun went too (user-test u-117 asks its alarm code).
 """
 
 from __future__ import annotations
@@ -31,20 +36,20 @@ class RefusalArea:
     rag_reasons: tuple[str, ...]
 
 
-_TOOLS = ("3번 챔버", "2호기", "PM2 챔버", "7호기 ALD 장비", "B라인 5호기", "우리 라인 HfO2 장비")
-_SITES = ("우리 팹", "A라인", "2공장", "우리 라인", "청주 공장", "C동 클린룸")
-_PARTS = ("TMA Canister", "ALD 밸브", "MFC", "APC Valve", "VG12 게이지", "Showerhead", "dry pump", "Gate Valve O-ring", "TDMAH 한 병", "RF 발생기")
-_MAKERS = ("ASM", "TEL", "Lam", "Applied Materials", "Kokusai", "주성", "원익IPS", "Picosun")
+_TOOLS = ("11번 챔버", "2호기", "PM2 챔버", "7호기 ALD 장비", "B라인 5호기", "우리 라인 ZrO2 장비")
+_SITES = ("화성 사업장", "A라인", "2공장", "우리 라인", "청주 공장", "C동 클린룸")
+_PARTS = ("Heater jacket", "ALD 밸브", "MFC", "APC Valve", "VG12 게이지", "Showerhead", "dry pump", "Gate Valve O-ring", "TDMAH 한 병", "RF 발생기")
+_MAKERS = ("Norvane", "TEL", "세림ENG", "Applied Materials", "Kokusai", "주성", "원익IPS", "Kestrel")
 _CODES = ("E-1023", "ALM 4107", "Error 7031", "W-220", "코드 5512", "P-0815", "E-3390", "ALM 0412")
 _PROCESSES = (
-    ("EUV 노광", "dose와 초점 조건"),
-    ("CMP", "슬러리 선택 기준"),
+    ("다이싱", "블레이드 회전 속도"),
+    ("패키지 몰딩", "몰딩 온도 조건"),
     ("Cu 전해도금", "첨가제 관리 방법"),
     ("이온 주입 후 어닐", "온도 조건"),
     ("MOCVD GaN 성장", "온도와 V/III 비"),
-    ("원자층 식각(ALE)", "사이클 조건"),
+    ("백그라인딩", "연마 속도 조건"),
     ("스퍼터링", "타깃 교체 주기"),
-    ("포토레지스트 코팅", "스핀 속도 조건"),
+    ("솔더 리플로우", "온도 프로파일"),
     ("Si 에피 성장", "HCl 첨가량"),
     ("웨이퍼 본딩", "정렬 오차 기준"),
 )
@@ -56,7 +61,7 @@ AREAS: tuple[RefusalArea, ...] = (
             "{tool}의 지난주 PM 이력 알려 줘.",
             "{tool}에서 어제 뜬 알람 로그를 보여 줄 수 있어?",
             "{tool} VG12 마지막 교정 날짜가 언제야?",
-            "{tool}의 HfO2 레시피 pulse 시간이 정확히 몇 ms예요?",
+            "{tool}의 TiN 레시피 NH3 유량이 정확히 몇 sccm이에요?",
             "{site}에서 이번 달 파티클 불량이 몇 건 났어?",
             "{site} ALD 장비들의 지난 분기 가동률은 얼마였나요?",
             "{tool} 지금 챔버 압력이 몇 Torr야?",

@@ -15,6 +15,17 @@ every row (not a sample), so a regression shows up as a non-zero count:
 - answer_misses_subject: none of the question's KB terms occurs in the answer
 - particle_error: a particle that does not agree with the KB term before it
 - refusal_context_has_answer: a withheld-document refusal whose context holds that document
+
+Issue 21 found rows none of those catch, where the question does not ask what the answer says:
+
+- dangling_reference: the answer's first clause points at text that is not in the answer
+  ("ALD Pulse는 이보다 훨씬 짧으므로…", "…고갈이 원인이었던 것이다.")
+- subject_lost: the question names a subject the answer's first sentence is not about
+  (the subject only appears in a because-clause, or not at the start at all)
+- intent_mismatch: the question asks a role, cause, effect, downside, procedure or value and
+  the answer's first sentence gives something else (a symptom question answered with an action)
+
+The three are cue rules (`aldlab.data.answer_fit`), each finding says which cue fired.
 """
 
 from __future__ import annotations
@@ -28,7 +39,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from aldlab.data.answer_fit import Spellings, dangling_reference, intent_mismatch, subject_lost
 from aldlab.data.korean import find_particle_errors
+from aldlab.data.questions import KiwiTagger
 from aldlab.data.sentences import BARE_BECAUSE, CONNECTIVE
 from aldlab.kb.schema import Document, KnowledgeBase
 from aldlab.prompts import is_refusal
@@ -44,6 +57,9 @@ CHECKS = (
     "answer_misses_subject",
     "particle_error",
     "refusal_context_has_answer",
+    "dangling_reference",
+    "subject_lost",
+    "intent_mismatch",
 )
 
 _CITATION = re.compile(r"\s*\[[A-Za-z0-9_.:-]+\]")
@@ -58,6 +74,8 @@ class Finding:
     row_id: str
     question: str
     detail: str
+    #: "train.jsonl:83" when the caller said where the rows came from (`row_locations`)
+    where: str = ""
 
 
 @dataclass
@@ -78,7 +96,7 @@ class CheckReport:
         for f in self.findings:
             if shown[f.check] < examples:
                 shown[f.check] += 1
-                listed.append({"check": f.check, "id": f.row_id, "question": f.question, "detail": f.detail})
+                listed.append({"check": f.check, "id": f.row_id, "where": f.where, "question": f.question, "detail": f.detail})
         return {"rows": self.rows, "total": self.total, "counts": self.counts, "examples": listed}
 
 
@@ -122,17 +140,30 @@ def _content_words(question: str) -> list[str]:
     return [w for w in out if len(w) >= 2]
 
 
-def check_rows(rows: Sequence[dict], kb: KnowledgeBase) -> CheckReport:
-    """Run every check over every row (refusal rows only get the checks that apply)."""
+def row_locations(rows_by_split: dict[str, list[dict]]) -> list[str]:
+    """"train.jsonl:1", "train.jsonl:2", … in the order `load_rows`'s splits are concatenated,
+    so a finding can be opened in an editor (blank lines are skipped by `load_rows` too)."""
+    return [f"{split}.jsonl:{n}" for split, rows in rows_by_split.items() for n in range(1, len(rows) + 1)]
+
+
+def check_rows(rows: Sequence[dict], kb: KnowledgeBase, where: Sequence[str] | None = None) -> CheckReport:
+    """Run every check over every row (refusal rows only get the checks that apply).
+
+    `where` names each row's file and line (`row_locations`); without it findings carry the id only.
+    """
     report = CheckReport(rows=len(rows))
     terms = sorted({t for t in kb.domain_terms() if len(t.strip()) >= 2}, key=len, reverse=True)
     domain = set(kb.domain_terms())
+    spellings = Spellings(kb.synonym_groups)
+    tagger = KiwiTagger()
+    location = ""
 
     def flag(check: str, row: dict, question: str, detail: str) -> None:
         report.counts[check] += 1
-        report.findings.append(Finding(check, str(row.get("id", "")), question, detail[:160]))
+        report.findings.append(Finding(check, str(row.get("id", "")), question, detail[:160], location))
 
-    for row in rows:
+    for n, row in enumerate(rows):
+        location = where[n] if where is not None else ""
         q, a = question_of(row), answer_of(row)
         for err in find_particle_errors(q, domain):
             flag("particle_error", row, q, f"{err.term}{err.found} -> {err.term}{err.expected}")
@@ -146,8 +177,12 @@ def check_rows(rows: Sequence[dict], kb: KnowledgeBase) -> CheckReport:
             continue
         plain = _plain(a)
         sentences = split_sentences(plain)
-        if sentences and (CONNECTIVE.match(sentences[0]) or BARE_BECAUSE.search(sentences[0]) and len(sentences) == 1):
+        connective = bool(sentences and (CONNECTIVE.match(sentences[0]) or BARE_BECAUSE.search(sentences[0]) and len(sentences) == 1))
+        if connective:
             flag("connective_opening", row, q, plain[:60])
+        back = None if connective else dangling_reference(plain, tagger)
+        if back:
+            flag("dangling_reference", row, q, f"'{back}': 답에 없는 앞 문장을 가리킴 / points at text the answer leaves out")
         if plain and plain[-1] not in ".!?)”\"":
             flag("clipped_answer", row, q, plain[-40:])
         named = _terms_in(q, terms) or re.findall(r"[A-Za-z][A-Za-z0-9/+-]+", q)
@@ -156,6 +191,13 @@ def check_rows(rows: Sequence[dict], kb: KnowledgeBase) -> CheckReport:
             flag("generic_subject", row, q, "no KB term and under 3 content words")
         elif not any(t.casefold() in plain.casefold() or any(s.casefold() in plain.casefold() for s in kb.synonyms_of(t)) for t in named) and not any(w in plain for w in words):
             flag("answer_misses_subject", row, q, f"{(named or words)[:3]} not in answer")
+        else:  # the subject is somewhere in the answer: is the answer about it?
+            lost = subject_lost(q, plain, spellings, tagger)
+            if lost:
+                flag("subject_lost", row, q, lost)
+        mismatch = intent_mismatch(q, plain)
+        if mismatch:
+            flag("intent_mismatch", row, q, mismatch)
         diff = _DIFF_Q.match(q)
         if diff:
             sides = [diff.group("a"), diff.group("b")]
@@ -221,8 +263,8 @@ def render_sheet(samples: dict[str, list[dict]], by_id: dict[str, Document], rep
                     lines += [f"source `{doc.id}` — {doc.title}", "", _quote(doc.text), ""]
             lines += ["- [ ] OK  - [ ] 질문-답 불일치 / mismatch  - [ ] 어색함 / stiff", ""]
     if report.findings:
-        lines += ["## 자동 검사 결과 / Automatic findings", "", "| check | id | question | detail |", "|---|---|---|---|"]
+        lines += ["## 자동 검사 결과 / Automatic findings", "", "| check | where | id | question | detail |", "|---|---|---|---|---|"]
         for f in report.findings[:200]:
-            cells = [f.check, f.row_id, f.question, f.detail]
+            cells = [f.check, f.where, f.row_id, f.question, f.detail]
             lines.append("| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in cells) + " |")
     return "\n".join(lines) + "\n"
