@@ -23,7 +23,8 @@ from fastapi.testclient import TestClient
 from aldlab.kb import edit
 from aldlab.kb import io as kb_io
 from aldlab.kb.io import load_kb
-from aldlab.kb.schema import Document
+from aldlab.kb.schema import Document, KnowledgeBase
+from aldlab.kb.validate import validate_kb
 from aldlab.serve.app import create_app
 from aldlab.serve.fake import FakeAssistant
 from aldlab.serve.kb_admin import AuditJournal
@@ -115,6 +116,47 @@ def test_a_topic_move_cut_in_half_is_finished_without_a_duplicate(tmp_path: Path
     assert [d.id for d in documents].count("tiny-001") == 1
     assert next(d for d in documents if d.id == "tiny-001").topic == "precursors"
     assert [r["state"] for r in rows(store)] == ["done"]
+
+
+def test_an_import_cut_after_its_documents_leaves_no_undeclared_keyword_or_topic(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An import declares its new keyword and topic in kb.json; with kb.json written after
+    the documents, a kill between them left a document that `aldlab kb validate` rejects
+    and the admin API refuses to edit."""
+    kb, db = write_tiny_kb(tmp_path / "kb"), tmp_path / "s.sqlite3"
+    store = Store(db)
+    incoming = KnowledgeBase(documents=[
+        Document(id="imp-001", title="가져온 문서", text="시험어가 나오는 가져온 문서의 본문", keywords=["시험어"], topic="imported")
+    ])
+    crash_on(monkeypatch, kb_io, "atomic_write_jsonl", after_calls=1)  # after the gaining topic file
+    with pytest.raises(Crash):
+        edit.import_into(kb, incoming, journal=journal(store, kb))
+    monkeypatch.undo()
+
+    client = restart(kb, db)
+    assert [i.en for i in validate_kb(load_kb(kb), check_near_duplicates=False).errors] == []
+    assert [(r["action"], r["doc_id"], r["state"]) for r in rows(store)] == [("add", "imp-001", "done")]
+    r = client.put("/api/admin/documents/imp-001?reload=false", json={"text": "고친 본문"},
+                   headers={"Authorization": f"Bearer {TOKEN}"})
+    assert r.status_code == 200, r.text
+
+
+def test_kb_json_gives_up_a_declaration_only_after_the_documents(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The other half of the rule: a topic the KB drops stays declared until no document uses it."""
+    kb_dir = write_tiny_kb(tmp_path / "kb")
+    kb = load_kb(kb_dir)
+    kb.documents = [d for d in kb.documents if d.topic != "precursors"]
+    del kb.topics["precursors"]
+    crash_on(monkeypatch, kb_io, "atomic_write_json")
+    with pytest.raises(Crash):
+        kb_io.save_kb(kb, kb_dir)
+    monkeypatch.undo()
+    assert "tiny-003" not in load_kb(kb_dir).by_id()
+    assert "precursors" in load_kb(kb_dir).topics
+
+    kb_io.save_kb(kb, kb_dir)
+    assert "precursors" not in load_kb(kb_dir).topics
 
 
 def test_a_pending_row_followed_by_later_edits_is_judged_by_what_came_next(

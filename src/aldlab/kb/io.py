@@ -141,9 +141,39 @@ def _gaining_files_first(docs_dir: Path, by_topic: dict[str, list[Document]]) ->
     return sorted(by_topic.items(), key=lambda item: 0 if gains(item) else 1)
 
 
+def _manifest_on_disk(root: Path) -> dict[str, Any] | None:
+    """kb.json as it is now (None when missing or unreadable)."""
+    try:
+        meta = read_json(root / "kb.json")
+    except UserError:
+        return None
+    return meta if isinstance(meta, dict) else None
+
+
+def _widened(on_disk: dict[str, Any], manifest: dict[str, Any]) -> dict[str, Any]:
+    """`manifest`, still declaring every topic, keyword and synonym group `on_disk` did."""
+    topics = dict(manifest["topics"])
+    topics.update({k: v for k, v in dict(on_disk.get("topics") or {}).items() if k not in topics})
+    keywords = [*manifest["keywords"], *(k for k in on_disk.get("keywords") or [] if k not in manifest["keywords"])]
+    groups = [*manifest["synonym_groups"], *(g for g in on_disk.get("synonym_groups") or [] if g not in manifest["synonym_groups"])]
+    return {**manifest, "topics": topics, "keywords": keywords, "synonym_groups": groups}
+
+
 def save_kb(kb: KnowledgeBase, root: str | Path) -> None:
-    """Write a KB in the native format; each file atomically, one JSONL per topic."""
+    """Write a KB in the native format; each file atomically, one JSONL per topic.
+
+    kb.json declares the topics and keywords the documents use, so what it gains is written
+    before the documents and what it loses after them: a crash between two files leaves a
+    declared name no document uses, never a document using an undeclared one. (Written
+    last, an import cut by kill -9 left documents `aldlab kb validate` rejects and the admin
+    API refuses to edit: bench/serve_crash.py.)
+    """
     root = Path(root)
+    manifest = kb.manifest()
+    on_disk = _manifest_on_disk(root)
+    first = manifest if on_disk is None else _widened(on_disk, manifest)
+    if first != on_disk:
+        atomic_write_json(root / "kb.json", first)
     by_topic: dict[str, list[Document]] = {}
     for doc in kb.documents:
         by_topic.setdefault(doc.topic, []).append(doc)
@@ -154,4 +184,5 @@ def save_kb(kb: KnowledgeBase, root: str | Path) -> None:
         for stale in docs_dir.glob("*.jsonl"):
             if stale.stem not in by_topic:
                 stale.unlink()
-    atomic_write_json(root / "kb.json", kb.manifest())
+    if manifest != first:
+        atomic_write_json(root / "kb.json", manifest)
