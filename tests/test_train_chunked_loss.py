@@ -90,7 +90,8 @@ def test_swapped_token_rows_match_the_merged_weight(softcap: float, train_head: 
 
 def test_swapped_token_rows_with_no_supervised_row() -> None:
     token_rows = torch.randn(2, 8, requires_grad=True)
-    loss = chunked_head_loss(torch.randn(0, 8, requires_grad=True), torch.randn(50, 8), torch.zeros(0, dtype=torch.long),
+    no_rows = torch.randn(0, 8, requires_grad=True)
+    loss = chunked_head_loss(no_rows, torch.randn(50, 8), torch.zeros(0, dtype=torch.long),
                              token_ids=torch.tensor([1, 2]), token_rows=token_rows)
     loss.backward()
     assert float(loss) == 0.0 and token_rows.grad is not None
@@ -148,6 +149,7 @@ def test_trainable_token_head_is_chunked_and_matches_full_logits(tied: bool, sof
     batch = _batch()
     head = model.get_base_model().get_output_embeddings()
     assert hasattr(head, "token_adapter"), "PEFT did not wrap the head: the test would not test the new path"
+    assert hasattr(model.get_base_model().get_input_embeddings(), "token_adapter")
     trained = {n: p for n, p in model.named_parameters() if p.requires_grad}
     assert any("trainable_tokens_delta" in n for n in trained) and any("lora_" in n for n in trained)
 
@@ -156,16 +158,17 @@ def test_trainable_token_head_is_chunked_and_matches_full_logits(tied: bool, sof
     want = {n: p.grad.detach().clone() for n, p in trained.items()}
     model.zero_grad(set_to_none=True)
 
-    head_calls = []
-    head.register_forward_hook(lambda *_: head_calls.append(1))
+    wrapper_calls = []
+    for wrapper in (head, model.get_base_model().get_input_embeddings()):
+        wrapper.register_forward_hook(lambda module, *_: wrapper_calls.append(type(module).__name__))
 
-    def merged_weight_is_built(*_args, **_kwargs):
-        raise AssertionError("PEFT built a merged copy of the whole weight (get_merged_weights)")
+        def merged_weight_is_built(*_args, **_kwargs):
+            raise AssertionError("PEFT built a merged copy of the whole weight (get_merged_weights)")
 
-    head.token_adapter.get_merged_weights = merged_weight_is_built
+        wrapper.token_adapter.get_merged_weights = merged_weight_is_built
     ours_sum, ours_n = SupervisedCausalLM(model)(**batch)
     (ours_sum / ours_n).backward()
-    assert head_calls == [], "the loss fell back to the head's own forward (full logits)"
+    assert wrapper_calls == [], "the loss fell back to PEFT's forward (full logits or a merged table)"
     assert int(ours_n) == int(ref_n) > 0
     torch.testing.assert_close(ours_sum.detach(), ref_sum.detach(), rtol=1e-5, atol=1e-4)
     for name, p in trained.items():

@@ -16,7 +16,9 @@ A head wrapped by PEFT's trainable tokens (the cpu-demo recipe trains `<end_of_t
 Gemma ties the head to the embedding, so PEFT wraps the head too) is chunked the same way:
 the base weight gives each chunk's logits and the adapter's few trained rows replace their
 token ids' columns. PEFT's own forward would first copy the whole 262k x 640 matrix with
-those rows swapped in (`get_merged_weights`) and then need the full logits.
+those rows swapped in (`get_merged_weights`) and then need the full logits. The input
+embedding (the same matrix, wrapped the same way) is looked up in the base table with the
+trained rows put at their tokens' positions, for the same reason.
 
 The module returns the *summed* token loss and the token count, so the caller can divide
 by the number of supervised tokens of the whole optimizer step (all micro-batches and
@@ -58,9 +60,9 @@ class SupervisedCausalLM(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         base = _base_causal_lm(self.model)
-        hidden = base.get_decoder()(
-            input_ids=input_ids, attention_mask=attention_mask, use_cache=False
-        ).last_hidden_state
+        embeds = embed_with_trained_rows(base, input_ids)
+        inputs = {"input_ids": input_ids} if embeds is None else {"inputs_embeds": embeds}
+        hidden = base.get_decoder()(**inputs, attention_mask=attention_mask, use_cache=False).last_hidden_state
         targets = labels[:, 1:]
         keep = targets != IGNORE_INDEX
         selected = hidden[:, :-1][keep]  # [n_supervised, hidden]: the only rows the head sees
@@ -106,18 +108,61 @@ def chunkable_head(head: Any, hidden_size: int) -> tuple[torch.Tensor, torch.Ten
     if layer is None or not _plain_head(layer.get_base_layer(), hidden_size):
         return None
     weight = layer.get_base_layer().weight
+    swapped = _swapped_rows(layer, weight)
+    return None if swapped is None else (weight, *swapped)
+
+
+def embed_with_trained_rows(base: Any, input_ids: torch.Tensor) -> torch.Tensor | None:
+    """Input embeddings of a PEFT trainable-tokens embedding, without PEFT's merged copy of the table.
+
+    PEFT's forward copies the whole table (262k x 640, 671 MB in fp32) with the trained rows
+    swapped in, and its backward makes a dense gradient of that size for a few rows. Here the
+    base table embeds and the trained rows replace the positions of their tokens. None: let
+    the decoder embed `input_ids` itself (no such wrapper, or a state only PEFT handles).
+    """
+    layer = _trainable_tokens_layer(base.get_input_embeddings())
+    if layer is None:
+        return None
+    table = layer.get_base_layer()
+    if not isinstance(table, nn.Embedding) or table.max_norm is not None or table.scale_grad_by_freq or table.sparse:
+        return None
+    swapped = _swapped_rows(layer, table.weight)
+    if swapped is None:
+        return None
+    ids, rows = swapped
+    if ids is not None and table.padding_idx is not None and bool((ids == table.padding_idx).any()):
+        return None  # PEFT's lookup would give that row no gradient
+    embeds = table(input_ids)  # the table's own forward (Gemma scales rows by sqrt(hidden_size))
+    if ids is None:
+        return embeds
+    slot = torch.full_like(input_ids, -1)
+    for j, token in enumerate(ids.tolist()):
+        slot[input_ids == token] = j
+    hit = slot >= 0
+    values = rows[slot[hit]]
+    scale = getattr(table, "embed_scale", None)  # the same attribute PEFT's own forward scales by
+    if scale is not None:
+        values = values * torch.as_tensor(scale).to(values)
+    return embeds.index_put((hit,), values.to(embeds.dtype))
+
+
+def _swapped_rows(layer: Any, weight: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None] | None:
+    """(token ids, trained rows) PEFT's forward swaps into `weight`; (None, None) when it uses the
+    weight as it is; None when only its forward knows (it would unmerge first, ids overlap)."""
+    if weight.dim() != 2:  # a ZeRO-3 shard
+        return None
     active = [] if layer.disable_adapters else list(layer.active_adapters)
     if layer.merged:  # the trained rows are already in the base weight, unless PEFT is about to unmerge
-        return (weight, None, None) if active else None
+        return (None, None) if active else None
     if not active:
-        return weight, None, None
+        return None, None
     if any(name not in layer.trainable_tokens_delta for name in active):
         return None
     ids = [int(i) for name in active for i in layer.token_indices[name]]
     rows = torch.cat([layer.trainable_tokens_delta[name] for name in active]).to(weight)
-    if len(set(ids)) != len(ids) or rows.shape != (len(ids), hidden_size):
+    if len(set(ids)) != len(ids) or rows.shape != (len(ids), weight.size(1)):
         return None  # PEFT refuses overlapping adapters; a repeated id would train two rows for one column
-    return weight, torch.tensor(ids, dtype=torch.long, device=weight.device), rows
+    return torch.tensor(ids, dtype=torch.long, device=weight.device), rows
 
 
 def _trainable_tokens_layer(head: Any) -> Any:
