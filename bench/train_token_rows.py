@@ -29,7 +29,6 @@ import argparse
 import importlib.util
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -74,9 +73,11 @@ def child(args: argparse.Namespace) -> dict:
     if args.child != "chunked":
         _use_peft_forward(head=args.child == "full-logits")
     step_peaks: list[float] = []
+    between: list[float] = []  # peaks outside the steps (load, setup, evals): resetting VmHWM loses them otherwise
     real_step = trainer._train_step
 
     def measured_step(run, micro):  # noqa: ANN001, ANN202
+        between.append(_vm_hwm_mb())
         reset = _reset_hwm()
         stats = real_step(run, micro)
         step_peaks.append(_vm_hwm_mb() if reset else float("nan"))
@@ -103,7 +104,8 @@ def child(args: argparse.Namespace) -> dict:
         "window_seconds": ends[w + n - 1] - ends[w - 1] if w else ends[n - 1],
         "supervised_tokens": sum(tokens[w : w + n]),
         "step_tokens": tokens, "losses": losses, "step_peak_rss_mb": step_peaks,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        # not ru_maxrss: after a VmHWM reset it only reports the peak since the reset
+        "peak_rss_mb": max([*between, *step_peaks, _vm_hwm_mb()]),
         "trainable_tokens": cfg.trainable_tokens, "batch_size": cfg.batch_size,
     }
 
