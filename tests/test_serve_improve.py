@@ -206,3 +206,26 @@ def test_a_second_run_is_refused_by_improves_own_lock(store: Store, kb_dir: Path
     assert "다른 aldlab improve 가 실행 중입니다" in result.reasons[0] and f"PID {os.getpid()}" in result.reasons[0]
     assert any("Another aldlab improve is running" in line for line in result.reasons)
     assert result.log is not None and Path(result.log).is_file()
+
+
+def test_the_last_run_survives_a_restart_and_a_cut_run_says_so(tmp_path: Path) -> None:
+    """The status is kept on disk: a finished run shows after a restart; a run the server was
+    still running when it stopped shows as failed with the reason, never as running forever."""
+    from aldlab.serve.improve_runs import INTERRUPTED, ImproveRequest, ImproveResult, ImproveRuns
+
+    state = tmp_path / "serve" / "improve-status.json"
+    runs = ImproveRuns(lambda request: ImproveResult("promoted", model_id="v0002"), state_file=state)
+    runs.start(ImproveRequest(db=tmp_path / "a.db", min_items=1, preset=None, kb=None, actor="kim"))
+    runs.wait(10)
+    again = ImproveRuns(state_file=state).status()
+    assert again.state == "promoted" and again.model_id == "v0002" and again.started_by == "kim"
+
+    gate = threading.Event()
+    stuck = ImproveRuns(lambda request: (gate.wait(10), ImproveResult("kept"))[1], state_file=state)
+    stuck.start(ImproveRequest(db=tmp_path / "a.db", min_items=1, preset=None, kb=None, actor="lee"))
+    after_crash = ImproveRuns(state_file=state).status()
+    assert after_crash.state == "failed" and after_crash.reasons == [INTERRUPTED] and after_crash.started_by == "lee"
+    gate.set()
+    stuck.wait(10)
+    state.write_text("{not json", encoding="utf-8")
+    assert ImproveRuns(state_file=state).status().state == "idle"

@@ -53,6 +53,7 @@ from aldlab.serve.schemas import DOCUMENT_BODY_BYTES
 from aldlab.serve.routes import admin, ask, feedback, openai, ui
 from aldlab.serve.settings import ServeSettings
 from aldlab.serve.swapper import ModelSwapper
+from aldlab.settings import aldlab_home
 from aldlab.store import Store
 
 
@@ -95,7 +96,9 @@ def create_app(
     app.state.swapper = swapper  # None unless the server follows the registry
     app.state.kb = KbAdmin(assistant, settings.kb, on_reloaded=models.forget)
     app.state.kb.repair_audit(store)  # settle KB edits a crash left half-recorded
-    app.state.improve = ImproveRuns(improve_runner)
+    # Real runs keep their status across restarts; an injected (test) runner stays in memory.
+    status_file = None if improve_runner is not None else aldlab_home() / "serve" / "improve-status.json"
+    app.state.improve = ImproveRuns(improve_runner, state_file=status_file)
     app.state.admin_failures = FailureThrottle()
     app.state.feedback_limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
     app.state.started = time.time()

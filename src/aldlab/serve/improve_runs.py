@@ -19,16 +19,18 @@ The runner is a plain function (`ImproveRunner`), so tests start a stand-in that
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from aldlab.files import atomic_write_json
 from aldlab.settings import aldlab_home
 from aldlab.store import Store
 from aldlab.store.registry import ModelRegistry
@@ -85,20 +87,51 @@ class ImproveAlreadyRunning(Exception):
         self.status = status
 
 
-class ImproveRuns:
-    """One improve run at a time from this server, in a background thread; the status in memory.
+#: Why a run recorded as running when the server started shows as failed.
+INTERRUPTED = (
+    "서버가 실행 도중 멈췄습니다. 결과는 `aldlab models list`에서 확인하세요. / "
+    "The server stopped during this run; see `aldlab models list` for what it registered."
+)
 
-    In memory only: after a restart the tab shows "idle", while the registry (and `aldlab
-    models list`) still says what any earlier run promoted. A server that stops mid-run does
-    not stop the child: improve writes only into its staging dir until it registers, so it
-    finishes (or is killed) without leaving the registry half-changed.
+
+class ImproveRuns:
+    """One improve run at a time from this server, in a background thread.
+
+    With `state_file`, the last run's status is also kept on disk (written atomically at the
+    start and the end of a run), so the admin tab still shows it after a restart. A run that
+    was "running" when the server stopped is shown as failed with `INTERRUPTED`: the server
+    cannot know how it ended, while the registry (and `aldlab models list`) does. A server
+    that stops mid-run does not stop the child: improve writes only into its staging dir
+    until it registers, so it finishes (or is killed) without leaving the registry half-changed.
     """
 
-    def __init__(self, runner: ImproveRunner | None = None) -> None:
+    def __init__(self, runner: ImproveRunner | None = None, *, state_file: Path | None = None) -> None:
         self.runner = runner or run_improve_cli
-        self._status = ImproveStatus()
+        self.state_file = state_file
+        self._status = self._load()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+
+    def _load(self) -> ImproveStatus:
+        """The status saved by an earlier server, or idle (a missing or unreadable file is idle)."""
+        if self.state_file is None or not self.state_file.is_file():
+            return ImproveStatus()
+        try:
+            saved = ImproveStatus(**json.loads(self.state_file.read_text(encoding="utf-8")))
+        except (OSError, ValueError, TypeError):
+            return ImproveStatus()
+        if saved.state == "running":
+            saved.state, saved.reasons = "failed", [INTERRUPTED]
+        return saved
+
+    def _save(self) -> None:
+        """Keep the status for the next server; a disk error must not end the run thread."""
+        if self.state_file is None:
+            return
+        try:
+            atomic_write_json(self.state_file, asdict(self._status))
+        except OSError:
+            pass
 
     def status(self) -> ImproveStatus:
         with self._lock:
@@ -110,6 +143,7 @@ class ImproveRuns:
             if self._status.state == "running":
                 raise ImproveAlreadyRunning(ImproveStatus(**vars(self._status)))
             self._status = ImproveStatus(state="running", started_at=time.time(), started_by=request.actor)
+            self._save()
             self._thread = threading.Thread(target=self._run, args=(request,), name="aldlab-improve", daemon=True)
             self._thread.start()
             return ImproveStatus(**vars(self._status))
@@ -130,6 +164,7 @@ class ImproveRuns:
             self._status.reasons = list(result.reasons)
             self._status.log = result.log
             self._status.finished_at = time.time()
+            self._save()
 
 
 def feedback_waiting(store: Store) -> list[int]:
