@@ -26,7 +26,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -35,7 +35,7 @@ from aldlab.settings import aldlab_home
 from aldlab.store import Store
 from aldlab.store.registry import ModelRegistry
 
-#: idle: no run since the server started; running; then how the last run ended.
+#: idle: no run recorded (none since the server started, or no saved status); running; then how the last run ended.
 RunState = Literal["idle", "running", "promoted", "kept", "failed"]
 #: Lines of the child's log kept as the reason when it fails before registering anything.
 FAILURE_TAIL_LINES = 4
@@ -135,18 +135,18 @@ class ImproveRuns:
 
     def status(self) -> ImproveStatus:
         with self._lock:
-            return ImproveStatus(**vars(self._status))
+            return replace(self._status)
 
     def start(self, request: ImproveRequest) -> ImproveStatus:
         """Start a run; `ImproveAlreadyRunning` when this server's last run has not ended."""
         with self._lock:
             if self._status.state == "running":
-                raise ImproveAlreadyRunning(ImproveStatus(**vars(self._status)))
+                raise ImproveAlreadyRunning(replace(self._status))
             self._status = ImproveStatus(state="running", started_at=time.time(), started_by=request.actor)
             self._save()
             self._thread = threading.Thread(target=self._run, args=(request,), name="aldlab-improve", daemon=True)
             self._thread.start()
-            return ImproveStatus(**vars(self._status))
+            return replace(self._status)
 
     def wait(self, timeout: float | None = None) -> None:
         """Block until the current run ends (tests; the server only polls)."""
