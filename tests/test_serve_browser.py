@@ -176,10 +176,13 @@ def test_admin_tab_lists_and_adds_documents(page: Any, server: tuple[str, Store]
     page.fill("#kb-title", "웹에서 추가한 문서")
     page.fill("#kb-topic", "basics")
     page.fill("#kb-text", "브라우저 관리자 탭에서 추가한 ALD 문서 본문.")
+    page.fill("#kb-questions", "웹에서 추가한 거 뭐야?\n\n  관리자 탭 문서 어디 있어? ")
     page.click("#kb-save")
     page.wait_for_selector(".kb-open[data-doc-id='tiny-200']")
     edits = server[1].list_kb_edits(doc_id="tiny-200")
     assert edits[0]["action"] == "add" and edits[0]["actor"] == KOREAN_ADMIN
+    # How people ask for it: one per line, blank lines and spaces dropped, shown again on edit.
+    assert page.input_value("#kb-questions") == "웹에서 추가한 거 뭐야?\n관리자 탭 문서 어디 있어?"
     from playwright.sync_api import expect
 
     expect(page.locator("#kb-index-status")).to_contain_text("색인 완료", timeout=10_000)

@@ -218,6 +218,9 @@ def add_command(
     keywords: str = typer.Option("", "--keywords", help="쉼표로 구분 / comma-separated"),
     doc_id: str = typer.Option("", "--id", help="생략 시 자동 / auto when omitted"),
     source: str = typer.Option("user", "--source", help="출처 / source"),
+    questions: list[str] = typer.Option(
+        [], "--question", help="사람들이 이 문서 내용을 묻는 말 (여러 번) / how people ask for it (repeatable)"
+    ),
     kb: Path | None = KB_OPTION,
 ) -> None:
     """문서 한 개 추가 / add one document."""
@@ -231,6 +234,7 @@ def add_command(
         keywords=[k.strip() for k in keywords.split(",") if k.strip()],
         topic=topic,
         source=source,
+        questions=list(questions),
     )
     saved = add_document(_kb_path(kb), doc)
     out.print(f"추가됨 / added: {saved.id} — {saved.title}")

@@ -28,7 +28,7 @@ from aldlab.kb.io import load_kb, save_kb
 from aldlab.kb.schema import DEFAULT_TOPIC, Document, KnowledgeBase
 from aldlab.kb.similarity import NearDuplicateIndex
 
-EDITABLE_FIELDS = {"title", "text", "keywords", "topic", "source"}
+EDITABLE_FIELDS = {"title", "text", "keywords", "questions", "topic", "source"}
 
 
 class KbUnreadable(UserError):

@@ -14,7 +14,7 @@ from typing import Any
 from aldlab.errors import UserError
 from aldlab.files import sha256_text
 
-DOC_FIELDS = ("id", "title", "topic", "keywords", "text", "source")
+DOC_FIELDS = ("id", "title", "topic", "keywords", "text", "questions", "source")
 DEFAULT_TOPIC = "general"
 
 #: Document ids and topics: lowercase ASCII, digits, '-' and '_'. A topic names the file
@@ -33,13 +33,22 @@ class Document:
     keywords: list[str] = field(default_factory=list)
     topic: str = DEFAULT_TOPIC
     source: str = "aldlab"
+    #: How people ask for what this document says, in their own words ("퍼지 왜 하는 거야?").
+    #: Retrieval matches a user's question against these as well as the text (users write
+    #: 퍼지 where the KB writes Purge, symptoms where it writes names), and the dataset
+    #: trains on them as user-style questions. Optional; never shown as the answer.
+    questions: list[str] = field(default_factory=list)
     # Where the document was read from, for error messages; not persisted.
     origin: str | None = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.questions = clean_questions(self.questions)
 
     def to_json(self) -> dict[str, Any]:
         """Persisted fields in a fixed order."""
         data = asdict(self)
-        return {k: data[k] for k in DOC_FIELDS}
+        # A KB without questions keeps the files (and content hash) it had before the field.
+        return {k: data[k] for k in DOC_FIELDS if k != "questions" or data[k]}
 
 
 @dataclass
@@ -116,16 +125,32 @@ def document_from_json(obj: dict[str, Any], *, origin: str | None = None) -> Doc
         raise UserError(
             "keywords는 문자열 목록이어야 합니다.", "keywords must be a list of strings.", **where
         )
+    questions = obj.get("questions", [])
+    if isinstance(questions, str):
+        questions = [questions]
+    if not isinstance(questions, list) or not all(isinstance(q, str) for q in questions):
+        raise UserError(
+            "questions는 문자열 목록이어야 합니다.",
+            "questions must be a list of strings.",
+            hint='예 / e.g.: "questions": ["퍼지 왜 하는 거야?"]',
+            **where,
+        )
     text = obj["text"] if isinstance(obj["text"], str) else str(obj["text"])
     return Document(
         id=str(obj["id"]),
         title=str(obj.get("title") or title_from_text(text)),
         text=text,
         keywords=list(keywords),
+        questions=list(questions),
         topic=str(obj.get("topic") or DEFAULT_TOPIC),
         source=str(obj.get("source") or "aldlab"),
         origin=origin,
     )
+
+
+def clean_questions(questions: list[str]) -> list[str]:
+    """Stripped, non-empty, each once (in the order written)."""
+    return list(dict.fromkeys(q.strip() for q in questions if q.strip()))
 
 
 def title_from_text(text: str, limit: int = 30) -> str:

@@ -155,6 +155,7 @@ class DocumentIn(RequestBody):
     title: str = Field(default="", max_length=300)
     text: str = Field(min_length=1, max_length=MAX_DOCUMENT_CHARS)
     keywords: list[str] = Field(default_factory=list, max_length=50)
+    questions: list[str] = Field(default_factory=list, max_length=50)
     topic: str = Field(default="general", pattern=NAME_PATTERN)
     source: str = Field(default="admin", max_length=200)
 
@@ -165,6 +166,7 @@ class DocumentChanges(RequestBody):
     title: str | None = Field(default=None, max_length=300)
     text: str | None = Field(default=None, min_length=1, max_length=MAX_DOCUMENT_CHARS)
     keywords: list[str] | None = Field(default=None, max_length=50)
+    questions: list[str] | None = Field(default=None, max_length=50)
     topic: str | None = Field(default=None, pattern=NAME_PATTERN)
     source: str | None = Field(default=None, max_length=200)
 

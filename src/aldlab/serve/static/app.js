@@ -742,6 +742,7 @@ function editDocument(doc) {
   $("#kb-topic").value = doc ? doc.topic : "general";
   $("#kb-keywords").value = doc ? doc.keywords.join(", ") : "";
   $("#kb-text").value = doc ? doc.text : "";
+  $("#kb-questions").value = doc && doc.questions ? doc.questions.join("\n") : "";
   $("#kb-delete").hidden = !doc;
   say($("#kb-form-status"), "", "");
 }
@@ -754,6 +755,7 @@ async function saveDocument(event) {
     topic: $("#kb-topic").value.trim() || "general",
     keywords: $("#kb-keywords").value.split(",").map((k) => k.trim()).filter(Boolean),
     text: $("#kb-text").value,
+    questions: $("#kb-questions").value.split("\n").map((q) => q.trim()).filter(Boolean),
   };
   say(status, "저장 중… (색인 갱신 포함)", "Saving… (reindexing)");
   try {
