@@ -5,7 +5,9 @@ embedding; see bench/retrieval.py):
 
 1. BM25 (bm25s) over Kiwi morphemes; synonym-group members of terms found in the query
    are added as a second, down-weighted query (`synonym_weight`).
-2. Dense cosine = embeddings @ query vector (one numpy mat-vec).
+2. Dense cosine = embeddings @ query vector (one numpy mat-vec). The ranking uses each
+   document's vector moved towards its example questions (`Document.questions`); the
+   refusal signals use the passage vectors alone.
 3. Weighted reciprocal rank fusion of the two candidate lists.
 4. Optional cross-encoder rerank of the fused candidates.
 5. Exact-duplicate removal and MMR (relevance minus redundancy) down to top_k.
@@ -234,6 +236,7 @@ class HybridRetriever:
             {k.casefold() for k in (*d.keywords, d.topic)} for d in self.documents
         ]
         self._duplicate_of = self._find_duplicates()
+        self._ranking_embeddings = self._with_questions(config.question_weight)
         #: Per synonym group, the spelling this KB writes most (see `kb_spelling`).
         self._kb_spelling = self.expander.most_used("\n".join(f"{d.title}\n{d.text}" for d in self.documents))
         self._lock = threading.Lock()  # bm25s scoring reuses internal buffers
@@ -275,6 +278,21 @@ class HybridRetriever:
             reranker=reranker or load_reranker(config.reranker),
         )
         return retriever
+
+    def _with_questions(self, weight: float) -> np.ndarray | None:
+        """Document vectors for ranking: normalise(passage + weight * mean question vector).
+
+        Users ask in words the passage does not use ("라인이 길면 뭐가 문제예요?" for a passage on
+        valve placement); a document's example questions carry those words. Documents
+        without questions keep their passage vector.
+        """
+        passages = self.index.embeddings
+        questions = self.index.question_vectors
+        if passages is None or questions is None or weight <= 0:
+            return passages
+        mixed = passages + weight * questions
+        norms = np.linalg.norm(mixed, axis=1, keepdims=True)
+        return (mixed / np.maximum(norms, 1e-12)).astype(np.float32)
 
     def _synonym_terms_with_kb_spelling(self) -> set[str]:
         """Terms of synonym groups that have some spelling present in the KB.
@@ -350,14 +368,16 @@ class HybridRetriever:
         bm25 = bm25_own
         if extra and cfg.synonym_weight > 0:
             bm25 = bm25_own + cfg.synonym_weight * self._bm25_scores(extra)
-        dense = None
+        dense = ranking = None
         if self.embedder is not None:
-            dense = self.index.embeddings @ self.query_vector(query)
+            vector = self.query_vector(query)
+            dense = self.index.embeddings @ vector
+            ranking = dense if self._ranking_embeddings is self.index.embeddings else self._ranking_embeddings @ vector
 
         n = max(cfg.candidates, top_k)
         bm25_masked = bm25 if mask is None else np.where(mask, bm25, 0.0)
         bm25_rank = [i for i in _top_indices(bm25_masked, n, mask) if bm25_masked[i] > 0]
-        dense_rank = _top_indices(dense, n, mask) if dense is not None else []
+        dense_rank = _top_indices(ranking, n, mask) if ranking is not None else []
         weight = cfg.rrf_weight if dense is not None else 0.0
         fused = rrf_fuse([bm25_rank, dense_rank], [1.0 - weight, weight], k=cfg.rrf_k)
         order = sorted(fused, key=lambda i: -fused[i])
