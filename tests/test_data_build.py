@@ -216,7 +216,10 @@ def test_shipped_kb_builds_at_seed_scale(tmp_path: Path) -> None:
     assert sum(v for k, v in stats["leakage"].items() if not k.startswith("dropped")) == 0
     assert stats["particles"]["errors"] == 0 and stats["particles"]["checked_questions"] >= 200
     assert 90 <= stats["avg_answer_chars"] <= 150  # issue 11: whole sentences around the key one
-    assert stats["templates"]["templates_in_use"] >= 60 and stats["templates"]["top_share"] <= 0.10
+    # About half the rows ask with the KB's own hand-written questions (Document.questions),
+    # so fewer templates are in use; those rows are the variety templates cannot give.
+    assert stats["templates"]["templates_in_use"] >= 50 and stats["templates"]["top_share"] <= 0.10
+    assert stats["templates"]["kb_question_rows"] >= 300
     assert stats["train"]["in_domain_refusal_share"] >= 0.05 and stats["eval"]["in_domain_refusal_share"] >= 0.05
     counts = stats["checks"]["counts"]
     # Issue 21: dangling answers are dropped from train; questions whose intent or subject the

@@ -27,6 +27,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from aldlab.data.answer_fit import dangling_reference
 from aldlab.data.facts import Fact
 from aldlab.data.korean import josa
 from aldlab.data.sentences import (
@@ -40,6 +41,7 @@ from aldlab.data.sentences import (
 )
 from aldlab.data.templates import (
     ACTION,
+    ASKED,
     ALARM,
     COMBO,
     CONSEQUENCE,
@@ -421,18 +423,18 @@ def document_facts(kb: KnowledgeBase, tagger: KiwiTagger, rng: random.Random, *,
         if not ss:
             continue
         title_subjects: set[str] = set()
-        if has_real_title(doc):
-            made = title_questions(doc.title, title_tokens.get(di, ()), picker, paraphrases)
-            if made is not None:
-                intent, wordings, tids, terms = made
-                # A title sums up its document, which states its topic first: answer from the
-                # start with as many whole sentences as fit (a two-part title needs both parts).
-                limit = max_answer_chars + 60 if intent == "difference" or "와 " in doc.title or "과 " in doc.title else max_answer_chars - 30
-                answer = trim_answer(ss, limit)
-                if len(answer) < ANSWER_MIN_CHARS and len(ss) > 1 and answer == ss[0]:
-                    answer = " ".join(ss[:2])  # "…증기압에 따라 선택한다." alone names no method
-                facts.append(Fact(f"{doc.id}#t", "kb", intent, wordings, [(answer, doc.id)], [doc.id], terms, subject=doc.title, templates=tids))
-                title_subjects = {x.casefold() for x in terms}
+        made = title_questions(doc.title, title_tokens.get(di, ()), picker, paraphrases) if has_real_title(doc) else None
+        if made is not None:
+            intent, wordings, tids, terms = made
+            # A title sums up its document, which states its topic first: answer from the
+            # start with as many whole sentences as fit (a two-part title needs both parts).
+            limit = max_answer_chars + 60 if intent == "difference" or "와 " in doc.title or "과 " in doc.title else max_answer_chars - 30
+            answer = trim_answer(ss, limit)
+            if len(answer) < ANSWER_MIN_CHARS and len(ss) > 1 and answer == ss[0]:
+                answer = " ".join(ss[:2])  # "…증기압에 따라 선택한다." alone names no method
+            facts.append(Fact(f"{doc.id}#t", "kb", intent, wordings, [(answer, doc.id)], [doc.id], terms, subject=doc.title, templates=tids))
+            title_subjects = {x.casefold() for x in terms}
+        facts.extend(asked_facts(doc, ss, max_answer_chars, tagger))
         for si, parse in parses.get(di, []):
             if _ANAPHORA.search(parse.rest):
                 continue  # "이 시간이 가려지지만": needs the previous sentence to be understood
@@ -443,6 +445,43 @@ def document_facts(kb: KnowledgeBase, tagger: KiwiTagger, rng: random.Random, *,
                 answer = answer_window(ss, si, max_chars=max_answer_chars)
                 facts.append(Fact(f"{doc.id}#s{si}", "kb", intent, wordings, [(answer, doc.id)], [doc.id], [subject], subject=subject, templates=tids))
     return facts
+
+
+def asked_facts(doc: Document, sentences: Sequence[str], max_answer_chars: int, tagger: KiwiTagger) -> list[Fact]:
+    """Facts for the questions people wrote into the document (`Document.questions`).
+
+    Each question is answered by the window around the sentence it shares most words with
+    (character bigrams, so 퍼지 matches 퍼지 and "펌핑이" matches "펌핑"): "RGA로 수분이랑 리크
+    어떻게 구분해?" gets the RGA sentences, not the document's opening. Questions answered by
+    the same sentence share one fact, so a document's wordings stay together in the split.
+    A window whose first sentence leans on an earlier one ("이 주파수가…") starts earlier.
+    """
+    by_sentence: dict[int, list[str]] = {}
+    for question in doc.questions:
+        si = _best_sentence(question, sentences)
+        while si > 0 and dangling_reference(answer_window(sentences, si, max_chars=max_answer_chars), tagger):
+            si -= 1
+        by_sentence.setdefault(si, []).append(question)
+    return [
+        Fact(
+            f"{doc.id}#q{si}", "kb", "asked", wordings,
+            [(answer_window(sentences, si, max_chars=max_answer_chars), doc.id)], [doc.id], [],
+            subject=doc.title, templates=[ASKED] * len(wordings),
+        )
+        for si, wordings in sorted(by_sentence.items())
+    ]
+
+
+def _bigrams(text: str) -> set[str]:
+    folded = re.sub(r"\s+", "", text.casefold())
+    return {folded[i : i + 2] for i in range(len(folded) - 1)}
+
+
+def _best_sentence(question: str, sentences: Sequence[str]) -> int:
+    """Index of the sentence sharing the most character bigrams with `question` (first on ties)."""
+    wanted = _bigrams(question)
+    scores = [len(wanted & _bigrams(s)) for s in sentences]
+    return max(range(len(sentences)), key=lambda i: (scores[i], -i)) if sentences else 0
 
 
 class SynonymIndex:

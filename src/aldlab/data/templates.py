@@ -14,6 +14,9 @@ from collections import Counter
 
 from aldlab.data.korean import josa
 
+#: Template id of a question a person wrote into the KB (`Document.questions`), not a template.
+ASKED = "kb-question"
+
 _SLOT = re.compile(r"\{(\w+)(?:\|([^}]+))?\}")
 
 
