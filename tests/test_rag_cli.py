@@ -38,6 +38,16 @@ def test_ask_context_only_prints_contexts_and_scores(kb_dir: Path, no_refusal: l
     assert "confidence" in result.output
 
 
+def test_a_refusal_before_any_model_names_no_model(kb_dir: Path, tmp_path: Path) -> None:
+    config = tmp_path / "strict.yaml"
+    config.write_text("rag:\n  refusal_threshold: 1.0\n", encoding="utf-8")  # everything is refused
+    result = runner.invoke(app, ["ask", "김치찌개 끓이는 법", "--kb", str(kb_dir), "--context-only", "--dense-model", "fake",
+                                 "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    assert "관련 정보가 부족합니다" in result.output and "refused before any model call" in result.output
+    assert "모델 / model:" not in result.output
+
+
 def test_ask_json_has_passages_confidence_and_threshold(kb_dir: Path, no_refusal: list[str]) -> None:
     result = runner.invoke(app, ["ask", "로드락 Vent", "--kb", str(kb_dir), "--context-only", "--json",
                                  "--dense-model", "fake", "--filter-keyword", "로드락", *no_refusal])

@@ -101,9 +101,11 @@ def print_answer(answer: Any, threshold: float, *, context_only: bool = False, s
             out.print(Panel(escape(p.text), title=f"[bold]{escape(f'[{p.id}]')}[/] {escape(p.title)}", title_align="left"))
     elif show_text:
         style = "yellow" if answer.refused else "green"
-        title = f"답변 / answer · 모델 / model: {escape(answer.model)}" if answer.model else "답변 / answer"
-        if answer.engine:
-            title += f" · 엔진 / engine: {escape(answer.engine)}"
+        title = "답변 / answer"
+        if answer.engine:  # an LLM ran; a refusal or contexts-only answer names none
+            title += f" · 모델 / model: {escape(answer.model)} · 엔진 / engine: {escape(answer.engine)}"
+        elif answer.refused:
+            title += " · 모델 호출 전 거절 / refused before any model call"
         out.print(Panel(escape(answer.text), title=title, border_style=style, title_align="left"))
         if getattr(answer, "fallback", ""):
             out.print(" / ".join(FALLBACK_NOTES[answer.fallback]), highlight=False)
