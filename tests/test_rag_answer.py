@@ -337,6 +337,15 @@ def test_the_best_passage_replaces_a_refusal_or_an_answer_from_another_passage(t
     assert copied.fallback == "other_passage" and copied.text.startswith(best.text)
     own = assistant.settle(plan, f"{best.text} [{best.id}]")
     assert own.fallback == "" and own.citations == [best.id]
+    # The first sentence of the best passage, copied and stopped: the whole passage is shown.
+    window = assistant.plan("ALD window 온도 구간은?")
+    best = window.passages[0]
+    first = best.text.split(". ")[0] + "."
+    assert best.id == "tiny-006" and first != best.text
+    part = assistant.settle(window, f"{first} [{best.id}]")
+    assert part.fallback == "partial_copy" and part.text == f"{best.text} [{best.id}]"
+    written = assistant.settle(window, f"{first} 그래서 온도를 지킨다. [{best.id}]")
+    assert written.fallback == ""  # its own words: the model's answer stands
     off = Assistant(kb, retriever, RecordingGenerator(), RagConfig(dense_model="fake", index_dir=tmp_path / "index",
                                                                   refusal_threshold=0.0, passage_fallback=False))
     assert off.settle(off.plan("로드락 Vent를 급하게 하면 무슨 문제가 있어?"), "관련 정보가 부족합니다.").refused

@@ -22,7 +22,7 @@ from aldlab.kb.io import KbWatcher, load_kb
 from aldlab.kb.schema import KnowledgeBase
 from aldlab.llm.generator import Generator, StopReason, TrackedStream
 from aldlab.rag.build import build_retriever
-from aldlab.rag.citations import align_written_citations, find_citations
+from aldlab.rag.citations import align_written_citations, find_citations, quotes_part_of
 from aldlab.rag.config import RagConfig
 from aldlab.rag.refusal import refusal_reason, settle_generated
 from aldlab.rag.retriever import HybridRetriever, Retrieval
@@ -207,7 +207,7 @@ class Assistant:
             return self._answer(plan, text, refused=refused, used_retrieval=False, generation_s=generation_s, stop_reason=shown)
         text, refused = settle_generated(text, plan.question)
         cited = [] if refused else find_citations(text, plan.passages, getattr(self.retriever, "tokenizer", None))
-        fallback = self._fallback_reason(plan, refused, cited)
+        fallback = self._fallback_reason(plan, text, refused, cited)
         if fallback:
             best = plan.passages[0]
             return self._answer(
@@ -221,13 +221,14 @@ class Assistant:
             stop_reason="stop" if refused else stop_reason,
         )
 
-    def _fallback_reason(self, plan: Plan, refused: bool, cited: list[Citation]) -> str:
+    def _fallback_reason(self, plan: Plan, text: str, refused: bool, cited: list[Citation]) -> str:
         """Why the best passage should replace the model's text, or "" (RagConfig.passage_fallback).
 
         The plan passed the refusal gate, so retrieval is confident. A 270M model then still
         declines questions worded unlike the KB, or copies the passage whose first words
         match the question's subject rather than the one that answers it (issue 26: 18 of
-        61 user-dev answers came from a passage other than the best, 3 of them better).
+        61 user-dev answers came from a passage other than the best, 3 of them better), or
+        copies the best passage's opening and stops (seed: 9 of 28 answers).
         """
         if not self.config.passage_fallback or not plan.passages:
             return ""
@@ -235,6 +236,8 @@ class Assistant:
             return "model_refused"
         if cited and plan.passages[0].id not in {c.id for c in cited}:
             return "other_passage"
+        if quotes_part_of(text, plan.passages[0].text):
+            return "partial_copy"
         return ""
 
     def run(self, plan: Plan, *, stream: bool = True) -> Iterator[str | Answer]:

@@ -126,3 +126,19 @@ def align_written_citations(text: str, cited: Sequence[Citation], document_ids: 
 def extract_citations(text: str, passages: Sequence[Passage], tokenizer: Any = None) -> list[str]:
     """Ids of `find_citations`, in order: bracketed, then named, then supported."""
     return [c.id for c in find_citations(text, passages, tokenizer)]
+
+
+def quotes_part_of(answer: str, passage: str) -> bool:
+    """Whether `answer` is some of `passage`'s sentences copied verbatim, and not all of it.
+
+    The small model often picks the right passage, copies its first sentence or two and ends
+    its turn; the sentences it left out usually carry the rest of the answer (a value, the
+    check to make). Whitespace and citation tags are ignored.
+    """
+    flat = lambda text: " ".join(CITATION_TAG.sub(" ", text).split())  # noqa: E731
+    whole = flat(passage)
+    sentences = [flat(s) for s in split_sentences(answer, drop_citations=True)]
+    sentences = [s for s in sentences if s]
+    if not sentences or not whole:
+        return False
+    return all(s in whole for s in sentences) and len(" ".join(sentences)) < len(whole) - 1

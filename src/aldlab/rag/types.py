@@ -54,6 +54,10 @@ FALLBACK_NOTES: dict[str, tuple[str, str]] = {
         "모델 답변이 1위 문서가 아닌 다른 문서에서 나와 1위 문서를 그대로 보여 드립니다",
         "the model answered from another passage: the best passage is shown verbatim",
     ),
+    "partial_copy": (
+        "모델이 1위 문서의 일부만 옮겨 문서 전체를 보여 드립니다",
+        "the model quoted part of the best passage: the whole passage is shown",
+    ),
 }
 
 
