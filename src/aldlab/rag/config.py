@@ -42,8 +42,8 @@ class RagConfig:
     #: How far a document's example questions (`Document.questions`: how people ask for it)
     #: move its dense vector for ranking: normalise(passage + weight * mean question vector).
     #: 0 ignores them. Refusal confidence always uses the passage vectors alone. Measured on
-    #: user-dev gold hit@1/@3 (dev in brackets): 0 -> 0.705/0.869 (0.939/0.990), 0.5 ->
-    #: 0.770/0.902 (0.929/1.000), 1.0 -> 0.820/0.902 (0.888/1.000), 2.0 -> 0.787/0.902.
+    #: user-dev gold hit@1/@3 (dev in brackets): 0 -> 0.705/0.869 (0.939/0.990), 0.7 ->
+    #: 0.787/0.918 (0.908/1.000), 1.0 -> 0.803/0.918 (0.888/1.000), 1.5 -> 0.754/0.918.
     question_weight: float = 1.0
     #: Optional sentence-transformers CrossEncoder id/dir re-scoring the fused candidates.
     reranker: str | None = None
