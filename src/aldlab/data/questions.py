@@ -41,8 +41,8 @@ from aldlab.data.sentences import (
 )
 from aldlab.data.templates import (
     ACTION,
-    ASKED,
     ALARM,
+    ASKED,
     COMBO,
     CONSEQUENCE,
     DEFINITION,
@@ -451,7 +451,7 @@ def asked_facts(doc: Document, sentences: Sequence[str], max_answer_chars: int, 
     """Facts for the questions people wrote into the document (`Document.questions`).
 
     Each question is answered by the window around the sentence it shares most words with
-    (character bigrams, so 퍼지 matches 퍼지 and "펌핑이" matches "펌핑"): "RGA로 수분이랑 리크
+    (character bigrams, so "펌핑이" still matches "펌핑"): "RGA로 수분이랑 리크
     어떻게 구분해?" gets the RGA sentences, not the document's opening. Questions answered by
     the same sentence share one fact, so a document's wordings stay together in the split.
     A window whose first sentence leans on an earlier one ("이 주파수가…") starts earlier.
