@@ -20,6 +20,8 @@ def test_validate_and_stats_on_shipped_kb() -> None:
     stats = run("kb", "stats", "--json")
     data = json.loads(stats.stdout)
     assert data["documents"] >= 400 and data["topics"]["vacuum_gauge"] >= 20
+    # Every shipped document says how people ask for it (4 each, written by hand).
+    assert data["without_questions"] == 0 and data["questions"] >= 4 * data["documents"]
 
 
 def test_import_bad_file_gives_one_clear_error(tmp_path: Path) -> None:

@@ -77,6 +77,11 @@ def stats_command(
         f"길이 / length: min {stats.length_min}, mean {stats.length_mean}, median {stats.length_median}, "
         f"max {stats.length_max} · 키워드 / keywords {len(stats.keywords)} · 동의어 그룹 / synonym groups {stats.synonym_groups}"
     )
+    out.print(
+        f"사람들이 묻는 말 / example questions: {stats.questions} · 없는 문서 / documents without any: "
+        f"{stats.without_questions}/{stats.documents}"
+        + (" (aldlab kb add --question, 웹 관리자 탭 / web admin tab)" if stats.without_questions else "")
+    )
 
 
 @app.command("audit")

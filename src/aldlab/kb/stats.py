@@ -23,6 +23,10 @@ class KBStats:
     length_max: int = 0
     synonym_groups: int = 0
     sources: dict[str, int] = field(default_factory=dict)
+    #: Example questions (`Document.questions`) in all, and documents that have none: those
+    #: are found only through their own wording (retrieval) and get no user-style rows (data).
+    questions: int = 0
+    without_questions: int = 0
 
 
 def compute_stats(kb: KnowledgeBase) -> KBStats:
@@ -42,4 +46,6 @@ def compute_stats(kb: KnowledgeBase) -> KBStats:
         length_max=max(lengths),
         synonym_groups=len(kb.synonym_groups),
         sources=dict(Counter(d.source.split(":")[0] for d in kb.documents).most_common()),
+        questions=sum(len(d.questions) for d in kb.documents),
+        without_questions=sum(not d.questions for d in kb.documents),
     )
