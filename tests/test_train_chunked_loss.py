@@ -16,14 +16,19 @@ def _reference(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor
     return F.cross_entropy(logits, targets, reduction="sum")
 
 
+def _case(train_head: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """37 rows of 16-dim hidden states, a 101-token head (scaled so the softcap matters), targets."""
+    torch.manual_seed(0)
+    hidden = torch.randn(37, 16, requires_grad=True)
+    weight = (torch.randn(101, 16) * 2).requires_grad_(train_head)
+    return hidden, weight, torch.randint(0, 101, (37,))
+
+
 @pytest.mark.parametrize("softcap", [0.0, 30.0])
 @pytest.mark.parametrize("train_head", [False, True])
 @pytest.mark.parametrize("rows", [1, 5, 64])
 def test_value_and_gradients_match_cross_entropy(softcap: float, train_head: bool, rows: int) -> None:
-    torch.manual_seed(0)
-    hidden = torch.randn(37, 16, requires_grad=True)
-    weight = (torch.randn(101, 16) * 2).requires_grad_(train_head)
-    targets = torch.randint(0, 101, (37,))
+    hidden, weight, targets = _case(train_head)
 
     ref = _reference(hidden, weight, targets, softcap)
     (ref * 1.7).backward()  # an outer scale (1 / step tokens in the trainer) must reach the gradients
@@ -59,12 +64,9 @@ def test_no_grad_and_empty_rows() -> None:
 @pytest.mark.parametrize("rows", [1, 7, 64])
 def test_swapped_token_rows_match_the_merged_weight(softcap: float, train_head: bool, rows: int) -> None:
     """PEFT trainable tokens: rows replacing some of the weight's, without building the merged weight."""
-    torch.manual_seed(0)
-    hidden = torch.randn(37, 16, requires_grad=True)
-    weight = (torch.randn(101, 16) * 2).requires_grad_(train_head)
+    hidden, weight, targets = _case(train_head)
     token_ids = torch.tensor([3, 50, 100])
     token_rows = (torch.randn(3, 16) * 2).requires_grad_(True)
-    targets = torch.randint(0, 101, (37,))
     targets[::3] = token_ids.repeat(13)[: targets[::3].numel()]  # the swapped columns are often the answer
 
     ref = _reference(hidden, weight.index_copy(0, token_ids, token_rows), targets, softcap)
