@@ -170,6 +170,20 @@ def test_ask_base_way_out_and_base_only_warning(
     assert "모델 / model: base" in result.output and "not instruction-tuned" in result.output
 
 
+def test_chat_shows_the_passage_that_replaced_a_streamed_reply(
+    kb_dir: Path, no_refusal: list[str], fake_hf: type[FakeHF], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aldlab.rag.types import FALLBACK_NOTES
+
+    monkeypatch.setattr(FakeHF, "text", "관련 정보가 부족합니다. 참고 문서에 없습니다.")
+    result = runner.invoke(app, ["chat", "--kb", str(kb_dir), "--dense-model", "fake", *no_refusal],
+                           input="VG12는 무슨 게이지야?\n/exit\n")
+    assert result.exit_code == 0, result.output
+    flat = " ".join(result.output.split())
+    assert " ".join(FALLBACK_NOTES["model_refused"][0].split()) in flat
+    assert "capacitance manometer" in flat  # the best passage, shown after the model's streamed refusal
+
+
 def test_a_recorded_adapter_that_is_gone_is_reported_not_used(fake_hf: type[FakeHF], tmp_path: Path) -> None:
     from aldlab.rag.build import choose_model
     from aldlab.settings import default_adapter, record_default_adapter

@@ -277,7 +277,9 @@ def chat_command(
             err.print(f"[bold red]오류 / error:[/] {escape(exc.render())}")
             continue
         assert final is not None
-        print_answer(final, assistant.retriever.threshold, context_only=context_only, show_text=False)
+        # The streamed text is the model's; when the best passage replaced it (`Answer.fallback`),
+        # show what was kept and why, or the citations below would belong to text not shown.
+        print_answer(final, assistant.retriever.threshold, context_only=context_only, show_text=bool(final.fallback))
         history.extend(
             [{"role": "user", "content": question}, {"role": "assistant", "content": final.text}]
         )
