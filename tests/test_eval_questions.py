@@ -120,3 +120,10 @@ def test_one_parser_reads_every_shipped_set_and_the_calibration_uses_it(tmp_path
     row = load_questions(write(tmp_path, [{**GOOD, "doc_ids": ["a-1"]}]))[0]
     assert row.doc_ids == ["a-1"] and row.to_json()["doc_ids"] == ["a-1"]
     assert "doc_ids" not in load_questions(write(tmp_path, [GOOD]))[0].to_json()
+
+
+def test_a_note_says_why_a_label_changed_and_round_trips(tmp_path: Path) -> None:
+    """Relabelled questions (the KB grew and now answers them) carry the reason for readers."""
+    row = load_questions(write(tmp_path, [{**GOOD, "note": "  KB의 새 문서가 답함  "}]))[0]
+    assert row.note == "KB의 새 문서가 답함" and row.to_json()["note"] == row.note
+    assert "note" not in load_questions(write(tmp_path, [GOOD]))[0].to_json()

@@ -30,7 +30,7 @@ from aldlab.files import iter_jsonl
 DIFFICULTIES = ("기본", "중급", "중상급", "고급")
 
 REQUIRED_FIELDS = ("id", "question", "topic", "difficulty", "answerable", "expect")
-OPTIONAL_FIELDS = ("reference", "doc_ids", "kind", "intent")
+OPTIONAL_FIELDS = ("reference", "doc_ids", "kind", "intent", "note")
 
 
 @dataclass
@@ -50,10 +50,12 @@ class Question:
     #: (definition, cause, effect, downside, procedure, value, ...). Labels for reading, not scoring.
     kind: str | None = None
     intent: str | None = None
+    #: For readers: why a label changed (e.g. a question the grown KB now answers). Not scored.
+    note: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
-        for key in ("reference", "kind", "intent"):
+        for key in ("reference", "kind", "intent", "note"):
             if data[key] is None:
                 del data[key]
         if not data["doc_ids"]:
@@ -148,6 +150,7 @@ def parse_question(obj: dict[str, Any], path: Path, line: int) -> Question:
         doc_ids=[d.strip() for d in doc_ids],
         kind=str(obj["kind"]).strip() if obj.get("kind") else None,
         intent=str(obj["intent"]).strip() if obj.get("intent") else None,
+        note=str(obj["note"]).strip() if obj.get("note") else None,
     )
 
 
