@@ -90,17 +90,21 @@ SEED_FLAGS = ["--num_epochs", "1", "--batch_size", "2", "--learning_rate", "2e-4
 def build_tiny_qwen_dir(path: Path, vocab_size: int = 2000) -> Path:
     """A random Qwen2ForCausalLM with a Qwen2.5-style tokenizer, chat template and generation config.
 
-    The BPE is trained on the shipped KB, so Korean text splits into realistic pieces.
+    The BPE is trained on Korean chat rows, so Korean text splits into realistic pieces.
     """
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import GenerationConfig, PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
-    from aldlab.kb.io import load_kb
     from aldlab.prompts import SYSTEM_PROMPT
-    from aldlab.settings import shipped_kb_dir
+    from aldlab.train.tiny import write_chat_jsonl
 
-    corpus = [SYSTEM_PROMPT] + [f"{d.title} {d.text}" for d in load_kb(shipped_kb_dir()).documents]
+    # The tokenizer learns from text this test owns (the rows `write_chat_jsonl` writes): the tiny
+    # model's greedy answers (asserted below) depend on its vocabulary, which must not shift each
+    # time someone edits or grows the shipped KB.
+    rows = write_chat_jsonl(path.parent / "tokenizer-corpus.jsonl", 200, seed=7, mix=True)
+    corpus = [SYSTEM_PROMPT] + [m["content"] for line in rows.read_text(encoding="utf-8").splitlines()
+                                for m in json.loads(line)["messages"]]
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
