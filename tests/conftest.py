@@ -20,6 +20,17 @@ def legacy_dir() -> Path:
 
 
 @pytest.fixture(autouse=True)
+def _llama_cpp_absent(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The engine 'auto' picks llama.cpp when llama-cpp-python is installed (the `cpu` extra);
+    tests that build fake adapters and generators must not depend on what a machine has, so
+    they see it absent unless marked `real_llama_cpp` (tests that need it patch it back in)."""
+    if request.node.get_closest_marker("real_llama_cpp") is None:
+        from aldlab.llm import llamacpp
+
+        monkeypatch.setattr(llamacpp, "llama_cpp_available", lambda: False)
+
+
+@pytest.fixture(autouse=True)
 def _isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     """Index caches go to a temp ALDLAB_HOME; the embedded model dir is shared read-only."""
     home = tmp_path_factory.mktemp("aldlab_home")

@@ -144,6 +144,7 @@ def test_adapter_gguf_is_exported_once_and_cached(tiny_dir: Path, tmp_path: Path
     assert llamacpp.adapter_gguf(adapter, "q8_0") != first and len(calls) == 2
 
 
+@pytest.mark.real_llama_cpp
 @pytest.mark.skipif(not llamacpp.llama_cpp_available(), reason="llama-cpp-python not installed")
 def test_llama_cpp_runs_the_exported_gguf_like_transformers(tiny_dir: Path, tmp_path: Path) -> None:
     """Real llama.cpp on the f32 export of a tiny fine-tune: same greedy answer as HF."""

@@ -377,3 +377,8 @@ def test_the_answer_carries_the_generators_stop_reason(tmp_path: Path) -> None:
         dense_model="fake", index_dir=tmp_path / "index", refusal_threshold=0.0, passage_fallback=False))
     refused = strict.settle(strict.plan(question), "관련 정보가 부족합니다.", stop_reason="length")
     assert refused.refused and refused.stop_reason == "stop"
+
+
+def test_a_question_about_one_site_is_refused_before_the_model_with_its_reason(assistant: Assistant) -> None:
+    answer = assistant.answer("우리 팹 Purge 시간 스펙 상하한 몇이야?")
+    assert answer.refused and "우리 팹" in answer.text

@@ -66,3 +66,28 @@ def test_rag_config_rejects_out_of_range_values() -> None:
         RagConfig(rrf_weight=1.5)
     with pytest.raises(UserError, match="top_k"):
         RagConfig(top_k=0)
+
+
+def test_questions_refused_by_a_rule_count_towards_the_share() -> None:
+    """The share is of all unanswerable calibration questions: those a rule refused (unknown
+    names, one site's records) are refused already, so the threshold refuses only the rest."""
+    answerable = [True] * 4 + [False] * 5
+    probs = [0.9, 0.8, 0.6, 0.35, 0.1, 0.2, 0.3, 0.4, 0.5]
+    alone = choose_threshold(probs, answerable, refuse_share=0.9)
+    assert alone > 0.5  # all five must go: 0.35 is lost
+    helped = choose_threshold(probs, answerable, refuse_share=0.9, already_refused=5)  # 9 of 10 suffice
+    assert 0.35 < helped < 0.5
+
+
+def test_site_specific_questions_are_found_and_general_ones_are_not() -> None:
+    from aldlab.rag.scope import site_specific
+
+    assert site_specific("우리 팹 HfO2 레시피 GPC 스펙 상하한 몇이야?") == ["우리 팹"]
+    assert site_specific("2호기 챔버 지난달 가동률은?") == ["2호기"]
+    assert site_specific("샤워헤드 교체 비용 견적 얼마 나왔어?") == ["견적"]
+    assert site_specific("벤더 담당자 연락처 알려줘") == ["담당자", "연락처"]
+    assert site_specific("DRAM 커패시터 ZrO2 조건을 삼성은 어떻게 잡아?") == ["삼성"]
+    # Describing one's own tool, or a time, is a question the KB can answer.
+    for general in ("우리 장비는 N2가 항상 흐르는데 이 방식 장점이 뭔가요?", "어제 PM 끝나고 두께가 3% 낮게 나와요",
+                    "3번 스텝 purge 시간이 짧으면?", "TMA 증기압 얼마야?"):
+        assert site_specific(general) == [], general

@@ -276,7 +276,10 @@ class Assistant:
 
     def refusal_reason(self, retrieval: Retrieval) -> str | None:
         """`refusal_reason` with this assistant's threshold and settings."""
-        return refusal_reason(retrieval, self.retriever.threshold, check_names=self.config.refuse_unknown_names)
+        return refusal_reason(
+            retrieval, self.retriever.threshold,
+            check_names=self.config.refuse_unknown_names, check_site=self.config.refuse_site_specific,
+        )
 
     def search(self, question: str, *, top_k: int | None = None, filter_keyword: str | None = None) -> Retrieval:
         """Retrieval only (bench and tools that show passages without answering)."""

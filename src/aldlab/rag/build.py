@@ -261,7 +261,8 @@ def ensure_calibration(retriever: HybridRetriever, config: RagConfig) -> None:
     if not devset_matches_kb(paths[0], retriever.document_ids):
         return  # a user's own KB: the built-in default calibration applies
     calibration = calibrate(
-        retriever, paths, names_refused=config.refuse_unknown_names, refuse_share=config.refusal_target
+        retriever, paths, names_refused=config.refuse_unknown_names, site_refused=config.refuse_site_specific,
+        refuse_share=config.refusal_target,
     )
     calibration.fitted_on["retrieval"] = settings
     retriever.set_calibration(calibration)
@@ -271,8 +272,11 @@ def retrieval_settings(config: RagConfig) -> dict[str, Any]:
     """The settings a calibration depends on (a change triggers a refit)."""
     return {
         # how the threshold is chosen (see confidence.calibrate)
-        "refusal_rule": "unknown-names-v1" if config.refuse_unknown_names else "confidence-only",
-        "threshold_rule": f"refuse-share-{config.refusal_target:g}",
+        "refusal_rule": "+".join(
+            [rule for rule, on in (("unknown-names-v1", config.refuse_unknown_names),
+                                   ("site-specific-v1", config.refuse_site_specific)) if on] or ["confidence-only"]
+        ),
+        "threshold_rule": f"refuse-share-of-all-{config.refusal_target:g}",
         "candidates": config.candidates,
         "rrf_weight": config.rrf_weight,
         "rrf_k": config.rrf_k,

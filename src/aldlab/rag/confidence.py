@@ -125,8 +125,14 @@ def reliability(probs: Sequence[float], labels: Sequence[int | bool], bins: int 
     return {"ece": float(ece), "brier": brier, "n": int(len(p)), "table": table}
 
 
-def choose_threshold(probs: Sequence[float], answerable: Sequence[bool], refuse_share: float = REFUSAL_TARGET) -> float:
+def choose_threshold(
+    probs: Sequence[float], answerable: Sequence[bool], refuse_share: float = REFUSAL_TARGET, already_refused: int = 0
+) -> float:
     """The lowest threshold that refuses at least `refuse_share` of the unanswerable questions.
+
+    `already_refused` unanswerable questions (not in `probs`) are refused by a rule before the
+    threshold (unknown names, site-specific questions); they count towards the share, so the
+    threshold only has to refuse what the rules leave.
 
     Why not the balanced-accuracy optimum used before: on dev + user-dev it is a plateau
     from 0.40 to 0.75 (0.94 everywhere) with a one-point peak at 0.66, and the peak moved
@@ -142,7 +148,8 @@ def choose_threshold(probs: Sequence[float], answerable: Sequence[bool], refuse_
         return 0.5
     candidates = np.unique(np.concatenate([[0.0], p, [1.0]]))
     mids = (candidates[:-1] + candidates[1:]) / 2
-    refused = np.array([(p[~a] < t).mean() for t in mids])
+    total = int((~a).sum()) + already_refused
+    refused = np.array([((p[~a] < t).sum() + already_refused) / total for t in mids])
     feasible = np.flatnonzero(refused >= refuse_share - 1e-12)
     return float(mids[feasible[0]] if len(feasible) else mids[-1])
 
@@ -159,8 +166,10 @@ def fit_calibration(
     """Fit the logistic model (label = hit) and pick the refusal threshold (answerable).
 
     `threshold_on` marks the questions the threshold has to decide: those already refused
-    for naming something the KB never mentions (`Retrieval.unknown_names`) are left out,
-    so they do not push the threshold up and make answerable questions refused.
+    for naming something the KB never mentions (`Retrieval.unknown_names`) or for asking about
+    one site (`Retrieval.site_specific`) are left out, so they do not push the threshold up and
+    make answerable questions refused; the unanswerable ones among them count as refused
+    towards `refuse_share` (the share is of all unanswerable calibration questions).
     """
     x = np.asarray([f.vector() for f in features], dtype=float)
     y = np.asarray(hits, dtype=float)
@@ -182,6 +191,7 @@ def fit_calibration(
         [p for p, k in zip(probs, keep, strict=True) if k],
         [a for a, k in zip(answerable, keep, strict=True) if k],
         refuse_share,
+        already_refused=sum(1 for a, k in zip(answerable, keep, strict=True) if not k and not a),
     )
     calibration.reliability = reliability(probs, hits)
     return calibration
@@ -200,13 +210,15 @@ def calibrate(
     top_k: int = CALIBRATION_TOP_K,
     *,
     names_refused: bool = True,
+    site_refused: bool = True,
     refuse_share: float = REFUSAL_TARGET,
 ) -> Calibration:
     """Run the calibration questions (one file or several) through `retriever` and fit a
     Calibration (not saved).
 
-    `names_refused`: questions naming what the KB never mentions are refused anyway, so the
-    threshold is chosen on the others (see `fit_calibration`).
+    `names_refused` / `site_refused`: questions naming what the KB never mentions, or asking
+    about one site, tool, bill or person, are refused anyway, so the threshold is chosen on
+    the others (see `fit_calibration`).
     """
     paths = [dev_path] if isinstance(dev_path, (str, Path)) else list(dev_path)
     questions = [q for path in paths for q in load_questions(path)]
@@ -218,7 +230,7 @@ def calibrate(
         features.append(result.features)
         hits.append(bool(q.answerable and ids & set(q.doc_ids)))
         answerable.append(q.answerable)
-        named.append(not (names_refused and result.unknown_names))
+        named.append(not ((names_refused and result.unknown_names) or (site_refused and result.site_specific)))
     return fit_calibration(
         features,
         hits,

@@ -56,6 +56,9 @@ class RagConfig:
     #: Also refuse (before the LLM) questions that name something no KB document mentions:
     #: a vendor, tool, material or alarm code ("ASM", "E-2041"; see `Retrieval.unknown_names`).
     refuse_unknown_names: bool = True
+    #: Also refuse (before the LLM) questions about one site, tool, bill or person ("우리 팹 레시피
+    #: 스펙", "2호기", "견적", "담당자"; see `rag.scope`): the KB holds general knowledge only.
+    refuse_site_specific: bool = True
     #: Share of the calibration set's unanswerable questions the fitted threshold must refuse;
     #: the lowest threshold that does so is taken (answer as many answerable ones as possible).
     refusal_target: float = REFUSAL_TARGET

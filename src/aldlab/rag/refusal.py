@@ -19,16 +19,22 @@ from aldlab.rag.retriever import Retrieval
 REFUSAL_REASON = "지식 베이스에서 이 질문과 관련된 문서를 찾지 못했습니다."
 
 
-def refusal_reason(retrieval: Retrieval, threshold: float, *, check_names: bool = True) -> str | None:
+def refusal_reason(
+    retrieval: Retrieval, threshold: float, *, check_names: bool = True, check_site: bool = True
+) -> str | None:
     """Why the KB cannot answer this retrieval's question, or None when it can.
 
     The one pre-LLM refusal rule (the service and batched eval both call it): refuse when
-    the question names something no KB document mentions (`Retrieval.unknown_names`), or
-    when the calibrated confidence is below the threshold fitted on the dev set.
+    the question names something no KB document mentions (`Retrieval.unknown_names`), asks
+    about one site, tool, bill or person (`Retrieval.site_specific`), or when the calibrated
+    confidence is below the threshold fitted on the dev set.
     """
     if check_names and retrieval.unknown_names:
         names = ", ".join(f"'{n}'" for n in retrieval.unknown_names[:3])
         return f"지식 베이스에 {names}에 대한 내용이 없습니다."
+    if check_site and retrieval.site_specific:
+        phrases = ", ".join(f"'{p}'" for p in retrieval.site_specific[:2])
+        return f"{phrases}처럼 특정 현장·장비·비용·사람에 관한 기록은 일반 ALD 지식 베이스에 없습니다."
     if not retrieval.passages or retrieval.confidence < threshold:
         return REFUSAL_REASON
     return None

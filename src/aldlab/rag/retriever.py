@@ -35,6 +35,7 @@ from aldlab.rag.config import RagConfig
 from aldlab.rag.confidence import DEFAULT_CALIBRATION, Calibration, QueryFeatures
 from aldlab.rag.dense import Embedder, get_embedder
 from aldlab.rag.index import CorpusIndex, load_or_build_index
+from aldlab.rag.scope import site_specific
 from aldlab.rag.tokenize import KoreanTokenizer, get_tokenizer, name_terms
 from aldlab.rag.types import Passage
 
@@ -54,6 +55,9 @@ class Retrieval:
     #: Names in the query (vendors, tools, materials, alarm codes: `tokenize.name_terms`)
     #: that no KB document contains. The KB cannot answer about a thing it never names.
     unknown_names: list[str] = field(default_factory=list)
+    #: Phrases tying the question to one site, tool, bill or person ("우리 팹", "2호기", "견적";
+    #: `scope.site_specific`): the KB is general knowledge and cannot answer those.
+    site_specific: list[str] = field(default_factory=list)
 
 
 def rrf_fuse(
@@ -407,6 +411,7 @@ class HybridRetriever:
             confidence=self.calibration.probability(features),
             expanded_terms=expanded,
             unknown_names=self.unknown_names(query),
+            site_specific=site_specific(query),
         )
 
     def unknown_names(self, query: str) -> list[str]:
