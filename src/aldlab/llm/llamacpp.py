@@ -158,7 +158,14 @@ class LlamaCppGenerator:
         name = BASE if adapter in (None, "") else str(adapter)
         with self._load_lock:
             if name not in self._llamas:
+                import logging
+
                 from llama_cpp import Llama
+
+                # llama-cpp-python prints every C-side message its logger's level lets through, and
+                # the logger starts at NOTSET: each eval and `ask` showed llama.cpp's context warnings
+                # ("n_ctx_per_seq (4096) < n_ctx_train") although verbose=False.
+                logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)
 
                 # One prompt-processing batch for a whole RAG prompt (700-800 tokens): time to first
                 # token 1.0-1.15 s here vs 1.0-1.25 s with two batches of 512.
