@@ -346,6 +346,9 @@ def test_the_best_passage_replaces_a_refusal_or_an_answer_from_another_passage(t
     assert part.fallback == "partial_copy" and part.text == f"{best.text} [{best.id}]"
     written = assistant.settle(window, f"{first} 그래서 온도를 지킨다. [{best.id}]")
     assert written.fallback == ""  # its own words: the model's answer stands
+    # Text no retrieved passage supports (its [id] is not a citation): invented, so the passage.
+    invented = assistant.settle(window, f"식량의 크기는 트렌치와 홀 사이에 큰 차이가 없으며 농사는 계절마다 다르다. [{best.id}]")
+    assert invented.fallback == "unsupported" and invented.text == f"{best.text} [{best.id}]"
     off = Assistant(kb, retriever, RecordingGenerator(), RagConfig(dense_model="fake", index_dir=tmp_path / "index",
                                                                   refusal_threshold=0.0, passage_fallback=False))
     assert off.settle(off.plan("로드락 Vent를 급하게 하면 무슨 문제가 있어?"), "관련 정보가 부족합니다.").refused

@@ -36,6 +36,26 @@ DEFAULT_QUANT = "q8_0"
 DEFAULT_N_CTX = 4096
 
 
+_QUIET_LOG: Any = None
+
+
+def _silence_llama_cpp_log() -> None:
+    """Drop llama.cpp's C-side log lines (failures still raise in Python).
+
+    llama-cpp-python's own callback maps an older ggml level enum, so llama.cpp's warnings
+    arrive as errors and pass verbose=False: every eval and `ask` printed "n_ctx_per_seq (4096)
+    < n_ctx_train (32768)" and the SWA cache note. The callback object must stay referenced.
+    """
+    global _QUIET_LOG
+    if _QUIET_LOG is None:
+        import ctypes
+
+        import llama_cpp
+
+        _QUIET_LOG = llama_cpp.llama_log_callback(lambda level, text, user_data: None)
+        llama_cpp.llama_log_set(_QUIET_LOG, ctypes.c_void_p(0))
+
+
 def llama_cpp_available() -> bool:
     """True when the optional `llama_cpp` package (llama-cpp-python) can be imported."""
     return importlib.util.find_spec("llama_cpp") is not None
@@ -158,14 +178,9 @@ class LlamaCppGenerator:
         name = BASE if adapter in (None, "") else str(adapter)
         with self._load_lock:
             if name not in self._llamas:
-                import logging
-
                 from llama_cpp import Llama
 
-                # llama-cpp-python prints every C-side message its logger's level lets through, and
-                # the logger starts at NOTSET: each eval and `ask` showed llama.cpp's context warnings
-                # ("n_ctx_per_seq (4096) < n_ctx_train") although verbose=False.
-                logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)
+                _silence_llama_cpp_log()
 
                 # One prompt-processing batch for a whole RAG prompt (700-800 tokens): time to first
                 # token 1.0-1.15 s here vs 1.0-1.25 s with two batches of 512.

@@ -228,7 +228,10 @@ class Assistant:
         declines questions worded unlike the KB, or copies the passage whose first words
         match the question's subject rather than the one that answers it (issue 26: 18 of
         61 user-dev answers came from a passage other than the best, 3 of them better), or
-        copies the best passage's opening and stops (seed: 9 of 28 answers).
+        copies the best passage's opening and stops (seed: 9 of 28 answers). An answer no
+        retrieved passage supports (no citation found by id or overlap) is invented text: a
+        2026-12-07 adapter answered "종횡비가 큰 트렌치에서 퍼지를 왜 길게?" with "식량의 크기는
+        트렌치와 홀 사이에 큰 차이가 없다. [purge-004]".
         """
         if not self.config.passage_fallback or not plan.passages:
             return ""
@@ -236,6 +239,8 @@ class Assistant:
             return "model_refused"
         if cited and plan.passages[0].id not in {c.id for c in cited}:
             return "other_passage"
+        if not cited:
+            return "unsupported"
         if quotes_part_of(text, plan.passages[0].text):
             return "partial_copy"
         return ""

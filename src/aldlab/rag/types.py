@@ -58,6 +58,10 @@ FALLBACK_NOTES: dict[str, tuple[str, str]] = {
         "모델이 1위 문서의 일부만 옮겨 문서 전체를 보여 드립니다",
         "the model quoted part of the best passage: the whole passage is shown",
     ),
+    "unsupported": (
+        "모델 답변을 뒷받침하는 문서가 없어 검색 1위 문서를 그대로 보여 드립니다",
+        "no retrieved passage supports the model's answer: the best passage is shown verbatim",
+    ),
 }
 
 

@@ -243,8 +243,8 @@ class AnswerOut(BaseModel):
     used_retrieval: bool
     latency_s: float
     # Why the best passage is shown instead of the model's text: "" (it is not), "model_refused"
-    # "other_passage" or "partial_copy" (aldlab.rag.config.RagConfig.passage_fallback).
-    fallback: Literal["", "model_refused", "other_passage", "partial_copy"] = ""
+    # "other_passage", "partial_copy" or "unsupported" (aldlab.rag.config.RagConfig.passage_fallback).
+    fallback: Literal["", "model_refused", "other_passage", "partial_copy", "unsupported"] = ""
     # What the reader is told when `fallback` is set (aldlab.rag.types.FALLBACK_NOTES).
     fallback_note: Bilingual | None = None
 
