@@ -82,6 +82,17 @@ def test_auto_engine_is_llama_cpp_only_when_installed_and_embedded(monkeypatch: 
         resolve_engine("vllm", None)
 
 
+def test_the_speed_hint_is_shown_only_when_llama_cpp_would_help(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(llamacpp, "_has_cuda", lambda: False)
+    monkeypatch.setattr(llamacpp, "llama_cpp_available", lambda: False)
+    hint = llamacpp.speed_hint("auto", "embedded")
+    assert hint and ".[cpu]" in hint and "컴파일러" in hint
+    assert llamacpp.speed_hint("transformers", "embedded") is None  # chosen on purpose
+    assert llamacpp.speed_hint("auto", "Qwen/Qwen2.5-7B-Instruct") is None  # llama.cpp would not run it
+    monkeypatch.setattr(llamacpp, "llama_cpp_available", lambda: True)
+    assert llamacpp.speed_hint("auto", "embedded") is None  # already fast
+
+
 def test_missing_llama_cpp_is_a_user_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(llamacpp, "llama_cpp_available", lambda: False)
     with pytest.raises(UserError, match="llama-cpp-python"):
