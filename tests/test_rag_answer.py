@@ -134,8 +134,10 @@ def test_a_sentence_is_credited_to_its_best_passage_only() -> None:
 
 
 def test_uncited_generated_answer_has_no_citations(tmp_path: Path) -> None:
+    """Without the passage fallback (which would show the best passage instead: "unsupported")."""
     install_fake_embedder()
-    config = RagConfig(dense_model="fake", index_dir=tmp_path / "index", dev_set=write_dev_set(tmp_path / "dev.jsonl"))
+    config = RagConfig(dense_model="fake", index_dir=tmp_path / "index", dev_set=write_dev_set(tmp_path / "dev.jsonl"),
+                       passage_fallback=False)
     kb = tiny_kb()
     generator = RecordingGenerator(reply="길게는 100 ms, 짧게는 10 ms, 20 ms, 30 ms 입니다")
     assistant = Assistant(kb, build_retriever(kb, config, show_progress=False), generator, config)

@@ -147,8 +147,8 @@ def test_ask_uses_the_recorded_adapter_and_says_so(
     built = fake_hf.built[-1]
     assert built["adapters"] == {"ft": str(adapter.resolve())} and built["generator"].calls == ["ft"]
     assert "모델 / model: ft" in result.output and "not instruction-tuned" not in result.output
-    # the reply cites nothing and no context supports it: it says so instead of listing contexts
-    assert "인용 없음 / no citation" in result.output and "참고 문서 / contexts" in result.output
+    # the reply cites nothing and no context supports it: the best passage is shown, and the CLI says why
+    assert "뒷받침하는 문서가 없어" in result.output and "참고 문서 / contexts" in result.output
 
 
 def test_ask_base_way_out_and_base_only_warning(
