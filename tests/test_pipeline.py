@@ -107,6 +107,21 @@ def test_real_plans_link_settings_and_carry_overrides(tmp_path: Path) -> None:
     assert plans["eval"].outputs == [tmp_path / "run" / "eval" / "report.html", tmp_path / "run" / "eval" / "metrics.json"]
 
 
+def test_model_flag_replaces_the_presets_model_for_train_and_eval(tmp_path: Path) -> None:
+    """`aldlab pipeline --model Qwen/...` without writing a YAML (issue 25)."""
+    from typer.testing import CliRunner
+
+    from aldlab.cli import app
+
+    plans = {p.name: p for p in pipeline.build_plans("cpu-demo", tmp_path / "run", kb_path=None, config_file=None,
+                                                      model="Qwen/Qwen2.5-0.5B-Instruct")}
+    assert plans["train"].inputs["config"]["model_name"] == "Qwen/Qwen2.5-0.5B-Instruct"
+    assert plans["eval"].inputs["config"]["model_name"] == "Qwen/Qwen2.5-0.5B-Instruct"
+    default = {p.name: p for p in pipeline.build_plans("cpu-demo", tmp_path / "r2", kb_path=None, config_file=None)}
+    assert default["train"].inputs["config"]["model_name"] == "embedded"
+    assert "--model" in CliRunner().invoke(app, ["pipeline", "--help"]).output
+
+
 def test_real_plans_rerun_only_the_stages_whose_inputs_changed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """run_pipeline over the real build_plans, stage bodies replaced by fakes that write the
     files the next stage reads: a KB edit reruns data and eval, not train (same data), and a

@@ -93,11 +93,12 @@ def run_pipeline(
     config_file: Path | None = None,
     force: bool = False,
     stages: tuple[str, ...] = STAGES,
+    model: str | None = None,
 ) -> RunManifest:
     """Run the stages in order, skipping the ones whose inputs did not change."""
     run_dir.mkdir(parents=True, exist_ok=True)
     manifest = RunManifest(run_dir, preset)
-    plans = build_plans(preset, run_dir, kb_path=kb_path, config_file=config_file)
+    plans = build_plans(preset, run_dir, kb_path=kb_path, config_file=config_file, model=model)
     for index, plan in enumerate(p for p in plans if p.name in stages):
         input_hash = _hash_inputs(plan.inputs)
         header = f"[{index + 1}/{len(stages)}] {plan.name}"
@@ -125,12 +126,13 @@ class StageConfigs:
 
 
 def stage_configs(
-    preset: str | None, run_dir: Path, *, kb_path: Path | None, config_file: Path | None
+    preset: str | None, run_dir: Path, *, kb_path: Path | None, config_file: Path | None, model: str | None = None
 ) -> StageConfigs:
     """Resolve every stage's typed config from the preset and wire files between stages.
 
     One resolver for `aldlab pipeline` and `aldlab improve`, so both train and evaluate the
-    way the preset says.
+    way the preset says. `model` (pipeline --model) replaces the preset's train.model_name;
+    eval follows the trained model.
     """
     from aldlab.config import resolve_config
     from aldlab.data.config import DataConfig
@@ -153,6 +155,7 @@ def stage_configs(
             "train_file": data_dir / "train.jsonl",
             "eval_file": data_dir / "eval.jsonl",
             "output_dir": adapter_dir,
+            **({"model_name": model} if model else {}),
         },
     )
     eval_cfg = resolve_config(
@@ -168,12 +171,12 @@ def stage_configs(
 
 
 def build_plans(
-    preset: str | None, run_dir: Path, *, kb_path: Path | None, config_file: Path | None
+    preset: str | None, run_dir: Path, *, kb_path: Path | None, config_file: Path | None, model: str | None = None
 ) -> list[StagePlan]:
     """The four stages of `run_dir`, each with its inputs (for the skip check) and outputs."""
     from aldlab.config import config_to_dict
 
-    cfg = stage_configs(preset, run_dir, kb_path=kb_path, config_file=config_file)
+    cfg = stage_configs(preset, run_dir, kb_path=kb_path, config_file=config_file, model=model)
     kb, data_cfg, train_cfg, eval_cfg, rag_cfg = cfg.kb, cfg.data, cfg.train, cfg.eval, cfg.rag
     data_dir, adapter_dir, eval_dir = run_dir / "data", run_dir / "adapter", run_dir / "eval"
     return [
@@ -319,6 +322,11 @@ def pipeline_command(
     config: Path | None = config_option(),
     force: bool = typer.Option(False, "--force", help="모든 단계를 다시 실행 / redo every stage"),
     only: str | None = typer.Option(None, "--only", help="일부 단계만, 예: data,train / run only these stages"),
+    model: str | None = typer.Option(
+        None, "--model", metavar="<id|dir>",
+        help="학습할 기본 모델: Hub id, 로컬 디렉터리 또는 embedded (프리셋의 train.model_name 대신) / base model to tune: "
+        "a Hub id, a local directory or 'embedded' (instead of the preset's train.model_name)",
+    ),
 ) -> None:
     """KB 검사 → 데이터 → 학습 → 평가를 한 번에 / run stages end to end (resumable)."""
     selected = tuple(s.strip() for s in only.split(",")) if only else STAGES
@@ -331,6 +339,6 @@ def pipeline_command(
         )
     target = run_dir or Path("runs") / Path(preset or "default").stem
     started = time.perf_counter()
-    run_pipeline(preset, target, kb_path=kb, config_file=config, force=force, stages=selected)
+    run_pipeline(preset, target, kb_path=kb, config_file=config, force=force, stages=selected, model=model)
     console.print(f"전체 / total: {time.perf_counter() - started:.0f}s · 산출물 / artefacts: {target}")
     print_outcome(target)
