@@ -89,6 +89,7 @@ def test_outcome_table_shows_loops_and_support(tmp_path, capsys) -> None:
     pipeline.print_outcome(tmp_path)
     out = capsys.readouterr().out
     assert "27%" in out and "0.91" in out
+    assert "aldlab serve" in out  # what to do next (issue 25)
 
 
 def test_real_plans_link_settings_and_carry_overrides(tmp_path: Path) -> None:

@@ -313,6 +313,11 @@ def print_outcome(run_dir: Path) -> None:
     if retrieval_summary(metrics):
         out.print(retrieval_summary(metrics))
     out.print(Panel(f"보고서 / report: {run_dir / 'eval' / 'report.html'}"))
+    out.print(
+        "다음 / next: [bold]aldlab serve[/] → http://127.0.0.1:8000 (방금 학습한 어댑터로 답하는 웹 UI·API / the web UI and "
+        "API answer with this adapter) · [bold]aldlab ask \"질문\"[/]",
+        highlight=False,
+    )
 
 
 def pipeline_command(
