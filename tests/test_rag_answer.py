@@ -387,3 +387,12 @@ def test_the_answer_carries_the_generators_stop_reason(tmp_path: Path) -> None:
 def test_a_question_about_one_site_is_refused_before_the_model_with_its_reason(assistant: Assistant) -> None:
     answer = assistant.answer("우리 팹 Purge 시간 스펙 상하한 몇이야?")
     assert answer.refused and "우리 팹" in answer.text
+
+
+def test_an_english_question_is_told_in_both_languages_that_questions_are_answered_in_korean(assistant: Assistant) -> None:
+    from aldlab.rag.refusal import asked_in_english
+
+    answer = assistant.answer("What is the weather in Seoul today?")
+    assert answer.refused and "This assistant answers questions asked in Korean" in answer.text and "한국어" in answer.text
+    assert asked_in_english("How long should the purge be?") and not asked_in_english("VG12 게이지 역할")
+    assert not asked_in_english("ALD MFC")  # two words: a keyword search, not a sentence

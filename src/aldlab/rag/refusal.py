@@ -19,7 +19,28 @@ from aldlab.rag.retriever import Retrieval
 REFUSAL_REASON = "지식 베이스에서 이 질문과 관련된 문서를 찾지 못했습니다."
 
 
+ENGLISH_NOTE = "이 어시스턴트는 한국어 질문에 답합니다 / This assistant answers questions asked in Korean."
+_HANGUL = re.compile(r"[\uac00-\ud7a3]")
+_LATIN_WORD = re.compile(r"[A-Za-z]{2,}")
+
+
+def asked_in_english(question: str) -> bool:
+    """No Hangul and at least three Latin words: an English question (not "VG12 게이지")."""
+    return not _HANGUL.search(question) and len(_LATIN_WORD.findall(question)) >= 3
+
+
 def refusal_reason(
+    retrieval: Retrieval, threshold: float, *, check_names: bool = True, check_site: bool = True
+) -> str | None:
+    """Why the KB cannot answer this retrieval's question, or None when it can; an English
+    question's refusal also says, in both languages, that the assistant answers Korean ones."""
+    reason = _reason(retrieval, threshold, check_names=check_names, check_site=check_site)
+    if reason and asked_in_english(retrieval.query):
+        return f"{reason} {ENGLISH_NOTE}"
+    return reason
+
+
+def _reason(
     retrieval: Retrieval, threshold: float, *, check_names: bool = True, check_site: bool = True
 ) -> str | None:
     """Why the KB cannot answer this retrieval's question, or None when it can.
