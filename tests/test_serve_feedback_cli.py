@@ -155,3 +155,26 @@ def test_bad_import_names_file_and_line_and_queues_nothing(tmp_path: Path, name:
     ko, en = message.splitlines()[:2]
     assert any("\uac00" <= ch <= "\ud7a3" for ch in ko) and en.startswith(where)
     assert Store(db).count_feedback() == 0
+
+
+def test_approving_a_correction_can_teach_retrieval_its_question(tmp_path: Path) -> None:
+    """--teach-retrieval: the question joins the questions of the document the correction comes
+    from (retrieval then finds that document for it); without a source document, nothing changes."""
+    from aldlab.kb.io import load_kb
+    from aldlab.serve.testing import write_tiny_kb
+
+    kb_dir = write_tiny_kb(tmp_path / "kb")
+    source = load_kb(kb_dir).documents[2]
+    store = Store(tmp_path / "serve.sqlite3")
+    aid = store.log_answer(question="가스 왜 빼는 거야?", answer="엉뚱한 답", model="ft", token="t")
+    taught = store.add_feedback(aid, "dislike", correction=source.text, token="t")
+    aid = store.log_answer(question="날씨는?", answer="답", model="ft", token="t")
+    untaught = store.add_feedback(aid, "dislike", correction="전혀 다른 내용의 문장으로 KB 어디에도 없습니다.", token="t")
+    args = ["--revision", "1", "--reviewer", "kim", "--db", str(store.path), "--kb", str(kb_dir), "--teach-retrieval"]
+    result = runner.invoke(feedback_app, ["approve", str(taught), *args])
+    assert result.exit_code == 0, result.output
+    assert source.id in result.output and "가스 왜 빼는 거야?" in load_kb(kb_dir).by_id()[source.id].questions
+    count = sum(len(d.questions) for d in load_kb(kb_dir).documents)
+    again = runner.invoke(feedback_app, ["approve", str(untaught), *args])
+    assert again.exit_code == 0 and "not taught" in again.output
+    assert sum(len(d.questions) for d in load_kb(kb_dir).documents) == count

@@ -191,6 +191,46 @@ def update_document(
     return before, after
 
 
+#: Share of a correction's character trigrams a document must contain to count as its source.
+SUPPORT_SHARE = 0.5
+
+
+def supporting_document(kb: KnowledgeBase, text: str) -> tuple[Document, float] | None:
+    """The document whose text holds the largest share of `text`'s character trigrams, when
+    that share reaches SUPPORT_SHARE (a reviewer's correction is usually a passage's wording)."""
+    from aldlab.kb.similarity import char_ngrams
+
+    grams = char_ngrams(text)
+    if not grams:
+        return None
+    share, doc = max(((len(grams & char_ngrams(d.text)) / len(grams), d) for d in kb.documents), key=lambda x: x[0])
+    return (doc, share) if share >= SUPPORT_SHARE else None
+
+
+def teach_question(
+    kb_dir: str | Path, question: str, correction: str, *, journal: EditJournal | None = None
+) -> tuple[Document, float, bool] | None:
+    """Add an approved correction's question to the `questions` of the document that supports
+    the correction; returns (document, support share, added) or None when no document does.
+
+    Why: retrieval ranks documents by their passage and their example questions, so the
+    question a user asked now finds the document the reviewer's answer came from. Retraining
+    alone cannot do this: measured with `aldlab improve`, 9 of 10 corrected questions stayed
+    wrong because the wrong passage was still ranked first.
+    """
+    question = " ".join(question.split())
+    with locked_kb(kb_dir, journal=journal) as kb:
+        found = supporting_document(kb, correction)
+        if found is None:
+            return None
+        doc, share = found
+        if question in doc.questions:
+            return doc, share, False
+        index = _index_of(kb, doc.id)
+        kb.documents[index] = dataclasses.replace(doc, questions=[*doc.questions, question])
+        return kb.documents[index], share, True
+
+
 def delete_document(kb_dir: str | Path, doc_id: str, *, journal: EditJournal | None = None) -> Document:
     """Remove one document; returns it for the audit log."""
     with locked_kb(kb_dir, journal=journal) as kb:

@@ -166,10 +166,15 @@ def _review(
     *,
     kb: Path | None = None,
     accept_kb_change: bool = False,
-) -> None:
+) -> dict:  # type: ignore[type-arg]
     row = _store(db).review_feedback(
         feedback_id, status, reviewer, note, revision=revision, kb_now=_kb_now(kb), accept_kb_change=accept_kb_change
     )
+    _print_review(row, status)
+    return row
+
+
+def _print_review(row: dict, status: str) -> None:  # type: ignore[type-arg]
     word = "승인 / approved" if status == "approved" else "거절 / rejected"
     out.print(f"#{row['feedback_id']} {word} ({escape(row['review']['reviewer'])}, {row['review']['reviewed_at'][:19]})")
     changed = row["review"]["kb_changed"]
@@ -190,9 +195,41 @@ def approve_command(
     db: Path | None = DB_OPTION,
     kb: Path | None = KB_OPTION,
     accept_kb_change: bool = ACCEPT_OPTION,
+    teach_retrieval: bool = typer.Option(
+        False, "--teach-retrieval",
+        help="교정의 질문을 그 교정을 뒷받침하는 KB 문서의 questions에 더함(검색이 이 질문을 그 문서로 보냄) / add the "
+        "question to the questions of the KB document the correction comes from, so retrieval finds it",
+    ),
 ) -> None:
     """승인: 학습 데이터에 쓰임 / approve: it reaches `aldlab data build --feedback`."""
-    _review(feedback_id, revision, "approved", reviewer, note, db, kb=kb, accept_kb_change=accept_kb_change)
+    row = _review(feedback_id, revision, "approved", reviewer, note, db, kb=kb, accept_kb_change=accept_kb_change)
+    if teach_retrieval:
+        _teach(row, kb)
+
+
+def _teach(row: dict, kb: Path | None) -> None:  # type: ignore[type-arg]
+    """The reviewed correction's question joins its source document's example questions."""
+    from aldlab.kb.edit import SUPPORT_SHARE, teach_question
+    from aldlab.settings import shipped_kb_dir
+
+    correction = str(row.get("correction") or "").strip()
+    if not correction:
+        raise UserError(
+            "교정 문장이 없는 피드백은 검색에 가르칠 수 없습니다.",
+            "Feedback without a correction cannot teach retrieval.",
+            hint="교정(correction)이 있는 👎 피드백에만 --teach-retrieval 을 쓰세요 / use it on corrections only",
+        )
+    taught = teach_question(kb or shipped_kb_dir(), str(row["question"]), correction)
+    if taught is None:
+        err.print(
+            f"[yellow]검색에 가르치지 않음 / not taught[/]: 교정 문장의 {SUPPORT_SHARE:.0%} 이상을 담은 KB 문서가 없습니다 "
+            "(먼저 문서를 고치거나 더하세요) / no KB document holds the correction's wording",
+            highlight=False,
+        )
+        return
+    doc, share, added = taught
+    word = "더함 / added" if added else "이미 있음 / already there"
+    out.print(f"검색 / retrieval: '{escape(str(row['question']))}' → {doc.id} questions ({word}, 교정 일치 / match {share:.0%})")
 
 
 @feedback_app.command("reject")
