@@ -220,6 +220,9 @@ def test_shipped_kb_builds_at_seed_scale(tmp_path: Path) -> None:
     # so fewer templates are in use; those rows are the variety templates cannot give.
     assert stats["templates"]["templates_in_use"] >= 50 and stats["templates"]["top_share"] <= 0.10
     assert stats["templates"]["kb_question_rows"] >= 300
+    # The README's dataset figures are read from the summary written from stats.json (issue 21).
+    summary = (tmp_path / "shipped" / "summary.md").read_text(encoding="utf-8")
+    assert f"{stats['templates']['kb_question_rows']} rows ask with the KB's own example questions" in summary
     assert stats["train"]["in_domain_refusal_share"] >= 0.05 and stats["eval"]["in_domain_refusal_share"] >= 0.05
     counts = stats["checks"]["counts"]
     # Issue 21: dangling answers are dropped from train; questions whose intent or subject the

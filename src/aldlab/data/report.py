@@ -105,7 +105,8 @@ def render_summary(stats: dict[str, Any]) -> str:
         f"**Semantic leakage** (eval answers restated by a train answer, sentence cosine ≥ {stats.get('semantic', {}).get('threshold', '-')}): "
         f"{stats.get('semantic', {}).get('leaking_eval_answers')}; train candidates dropped for restating eval: {stats.get('semantic', {}).get('train_candidates_dropped', 0)}.",
         "",
-        f"**Questions**: {stats.get('templates', {}).get('templates_in_use', 0)} templates in use, the largest covers {stats.get('templates', {}).get('top_share', 0):.1%} of rows; "
+        f"**Questions**: {stats.get('templates', {}).get('kb_question_rows', 0)} rows ask with the KB's own example questions; "
+        f"{stats.get('templates', {}).get('templates_in_use', 0)} templates in use, the largest covers {stats.get('templates', {}).get('top_share', 0):.1%} of rows; "
         f"in-domain refusals {t.get('in_domain_refusal_share', 0):.1%} (train) / {e.get('in_domain_refusal_share', 0):.1%} (eval).",
         "",
         f"**Automatic checks** (`aldlab data review`): {stats.get('checks', {}).get('total', 0)} findings — "
