@@ -60,6 +60,8 @@ class FakeLlama:
 def fake_llama_cpp(monkeypatch: pytest.MonkeyPatch) -> type[FakeLlama]:
     module = types.ModuleType("llama_cpp")
     module.Llama = FakeLlama  # type: ignore[attr-defined]
+    module.llama_log_callback = lambda function: function  # type: ignore[attr-defined]
+    module.llama_log_set = lambda callback, user_data: None  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "llama_cpp", module)
     monkeypatch.setattr(llamacpp, "llama_cpp_available", lambda: True)
     FakeLlama.prompts = []

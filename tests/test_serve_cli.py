@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 from aldlab.errors import UserError
 from aldlab.rag.assistant import Assistant
 from aldlab.rag.build import build_assistant, rag_config_from_flags
+from aldlab.rag.config import RagConfig
 from aldlab.serve.commands import build_app, is_loopback, resolve_settings
 from aldlab.serve.testing import serve_in_thread, write_tiny_kb
 
@@ -155,7 +156,7 @@ def test_serve_trusts_forwarded_headers_only_from_named_proxies(tmp_path: Path, 
 
     kb = write_tiny_kb(tmp_path / "kb")
     runs: list[dict[str, Any]] = []
-    monkeypatch.setattr(commands, "rag_config_from_flags", lambda *a, **k: None)
+    monkeypatch.setattr(commands, "rag_config_from_flags", lambda *a, **k: RagConfig())
     monkeypatch.setattr(commands, "build_assistant", lambda kb_path, *a, **k: FakeAssistant(kb_path))
     monkeypatch.setattr(uvicorn, "run", lambda app, **options: runs.append(options))
     monkeypatch.delenv("ALDLAB_ADMIN_TOKEN", raising=False)

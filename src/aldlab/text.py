@@ -17,6 +17,9 @@ from __future__ import annotations
 import functools
 import re
 
+#: A precomposed Hangul syllable (가-힣): "is this Korean text?" checks.
+HANGUL = re.compile(r"[\uac00-\ud7a3]")
+
 #: "[purge-012]" in an answer: a citation of a KB document.
 CITATION_TAG = re.compile(r"\[([^\[\]\s]{1,80})\]")
 

@@ -16,8 +16,8 @@ from collections.abc import Sequence
 from aldlab.data.facts import Fact
 from aldlab.data.korean import FORM_TO_PAIR, PARTICLE_AFTER, josa
 from aldlab.kb.schema import KnowledgeBase
+from aldlab.text import HANGUL
 
-_HANGUL = re.compile(r"[\uac00-\ud7a3]")
 _LATIN = re.compile(r"[A-Za-z]")
 
 
@@ -28,11 +28,11 @@ def hangul_spellings(kb: KnowledgeBase) -> dict[str, list[str]]:
     """
     out: dict[str, list[str]] = {}
     for group in kb.synonym_groups:
-        hangul = [t for t in group if _HANGUL.search(t) and not _LATIN.search(t)]
+        hangul = [t for t in group if HANGUL.search(t) and not _LATIN.search(t)]
         for term in group:
             if term.upper() == term:
                 continue
-            if hangul and _LATIN.search(term) and not _HANGUL.search(term):
+            if hangul and _LATIN.search(term) and not HANGUL.search(term):
                 out.setdefault(term.casefold(), []).extend(h for h in hangul if h not in out.get(term.casefold(), []))
     return out
 

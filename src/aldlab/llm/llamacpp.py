@@ -52,11 +52,8 @@ def _silence_llama_cpp_log() -> None:
 
         import llama_cpp
 
-        make, install = getattr(llama_cpp, "llama_log_callback", None), getattr(llama_cpp, "llama_log_set", None)
-        if make is None or install is None:  # another build (or a test's stand-in) without the log API
-            return
-        _QUIET_LOG = make(lambda level, text, user_data: None)
-        install(_QUIET_LOG, ctypes.c_void_p(0))
+        _QUIET_LOG = llama_cpp.llama_log_callback(lambda level, text, user_data: None)
+        llama_cpp.llama_log_set(_QUIET_LOG, ctypes.c_void_p(0))
 
 
 def llama_cpp_available() -> bool:

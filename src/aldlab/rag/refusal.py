@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 
 from aldlab import prompts
-from aldlab.text import CITATION_TAG, split_sentences
+from aldlab.text import CITATION_TAG, HANGUL, split_sentences
 from aldlab.rag.retriever import Retrieval
 
 
@@ -20,13 +20,12 @@ REFUSAL_REASON = "지식 베이스에서 이 질문과 관련된 문서를 찾�
 
 
 ENGLISH_NOTE = "이 어시스턴트는 한국어 질문에 답합니다 / This assistant answers questions asked in Korean."
-_HANGUL = re.compile(r"[\uac00-\ud7a3]")
 _LATIN_WORD = re.compile(r"[A-Za-z]{2,}")
 
 
 def asked_in_english(question: str) -> bool:
     """No Hangul and at least three Latin words: an English question (not "VG12 게이지")."""
-    return not _HANGUL.search(question) and len(_LATIN_WORD.findall(question)) >= 3
+    return not HANGUL.search(question) and len(_LATIN_WORD.findall(question)) >= 3
 
 
 def refusal_reason(

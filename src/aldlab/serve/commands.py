@@ -193,7 +193,7 @@ def serve_command(
         )
     if not is_loopback(settings.host) and not settings.api_key:
         err_console.print(f"[yellow]경고 / warning:[/] {API_KEY_ENV} 미설정: 누구나 질문·피드백 가능 / anyone can ask and send feedback")
-    if config is not None and not config.llm_url:  # (tests stand in a None config)
+    if not config.llm_url:
         from aldlab.llm.llamacpp import speed_hint
 
         hint = speed_hint(config.engine, choice.model_name)

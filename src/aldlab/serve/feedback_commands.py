@@ -170,11 +170,6 @@ def _review(
     row = _store(db).review_feedback(
         feedback_id, status, reviewer, note, revision=revision, kb_now=_kb_now(kb), accept_kb_change=accept_kb_change
     )
-    _print_review(row, status)
-    return row
-
-
-def _print_review(row: dict, status: str) -> None:  # type: ignore[type-arg]
     word = "승인 / approved" if status == "approved" else "거절 / rejected"
     out.print(f"#{row['feedback_id']} {word} ({escape(row['review']['reviewer'])}, {row['review']['reviewed_at'][:19]})")
     changed = row["review"]["kb_changed"]
@@ -184,6 +179,7 @@ def _print_review(row: dict, status: str) -> None:  # type: ignore[type-arg]
             f"{escape(', '.join(changed))}",
             highlight=False,
         )
+    return row
 
 
 @feedback_app.command("approve")
