@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -220,6 +221,67 @@ def test_no_better_on_the_corrections_is_no_promotion(setup) -> None:
     outcome = improve(setup, assistant_factory=lambda c, r: Same())
     assert not outcome.promoted and "corrected" in " ".join(outcome.reasons)
     assert setup["registry"].promoted().id == "v0001"
+    # the corrections are asked first; once they fail, the dev set is not worth its time
+    assert outcome.decision.skipped == ["dev"] and "dev" not in setup["registry"].get("v0002").scores["sets"]
+
+
+class Recording(Scripted):
+    """Scripted, noting which model was asked which question."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked: list[tuple[str, str]] = []
+
+    def answer(self, question: str, model: str) -> Answer:
+        self.asked.append((question, model))
+        return super().answer(question, model)
+
+
+def test_the_next_run_reuses_the_promoted_models_answers(setup) -> None:
+    """The promoted candidate's answers to the dev set are kept; the next run asks only the new candidate."""
+    first = Recording()
+    assert improve(setup, assistant_factory=lambda c, r: first).promoted
+    dev_questions = {json.loads(line)["question"] for line in setup["tiny"]["dev"].read_text("utf-8").splitlines()}
+    assert {m for q, m in first.asked if q in dev_questions} == {"current", "candidate"}
+
+    store = setup["store"]  # one more approved correction: something new to learn
+    answer_id = store.log_answer(question="ALD 밸브는 어디 있어?", answer="가스 캐비닛", model="v0002",
+                                 model_version="v0002", token="t")
+    fid = store.add_feedback(answer_id, "dislike", correction="ALD 밸브는 챔버 가까이 manifold에 있습니다.", token="t")
+    store.review_feedback(fid, "approved", "kim", revision=1)
+    second = Recording()
+    second.fixes["ALD 밸브는 어디 있어?"] = ("가스 캐비닛", "ALD 밸브는 챔버 가까이 manifold에 있습니다.")
+    outcome = improve(setup, config=replace(setup["config"], promote=False), assistant_factory=lambda c, r: second)
+    assert outcome.decision.cached == ["dev"]
+    assert {m for q, m in second.asked if q in dev_questions and q not in {c[0] for c in CORRECTIONS}} == {"candidate"}
+    gate = setup["registry"].get(outcome.model_id).scores["sets"]["dev"]
+    assert gate["current"]["value"] == setup["registry"].get("v0002").scores["sets"]["dev"]["candidate"]["value"]
+
+    third = Recording()  # --no-reuse-answers: both models answer again
+    third.fixes.update(second.fixes)
+    improve(setup, config=replace(setup["config"], promote=False, reuse_answers=False),
+            assistant_factory=lambda c, r: third)
+    assert {m for q, m in third.asked if q in dev_questions} == {"current", "candidate"}
+
+
+def test_answer_key_changes_with_anything_an_answer_depends_on(tmp_path: Path) -> None:
+    from aldlab.eval.answer_cache import answer_key
+    from aldlab.eval.config import EvalConfig
+    from aldlab.rag.config import RagConfig
+
+    adapter = tmp_path / "a"
+    adapter.mkdir()
+    (adapter / "adapter_model.safetensors").write_bytes(b"w1")
+    questions = tmp_path / "q.jsonl"
+    questions.write_text('{"id": "1"}\n', encoding="utf-8")
+    eval_cfg, rag_cfg = EvalConfig(), RagConfig(index_dir=tmp_path / "i")
+    key = answer_key(adapter, questions, "kb1", eval_cfg, rag_cfg)
+    assert key == answer_key(adapter, questions, "kb1", replace(eval_cfg, output_dir=tmp_path / "x"), rag_cfg)
+    assert key != answer_key(adapter, questions, "kb2", eval_cfg, rag_cfg)
+    assert key != answer_key(adapter, questions, "kb1", replace(eval_cfg, max_new_tokens=9), rag_cfg)
+    assert key != answer_key(adapter, questions, "kb1", eval_cfg, replace(rag_cfg, top_k=5))
+    questions.write_text('{"id": "2"}\n', encoding="utf-8")
+    assert key != answer_key(adapter, questions, "kb1", eval_cfg, rag_cfg)
 
 
 def test_a_candidate_that_does_not_load_is_never_promoted(setup, monkeypatch) -> None:

@@ -180,11 +180,17 @@ class GateDecision:
     sets: list[SetResult]
     reasons: list[str] = field(default_factory=list)
     settings: GateSettings = field(default_factory=GateSettings)
+    #: Sets not evaluated because the decision was already made (the corrections failed).
+    skipped: list[str] = field(default_factory=list)
+    #: Sets where the current model's answers came from `eval.answer_cache`.
+    cached: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "promote": self.promote,
             "reasons": self.reasons,
+            "skipped": self.skipped,
+            "cached": self.cached,
             "tolerance": self.settings.tolerance,
             "correct_recall": self.settings.correct_recall,
             "sets": {s.name: s.to_json() for s in self.sets},
@@ -205,8 +211,13 @@ class GateDecision:
 TABLE_HEADER = ["set", "n", "current", "candidate", "Δ [95% CI]", "correct (current → candidate)", "gate"]
 
 
-def decide(sets: Sequence[SetResult], settings: GateSettings) -> GateDecision:
-    """Promote only when every set passes: no set worse beyond the tolerance, corrections better."""
+def decide(
+    sets: Sequence[SetResult], settings: GateSettings, *, skipped: Sequence[str] = (), cached: Sequence[str] = ()
+) -> GateDecision:
+    """Promote only when every set passes: no set worse beyond the tolerance, corrections better.
+
+    `skipped` sets were never evaluated (a failed set already decided): never a promotion.
+    """
     reasons = []
     for s in sets:
         if s.passed:
@@ -222,7 +233,12 @@ def decide(sets: Sequence[SetResult], settings: GateSettings) -> GateDecision:
                 f"{s.name}: 차이의 95% 하한 {low if low is None else f'{low:+.3f}'} ≤ -{settings.tolerance} (허용치) / "
                 f"the lower end of the 95% CI of the difference is below -tolerance"
             )
-    return GateDecision(promote=bool(sets) and not reasons, sets=list(sets), reasons=reasons, settings=settings)
+    if skipped:
+        reasons.append(f"평가하지 않은 세트 / not evaluated: {', '.join(skipped)} (이미 실패 / already failed)")
+    return GateDecision(
+        promote=bool(sets) and not reasons, sets=list(sets), reasons=reasons, settings=settings,
+        skipped=list(skipped), cached=list(cached),
+    )
 
 
 def markdown_table(decision: GateDecision) -> str:
