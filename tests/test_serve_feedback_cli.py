@@ -178,3 +178,17 @@ def test_approving_a_correction_can_teach_retrieval_its_question(tmp_path: Path)
     again = runner.invoke(feedback_app, ["approve", str(untaught), *args])
     assert again.exit_code == 0 and "not taught" in again.output
     assert sum(len(d.questions) for d in load_kb(kb_dir).documents) == count
+
+
+def test_teach_retrieval_on_feedback_without_a_correction_fails_before_approving(tmp_path: Path) -> None:
+    """A 👍 has nothing to teach: the error comes first and the item stays pending."""
+    from aldlab.serve.testing import write_tiny_kb
+
+    kb_dir = write_tiny_kb(tmp_path / "kb")
+    store = Store(tmp_path / "serve.sqlite3")
+    aid = store.log_answer(question="퍼지 왜 해?", answer="좋은 답", model="ft", token="t")
+    liked = store.add_feedback(aid, "like", token="t")
+    args = ["--revision", "1", "--reviewer", "kim", "--db", str(store.path), "--kb", str(kb_dir), "--teach-retrieval"]
+    result = runner.invoke(feedback_app, ["approve", str(liked), *args])
+    assert result.exit_code != 0 and "not approved" in str(result.exception)
+    assert store.count_feedback("pending") == 1 and store.count_feedback("approved") == 0

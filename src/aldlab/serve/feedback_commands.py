@@ -198,9 +198,26 @@ def approve_command(
     ),
 ) -> None:
     """승인: 학습 데이터에 쓰임 / approve: it reaches `aldlab data build --feedback`."""
+    if teach_retrieval:  # checked before approving: a refused flag must not leave a half-done review
+        pending = next(_store(db).iter_feedback_rows(status=None, feedback_id=feedback_id), None)
+        if pending is not None:
+            _correction(pending)
     row = _review(feedback_id, revision, "approved", reviewer, note, db, kb=kb, accept_kb_change=accept_kb_change)
     if teach_retrieval:
         _teach(row, kb)
+
+
+def _correction(row: dict) -> str:  # type: ignore[type-arg]
+    """The row's correction; an error (before anything is written) when there is none."""
+    correction = str(row.get("correction") or "").strip()
+    if not correction:
+        raise UserError(
+            f"피드백 #{row.get('feedback_id')}에는 교정 문장이 없어 검색에 가르칠 수 없습니다 (승인하지 않았습니다).",
+            f"Feedback #{row.get('feedback_id')} has no correction, so it cannot teach retrieval (not approved).",
+            hint="--teach-retrieval 없이 승인하거나, 교정(correction)이 있는 👎 피드백에만 쓰세요 / approve without "
+            "--teach-retrieval, or use it on corrections only",
+        )
+    return correction
 
 
 def _teach(row: dict, kb: Path | None) -> None:  # type: ignore[type-arg]
@@ -208,13 +225,7 @@ def _teach(row: dict, kb: Path | None) -> None:  # type: ignore[type-arg]
     from aldlab.kb.edit import SUPPORT_SHARE, teach_question
     from aldlab.settings import shipped_kb_dir
 
-    correction = str(row.get("correction") or "").strip()
-    if not correction:
-        raise UserError(
-            "교정 문장이 없는 피드백은 검색에 가르칠 수 없습니다.",
-            "Feedback without a correction cannot teach retrieval.",
-            hint="교정(correction)이 있는 👎 피드백에만 --teach-retrieval 을 쓰세요 / use it on corrections only",
-        )
+    correction = _correction(row)
     taught = teach_question(kb or shipped_kb_dir(), str(row["question"]), correction)
     if taught is None:
         err.print(
