@@ -215,7 +215,10 @@ def test_shipped_kb_builds_at_seed_scale(tmp_path: Path) -> None:
     assert (stats["train"]["rows"], stats["eval"]["rows"]) == (850, 215)
     assert sum(v for k, v in stats["leakage"].items() if not k.startswith("dropped")) == 0
     assert stats["particles"]["errors"] == 0 and stats["particles"]["checked_questions"] >= 200
-    assert 90 <= stats["avg_answer_chars"] <= 150  # issue 11: whole sentences around the key one
+    # Issue 11: whole sentences around the key one (90-150 chars). Issue 21: the KB's written
+    # questions are answered by their whole document (222 chars on average), because a window
+    # picked by word overlap missed what one in five of them asked; the mean rose to ~180.
+    assert 90 <= stats["avg_answer_chars"] <= 200
     # About half the rows ask with the KB's own hand-written questions (Document.questions),
     # so fewer templates are in use; those rows are the variety templates cannot give.
     assert stats["templates"]["templates_in_use"] >= 50 and stats["templates"]["top_share"] <= 0.10
@@ -225,14 +228,10 @@ def test_shipped_kb_builds_at_seed_scale(tmp_path: Path) -> None:
     assert f"{stats['templates']['kb_question_rows']} rows ask with the KB's own example questions" in summary
     assert stats["train"]["in_domain_refusal_share"] >= 0.05 and stats["eval"]["in_domain_refusal_share"] >= 0.05
     counts = stats["checks"]["counts"]
-    # Issue 21: dangling answers are dropped from train; questions whose intent or subject the
-    # answer misses are still produced by the generator (a handful: 4 here, 10 on cpu-demo),
-    # so they are capped rather than zero until data/questions.py stops making them.
-    assert {k: v for k, v in counts.items() if v and k not in ("subject_lost", "intent_mismatch")} == {}, stats["checks"]["examples"]
-    assert counts["subject_lost"] + counts["intent_mismatch"] <= 12, stats["checks"]["examples"]
-    # Dangling rows ("ALD Pulse는 이보다 …") are dropped from train (test_data_review covers the rule);
-    # none of them is left in what was kept, whether or not this sample drew one.
-    assert stats["checks"]["dropped_train_dangling"] >= 0 and counts.get("dangling_reference", 0) == 0
+    # Issue 21: a generated row any `data review` check flags is replaced by another, on both
+    # sides (the build's own review finds nothing), and the stats say how many facts went.
+    assert not any(counts.values()), stats["checks"]["examples"]
+    assert set(stats["checks"]["dropped_flagged_facts"]) == {"train", "eval"}
     assert stats["semantic"]["leaking_eval_answers"] == 0
     # Missing-context refusals are twins of questions the same side answers with their documents.
     rows = [json.loads(line) for line in (tmp_path / "shipped" / "train.jsonl").read_text(encoding="utf-8").splitlines()]

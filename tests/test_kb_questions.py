@@ -74,13 +74,27 @@ def test_retrieval_finds_a_document_by_how_people_ask(tmp_path: Path) -> None:
     assert np.array_equal(again.index.question_vectors, with_questions.index.question_vectors)
 
 
-def test_each_question_is_answered_by_the_sentences_it_asks_about() -> None:
+def test_a_short_document_answers_its_questions_whole() -> None:
+    """"서셉터가 뭐야? 재질은?" shares no characters with "Susceptor … AlN": a window chosen by
+    overlap answered it with another sentence; the document it was written for answers it."""
+    doc = Document(
+        id="t-1", title="Susceptor", topic="t",
+        text="Susceptor는 웨이퍼를 올려 가열하는 판이다. 보통 AlN 세라믹으로 만든다. 면내 온도 편차는 수 °C 이내로 관리한다.",
+        questions=["서셉터가 뭐야? 재질은?", "온도 편차 얼마나 돼?"],
+    )
+    facts = asked_facts(doc, split_sentences(doc.text), 60, KiwiTagger())
+    assert len(facts) == 1 and facts[0].questions == doc.questions and facts[0].plain_answer == doc.text
+
+
+def test_a_long_documents_questions_are_answered_by_the_sentences_they_ask_about() -> None:
+    filler = " ".join(f"참고 문장 {i}번은 이 질문과 관계없는 다른 장비 설정을 길게 설명하는 내용이다." for i in range(12))
     doc = Document(
         id="t-1", title="Pump down 지연", topic="t",
         text="PM 후 Pump down 후반에 압력이 꼬리를 끈다. 벽에 붙은 수분이 천천히 빠지기 때문이다. "
-        "RGA에서 m/z 18 피크가 크면 수분이고 N2와 O2가 4:1이면 Leak이다.",
+        f"{filler} RGA에서 m/z 18 피크가 크면 수분이고 N2와 O2가 4:1이면 Leak이다.",
         questions=["RGA로 수분이랑 리크 어떻게 구분해?", "PM 끝나고 펌핑 후반에 압력이 꼬리 끌어요"],
     )
+    assert len(doc.text) > 450
     facts = {f.questions[0]: f.plain_answer for f in asked_facts(doc, split_sentences(doc.text), 60, KiwiTagger())}
     assert facts["RGA로 수분이랑 리크 어떻게 구분해?"].startswith("RGA에서")
     assert facts["PM 끝나고 펌핑 후반에 압력이 꼬리 끌어요"].startswith("PM 후")

@@ -29,7 +29,7 @@ from aldlab.data.feedback import FeedbackIntake, load_feedback
 from aldlab.data.offtopic import offtopic_facts
 from aldlab.data.questions import KiwiTagger, combo_facts, difference_facts, document_facts
 from aldlab.data.refusals import in_domain_refusal_facts
-from aldlab.data.render import SideDocs, assemble_side
+from aldlab.data.render import SideDocs, SideResult, assemble_side
 from aldlab.data.report import dataset_stats, particle_check, render_summary, template_stats
 from aldlab.data.review import check_rows
 from aldlab.data.semantic import SemanticIndex
@@ -158,10 +158,10 @@ def build_dataset(config: DataConfig, progress: bool = True) -> DatasetReport:
         sides = _side_documents(kb, split_report, config, rng)
         kb_by_id = kb.by_id()
         same_fact = semantic.same_fact_map(config.semantic_threshold)
-        evals = assemble_side(eval_c, config.eval_size, sides["eval"], kb_by_id, config, random.Random(f"{config.seed}:eval"), same_fact)
+        evals, eval_flagged = _assemble_checked(eval_c, config.eval_size, sides["eval"], kb, config, "eval", same_fact)
         train_c, semantic_dropped = semantic.drop_restating(train_c, evals.examples, config.semantic_threshold)
         train_c, dangling_dropped = drop_dangling(train_c, KiwiTagger()) if config.drop_dangling else (train_c, 0)
-        train = assemble_side(train_c, config.train_size, sides["train"], kb_by_id, config, random.Random(f"{config.seed}:train"), same_fact)
+        train, train_flagged = _assemble_checked(train_c, config.train_size, sides["train"], kb, config, "train", same_fact)
         steps.start("checks")
         final = measure_leakage(train.examples, evals.examples, threshold=config.near_dup_threshold, n=config.ngram)
         if final.total:  # cannot happen by construction; refuse to write leaking data if it does
@@ -174,8 +174,41 @@ def build_dataset(config: DataConfig, progress: bool = True) -> DatasetReport:
         stats["templates"] = template_stats([*train.examples, *evals.examples])
         stats["checks"] = check_rows([e.to_row() for e in [*train.examples, *evals.examples]], kb).to_json()
         stats["checks"]["dropped_train_dangling"] = dangling_dropped  # candidates (wordings), before picking rows
+        stats["checks"]["dropped_flagged_facts"] = {"train": train_flagged, "eval": eval_flagged}
         report = _write_outputs(config, kb, train.examples, evals.examples, stats)
     return report
+
+
+#: Rounds of "assemble, review, drop what review flagged": one usually suffices (the replacement
+#: rows are drawn from the same pool and are rarely flagged themselves).
+CHECK_PASSES = 3
+
+
+def _assemble_checked(
+    cands: list[Candidate], size: int, side: SideDocs, kb: KnowledgeBase, config: DataConfig, label: str,
+    same_fact: dict[str, set[str]],
+) -> tuple[SideResult, int]:
+    """`assemble_side`, then again without every generated fact a `data review` check flags.
+
+    Issue 21: a person reading 100 rows found 13 serious defects, and `data review` flagged
+    the template rows among them (an "어디부터 점검" question answered with the Antoine
+    equation, a "…었던 것이다" conclusion with its observation left out). What review can
+    see never reaches a built file, on either side; feedback rows (a reviewer approved them)
+    are kept. Returns the side and how many facts were dropped.
+    """
+    kb_by_id = kb.by_id()
+    dropped: set[str] = set()
+    for _ in range(CHECK_PASSES):
+        pool = [c for c in cands if c.fact.fact_id not in dropped]
+        result = assemble_side(pool, size, side, kb_by_id, config, random.Random(f"{config.seed}:{label}"), same_fact)
+        if not config.drop_flagged:
+            break
+        flagged = {f.row_id for f in check_rows([e.to_row() for e in result.examples], kb).findings}
+        bad = {e.fact_id for e in result.examples if e.id in flagged and e.kind != "feedback" and e.fact_id}
+        if not bad:
+            break
+        dropped |= bad
+    return result, len(dropped)
 
 
 def _run_teacher(facts: list[Fact], kb: KnowledgeBase, config: DataConfig) -> "TeacherStats":

@@ -41,6 +41,9 @@ class DataConfig:
         "help": "문서를 뺀 거절 행은 같은 질문의 답변 행과 짝을 이룸 / missing-context refusals pair with an answered twin"})
     #: Issue 21: train rows whose answer opens on a back-reference ("ALD Pulse는 이보다 훨씬
     #: 짧으므로…", "…원인이었던 것이다.") are left out; every such row read was a bad row (7 of 7)
+    #: Rows a `data review` check flags are replaced by others (generated rows only).
+    drop_flagged: bool = field(default=True, metadata={
+        "help": "data review이 잡는 생성 행을 다른 행으로 바꿈 / replace generated rows that data review flags"})
     drop_dangling: bool = field(default=True, metadata={
         "help": "답에 없는 앞 문장을 가리키는 답(이보다, 이때…)의 train 행 제외 / drop train rows whose answer points at a missing sentence"})
     #: passages in a retrieval-style prompt (answering documents + distractors); unset = the

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 CONNECTIVE = re.compile(
     r"^(예를 들어|예컨대|그러나|하지만|반면|반대로|이런 경우|이 경우|그런 경우|이때|이 때|또한|또|따라서|그래서|그러면|"
     r"그러므로|즉|특히|다만|이처럼|이렇게|이를|이는|이것은|이것이|그 결과|이 결과|이 때문에|그 때문에|대신|한편|게다가|결국|"
-    r"마찬가지로|그리고|이러한|그러한|이런|그런|이 |그 |이와 |위의 |해당 )"
+    r"마찬가지로|그리고|이러한|그러한|이런|그런|그렇지 않으면|여기서|이어 |이어서|이 |그 |이와 |위의 |해당 )"
 )
 #: "…때문이다." explains the sentence before it; alone it answers nothing.
 BARE_BECAUSE = re.compile(r"때문이다\.?$")
