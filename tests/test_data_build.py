@@ -216,9 +216,10 @@ def test_shipped_kb_builds_at_seed_scale(tmp_path: Path) -> None:
     assert sum(v for k, v in stats["leakage"].items() if not k.startswith("dropped")) == 0
     assert stats["particles"]["errors"] == 0 and stats["particles"]["checked_questions"] >= 200
     # Issue 11: whole sentences around the key one (90-150 chars). Issue 21: the KB's written
-    # questions are answered by their whole document (222 chars on average), because a window
-    # picked by word overlap missed what one in five of them asked; the mean rose to ~180.
-    assert 90 <= stats["avg_answer_chars"] <= 200
+    # questions and its titles are answered by their whole document (222 chars on average),
+    # because a window picked by word overlap or cut after a few sentences missed what the
+    # question asked (16 of 26 defects in 100 rows read); the mean rose to ~210.
+    assert 90 <= stats["avg_answer_chars"] <= 240
     # About half the rows ask with the KB's own hand-written questions (Document.questions),
     # so fewer templates are in use; those rows are the variety templates cannot give.
     assert stats["templates"]["templates_in_use"] >= 50 and stats["templates"]["top_share"] <= 0.10

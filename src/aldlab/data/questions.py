@@ -426,12 +426,17 @@ def document_facts(kb: KnowledgeBase, tagger: KiwiTagger, rng: random.Random, *,
         made = title_questions(doc.title, title_tokens.get(di, ()), picker, paraphrases) if has_real_title(doc) else None
         if made is not None:
             intent, wordings, tids, terms = made
-            # A title sums up its document, which states its topic first: answer from the
-            # start with as many whole sentences as fit (a two-part title needs both parts).
-            limit = max_answer_chars + 60 if intent == "difference" or "와 " in doc.title or "과 " in doc.title else max_answer_chars - 30
-            answer = trim_answer(ss, limit)
-            if len(answer) < ANSWER_MIN_CHARS and len(ss) > 1 and answer == ss[0]:
-                answer = " ".join(ss[:2])  # "…증기압에 따라 선택한다." alone names no method
+            # A title sums up its document, so a short document answers it whole: cut after
+            # a few sentences, "TMA 화재 시 소화 방법은?" kept what not to use and lost the
+            # method (issue 21, 100 rows read). A long document answers from the start with
+            # as many whole sentences as fit (a two-part title needs both parts).
+            if len(doc.text) <= WHOLE_DOCUMENT_CHARS:
+                answer = " ".join(ss)
+            else:
+                limit = max_answer_chars + 60 if intent == "difference" or "와 " in doc.title or "과 " in doc.title else max_answer_chars - 30
+                answer = trim_answer(ss, limit)
+                if len(answer) < ANSWER_MIN_CHARS and len(ss) > 1 and answer == ss[0]:
+                    answer = " ".join(ss[:2])  # "…증기압에 따라 선택한다." alone names no method
             facts.append(Fact(f"{doc.id}#t", "kb", intent, wordings, [(answer, doc.id)], [doc.id], terms, subject=doc.title, templates=tids))
             title_subjects = {x.casefold() for x in terms}
         facts.extend(asked_facts(doc, ss, max_answer_chars, tagger))
@@ -442,7 +447,9 @@ def document_facts(kb: KnowledgeBase, tagger: KiwiTagger, rng: random.Random, *,
             for intent, wordings, tids in sentence_questions(parse, picker, paraphrases):
                 if intent == "definition" and subject.casefold() in title_subjects:
                     continue  # the title fact already asks what it is
-                answer = answer_window(ss, si, max_chars=max_answer_chars)
+                # A short document answers whole here too: the window around the sentence
+                # answered "웨이퍼가 잘못 놓이면 어떤 문제가 생기나요?" with what the sensor does.
+                answer = " ".join(ss) if len(doc.text) <= WHOLE_DOCUMENT_CHARS else answer_window(ss, si, max_chars=max_answer_chars)
                 facts.append(Fact(f"{doc.id}#s{si}", "kb", intent, wordings, [(answer, doc.id)], [doc.id], [subject], subject=subject, templates=tids))
     return facts
 
