@@ -55,7 +55,9 @@ class DataConfig:
     #: (퍼지 for Purge, 풀스케일 for Full scale: the KB glossary's Hangul spellings)
     user_spelling_ratio: float = field(default=0.5, metadata={
         "help": "질문에서 KB의 영문 용어를 한글 표기로 바꾸는 사실 비율 / share of facts asked with the glossary's Hangul spelling"})
-    #: upper bound of an answer built from one document; multi-document answers may double it
+    #: upper bound of an answer window cut from a long document (over
+    #: `questions.WHOLE_DOCUMENT_CHARS`, 450); a shorter document answers whole, so the shipped
+    #: KB's answers average ~230 characters; multi-document answers may double it
     max_answer_chars: int = 180
     #: keyword-combination facts (two keywords found together in documents)
     max_combo_facts: int = 120
