@@ -179,6 +179,9 @@ def build_plans(
     cfg = stage_configs(preset, run_dir, kb_path=kb_path, config_file=config_file, model=model)
     kb, data_cfg, train_cfg, eval_cfg, rag_cfg = cfg.kb, cfg.data, cfg.train, cfg.eval, cfg.rag
     data_dir, adapter_dir, eval_dir = run_dir / "data", run_dir / "adapter", run_dir / "eval"
+    # The eval stage reads every answer of the adapter; the trainer's own three-question
+    # generation check would only repeat it (148 s of the main command with the 270M model).
+    train_cfg.generation_check = 0
     return [
         StagePlan("kb", {"kb": kb}, [], lambda: _run_kb(kb)),
         StagePlan(
