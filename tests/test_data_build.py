@@ -227,6 +227,8 @@ def test_shipped_kb_builds_at_seed_scale(tmp_path: Path) -> None:
     # The README's dataset figures are read from the summary written from stats.json (issue 21).
     summary = (tmp_path / "shipped" / "summary.md").read_text(encoding="utf-8")
     assert f"{stats['templates']['kb_question_rows']} rows ask with the KB's own example questions" in summary
+    replaced = stats["checks"]["dropped_flagged_facts"]
+    assert f"facts replaced because a check flagged them: train {replaced['train']}, eval {replaced['eval']}" in summary
     assert stats["train"]["in_domain_refusal_share"] >= 0.05 and stats["eval"]["in_domain_refusal_share"] >= 0.05
     counts = stats["checks"]["counts"]
     # Issue 21: a generated row any `data review` check flags is replaced by another, on both

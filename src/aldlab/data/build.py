@@ -156,7 +156,6 @@ def build_dataset(config: DataConfig, progress: bool = True) -> DatasetReport:
         )
         steps.start("render")
         sides = _side_documents(kb, split_report, config, rng)
-        kb_by_id = kb.by_id()
         same_fact = semantic.same_fact_map(config.semantic_threshold)
         evals, eval_flagged = _assemble_checked(eval_c, config.eval_size, sides["eval"], kb, config, "eval", same_fact)
         train_c, semantic_dropped = semantic.drop_restating(train_c, evals.examples, config.semantic_threshold)

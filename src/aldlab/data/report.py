@@ -110,7 +110,8 @@ def render_summary(stats: dict[str, Any]) -> str:
         f"in-domain refusals {t.get('in_domain_refusal_share', 0):.1%} (train) / {e.get('in_domain_refusal_share', 0):.1%} (eval).",
         "",
         f"**Automatic checks** (`aldlab data review`): {stats.get('checks', {}).get('total', 0)} findings — "
-        + ", ".join(f"{k} {v}" for k, v in stats.get('checks', {}).get('counts', {}).items()),
+        + ", ".join(f"{k} {v}" for k, v in stats.get('checks', {}).get('counts', {}).items())
+        + _replaced(stats.get("checks", {}).get("dropped_flagged_facts")),
         "",
         f"**Feedback**: {stats['feedback']['liked_used']} liked and {stats['feedback']['disliked_with_correction_used']} corrected answers used; "
         f"{stats['feedback']['excluded_dislike_without_correction']} disliked answers without a correction, "
@@ -162,3 +163,10 @@ def dataset_stats(
         "warnings": warnings,
         "timings_s": timings,
     }
+
+
+def _replaced(dropped: dict[str, int] | None) -> str:
+    """The summary's note on generated facts replaced because a check flagged them (`--drop-flagged`)."""
+    if not dropped:
+        return ""
+    return f"; facts replaced because a check flagged them: train {dropped.get('train', 0)}, eval {dropped.get('eval', 0)}"
