@@ -427,6 +427,10 @@ class DefinitionIndex:
         )
         self.vocab = Vocabulary(terms)
         self.by_term: dict[str, list[DefinitionClaim]] = {}
+        #: Each KB document's title, then its keywords (case-folded): which one is *about* a term.
+        self._about: dict[str, tuple[str, str]] = {
+            d.id: (d.title.casefold(), " ".join(d.keywords).casefold()) for d in kb.documents
+        }
         for doc in kb.documents:
             self.add(self.claims_of(doc))
 
@@ -438,8 +442,19 @@ class DefinitionIndex:
             self.by_term.setdefault(claim.term, []).append(claim)
 
     def first_conflict(self, doc_id: str, claims: list[DefinitionClaim]) -> DefinitionConflict | None:
+        """The first claim that contradicts the KB, named against the document most about the
+        term (its title names it, else its keywords do, else the first in KB order): "contradicts
+        vacuum-gauge-001" tells a reviewer where to look; a flow-verification document that
+        mentions "capacitance manometer(VG12)" in passing does not."""
         for claim in claims:
-            for known in self.by_term.get(claim.term, []):
-                if known.doc_id != doc_id and conflicting(claim, known):
-                    return DefinitionConflict(doc_id, known.doc_id, claim.term, claim, known)
+            known = [k for k in self.by_term.get(claim.term, []) if k.doc_id != doc_id and conflicting(claim, k)]
+            if known:
+                best = min(known, key=lambda k: self._aboutness(k.doc_id, claim.term))
+                return DefinitionConflict(doc_id, best.doc_id, claim.term, claim, best)
         return None
+
+    def _aboutness(self, doc_id: str, term: str) -> int:
+        """0 when the document's title names `term`, 1 when its keywords do, 2 otherwise."""
+        title, keywords = self._about.get(doc_id, ("", ""))
+        needle = term.casefold()
+        return 0 if needle in title else 1 if needle in keywords else 2
