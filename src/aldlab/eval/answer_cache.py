@@ -15,7 +15,6 @@ mid-way leaves at most an entry nobody asks for again, never a wrong one.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import importlib.util
 import json
@@ -23,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from aldlab.config import config_to_dict
 from aldlab.files import atomic_write_json, sha256_file
 
 #: Eval settings an answer does not depend on (where it is written, which systems run, the judge).
@@ -30,32 +30,20 @@ _IGNORED_EVAL_FIELDS = {"questions", "systems", "adapter", "adapters", "output_d
                         "judge_api_key_env", "judge_pairwise", "bootstrap_samples", "seed", "fail_under"}
 
 
-def _plain(value: Any) -> Any:
-    """JSON-able form of a config value (paths as strings)."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    return value
-
-
 def answer_key(adapter_dir: str | Path, questions: str | Path, kb_hash: str | None, eval_cfg: Any, rag_cfg: Any) -> str:
     """The cache key of one model's answers to one question file (sha256 hex)."""
-    settings = {k: v for k, v in _plain(eval_cfg).items() if k not in _IGNORED_EVAL_FIELDS}
+    settings = {k: v for k, v in config_to_dict(eval_cfg).items() if k not in _IGNORED_EVAL_FIELDS}
     payload = {
         "adapter": sha256_file(Path(adapter_dir) / "adapter_model.safetensors"),
         "questions": sha256_file(Path(questions)),
         "kb": kb_hash,
         "eval": settings,
-        "rag": _plain(rag_cfg),
+        "rag": config_to_dict(rag_cfg),
         # `engine: auto` answers with llama.cpp when it is installed, transformers otherwise.
         "llama_cpp": importlib.util.find_spec("llama_cpp") is not None,
     }
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+    # default=str: nested paths (rag.dev_set may be a list of them), as the pipeline hashes stage inputs
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, ensure_ascii=False, default=str).encode()).hexdigest()
 
 
 def load_answers(root: Path, key: str) -> list[dict[str, Any]] | None:
