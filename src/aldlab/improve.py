@@ -239,9 +239,6 @@ def _train_and_gate(
     console.rule("[2/3] 후보 학습 / training the candidate")
     if current is not None and not config.from_base:
         cfg.train.init_adapter = current.adapter_dir
-    # The gate below reads the candidate's answers to every set; the trainer's own few-question
-    # generation check would only repeat that (2 of 17 minutes with the 270M model on this CPU).
-    cfg.train.generation_check = 0
     train(cfg.train)
     candidate_dir = Path(cfg.train.output_dir)
 

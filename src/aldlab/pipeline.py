@@ -155,6 +155,10 @@ def stage_configs(
             "train_file": data_dir / "train.jsonl",
             "eval_file": data_dir / "eval.jsonl",
             "output_dir": adapter_dir,
+            # Both callers evaluate every answer of the adapter next (the eval stage, the gate):
+            # the trainer's three-question generation check would only repeat that, at 2-2.5 min
+            # with the 270M model on this CPU.
+            "generation_check": 0,
             **({"model_name": model} if model else {}),
         },
     )
@@ -179,9 +183,6 @@ def build_plans(
     cfg = stage_configs(preset, run_dir, kb_path=kb_path, config_file=config_file, model=model)
     kb, data_cfg, train_cfg, eval_cfg, rag_cfg = cfg.kb, cfg.data, cfg.train, cfg.eval, cfg.rag
     data_dir, adapter_dir, eval_dir = run_dir / "data", run_dir / "adapter", run_dir / "eval"
-    # The eval stage reads every answer of the adapter; the trainer's own three-question
-    # generation check would only repeat it (148 s of the main command with the 270M model).
-    train_cfg.generation_check = 0
     return [
         StagePlan("kb", {"kb": kb}, [], lambda: _run_kb(kb)),
         StagePlan(
