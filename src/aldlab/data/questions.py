@@ -430,9 +430,8 @@ def document_facts(kb: KnowledgeBase, tagger: KiwiTagger, rng: random.Random, *,
             # a few sentences, "TMA 화재 시 소화 방법은?" kept what not to use and lost the
             # method (issue 21, 100 rows read). A long document answers from the start with
             # as many whole sentences as fit (a two-part title needs both parts).
-            if len(doc.text) <= WHOLE_DOCUMENT_CHARS:
-                answer = " ".join(ss)
-            else:
+            answer = whole_document(doc, ss)
+            if answer is None:
                 limit = max_answer_chars + 60 if intent == "difference" or "와 " in doc.title or "과 " in doc.title else max_answer_chars - 30
                 answer = trim_answer(ss, limit)
                 if len(answer) < ANSWER_MIN_CHARS and len(ss) > 1 and answer == ss[0]:
@@ -449,7 +448,7 @@ def document_facts(kb: KnowledgeBase, tagger: KiwiTagger, rng: random.Random, *,
                     continue  # the title fact already asks what it is
                 # A short document answers whole here too: the window around the sentence
                 # answered "웨이퍼가 잘못 놓이면 어떤 문제가 생기나요?" with what the sensor does.
-                answer = " ".join(ss) if len(doc.text) <= WHOLE_DOCUMENT_CHARS else answer_window(ss, si, max_chars=max_answer_chars)
+                answer = whole_document(doc, ss) or answer_window(ss, si, max_chars=max_answer_chars)
                 facts.append(Fact(f"{doc.id}#s{si}", "kb", intent, wordings, [(answer, doc.id)], [doc.id], [subject], subject=subject, templates=tids))
     return facts
 
@@ -459,6 +458,12 @@ def document_facts(kb: KnowledgeBase, tagger: KiwiTagger, rng: random.Random, *,
 #: (an imported manual page) holds several, and its questions get the window around the
 #: sentence they ask about.
 WHOLE_DOCUMENT_CHARS = 450
+
+
+def whole_document(doc: Document, sentences: Sequence[str]) -> str | None:
+    """The document's sentences as one answer when it is short enough to answer whole, else None
+    (the caller cuts a window). One rule for written, title, sentence and combination questions."""
+    return " ".join(sentences) if len(doc.text) <= WHOLE_DOCUMENT_CHARS else None
 
 
 def asked_facts(doc: Document, sentences: Sequence[str], max_answer_chars: int, tagger: KiwiTagger) -> list[Fact]:
@@ -474,8 +479,8 @@ def asked_facts(doc: Document, sentences: Sequence[str], max_answer_chars: int, 
     sentence leans on an earlier one ("이 주파수가…"). Questions answered by the same text share
     one fact, so a document's wordings stay together in the split.
     """
-    if len(doc.text) <= WHOLE_DOCUMENT_CHARS:
-        whole = " ".join(sentences) if sentences else doc.text.strip()
+    whole = whole_document(doc, sentences)
+    if whole is not None:
         return [_asked_fact(doc, 0, list(doc.questions), whole)] if doc.questions else []
     by_sentence: dict[int, list[str]] = {}
     for question in doc.questions:
@@ -580,7 +585,7 @@ def combo_facts(kb: KnowledgeBase, rng: random.Random, *, paraphrases: int, max_
     facts: list[Fact] = []
     for a, b in keys[:max_facts]:
         doc, ss, j = pairs[(a, b)]
-        answer = " ".join(ss) if len(doc.text) <= WHOLE_DOCUMENT_CHARS else answer_window(ss, j, max_chars=max_answer_chars)
+        answer = whole_document(doc, ss) or answer_window(ss, j, max_chars=max_answer_chars)
         qs, tids = picker.pick(COMBO, min(paraphrases, 2), a=a, b=b)
         facts.append(Fact(f"combo:{a}+{b}", "combo", "combo", qs, [(answer, doc.id)], [doc.id], [a, b], subject=f"{a}, {b}", templates=tids))
     return facts
