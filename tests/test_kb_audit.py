@@ -93,7 +93,7 @@ def test_shipped_kb_has_no_definition_or_heating_order_conflicts() -> None:
     kb = load_kb(shipped_kb_dir())
     report = audit_kb(kb)  # lexical similarity: no model needed
     assert [c for c in report.contradictions if c.kind == "definition"] == []
-    heating = {"precursor-014", "troubleshooting-013", "equipment-011", "valve-002", "flow-020"}
+    heating = {"precursor-014", "troubleshooting-013", "valve-002", "flow-020"}
     assert not any(c.kind == "order" and {c.left_id, c.right_id} & heating for c in report.contradictions)
     # the contradiction the shipped KB used to have is still caught when planted back
     by_id = kb.by_id()

@@ -33,7 +33,7 @@ from aldlab.text import split_sentences
 #: counts as leaked by a train answer. Calibrated on the shipped KB (434 documents, ~1,150
 #: sentences): e5-small compresses cosines into [0.7, 1.0]; for 300 random document pairs the
 #: closest sentence pair scores median 0.87, 90th percentile 0.898, 99th percentile 0.922,
-#: while the restatements issue 11 names (precursor-017/troubleshooting-015 0.961,
+#: while the restatements issue 11 names (precursor-017/troubleshooting-015 0.961, since merged,
 #: ald-vs-cvd-017/pressure-015 0.956, interlock-011/valve-016 0.948, troubleshooting-011/
 #: valve-003 0.935) all score higher. 0.93 sits above the random 99th percentile and below every
 #: named restatement; pairs just above it are a mix of same fact ("로드락 Vent에는 건조 N2" /
