@@ -31,6 +31,7 @@ import numpy as np
 from aldlab.errors import UserError
 from aldlab.files import atomic_write_json, read_json
 from aldlab.kb.schema import Document, KnowledgeBase
+from aldlab.rag.acronyms import with_letter_spellings
 from aldlab.rag.config import RagConfig
 from aldlab.rag.confidence import DEFAULT_CALIBRATION, Calibration, QueryFeatures
 from aldlab.rag.dense import Embedder, get_embedder
@@ -148,17 +149,22 @@ class SynonymExpander:
     """Finds synonym-group members mentioned in a query and returns the other members."""
 
     def __init__(self, groups: Sequence[Sequence[str]]) -> None:
-        self.groups = [list(dict.fromkeys(g)) for g in groups if len(g) > 1]
+        written = {t for g in groups for t in g}
+        self.groups = [list(dict.fromkeys(g)) for g in with_letter_spellings(groups) if len(g) > 1]
         self._patterns: list[tuple[re.Pattern[str], int]] = []
         self._by_term: dict[str, re.Pattern[str]] = {}
         for gi, group in enumerate(self.groups):
             for term in group:
-                pattern = self._by_term.setdefault(term, self._pattern(term))
+                pattern = self._by_term.setdefault(term, self._pattern(term, spelled=term not in written))
                 self._patterns.append((pattern, gi))
 
     @staticmethod
-    def _pattern(term: str) -> re.Pattern[str]:
+    def _pattern(term: str, *, spelled: bool = False) -> re.Pattern[str]:
+        """A term's pattern; a derived letter spelling ("에이엘디") must start a Hangul word,
+        so it is not found inside a longer one ("피이에이엘디", PEALD)."""
         escaped = re.escape(term.strip().casefold()).replace(r"\ ", r"\s*")
+        if spelled:
+            escaped = r"(?<![가-힣])" + escaped
         # Latin terms must not match inside longer words (Ar in Argon, N2 in N2O).
         if re.match(r"[a-z0-9]", term.strip().casefold()):
             escaped = r"(?<![a-z0-9])" + escaped
