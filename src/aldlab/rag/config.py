@@ -45,6 +45,10 @@ class RagConfig:
     #: user-dev gold hit@1/@3 (dev in brackets): 0 -> 0.705/0.869 (0.939/0.990), 0.7 ->
     #: 0.787/0.918 (0.908/1.000), 1.0 -> 0.803/0.918 (0.888/1.000), 1.5 -> 0.754/0.918.
     question_weight: float = 1.0
+    #: Reorder the top fused candidates with the shipped linear model over their scores
+    #: (`rag/rank.py`, fitted by `scripts/fit_ranker.py`). Ignored with `reranker` or without
+    #: a dense model.
+    learned_rank: bool = True
     #: Optional sentence-transformers CrossEncoder id/dir re-scoring the fused candidates.
     reranker: str | None = None
     index_dir: Path = field(default_factory=default_index_dir)

@@ -9,7 +9,8 @@ embedding; see bench/retrieval.py):
    document's vector moved towards its example questions (`Document.questions`); the
    refusal signals use the passage vectors alone.
 3. Weighted reciprocal rank fusion of the two candidate lists.
-4. Optional cross-encoder rerank of the fused candidates.
+4. The top fused candidates reordered by a linear model over their scores (`rank.py`), or
+   an optional cross-encoder rerank of the fused candidates instead.
 5. Exact-duplicate removal and MMR (relevance minus redundancy) down to top_k.
 
 Out-of-KB detection uses absolute signals (best cosine, best BM25, term coverage) through
@@ -23,7 +24,7 @@ import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +37,7 @@ from aldlab.rag.config import RagConfig
 from aldlab.rag.confidence import DEFAULT_CALIBRATION, Calibration, QueryFeatures
 from aldlab.rag.dense import Embedder, get_embedder
 from aldlab.rag.index import CorpusIndex, load_or_build_index
+from aldlab.rag.rank import RERANK_DEPTH, LinearRanker, RankInputs, candidate_features, load_default_ranker, reorder
 from aldlab.rag.scope import site_specific
 from aldlab.rag.tokenize import KoreanTokenizer, get_tokenizer, name_terms
 from aldlab.rag.types import Passage
@@ -207,6 +209,21 @@ class SynonymExpander:
         return list(dict.fromkeys(out))
 
 
+@dataclass
+class _Fused:
+    """One query's first-stage scores and fused candidates (see `HybridRetriever._fused_candidates`)."""
+
+    terms: list[str]
+    expanded: list[str]
+    bm25_own: np.ndarray
+    bm25: np.ndarray
+    dense: np.ndarray | None
+    fused: dict[int, float]
+    order: list[int]
+    #: What the learned ranker needs (None without a dense model).
+    inputs: RankInputs | None
+
+
 class HybridRetriever:
     """BM25 + dense retrieval over one KB. Thread-safe for concurrent `search` calls."""
 
@@ -221,6 +238,7 @@ class HybridRetriever:
         synonym_groups: Sequence[Sequence[str]] = (),
         calibration: Calibration | None = None,
         reranker: Reranker | None = None,
+        ranker: LinearRanker | None = None,
     ) -> None:
         import bm25s
 
@@ -233,6 +251,8 @@ class HybridRetriever:
         self.config = config
         self.calibration = calibration or DEFAULT_CALIBRATION
         self.reranker = reranker
+        #: Learned ordering of the top fused candidates (not used with a cross-encoder).
+        self.ranker = ranker
         self.expander = SynonymExpander(synonym_groups)
         self._bm25 = bm25s.BM25()
         # Empty documents would make bm25s fail; an impossible token keeps rows aligned.
@@ -246,6 +266,9 @@ class HybridRetriever:
             {k.casefold() for k in (*d.keywords, d.topic)} for d in self.documents
         ]
         self._duplicate_of = self._find_duplicates()
+        #: Tokenised titles and keywords: what the learned ranker matches query terms against.
+        self._title_terms = [set(t) for t in tokenizer.tokenize_many([d.title for d in self.documents])]
+        self._keyword_terms = [set(t) for t in tokenizer.tokenize_many([" ".join(d.keywords) for d in self.documents])]
         self._ranking_embeddings = self._with_questions(config.question_weight)
         #: Per synonym group, the spelling this KB writes most (see `kb_spelling`).
         self._kb_spelling = self.expander.most_used("\n".join(f"{d.title}\n{d.text}" for d in self.documents))
@@ -286,6 +309,7 @@ class HybridRetriever:
             synonym_groups=kb.synonym_groups,
             calibration=load_calibration(index.cache_dir),
             reranker=reranker or load_reranker(config.reranker),
+            ranker=load_default_ranker() if config.learned_rank else None,
         )
         return retriever
 
@@ -360,17 +384,9 @@ class HybridRetriever:
         with single_thread_blas():
             return self._search(query, top_k, filter_keyword, filter_synonyms)
 
-    def _search(
-        self, query: str, top_k: int | None, filter_keyword: str | None, filter_synonyms: Sequence[str]
-    ) -> Retrieval:
+    def _fused_candidates(self, query: str, top_k: int, mask: np.ndarray | None) -> _Fused:
+        """BM25 and dense scores of `query`, both candidate lists and their fusion."""
         cfg = self.config
-        top_k = top_k or cfg.top_k
-        if top_k < 1:
-            raise UserError("top_k는 1 이상이어야 합니다.", "top_k must be at least 1.")
-        if filter_keyword:
-            filter_synonyms = [*filter_synonyms, *self.expander_synonyms(filter_keyword)]
-        mask = self._keyword_mask(filter_keyword, filter_synonyms)
-
         terms = self.tokenizer.tokenize(query)
         expanded = self.expander.expansions(query)
         extra = [t for t in self.tokenizer.tokenize(" ".join(expanded)) if t not in set(terms)] if expanded else []
@@ -390,16 +406,38 @@ class HybridRetriever:
         dense_rank = _top_indices(ranking, n, mask) if ranking is not None else []
         weight = cfg.rrf_weight if dense is not None else 0.0
         fused = rrf_fuse([bm25_rank, dense_rank], [1.0 - weight, weight], k=cfg.rrf_k)
-        order = sorted(fused, key=lambda i: -fused[i])
+        order = self._drop_duplicates(sorted(fused, key=lambda i: -fused[i]))
+        inputs = None
+        if dense is not None and ranking is not None and order:
+            inputs = RankInputs(order[:RERANK_DEPTH], fused, bm25, dense, ranking, bm25_rank, dense_rank, set(terms))
+        return _Fused(terms, expanded, bm25_own, bm25, dense, fused, order, inputs)
+
+    def _search(
+        self, query: str, top_k: int | None, filter_keyword: str | None, filter_synonyms: Sequence[str]
+    ) -> Retrieval:
+        cfg = self.config
+        top_k = top_k or cfg.top_k
+        if top_k < 1:
+            raise UserError("top_k는 1 이상이어야 합니다.", "top_k must be at least 1.")
+        if filter_keyword:
+            filter_synonyms = [*filter_synonyms, *self.expander_synonyms(filter_keyword)]
+        mask = self._keyword_mask(filter_keyword, filter_synonyms)
+
+        found = self._fused_candidates(query, top_k, mask)
+        terms, bm25_own, bm25, dense, fused, order = found.terms, found.bm25_own, found.bm25, found.dense, found.fused, found.order
+        expanded = found.expanded
 
         rerank_scores: dict[int, float] = {}
+        ordered = fused
         if self.reranker is not None and order:
             values = self.reranker(query, [self.documents[i].text for i in order])
             rerank_scores = {i: float(v) for i, v in zip(order, values, strict=True)}
             order = sorted(order, key=lambda i: -rerank_scores[i])
+        elif self.ranker is not None and found.inputs is not None:
+            order, ordered = reorder(order, fused, self.ranker, self.rank_features(query, found.inputs))
 
         order = self._drop_duplicates(order)
-        relevance = [rerank_scores.get(i, fused[i]) for i in order]
+        relevance = [rerank_scores.get(i, ordered[i]) for i in order]
         if self.reranker is not None and relevance:  # cross-encoder logits may be negative
             low = min(relevance)
             relevance = [r - low + 1e-6 for r in relevance]
@@ -419,6 +457,21 @@ class HybridRetriever:
             unknown_names=self.unknown_names(query),
             site_specific=site_specific(query),
         )
+
+    def rank_features(self, query: str, inputs: RankInputs) -> np.ndarray:
+        """Features of `inputs.order` for the learned ranker; the query's terms are read in the
+        user's spelling and in the KB's, so "퍼지" meets a title that says "Purge"."""
+        terms = inputs.query_terms | set(self.tokenizer.tokenize(self.kb_spelling(query)))
+        return candidate_features(replace(inputs, query_terms=terms), self._title_terms, self._keyword_terms)
+
+    def rank_sample(self, query: str) -> tuple[list[int], np.ndarray]:
+        """The top fused candidates of `query` (fused order) and the learned ranker's features
+        for them, exactly as `search` computes them (for fitting: `scripts/fit_ranker.py`)."""
+        with single_thread_blas():
+            found = self._fused_candidates(query, self.config.top_k, None)
+        if found.inputs is None:
+            return [], np.zeros((0, 0), dtype=np.float32)
+        return list(found.inputs.order), self.rank_features(query, found.inputs)
 
     def unknown_names(self, query: str) -> list[str]:
         """Names in `query` that occur in no KB document, as the user wrote them.
