@@ -396,3 +396,18 @@ def test_an_english_question_is_told_in_both_languages_that_questions_are_answer
     assert answer.refused and "This assistant answers questions asked in Korean" in answer.text and "한국어" in answer.text
     assert asked_in_english("How long should the purge be?") and not asked_in_english("VG12 게이지 역할")
     assert not asked_in_english("ALD MFC")  # two words: a keyword search, not a sentence
+
+
+def test_a_citation_cut_by_the_token_limit_is_finished_or_dropped() -> None:
+    from aldlab.rag.citations import close_cut_citation
+    from aldlab.rag.types import Citation
+
+    cited = [Citation("interlock-004", "overlap", 0.9), Citation("interlock-009", "overlap", 0.7)]
+    assert close_cut_citation("인터락이 걸린다. [interlock-00", cited[:1]) == "인터락이 걸린다. [interlock-004]"
+    # an ambiguous or empty prefix takes the best-supported cited passage
+    assert close_cut_citation("인터락이 걸린다. [interlock-0", cited) == "인터락이 걸린다. [interlock-004]"
+    assert close_cut_citation("인터락이 걸린다. [", cited) == "인터락이 걸린다. [interlock-004]"
+    assert close_cut_citation("인터락이 걸린다. [inter", []) == "인터락이 걸린다."
+    # finished tags and bracketed units are left alone
+    assert close_cut_citation("걸린다. [interlock-004]", cited) == "걸린다. [interlock-004]"
+    assert close_cut_citation("유량 [sccm] 단위", cited) == "유량 [sccm] 단위"

@@ -22,7 +22,7 @@ from aldlab.kb.io import KbWatcher, load_kb
 from aldlab.kb.schema import KnowledgeBase
 from aldlab.llm.generator import Generator, StopReason, TrackedStream
 from aldlab.rag.build import build_retriever
-from aldlab.rag.citations import align_written_citations, find_citations, quotes_part_of
+from aldlab.rag.citations import align_written_citations, close_cut_citation, find_citations, quotes_part_of
 from aldlab.rag.config import RagConfig
 from aldlab.rag.refusal import refusal_reason, settle_generated
 from aldlab.rag.retriever import HybridRetriever, Retrieval
@@ -215,7 +215,7 @@ class Assistant:
                 fallback=fallback, generation_s=generation_s,
             )
         if cited:
-            text = align_written_citations(text, cited, self.retriever.document_ids)
+            text = align_written_citations(close_cut_citation(text, cited), cited, self.retriever.document_ids)
         return self._answer(
             plan, text, refused=refused, citations=[c.id for c in cited], citation_details=cited, generation_s=generation_s,
             stop_reason="stop" if refused else stop_reason,

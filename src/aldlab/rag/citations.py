@@ -123,6 +123,29 @@ def align_written_citations(text: str, cited: Sequence[Citation], document_ids: 
     return re.sub(r"[ \t]+([.,!?])", r"\1", re.sub(r"[ \t]{2,}", " ", aligned)).strip() if aligned != text else text
 
 
+#: A citation the token limit cut off at the very end of an answer: "… 이다. [interlock-00".
+_CUT_TAG = re.compile(r"\s*\[([^\[\]\s]{0,80})$")
+
+
+def close_cut_citation(text: str, cited: Sequence[Citation]) -> str:
+    """Finish or drop a `[id` tag cut off by the token limit at the end of `text`.
+
+    On user-test two of 76 answers ended in "[interlock-00" and "[" (the reply hit
+    `max_new_tokens` inside its last tag). The tag becomes the one cited id it is a prefix of,
+    else the best-supported cited id, and goes when nothing is cited.
+    """
+    match = _CUT_TAG.search(text.rstrip())
+    if not match:
+        return text
+    prefix = match.group(1)
+    ids = [c.id for c in cited]
+    fits = [i for i in ids if i.startswith(prefix)] if prefix else []
+    supported = sorted(cited, key=lambda c: -c.support)
+    chosen = fits[0] if len(fits) == 1 else (supported[0].id if supported else None)
+    head = text.rstrip()[: match.start()]
+    return f"{head} [{chosen}]" if chosen else head
+
+
 def extract_citations(text: str, passages: Sequence[Passage], tokenizer: Any = None) -> list[str]:
     """Ids of `find_citations`, in order: bracketed, then named, then supported."""
     return [c.id for c in find_citations(text, passages, tokenizer)]
