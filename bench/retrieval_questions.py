@@ -28,6 +28,7 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from aldlab.kb.io import load_kb  # noqa: E402
+from aldlab.kb.schema import KnowledgeBase  # noqa: E402
 from aldlab.rag.config import RagConfig  # noqa: E402
 from aldlab.rag.retriever import HybridRetriever  # noqa: E402
 
@@ -46,6 +47,14 @@ def question_sets() -> dict[str, list[tuple[str, set[str]]]]:
     return sets
 
 
+def same_text_ids(kb: KnowledgeBase) -> dict[str, set[str]]:
+    """Per document id, every id whose text is the same (a hit on any of them counts)."""
+    by_text: dict[str, set[str]] = {}
+    for d in kb.documents:
+        by_text.setdefault(" ".join(d.text.split()), set()).add(d.id)
+    return {i: ids for ids in by_text.values() for i in ids}
+
+
 def hits(retriever: HybridRetriever, questions: list[tuple[str, set[str]]], same_text: dict[str, set[str]]) -> tuple[float, float, float]:
     found = [0, 0, 0]
     for question, gold in questions:
@@ -59,10 +68,7 @@ def hits(retriever: HybridRetriever, questions: list[tuple[str, set[str]]], same
 
 def main() -> None:
     kb = load_kb(REPO / "knowledge" / "ald")
-    by_text: dict[str, set[str]] = {}
-    for d in kb.documents:
-        by_text.setdefault(" ".join(d.text.split()), set()).add(d.id)
-    same_text = {i: ids for ids in by_text.values() for i in ids}
+    same_text = same_text_ids(kb)
     sets = question_sets()
     config = RagConfig()
     results = {}

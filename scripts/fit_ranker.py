@@ -25,11 +25,11 @@ sys.path.insert(0, str(REPO / "bench"))
 
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
-from retrieval_questions import hits, question_sets  # noqa: E402
+from retrieval_questions import hits, question_sets, same_text_ids  # noqa: E402
 
 from aldlab.kb.io import load_kb  # noqa: E402
 from aldlab.rag.config import RagConfig  # noqa: E402
-from aldlab.rag.rank import fit_ranker, write_ranker  # noqa: E402
+from aldlab.rag.rank import FEATURES, fit_ranker, write_ranker  # noqa: E402
 from aldlab.rag.retriever import HybridRetriever  # noqa: E402
 
 OUT = REPO / "src" / "aldlab" / "rag" / "ranker.json"
@@ -46,10 +46,7 @@ def main() -> None:
     args = parser.parse_args()
 
     kb = load_kb(REPO / "knowledge" / "ald")
-    by_text: dict[str, set[str]] = {}
-    for d in kb.documents:
-        by_text.setdefault(" ".join(d.text.split()), set()).add(d.id)
-    same_text = {i: ids for ids in by_text.values() for i in ids}
+    same_text = same_text_ids(kb)
     plain = HybridRetriever.from_kb(kb, replace(RagConfig(), learned_rank=False), show_progress=True)
     ids = [d.id for d in plain.documents]
 
@@ -83,7 +80,7 @@ def main() -> None:
         after = hits(learned, questions, same_text)
         table.add_row(f"{name} ({len(questions)})", f"{before[0]:.3f} / {before[1]:.3f}", f"{after[0]:.3f} / {after[1]:.3f}", f"{after[0] / max(before[0], 1e-9):.2f}")
     Console().print(table)
-    print("weights:", dict(zip(("log_fused_rank fused bm25 dense ranking q_in_title title_in_q bm25_rr dense_rr keyword").split(), np.round(ranker.weights, 2))))
+    print("weights:", {name: round(float(w), 2) for name, w in zip(FEATURES, ranker.weights, strict=True)})
     if not args.dry_run:
         write_ranker(ranker, OUT)
         print(f"wrote {OUT.relative_to(REPO)}")

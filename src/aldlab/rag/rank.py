@@ -4,7 +4,7 @@ Reciprocal rank fusion only sees ranks. Where the answering document is second o
 the 1,736-question retrieval dev set hit@3 is 0.79 but hit@1 0.59), the scores themselves
 tell more: how close its BM25 score is to the best, how far its dense cosine lags, whether the
 question's words are in its title ("ALD window가 뭐예요?" → "ALD window의 정의" rather than "완전히
-평탄하지 않은 ALD window"). Eleven such features, all relative to the other candidates so they
+평탄하지 않은 ALD window"). Ten such features, all relative to the other candidates so they
 mean the same on any KB, are weighted by a linear model fitted with a listwise softmax loss on
 half of `bench/data/paraphrases.jsonl` (`scripts/fit_ranker.py`). Only the top `RERANK_DEPTH`
 fused candidates are reordered; they keep the fused scores' scale (see `reorder`), so MMR and

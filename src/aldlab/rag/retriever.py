@@ -423,9 +423,8 @@ class HybridRetriever:
             filter_synonyms = [*filter_synonyms, *self.expander_synonyms(filter_keyword)]
         mask = self._keyword_mask(filter_keyword, filter_synonyms)
 
-        found = self._fused_candidates(query, top_k, mask)
+        found = self._fused_candidates(query, top_k, mask)  # duplicates already dropped
         terms, bm25_own, bm25, dense, fused, order = found.terms, found.bm25_own, found.bm25, found.dense, found.fused, found.order
-        expanded = found.expanded
 
         rerank_scores: dict[int, float] = {}
         ordered = fused
@@ -436,7 +435,6 @@ class HybridRetriever:
         elif self.ranker is not None and found.inputs is not None:
             order, ordered = reorder(order, fused, self.ranker, self.rank_features(query, found.inputs))
 
-        order = self._drop_duplicates(order)
         relevance = [rerank_scores.get(i, ordered[i]) for i in order]
         if self.reranker is not None and relevance:  # cross-encoder logits may be negative
             low = min(relevance)
@@ -453,7 +451,7 @@ class HybridRetriever:
             passages=passages,
             features=features,
             confidence=self.calibration.probability(features),
-            expanded_terms=expanded,
+            expanded_terms=found.expanded,
             unknown_names=self.unknown_names(query),
             site_specific=site_specific(query),
         )
