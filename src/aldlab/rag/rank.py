@@ -4,7 +4,8 @@ Reciprocal rank fusion only sees ranks. Where the answering document is second o
 the 1,736-question retrieval dev set hit@3 is 0.79 but hit@1 0.59), the scores themselves
 tell more: how close its BM25 score is to the best, how far its dense cosine lags, whether the
 question's words are in its title ("ALD window가 뭐예요?" → "ALD window의 정의" rather than "완전히
-평탄하지 않은 ALD window"). Ten such features, all relative to the other candidates so they
+평탄하지 않은 ALD window"), how likely the question's words are given the document's, as
+learned from the KB's own question-document pairs (`translation.py`). Eleven such features, all relative to the other candidates so they
 mean the same on any KB, are weighted by a linear model fitted with a listwise softmax loss on
 half of `bench/data/paraphrases.jsonl` (`scripts/fit_ranker.py`). Only the top `RERANK_DEPTH`
 fused candidates are reordered; they keep the fused scores' scale (see `reorder`), so MMR and
@@ -35,6 +36,7 @@ FEATURES = (
     "bm25_reciprocal_rank",
     "dense_reciprocal_rank",
     "keyword_share",
+    "translation_gap",
 )
 #: Shipped coefficients (written by `scripts/fit_ranker.py`).
 DEFAULT_RANKER = "ranker.json"
@@ -55,10 +57,18 @@ class RankInputs:
 
 
 def candidate_features(
-    inputs: RankInputs, title_terms: Sequence[set[str]], keyword_terms: Sequence[set[str]]
+    inputs: RankInputs,
+    title_terms: Sequence[set[str]],
+    keyword_terms: Sequence[set[str]],
+    translation: np.ndarray | None = None,
 ) -> np.ndarray:
-    """One row of `FEATURES` per candidate in `inputs.order` (relative to the other candidates)."""
+    """One row of `FEATURES` per candidate in `inputs.order` (relative to the other candidates).
+
+    `translation` is the query's log-likelihood under each candidate (`translation.py`), in
+    `inputs.order`; without it the feature is 0 for every candidate (it then ranks nothing).
+    """
     order = list(inputs.order)
+    gaps = np.zeros(len(order)) if translation is None else translation - float(np.max(translation))
     if not order:
         return np.zeros((0, len(FEATURES)), dtype=np.float32)
     bm25_best = max(float(inputs.bm25[order].max()), 1e-6)
@@ -82,6 +92,7 @@ def candidate_features(
             1.0 / (1 + bm25_pos.get(i, 60)),
             1.0 / (1 + dense_pos.get(i, 60)),
             len(query & keyword_terms[i]) / max(len(keyword_terms[i]), 1),
+            float(gaps[rank]),
         ])
     return np.asarray(rows, dtype=np.float32)
 

@@ -20,6 +20,7 @@ the calibrated model in `confidence.py`, never the fused rank scores.
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 import threading
 from collections import OrderedDict
@@ -30,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from aldlab.errors import UserError
-from aldlab.files import atomic_write_json, read_json
+from aldlab.files import atomic_write_bytes, atomic_write_json, read_json
 from aldlab.kb.schema import Document, KnowledgeBase
 from aldlab.rag.acronyms import with_letter_spellings
 from aldlab.rag.config import RagConfig
@@ -40,6 +41,7 @@ from aldlab.rag.index import CorpusIndex, load_or_build_index
 from aldlab.rag.rank import RERANK_DEPTH, LinearRanker, RankInputs, candidate_features, load_default_ranker, reorder
 from aldlab.rag.scope import site_specific
 from aldlab.rag.tokenize import KoreanTokenizer, get_tokenizer, name_terms
+from aldlab.rag.translation import TranslationModel, cue_terms
 from aldlab.rag.types import Passage
 
 #: (query, passage texts) -> one relevance score per passage; higher is better.
@@ -273,6 +275,8 @@ class HybridRetriever:
         #: Per synonym group, the spelling this KB writes most (see `kb_spelling`).
         self._kb_spelling = self.expander.most_used("\n".join(f"{d.title}\n{d.text}" for d in self.documents))
         self._lock = threading.Lock()  # bm25s scoring reuses internal buffers
+        self._translation: TranslationModel | None = None
+        self._translation_lock = threading.Lock()
         # Recent query vectors: eval asks the same questions for several systems and chat
         # users repeat themselves; the e5 query embedding is ~90% of a query's time.
         self._query_vectors: OrderedDict[str, np.ndarray] = OrderedDict()
@@ -311,6 +315,8 @@ class HybridRetriever:
             reranker=reranker or load_reranker(config.reranker),
             ranker=load_default_ranker() if config.learned_rank else None,
         )
+        if retriever.ranker is not None and retriever.embedder is not None:
+            retriever.translation_model()  # fitted (~2 s) or loaded here, not on the first question
         return retriever
 
     def _with_questions(self, weight: float) -> np.ndarray | None:
@@ -460,7 +466,40 @@ class HybridRetriever:
         """Features of `inputs.order` for the learned ranker; the query's terms are read in the
         user's spelling and in the KB's, so "퍼지" meets a title that says "Purge"."""
         terms = inputs.query_terms | set(self.tokenizer.tokenize(self.kb_spelling(query)))
-        return candidate_features(replace(inputs, query_terms=terms), self._title_terms, self._keyword_terms)
+        translation = self.translation_model().scores(terms | cue_terms(query), [self.index.tokens[i] for i in inputs.order])
+        return candidate_features(replace(inputs, query_terms=terms), self._title_terms, self._keyword_terms, translation)
+
+    def translation_model(self) -> TranslationModel:
+        """The KB's question-to-document translation model (`translation.py`), fitted once.
+
+        Stored next to the index (`translation.json`), whose directory is already keyed by the
+        KB's content and the tokenizer version, so an edited KB gets a new one. Fitted lazily:
+        only the learned ranker needs it, and a KB without example questions fits in no time.
+        """
+        with self._translation_lock:
+            if self._translation is None:
+                self._translation = self._load_or_fit_translation()
+            return self._translation
+
+    def _load_or_fit_translation(self) -> TranslationModel:
+        cache = self.index.cache_dir / "translation.json" if self.index.cache_dir is not None else None
+        if cache is not None and cache.exists():
+            try:
+                model = TranslationModel.from_json(read_json(cache))
+            except Exception:  # a damaged cache is refitted, never fatal
+                model = None
+            if model is not None:
+                return model
+        owners = [i for i, d in enumerate(self.documents) for _ in d.questions]
+        questions = [q for d in self.documents for q in d.questions]
+        own = self.tokenizer.tokenize_many(questions) if questions else []
+        kb = self.tokenizer.tokenize_many([self.kb_spelling(q) for q in questions]) if questions else []
+        pairs = [(set(a) | set(b) | cue_terms(q), i) for a, b, q, i in zip(own, kb, questions, owners, strict=True)]
+        model = TranslationModel.fit(pairs, self.index.tokens)
+        if cache is not None:
+            with contextlib.suppress(OSError):  # a read-only cache still answers, it just refits next time
+                atomic_write_bytes(cache, json.dumps(model.to_json(), ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+        return model
 
     def rank_sample(self, query: str) -> tuple[list[int], np.ndarray]:
         """The top fused candidates of `query` (fused order) and the learned ranker's features

@@ -1,0 +1,77 @@
+"""The question-to-document translation model (rag/translation.py) and its cache next to the index."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+from rag_testkit import install_fake_embedder, tiny_kb
+
+from aldlab.rag.config import RagConfig
+from aldlab.rag.retriever import HybridRetriever
+from aldlab.rag.translation import VERSION, TranslationModel, cue_terms
+
+DOCS = [
+    ["purge", "시간", "짧", "파티클", "두께", "증가"],
+    ["purge", "시간", "길", "throughput", "손해"],
+    ["mfc", "유량", "제어", "sccm"],
+]
+
+
+def test_questions_teach_words_the_documents_never_use() -> None:
+    # users say "줄이" (cut down) where the KB writes "짧" (short)
+    pairs = [({"퍼지", "줄이"}, 0), ({"줄이", "두께"}, 0), ({"퍼지", "늘리"}, 1), ({"유량", "헌팅"}, 2)]
+    model = TranslationModel.fit(pairs, DOCS)
+    scores = model.scores({"줄이", "purge"}, DOCS)
+    assert int(np.argmax(scores)) == 0
+    # an association learned on one document carries to others sharing the term
+    other = [["짧", "펄스"], ["길", "펄스"]]
+    assert model.scores({"줄이"}, other)[0] > model.scores({"줄이"}, other)[1]
+
+
+def test_without_questions_it_is_a_smoothed_query_likelihood() -> None:
+    model = TranslationModel.fit([], DOCS)
+    scores = model.scores({"mfc", "유량"}, DOCS)
+    assert int(np.argmax(scores)) == 2
+    assert np.isfinite(model.scores({"없는말"}, DOCS)).all()
+    assert model.scores(set(), DOCS).tolist() == [0.0, 0.0, 0.0]
+
+
+def test_json_round_trip_and_a_stale_version_is_refitted() -> None:
+    model = TranslationModel.fit([({"퍼지", "줄이"}, 0)], DOCS)
+    data = json.loads(json.dumps(model.to_json()))
+    again = TranslationModel.from_json(data)
+    assert again is not None
+    assert np.allclose(again.scores({"줄이"}, DOCS), model.scores({"줄이"}, DOCS), atol=1e-4)
+    assert TranslationModel.from_json({**data, "version": VERSION - 1}) is None
+
+
+def test_cue_terms_keep_the_question_words_bm25_drops() -> None:
+    assert cue_terms("퍼지 왜 하는 거야?") == {"?why"}
+    assert cue_terms("MFC가 뭐야? 어떻게 써?") == {"?what", "?how"}
+    assert cue_terms("Purge 시간 범위") == set()
+
+
+def _kb_with_questions():
+    kb = tiny_kb()
+    docs = [replace(d, questions=["이거 줄이면 어떻게 돼?"]) if i == 0 else d for i, d in enumerate(kb.documents)]
+    return replace(kb, documents=docs)
+
+
+def test_retriever_fits_once_caches_next_to_the_index_and_survives_a_damaged_cache(tmp_path: Path) -> None:
+    install_fake_embedder()
+    config = RagConfig(dense_model="fake", index_dir=tmp_path)
+    kb = _kb_with_questions()
+    first = HybridRetriever.from_kb(kb, config, show_progress=False)
+    cache = first.index.cache_dir / "translation.json"  # type: ignore[operator]
+    assert cache.exists(), "fitted when the retriever is built, not on the first question"
+    second = HybridRetriever.from_kb(kb, config, show_progress=False)
+    assert second.translation_model().table == first.translation_model().table
+    cache.write_text("{not json", encoding="utf-8")
+    third = HybridRetriever.from_kb(kb, config, show_progress=False)
+    assert third.translation_model().table == first.translation_model().table
+    assert json.loads(cache.read_text(encoding="utf-8"))["version"] == VERSION
+    order, features = third.rank_sample("ALD window 온도")
+    assert features.shape[0] == len(order) and np.isfinite(features).all()
