@@ -24,9 +24,11 @@ from aldlab.llm.generator import Generator, StopReason, TrackedStream
 from aldlab.rag.build import build_retriever
 from aldlab.rag.citations import align_written_citations, close_cut_citation, find_citations, quotes_part_of
 from aldlab.rag.config import RagConfig
+from aldlab.rag.parts import POOL as LATER_PART_POOL
+from aldlab.rag.parts import later_part
 from aldlab.rag.refusal import refusal_reason, settle_generated
 from aldlab.rag.retriever import HybridRetriever, Retrieval
-from aldlab.rag.types import Answer, AskOptions, Citation, Plan
+from aldlab.rag.types import Answer, AskOptions, Citation, Passage, Plan
 
 #: Pronouns and deictic phrases that make a question depend on the previous turn.
 ANAPHORA = re.compile(
@@ -191,7 +193,25 @@ class Assistant:
             plan.final = self._answer(plan, text, model="")
         else:
             plan.messages = prompts.build_messages(resolved, plan.passages, history=turns)
+            plan.later_part = self._later_part_passage(resolved, plan.passages)
         return self._planned(plan, started)
+
+    def _later_part_passage(self, question: str, passages: Sequence[Passage]) -> Passage | None:
+        """The best passage for the later part of a two-part question, when it is another
+        document than the best one and retrieval would not refuse it (`rag.parts`)."""
+        if not self.config.answer_parts or not passages:
+            return None
+        query = later_part(question, self._mentioned_terms)
+        if query is None:
+            return None
+        found = self.retriever.search(query, top_k=1)
+        if not found.passages or self.refusal_reason(found):
+            return None
+        best = found.passages[0]
+        if best.id == passages[0].id:
+            return None
+        pool = {p.id for p in self.retriever.search(question, top_k=LATER_PART_POOL).passages}
+        return best if best.id in pool else None
 
     def settle(self, plan: Plan, text: str, *, generation_s: float = 0.0, stop_reason: StopReason = "stop") -> Answer:
         """The second half: generated text -> Answer (refusal, echo, citations).
@@ -210,16 +230,35 @@ class Assistant:
         fallback = self._fallback_reason(plan, text, refused, cited)
         if fallback:
             best = plan.passages[0]
+            text, cited, extra = self._with_later_part(plan, f"{best.text} [{best.id}]", [Citation(best.id, "passage", 1.0)])
             return self._answer(
-                plan, f"{best.text} [{best.id}]", citations=[best.id], citation_details=[Citation(best.id, "passage", 1.0)],
-                fallback=fallback, generation_s=generation_s,
+                plan, text, citations=[c.id for c in cited], citation_details=cited,
+                fallback=fallback, generation_s=generation_s, **extra,
             )
         if cited:
             text = align_written_citations(close_cut_citation(text, cited), cited, self.retriever.document_ids)
+        extra: dict[str, object] = {}
+        if not refused:
+            text, cited, extra = self._with_later_part(plan, text, cited)
         return self._answer(
             plan, text, refused=refused, citations=[c.id for c in cited], citation_details=cited, generation_s=generation_s,
-            stop_reason="stop" if refused else stop_reason,
+            stop_reason="stop" if refused else stop_reason, **extra,
         )
+
+    @staticmethod
+    def _with_later_part(plan: Plan, text: str, cited: list[Citation]) -> tuple[str, list[Citation], dict[str, object]]:
+        """`text` with the passage for the question's later part appended, unless it is cited.
+
+        Returns the text, its citations and the Answer fields that say so (`later_part`, and
+        `passages` when that passage was not among the prompt's).
+        """
+        extra = plan.later_part
+        if extra is None or any(c.id == extra.id for c in cited):
+            return text, cited, {}
+        fields: dict[str, object] = {"later_part": extra.id}
+        if all(p.id != extra.id for p in plan.passages):
+            fields["passages"] = [*plan.passages, extra]
+        return f"{text}\n\n{extra.text} [{extra.id}]", [*cited, Citation(extra.id, "passage", 1.0)], fields
 
     def _fallback_reason(self, plan: Plan, text: str, refused: bool, cited: list[Citation]) -> str:
         """Why the best passage should replace the model's text, or "" (RagConfig.passage_fallback).

@@ -27,7 +27,7 @@ from aldlab.rag.build import (
     parse_adapter_specs,
     rag_config_from_flags,
 )
-from aldlab.rag.types import FALLBACK_NOTES, Answer, AskOptions
+from aldlab.rag.types import FALLBACK_NOTES, LATER_PART_NOTE, Answer, AskOptions
 
 out = Console()
 err = Console(stderr=True)
@@ -109,6 +109,8 @@ def print_answer(answer: Any, threshold: float, *, context_only: bool = False, s
         out.print(Panel(escape(answer.text), title=title, border_style=style, title_align="left"))
         if getattr(answer, "fallback", ""):
             out.print(" / ".join(FALLBACK_NOTES[answer.fallback]), highlight=False)
+        if getattr(answer, "later_part", ""):
+            out.print(" / ".join(LATER_PART_NOTE) + f": {answer.later_part}", highlight=False)
     if answer.used_retrieval:
         status = "거절 / refused" if answer.refused else "답변 / answered"
         out.print(
@@ -277,9 +279,11 @@ def chat_command(
             err.print(f"[bold red]오류 / error:[/] {escape(exc.render())}")
             continue
         assert final is not None
-        # The streamed text is the model's; when the best passage replaced it (`Answer.fallback`),
-        # show what was kept and why, or the citations below would belong to text not shown.
-        print_answer(final, assistant.retriever.threshold, context_only=context_only, show_text=bool(final.fallback))
+        # The streamed text is the model's; when the best passage replaced it (`Answer.fallback`)
+        # or a passage was added for the question's later part, show what was kept and why, or
+        # the citations below would belong to text not shown.
+        shown = bool(final.fallback or final.later_part)
+        print_answer(final, assistant.retriever.threshold, context_only=context_only, show_text=shown)
         history.extend(
             [{"role": "user", "content": question}, {"role": "assistant", "content": final.text}]
         )

@@ -43,6 +43,12 @@ class Citation:
     support: float = 0.0
 
 
+#: What the reader is told when a passage was added for the question's later part (`Answer.later_part`).
+LATER_PART_NOTE: tuple[str, str] = (
+    "질문의 뒷부분에 답하는 문서를 덧붙였습니다",
+    "a passage answering the later part of the question was added",
+)
+
 #: What the reader is told when an answer is the best passage verbatim (`Answer.fallback`):
 #: one wording for the CLI, the API (`AnswerOut.fallback_note`) and the web UI. (Korean, English)
 FALLBACK_NOTES: dict[str, tuple[str, str]] = {
@@ -83,6 +89,8 @@ class Answer:
     #: "model_refused" (retrieval was confident, the model declined) or "other_passage" (the
     #: model's answer came from a passage other than the best one). See RagConfig.passage_fallback.
     fallback: str = ""
+    #: Id of the passage added for the later part of a two-part question (`rag.parts`), "" if none.
+    later_part: str = ""
     latency_s: float = 0.0
     #: Why the text ended, as OpenAI's `finish_reason`: "length" = the model's reply was cut at
     #: max_new_tokens; "stop" otherwise (it ended its turn, or no model text is shown: a
@@ -137,6 +145,9 @@ class Plan:
     messages: list[dict[str, str]] | None = None
     final: Answer | None = None
     planning_s: float = 0.0
+    #: For a two-part question, the passage that answers its later part when that is not the
+    #: best passage (`rag.parts`); `Assistant.settle` adds it unless the answer cites it.
+    later_part: Passage | None = None
 
 
 @runtime_checkable

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aldlab.rag.types import FALLBACK_NOTES, Answer
+from aldlab.rag.types import FALLBACK_NOTES, LATER_PART_NOTE, Answer
 from aldlab.serve.schemas import AnswerOut, Bilingual, CitationOut, ConfidenceLabel, ContextOut
 from aldlab.serve.settings import ServeSettings
 
@@ -45,6 +45,8 @@ def answer_payload(answer: Answer, ref: LoggedRef, settings: ServeSettings) -> A
         fallback=answer.fallback,  # type: ignore[arg-type]
         fallback_note=Bilingual(ko=FALLBACK_NOTES[answer.fallback][0], en=FALLBACK_NOTES[answer.fallback][1])
         if answer.fallback else None,
+        later_part=answer.later_part,
+        later_part_note=Bilingual(ko=LATER_PART_NOTE[0], en=LATER_PART_NOTE[1]) if answer.later_part else None,
     )
 
 

@@ -247,6 +247,10 @@ class AnswerOut(BaseModel):
     fallback: Literal["", "model_refused", "other_passage", "partial_copy", "unsupported"] = ""
     # What the reader is told when `fallback` is set (aldlab.rag.types.FALLBACK_NOTES).
     fallback_note: Bilingual | None = None
+    # Id of the passage added for the later part of a two-part question ("" = none; aldlab.rag.parts)
+    # and what the reader is told about it (aldlab.rag.types.LATER_PART_NOTE).
+    later_part: str = ""
+    later_part_note: Bilingual | None = None
 
 
 class FeedbackAck(BaseModel):

@@ -411,6 +411,10 @@ function fillAnswerCard(view, result) {
   if (result.fallback_note) {
     $(".answer-text", card).after(label("p", "fallback-note", result.fallback_note.ko, result.fallback_note.en));
   }
+  if (result.later_part_note) {
+    $(".answer-text", card).after(label("p", "fallback-note", `${result.later_part_note.ko} (${result.later_part})`,
+      `${result.later_part_note.en} (${result.later_part})`));
+  }
   showCitations(view, result);
   const cited = new Set(result.citations.map((c) => c.id));
   card.querySelectorAll(".context-open").forEach((b) => b.classList.toggle("cited", cited.has(b.dataset.docId)));
