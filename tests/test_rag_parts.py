@@ -24,6 +24,10 @@ def test_the_later_clause_is_searched_with_the_topic_it_leaves_out() -> None:
     assert later_part("막이 얇아요. 왜 그럴까요?", mentioned) is None  # no topic to carry
     assert later_part("퍼지는 왜 해?", mentioned) is None  # one question
     assert later_part("퍼지 시간 알려줘 ㅠ", mentioned) is None
+    # a closing statement is context, not a second question
+    assert later_part("MFC 유량이 왜 튀어? PEALD 레시피는 안바꿨어요", mentioned) is None
+    assert later_part("MFC 유량이 왜 튀어? PEALD 레시피도 봐야 해요?", mentioned) == "PEALD 레시피도 봐야 해요"
+    assert later_part("MFC 유량이 왜 튀어? PEALD 데미지 걱정은 없나", mentioned) == "PEALD 데미지 걱정은 없나"
 
 
 def _assistant(tmp_path: Path, **overrides: object) -> Assistant:

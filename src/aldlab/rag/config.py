@@ -98,8 +98,9 @@ class RagConfig:
     passage_fallback: bool = True
     #: Two questions in one message ("몇 초 줌? 짧게 하면 어떻게 되는지도"): search the later
     #: clause on its own and add its best passage when the answer does not cite it (`rag.parts`).
-    #: Measured by showing passages (no model): key-fact recall user-dev 0.780 -> 0.793 at 1.07x
-    #: the length, holdout 0.925 -> 0.957 (1.20x), seed 0.801 -> 0.808; dev has no such question.
+    #: Same cpu-demo adapter, ft+rag key-fact recall: holdout 0.925 -> 0.957 (1.16x the top
+    #: passage's length), seed 0.801 -> 0.808 (1.13x), user-dev 0.774 -> 0.780 (1.08x); user-test
+    #: (never tuned on) 0.686 -> 0.691 (1.09x). dev has no two-part question.
     answer_parts: bool = True
     #: An OpenAI-compatible server (vLLM, Ollama, ...) that generates instead of the local model.
     llm_url: str | None = None

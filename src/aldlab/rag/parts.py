@@ -29,6 +29,27 @@ CARRIED_TERMS = 2
 POOL = 5
 
 
+#: A clause that asks something: a question word, an indirect question ("…되는지도", "…적당한지"),
+#: a request ("알려주세요") or a question ending ("없나", "돼냐", "할까"). A closing statement
+#: ("레시피는 안바꿨어요") is context for the question, not a second question: searched on its
+#: own it found a passage on the recipe-change procedure.
+ASKING = re.compile(
+    r"왜|뭐|뭔|무엇|무슨|어떻게|어케|어떤|어느|얼마|몇|언제|어디|누가|"
+    r"[는은인을를]지|지도|알려|설명|"
+    r"(?:나|냐|니|까|죠|지|가|래|대|야|요)\s*$"
+)
+
+
+def asks(clause: str, question: str) -> bool:
+    """Whether `clause` (a piece of `question`) is itself a question: it is followed by a
+    question mark in `question`, or reads as one (`ASKING`; "…요" only with a question mark)."""
+    at = question.rfind(clause)
+    follows = question[at + len(clause) : at + len(clause) + 3] if at >= 0 else ""
+    if "?" in follows or "？" in follows:
+        return True
+    return bool(ASKING.search(re.sub(r"요\s*$", "", clause)))
+
+
 def later_part(question: str, mentioned: Callable[[str], list[str]]) -> str | None:
     """The last clause of a multi-clause question as a query of its own, or None.
 
@@ -40,6 +61,8 @@ def later_part(question: str, mentioned: Callable[[str], list[str]]) -> str | No
     if len(clauses) < 2:
         return None
     earlier, last = " ".join(clauses[:-1]), clauses[-1]
+    if not asks(last, question):
+        return None
     if mentioned(last):
         return last
     topic = mentioned(earlier)[:CARRIED_TERMS]
