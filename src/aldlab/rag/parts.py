@@ -24,8 +24,8 @@ CARRIED_TERMS = 2
 #: question: a clause alone is short and generic ("몇 사이클 정도 해?", "쓰루풋 말고도 있나요"), and
 #: its best passage then answers another subject (cycle counts for film thickness, not
 #: seasoning). On user-dev, holdout and seed, 14 later parts found another passage; this check
-#: keeps the 7 that are among the top 5 (6 answer the later part) and drops the 7 others (2
-#: of them useful).
+#: keeps the 6 that are among the top 5 (each answers the later part) and drops the 8 others
+#: (two of them would have helped: PEALD's downsides, preventing a first-wafer effect).
 POOL = 5
 
 
