@@ -45,6 +45,7 @@ def test_a_second_question_gets_its_passage_unless_the_answer_cites_it(tmp_path:
     answer = assistant.settle(plan, f"{best.text} [{best.id}]")
     assert answer.text == f"{best.text} [{best.id}]\n\n{later.text} [{later.id}]"
     assert answer.citations == [best.id, later.id] and answer.later_part == later.id
+    assert answer.citation_details[-1].how == "later_part"
     assert later.id in {p.id for p in answer.passages}
     both = assistant.settle(plan, f"{best.text} [{best.id}] {later.text} [{later.id}]")
     assert both.later_part == "" and both.text.count(later.text) == 1

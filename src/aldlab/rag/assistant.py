@@ -258,7 +258,7 @@ class Assistant:
         fields: dict[str, object] = {"later_part": extra.id}
         if all(p.id != extra.id for p in plan.passages):
             fields["passages"] = [*plan.passages, extra]
-        return f"{text}\n\n{extra.text} [{extra.id}]", [*cited, Citation(extra.id, "passage", 1.0)], fields
+        return f"{text}\n\n{extra.text} [{extra.id}]", [*cited, Citation(extra.id, "later_part", 1.0)], fields
 
     def _fallback_reason(self, plan: Plan, text: str, refused: bool, cited: list[Citation]) -> str:
         """Why the best passage should replace the model's text, or "" (RagConfig.passage_fallback).

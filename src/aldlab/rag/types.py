@@ -32,8 +32,10 @@ class Passage:
 class Citation:
     """One document an answer relies on, and why we say so.
 
-    `how` is "bracket" (the answer wrote `[id]`), "mention" (it wrote the bare id) or
-    "overlap" (no id written, but a sentence's content morphemes are found in the passage);
+    `how` is "bracket" (the answer wrote `[id]`), "mention" (it wrote the bare id),
+    "overlap" (no id written, but a sentence's content morphemes are found in the passage),
+    "passage" (the best passage shown verbatim) or "later_part" (a passage added verbatim for
+    the later part of a two-part question, `rag.parts`);
     `support` is the best share of a sentence's content morphemes found in the passage
     (0..1, 0.0 when no sentence was long enough to measure).
     """

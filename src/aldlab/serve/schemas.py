@@ -210,8 +210,9 @@ class ContextOut(BaseModel):
 
 
 class CitationOut(BaseModel):
-    """A document the answer cites or is supported by (`how`: bracket, mention, overlap, or passage when
-    the answer is that passage shown verbatim)."""
+    """A document the answer cites or is supported by (`how`: bracket, mention, overlap, passage when
+    the answer is that passage shown verbatim, or later_part when it was added verbatim for the later
+    part of a two-part question)."""
 
     id: str
     title: str

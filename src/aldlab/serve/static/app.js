@@ -333,6 +333,7 @@ function showContexts(view, contexts) {
 
 function citationBasis(citation) {
   if (citation.how === "passage") return ["1위 문서 그대로", "best passage verbatim"];
+  if (citation.how === "later_part") return ["질문 뒷부분의 문서 그대로", "for the question's later part, verbatim"];
   if (citation.how === "overlap") {
     const support = Number(citation.support || 0).toFixed(2);
     return [`근거 일치 ${support}`, `supported ${support}`];
