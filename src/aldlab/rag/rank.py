@@ -5,9 +5,10 @@ the 1,736-question retrieval dev set hit@3 is 0.79 but hit@1 0.59), the scores t
 tell more: how close its BM25 score is to the best, how far its dense cosine lags, whether the
 question's words are in its title ("ALD window가 뭐예요?" → "ALD window의 정의" rather than "완전히
 평탄하지 않은 ALD window"), how likely the question's words are given the document's, as
-learned from the KB's own question-document pairs (`translation.py`). Eleven such features, all relative to the other candidates so they
-mean the same on any KB, are weighted by a linear model fitted with a listwise softmax loss on
-half of `bench/data/paraphrases.jsonl` (`scripts/fit_ranker.py`). Only the top `RERANK_DEPTH`
+learned from the KB's own question-document pairs (`translation.py`). Eleven such features,
+all relative to the other candidates so they mean the same on any KB, are weighted by a linear
+model fitted with a listwise softmax loss on half of `bench/data/paraphrases.jsonl`
+(`scripts/fit_ranker.py`). Only the top `RERANK_DEPTH`
 fused candidates are reordered; they keep the fused scores' scale (see `reorder`), so MMR and
 everything after it behave as before.
 """
