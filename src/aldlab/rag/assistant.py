@@ -252,13 +252,13 @@ class Assistant:
         Returns the text, its citations and the Answer fields that say so (`later_part`, and
         `passages` when that passage was not among the prompt's).
         """
-        extra = plan.later_part
-        if extra is None or any(c.id == extra.id for c in cited):
+        later = plan.later_part
+        if later is None or any(c.id == later.id for c in cited):
             return text, cited, {}
-        fields: dict[str, object] = {"later_part": extra.id}
-        if all(p.id != extra.id for p in plan.passages):
-            fields["passages"] = [*plan.passages, extra]
-        return f"{text}\n\n{extra.text} [{extra.id}]", [*cited, Citation(extra.id, "later_part", 1.0)], fields
+        fields: dict[str, object] = {"later_part": later.id}
+        if all(p.id != later.id for p in plan.passages):
+            fields["passages"] = [*plan.passages, later]
+        return f"{text}\n\n{later.text} [{later.id}]", [*cited, Citation(later.id, "later_part", 1.0)], fields
 
     def _fallback_reason(self, plan: Plan, text: str, refused: bool, cited: list[Citation]) -> str:
         """Why the best passage should replace the model's text, or "" (RagConfig.passage_fallback).

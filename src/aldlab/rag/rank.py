@@ -69,9 +69,9 @@ def candidate_features(
     `inputs.order`; without it the feature is 0 for every candidate (it then ranks nothing).
     """
     order = list(inputs.order)
-    gaps = np.zeros(len(order)) if translation is None else translation - float(np.max(translation))
     if not order:
         return np.zeros((0, len(FEATURES)), dtype=np.float32)
+    gaps = np.zeros(len(order)) if translation is None else translation - float(np.max(translation))
     bm25_best = max(float(inputs.bm25[order].max()), 1e-6)
     dense_best = float(inputs.dense[order].max())
     ranking_best = float(inputs.ranking[order].max())

@@ -473,8 +473,9 @@ class HybridRetriever:
         """The KB's question-to-document translation model (`translation.py`), fitted once.
 
         Stored next to the index (`translation.json`), whose directory is already keyed by the
-        KB's content and the tokenizer version, so an edited KB gets a new one. Fitted lazily:
-        only the learned ranker needs it, and a KB without example questions fits in no time.
+        KB's content and the tokenizer version, so an edited KB gets a new one. Fitted on first
+        use, which `from_kb` makes the build when the learned ranker is on (only the ranker needs
+        it); a KB without example questions fits in no time.
         """
         with self._translation_lock:
             if self._translation is None:
@@ -493,8 +494,8 @@ class HybridRetriever:
         owners = [i for i, d in enumerate(self.documents) for _ in d.questions]
         questions = [q for d in self.documents for q in d.questions]
         own = self.tokenizer.tokenize_many(questions) if questions else []
-        kb = self.tokenizer.tokenize_many([self.kb_spelling(q) for q in questions]) if questions else []
-        pairs = [(set(a) | set(b) | cue_terms(q), i) for a, b, q, i in zip(own, kb, questions, owners, strict=True)]
+        respelled = self.tokenizer.tokenize_many([self.kb_spelling(q) for q in questions]) if questions else []
+        pairs = [(set(a) | set(b) | cue_terms(q), i) for a, b, q, i in zip(own, respelled, questions, owners, strict=True)]
         model = TranslationModel.fit(pairs, self.index.tokens)
         if cache is not None:
             with contextlib.suppress(OSError):  # a read-only cache still answers, it just refits next time
