@@ -75,3 +75,38 @@ def test_retriever_fits_once_caches_next_to_the_index_and_survives_a_damaged_cac
     assert json.loads(cache.read_text(encoding="utf-8"))["version"] == VERSION
     order, features = third.rank_sample("ALD window 온도")
     assert features.shape[0] == len(order) and np.isfinite(features).all()
+
+
+def test_scorer_scores_every_document_as_the_per_term_formula() -> None:
+    pairs = [({"퍼지", "줄이"}, 0), ({"줄이", "두께"}, 0), ({"퍼지", "늘리"}, 1), ({"유량", "헌팅"}, 2)]
+    model = TranslationModel.fit(pairs, DOCS)
+    query = {"줄이", "purge", "없는말"}
+    expected = []
+    for terms in DOCS:
+        total = 0.0
+        for w in sorted(query):
+            p = sum(model.table.get(t, {w: float(t == w)}).get(w, 0.0) for t in terms) / len(terms)
+            background = 0.2 * (model.collection.get(w, 0) + 0.5) / model.total
+            total += np.log(p + background)
+        expected.append(total / len(query))
+    assert np.allclose(model.scorer(DOCS).scores(query), expected)
+
+
+def test_translation_list_joins_the_fusion_only_with_example_questions(tmp_path: Path) -> None:
+    install_fake_embedder()
+    kb = _kb_with_questions()
+    on = HybridRetriever.from_kb(kb, RagConfig(dense_model="fake", index_dir=tmp_path), show_progress=False)
+    off = HybridRetriever.from_kb(
+        kb, RagConfig(dense_model="fake", index_dir=tmp_path, translation_weight=0.0), show_progress=False
+    )
+    query = "이거 줄이면 어떻게 돼?"
+    fused_on = on._fused_candidates(query, 3, None).fused
+    fused_off = off._fused_candidates(query, 3, None).fused
+    first = 0  # the document whose example question this is
+    assert fused_on[first] > fused_off.get(first, 0.0)
+    # a KB without example questions has no translation list: fusion as before
+    plain = HybridRetriever.from_kb(tiny_kb(), RagConfig(dense_model="fake", index_dir=tmp_path), show_progress=False)
+    bare = HybridRetriever.from_kb(
+        tiny_kb(), RagConfig(dense_model="fake", index_dir=tmp_path, translation_weight=0.0), show_progress=False
+    )
+    assert plain._fused_candidates(query, 3, None).fused == bare._fused_candidates(query, 3, None).fused

@@ -279,6 +279,7 @@ def retrieval_settings(config: RagConfig) -> dict[str, Any]:
         "threshold_rule": f"refuse-share-of-all-{config.refusal_target:g}",
         "candidates": config.candidates,
         "rrf_weight": config.rrf_weight,
+        "translation_weight": config.translation_weight,
         "rrf_k": config.rrf_k,
         "mmr_lambda": config.mmr_lambda,
         "synonym_weight": config.synonym_weight,

@@ -49,6 +49,11 @@ class RagConfig:
     #: (`rag/rank.py`, fitted by `scripts/fit_ranker.py`). Ignored with `reranker` or without
     #: a dense model.
     learned_rank: bool = True
+    #: Share of a third candidate list in the fusion: every document ranked by the likelihood of
+    #: the question's words under the KB's question-to-document translation model
+    #: (`rag/translation.py`), which finds documents by how users ask for them. 0 turns it off;
+    #: a KB without example questions has no such list. Measured: see `retriever._fused_candidates`.
+    translation_weight: float = 0.2
     #: Optional sentence-transformers CrossEncoder id/dir re-scoring the fused candidates.
     reranker: str | None = None
     index_dir: Path = field(default_factory=default_index_dir)
@@ -118,6 +123,7 @@ class RagConfig:
             ("top_k", self.top_k >= 1, "1 이상 / at least 1"),
             ("candidates", self.candidates >= 1, "1 이상 / at least 1"),
             ("rrf_weight", 0.0 <= self.rrf_weight <= 1.0, "0~1"),
+            ("translation_weight", 0.0 <= self.translation_weight <= 1.0, "0~1"),
             ("question_weight", 0.0 <= self.question_weight <= 100.0, "0~100"),
             ("rrf_k", self.rrf_k >= 0, "0 이상 / non-negative"),
             ("mmr_lambda", 0.0 <= self.mmr_lambda <= 1.0, "0~1"),

@@ -54,24 +54,28 @@ class RankInputs:
     ranking: np.ndarray
     bm25_rank: Sequence[int]
     dense_rank: Sequence[int]
+    #: The query's terms, in the user's spelling and in the KB's.
     query_terms: set[str]
+    #: The query's log-likelihood under every document (`translation.py`), or None.
+    translation: np.ndarray | None = None
 
 
 def candidate_features(
-    inputs: RankInputs,
-    title_terms: Sequence[set[str]],
-    keyword_terms: Sequence[set[str]],
-    translation: np.ndarray | None = None,
+    inputs: RankInputs, title_terms: Sequence[set[str]], keyword_terms: Sequence[set[str]]
 ) -> np.ndarray:
     """One row of `FEATURES` per candidate in `inputs.order` (relative to the other candidates).
 
-    `translation` is the query's log-likelihood under each candidate (`translation.py`), in
-    `inputs.order`; without it the feature is 0 for every candidate (it then ranks nothing).
+    Without `inputs.translation` the translation feature is 0 for every candidate (it then
+    ranks nothing).
     """
     order = list(inputs.order)
     if not order:
         return np.zeros((0, len(FEATURES)), dtype=np.float32)
-    gaps = np.zeros(len(order)) if translation is None else translation - float(np.max(translation))
+    if inputs.translation is None:
+        gaps = np.zeros(len(order))
+    else:
+        translation = inputs.translation[order]
+        gaps = translation - float(np.max(translation))
     bm25_best = max(float(inputs.bm25[order].max()), 1e-6)
     dense_best = float(inputs.dense[order].max())
     ranking_best = float(inputs.ranking[order].max())

@@ -8,10 +8,12 @@ embedding; see bench/retrieval.py):
 2. Dense cosine = embeddings @ query vector (one numpy mat-vec). The ranking uses each
    document's vector moved towards its example questions (`Document.questions`); the
    refusal signals use the passage vectors alone.
-3. Weighted reciprocal rank fusion of the two candidate lists.
-4. The top fused candidates reordered by a linear model over their scores (`rank.py`), or
+3. Every document scored by the likelihood of the question's words under the KB's
+   question-to-document translation model (`translation.py`), a third candidate list.
+4. Weighted reciprocal rank fusion of the candidate lists.
+5. The top fused candidates reordered by a linear model over their scores (`rank.py`), or
    an optional cross-encoder rerank of the fused candidates instead.
-5. Exact-duplicate removal and MMR (relevance minus redundancy) down to top_k.
+6. Exact-duplicate removal and MMR (relevance minus redundancy) down to top_k.
 
 Out-of-KB detection uses absolute signals (best cosine, best BM25, term coverage) through
 the calibrated model in `confidence.py`, never the fused rank scores.
@@ -25,7 +27,7 @@ import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +43,7 @@ from aldlab.rag.index import CorpusIndex, load_or_build_index
 from aldlab.rag.rank import RERANK_DEPTH, LinearRanker, RankInputs, candidate_features, load_default_ranker, reorder
 from aldlab.rag.scope import site_specific
 from aldlab.rag.tokenize import KoreanTokenizer, get_tokenizer, name_terms
-from aldlab.rag.translation import TranslationModel, cue_terms
+from aldlab.rag.translation import DocumentScorer, TranslationModel, cue_terms
 from aldlab.rag.types import Passage
 
 #: (query, passage texts) -> one relevance score per passage; higher is better.
@@ -276,6 +278,7 @@ class HybridRetriever:
         self._kb_spelling = self.expander.most_used("\n".join(f"{d.title}\n{d.text}" for d in self.documents))
         self._lock = threading.Lock()  # bm25s scoring reuses internal buffers
         self._translation: TranslationModel | None = None
+        self._translation_scorer: DocumentScorer | None = None
         self._translation_lock = threading.Lock()
         # Recent query vectors: eval asks the same questions for several systems and chat
         # users repeat themselves; the e5 query embedding is ~90% of a query's time.
@@ -315,7 +318,7 @@ class HybridRetriever:
             reranker=reranker or load_reranker(config.reranker),
             ranker=load_default_ranker() if config.learned_rank else None,
         )
-        if retriever.ranker is not None and retriever.embedder is not None:
+        if retriever._uses_translation():
             retriever.translation_model()  # fitted (~2 s) or loaded here, not on the first question
         return retriever
 
@@ -390,10 +393,34 @@ class HybridRetriever:
         with single_thread_blas():
             return self._search(query, top_k, filter_keyword, filter_synonyms)
 
+    def _uses_translation(self) -> bool:
+        """Whether searches need the translation model: as a candidate list or a ranker feature."""
+        return self.config.translation_weight > 0 or (self.ranker is not None and self.embedder is not None)
+
+    def _translation_scores(self, query: str, terms: set[str]) -> np.ndarray | None:
+        """Mean log-likelihood of the query's terms (and question words) under every document."""
+        if not self._uses_translation():
+            return None
+        model = self.translation_model()
+        with self._translation_lock:
+            if self._translation_scorer is None:
+                self._translation_scorer = model.scorer(self.index.tokens)
+            scorer = self._translation_scorer
+        return scorer.scores(terms | cue_terms(query))
+
     def _fused_candidates(self, query: str, top_k: int, mask: np.ndarray | None) -> _Fused:
-        """BM25 and dense scores of `query`, both candidate lists and their fusion."""
+        """BM25, dense and translation scores of `query`, their candidate lists and their fusion.
+
+        The translation list (weight `translation_weight`, 0.2) lifted recall@10 of the fused
+        candidates, the ceiling of the learned reorder, on user-dev from 0.919 to 0.952 and on
+        the held-out half of the paraphrase set from 0.960 to 0.971 (dev stays 1.000).
+        """
         cfg = self.config
         terms = self.tokenizer.tokenize(query)
+        respelled = self.kb_spelling(query)
+        # The user's spelling and the KB's: "퍼지" meets a title that says "Purge".
+        both = set(terms) | (set(self.tokenizer.tokenize(respelled)) if respelled != query else set())
+        translation = self._translation_scores(query, both)
         expanded = self.expander.expansions(query)
         extra = [t for t in self.tokenizer.tokenize(" ".join(expanded)) if t not in set(terms)] if expanded else []
         bm25_own = self._bm25_scores(terms)
@@ -411,11 +438,18 @@ class HybridRetriever:
         bm25_rank = [i for i in _top_indices(bm25_masked, n, mask) if bm25_masked[i] > 0]
         dense_rank = _top_indices(ranking, n, mask) if ranking is not None else []
         weight = cfg.rrf_weight if dense is not None else 0.0
-        fused = rrf_fuse([bm25_rank, dense_rank], [1.0 - weight, weight], k=cfg.rrf_k)
+        translation_rank: list[int] = []
+        if translation is not None and cfg.translation_weight > 0 and self.translation_model().table:
+            translation_rank = _top_indices(translation, n, mask)
+        fused = rrf_fuse(
+            [bm25_rank, dense_rank, translation_rank], [1.0 - weight, weight, cfg.translation_weight], k=cfg.rrf_k
+        )
         order = self._drop_duplicates(sorted(fused, key=lambda i: -fused[i]))
         inputs = None
         if dense is not None and ranking is not None and order:
-            inputs = RankInputs(order[:RERANK_DEPTH], fused, bm25, dense, ranking, bm25_rank, dense_rank, set(terms))
+            inputs = RankInputs(
+                order[:RERANK_DEPTH], fused, bm25, dense, ranking, bm25_rank, dense_rank, both, translation
+            )
         return _Fused(terms, expanded, bm25_own, bm25, dense, fused, order, inputs)
 
     def _search(
@@ -439,7 +473,7 @@ class HybridRetriever:
             rerank_scores = {i: float(v) for i, v in zip(order, values, strict=True)}
             order = sorted(order, key=lambda i: -rerank_scores[i])
         elif self.ranker is not None and found.inputs is not None:
-            order, ordered = reorder(order, fused, self.ranker, self.rank_features(query, found.inputs))
+            order, ordered = reorder(order, fused, self.ranker, self.rank_features(found.inputs))
 
         relevance = [rerank_scores.get(i, ordered[i]) for i in order]
         if self.reranker is not None and relevance:  # cross-encoder logits may be negative
@@ -462,12 +496,9 @@ class HybridRetriever:
             site_specific=site_specific(query),
         )
 
-    def rank_features(self, query: str, inputs: RankInputs) -> np.ndarray:
-        """Features of `inputs.order` for the learned ranker; the query's terms are read in the
-        user's spelling and in the KB's, so "퍼지" meets a title that says "Purge"."""
-        terms = inputs.query_terms | set(self.tokenizer.tokenize(self.kb_spelling(query)))
-        translation = self.translation_model().scores(terms | cue_terms(query), [self.index.tokens[i] for i in inputs.order])
-        return candidate_features(replace(inputs, query_terms=terms), self._title_terms, self._keyword_terms, translation)
+    def rank_features(self, inputs: RankInputs) -> np.ndarray:
+        """Features of `inputs.order` for the learned ranker (`rank.candidate_features`)."""
+        return candidate_features(inputs, self._title_terms, self._keyword_terms)
 
     def translation_model(self) -> TranslationModel:
         """The KB's question-to-document translation model (`translation.py`), fitted once.
@@ -509,7 +540,7 @@ class HybridRetriever:
             found = self._fused_candidates(query, self.config.top_k, None)
         if found.inputs is None:
             return [], np.zeros((0, 0), dtype=np.float32)
-        return list(found.inputs.order), self.rank_features(query, found.inputs)
+        return list(found.inputs.order), self.rank_features(found.inputs)
 
     def unknown_names(self, query: str) -> list[str]:
         """Names in `query` that occur in no KB document, as the user wrote them.
