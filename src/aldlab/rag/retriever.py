@@ -402,6 +402,9 @@ class HybridRetriever:
         if not self._uses_translation():
             return None
         model = self.translation_model()
+        as_list = self.config.translation_weight > 0 and bool(model.table)
+        if not as_list and (self.ranker is None or self.embedder is None):
+            return None  # no example questions and no ranker: nobody reads the scores
         with self._translation_lock:
             if self._translation_scorer is None:
                 self._translation_scorer = model.scorer(self.index.tokens)
