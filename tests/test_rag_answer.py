@@ -411,3 +411,15 @@ def test_a_citation_cut_by_the_token_limit_is_finished_or_dropped() -> None:
     # finished tags and bracketed units are left alone
     assert close_cut_citation("걸린다. [interlock-004]", cited) == "걸린다. [interlock-004]"
     assert close_cut_citation("유량 [sccm] 단위", cited) == "유량 [sccm] 단위"
+
+
+def test_a_written_neighbour_that_shares_only_the_topic_words_is_not_the_source() -> None:
+    # Copied whole from the first passage, tagged with the second, which shares its topic words
+    # (share 0.6 or more, but far below the copied passage's 1.0): the copied passage is the source.
+    source = Passage(id="plasma-9", title="반사 전력", text="Reflected power는 매칭이 맞지 않아 발생기로 되돌아오는 RF 전력이다.")
+    neighbour = Passage(id="facility-29", title="전력 종류", text="Forward power와 Reflected power는 매칭 회로를 거친 발생기 RF 전력이다.")
+    text = f"{source.text} [facility-29]"
+    assert [(c.id, c.how) for c in find_citations(text, [source, neighbour])] == [("plasma-9", "overlap")]
+    # a sentence that really draws on both keeps the written id
+    both = "Forward power와 Reflected power는 발생기로 되돌아오는 RF 전력이다. [facility-29]"
+    assert "facility-29" in extract_citations(both, [source, neighbour])

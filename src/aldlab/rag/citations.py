@@ -22,6 +22,10 @@ from aldlab.text import split_sentences
 SUPPORT_THRESHOLD = 0.6
 #: Sentences with fewer content morphemes ("네.", "참고하세요.") say too little to attribute.
 MIN_SUPPORT_TERMS = 3
+#: An id the answer writes is kept when its passage supports some sentence this close to that
+#: sentence's best passage. A sentence copied whole from one passage (share 1.0) also shares
+#: its topic words with a neighbouring context (0.6): the neighbour's id is then the wrong source.
+NEAR_BEST = 0.1
 
 def _content_terms(texts: Sequence[str], tokenizer: Any) -> list[set[str]]:
     if tokenizer is None:
@@ -74,13 +78,15 @@ def find_citations(text: str, passages: Sequence[Passage], tokenizer: Any = None
     and whose sentences no passage supports has no citations, and the UI says so. A small
     model often writes the id of a neighbouring context after a sentence taken from another
     one; an id the answer writes is kept only when its passage supports one of the answer's
-    sentences (or when no sentence is long enough to check), so the citation list names the
-    passage the text really comes from.
+    sentences about as well as the best passage does (`NEAR_BEST`; or when no sentence is long
+    enough to check), so the citation list names the passage the text really comes from.
     """
     known = {p.id for p in passages}
     shares = _sentence_shares(text, passages, tokenizer)
     supported_any = {
-        p.id for i, p in enumerate(passages) if any(row[i] >= SUPPORT_THRESHOLD for row in shares)
+        p.id
+        for i, p in enumerate(passages)
+        if any(row[i] >= SUPPORT_THRESHOLD and row[i] >= max(row) - NEAR_BEST for row in shares)
     }
 
     def checks_out(pid: str) -> bool:
