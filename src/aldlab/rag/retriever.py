@@ -319,7 +319,7 @@ class HybridRetriever:
             ranker=load_default_ranker() if config.learned_rank else None,
         )
         if retriever._uses_translation():
-            retriever.translation_model()  # fitted (~2 s) or loaded here, not on the first question
+            retriever._translation_scorer_for_kb()  # fitted (~2 s) or loaded here, not on the first question
         return retriever
 
     def _with_questions(self, weight: float) -> np.ndarray | None:
@@ -402,17 +402,19 @@ class HybridRetriever:
         return self.config.translation_weight > 0 and bool(self.translation_model().table)
 
     def _translation_scores(self, query: str, terms: set[str]) -> np.ndarray | None:
-        """Mean log-likelihood of the query's terms (and question words) under every document."""
-        if not self._uses_translation():
+        """Mean log-likelihood of the query's terms (and question words) under every document,
+        or None when nothing reads it (no fusion list and no learned ranker)."""
+        if not (self._translation_listed() or (self.ranker is not None and self.embedder is not None)):
             return None
+        return self._translation_scorer_for_kb().scores(terms | cue_terms(query))
+
+    def _translation_scorer_for_kb(self) -> DocumentScorer:
+        """The translation model's scorer over this KB's documents, built once."""
         model = self.translation_model()
-        if not self._translation_listed() and (self.ranker is None or self.embedder is None):
-            return None  # no example questions and no ranker: nobody reads the scores
         with self._translation_lock:
             if self._translation_scorer is None:
                 self._translation_scorer = model.scorer(self.index.tokens)
-            scorer = self._translation_scorer
-        return scorer.scores(terms | cue_terms(query))
+            return self._translation_scorer
 
     def _fused_candidates(
         self, query: str, top_k: int, mask: np.ndarray | None, *, rank_inputs: bool = True
@@ -517,8 +519,8 @@ class HybridRetriever:
 
         Stored next to the index (`translation.json`), whose directory is already keyed by the
         KB's content and the tokenizer version, so an edited KB gets a new one. Fitted on first
-        use, which `from_kb` makes the build when the learned ranker is on (only the ranker needs
-        it); a KB without example questions fits in no time.
+        use, which `from_kb` makes the build when the fusion list or the learned ranker needs it;
+        a KB without example questions fits in no time.
         """
         with self._translation_lock:
             if self._translation is None:
