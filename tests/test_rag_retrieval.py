@@ -10,7 +10,7 @@ from rag_testkit import SYNONYMS, install_fake_embedder, tiny_kb
 
 from aldlab.errors import UserError
 from aldlab.rag.config import RagConfig
-from aldlab.rag.retriever import HybridRetriever, SynonymExpander, mmr_select, rrf_fuse
+from aldlab.rag.retriever import HybridRetriever, SynonymExpander, coverage_terms, mmr_select, rrf_fuse
 from aldlab.rag.tokenize import ascii_terms, get_tokenizer
 
 
@@ -135,3 +135,10 @@ def test_absolute_features_separate_off_topic(retriever: HybridRetriever) -> Non
     off = retriever.search("오늘 점심 메뉴 추천").features
     assert on.coverage > off.coverage and on.bm25_top > off.bm25_top
     assert off.coverage == 0.0 and off.bm25_top == 0.0
+
+
+def test_numbers_count_as_their_unit_or_not_at_all_in_coverage(retriever: HybridRetriever) -> None:
+    assert coverage_terms(["500sccm", "480", "1.5", "10^-3", "vg12", "h2o", "로드락"]) == {"sccm", "vg12", "h2o", "로드락"}
+    plain = retriever.search("로드락 Vent 속도").features
+    with_values = retriever.search("로드락 Vent 속도 480 490 1.5").features
+    assert with_values.coverage == plain.coverage  # the values the user read are not topics the KB lacks

@@ -285,6 +285,7 @@ def retrieval_settings(config: RagConfig) -> dict[str, Any]:
         "synonym_weight": config.synonym_weight,
         "dense_model": config.dense_model,
         "dense_query": "own+kb-spelling-mean-v1",
+        "coverage": "values-as-units-v1",  # rag.retriever.coverage_terms
         "question_weight": config.question_weight,
         "reranker": config.reranker,
     }

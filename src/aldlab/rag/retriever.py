@@ -135,6 +135,28 @@ def single_thread_blas() -> contextlib.AbstractContextManager[object]:
     return _BLAS_CONTROLLER.limit(limits=1, user_api="blas")  # type: ignore[attr-defined]
 
 
+#: A number as the tokenizer keeps it, with an optional unit glued on ("500sccm", "1.5", "10^-3").
+_VALUE = re.compile(r"^[+-]?\d[\d.,]*(?:\^[+-]?\d+)?([a-zμµ°℃%/]*)$")
+
+
+def coverage_terms(terms: Sequence[str]) -> set[str]:
+    """The query's terms as term coverage counts them: a number counts as its unit, or not at all.
+
+    Values are what the user measured or set, not topics the KB lacks: "세팅은 500sccm인데 리딩이
+    480~490에서 왔다갔다" scored coverage 0.44 (the KB writes neither 480 nor 490) and was
+    refused although the KB answers it. A unit ("sccm", "torr") still counts, and a name with
+    digits ("vg12", "h2o") is not a number.
+    """
+    out: set[str] = set()
+    for term in terms:
+        value = _VALUE.match(term)
+        if value is None:
+            out.add(term)
+        elif value.group(1):
+            out.add(value.group(1))
+    return out
+
+
 def _normalise_text(text: str) -> str:
     return " ".join(text.casefold().split())
 
@@ -638,7 +660,7 @@ class HybridRetriever:
     def _features(
         self, terms: list[str], bm25_own: np.ndarray, dense: np.ndarray | None, mask: np.ndarray | None
     ) -> QueryFeatures:
-        unique = set(terms)
+        unique = coverage_terms(terms)
         known = unique & self._known_terms
         coverage = len(known) / len(unique) if unique else 0.0
         own = bm25_own  # the user's own words only: expansion would inflate the score
