@@ -100,12 +100,13 @@ def dense_ranker(retriever: HybridRetriever) -> callable:
 
 def bm25_ranker(retriever: HybridRetriever) -> callable:
     def rank(query: str) -> list[str]:
-        saved = retriever.config.rrf_weight, retriever.config.translation_weight
-        retriever.config.rrf_weight = retriever.config.translation_weight = 0.0
+        config = retriever.config
+        saved = config.rrf_weight, config.translation_weight, config.question_ngram_weight
+        config.rrf_weight = config.translation_weight = config.question_ngram_weight = 0.0
         try:
             return [p.id for p in retriever.search(query, top_k=5).passages]
         finally:
-            retriever.config.rrf_weight, retriever.config.translation_weight = saved
+            config.rrf_weight, config.translation_weight, config.question_ngram_weight = saved
 
     return rank
 

@@ -280,6 +280,7 @@ def retrieval_settings(config: RagConfig) -> dict[str, Any]:
         "candidates": config.candidates,
         "rrf_weight": config.rrf_weight,
         "translation_weight": config.translation_weight,
+        "question_ngram_weight": config.question_ngram_weight,
         "rrf_k": config.rrf_k,
         "mmr_lambda": config.mmr_lambda,
         "synonym_weight": config.synonym_weight,

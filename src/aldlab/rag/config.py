@@ -54,6 +54,10 @@ class RagConfig:
     #: (`rag/translation.py`), which finds documents by how users ask for them. 0 turns it off;
     #: a KB without example questions has no such list. Measured: see `retriever._fused_candidates`.
     translation_weight: float = 0.2
+    #: Weight of the fourth list: documents ranked by their closest example question in
+    #: character n-grams (`rag/question_ngrams.py`, robust to spacing and casual endings).
+    #: 0 turns it off; a KB without example questions has no such list.
+    question_ngram_weight: float = 0.3
     #: Optional sentence-transformers CrossEncoder id/dir re-scoring the fused candidates.
     reranker: str | None = None
     index_dir: Path = field(default_factory=default_index_dir)
@@ -124,6 +128,7 @@ class RagConfig:
             ("candidates", self.candidates >= 1, "1 이상 / at least 1"),
             ("rrf_weight", 0.0 <= self.rrf_weight <= 1.0, "0~1"),
             ("translation_weight", 0.0 <= self.translation_weight <= 1.0, "0~1"),
+            ("question_ngram_weight", 0.0 <= self.question_ngram_weight <= 1.0, "0~1"),
             ("question_weight", 0.0 <= self.question_weight <= 100.0, "0~100"),
             ("rrf_k", self.rrf_k >= 0, "0 이상 / non-negative"),
             ("mmr_lambda", 0.0 <= self.mmr_lambda <= 1.0, "0~1"),
