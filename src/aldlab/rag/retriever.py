@@ -158,6 +158,13 @@ def coverage_terms(terms: Sequence[str]) -> set[str]:
     return out
 
 
+def _with_kb_spelling(questions: Sequence[str], respell: Callable[[str], str]) -> list[str]:
+    """`questions` and, where it differs, each one in the KB's spelling."""
+    out = list(questions)
+    out.extend(r for r in (respell(q) for q in questions) if r not in out)
+    return out
+
+
 def _normalise_text(text: str) -> str:
     return " ".join(text.casefold().split())
 
@@ -426,13 +433,19 @@ class HybridRetriever:
         """The example questions' n-gram index, when it is a fusion list (~0.3 s at 2,400 questions)."""
         if config.question_ngram_weight <= 0 or not any(d.questions for d in self.documents):
             return None
-        return QuestionNgramIndex([d.questions for d in self.documents])
+        # Each question also in the KB's spelling ("제로 드리프트" -> "Zero drift"), and the query in
+        # both (`_question_ngram_rank`): the n-grams compare how people ask, whichever glossary
+        # spelling either side typed.
+        return QuestionNgramIndex([_with_kb_spelling(d.questions, self.kb_spelling) for d in self.documents])
 
     def _question_ngram_rank(self, query: str, n: int, mask: np.ndarray | None) -> list[int]:
         """Documents by their closest example question in character n-grams (`question_ngrams`)."""
         if self._question_ngrams is None or self.config.question_ngram_weight <= 0:
             return []
         scores = self._question_ngrams.scores(query)
+        respelled = self.kb_spelling(query)
+        if respelled != query:
+            scores = np.maximum(scores, self._question_ngrams.scores(respelled))
         return [i for i in _top_indices(scores, n, mask) if scores[i] > 0]
 
     def _translation_listed(self) -> bool:
