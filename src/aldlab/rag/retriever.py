@@ -438,12 +438,12 @@ class HybridRetriever:
         # spelling either side typed.
         return QuestionNgramIndex([_with_kb_spelling(d.questions, self.kb_spelling) for d in self.documents])
 
-    def _question_ngram_rank(self, query: str, n: int, mask: np.ndarray | None) -> list[int]:
-        """Documents by their closest example question in character n-grams (`question_ngrams`)."""
+    def _question_ngram_rank(self, query: str, respelled: str, n: int, mask: np.ndarray | None) -> list[int]:
+        """Documents by their closest example question in character n-grams (`question_ngrams`),
+        the query scored as written and in the KB's spelling (`respelled`)."""
         if self._question_ngrams is None or self.config.question_ngram_weight <= 0:
             return []
         scores = self._question_ngrams.scores(query)
-        respelled = self.kb_spelling(query)
         if respelled != query:
             scores = np.maximum(scores, self._question_ngrams.scores(respelled))
         return [i for i in _top_indices(scores, n, mask) if scores[i] > 0]
@@ -481,8 +481,9 @@ class HybridRetriever:
         cfg = self.config
         terms = self.tokenizer.tokenize(query)
         translation = both = None
+        # The KB's spelling of the query, once: the n-gram list, the translation list and the ranker read it.
+        respelled = self.kb_spelling(query)
         if rank_inputs or self._translation_listed():
-            respelled = self.kb_spelling(query)
             # The user's spelling and the KB's: "퍼지" meets a title that says "Purge".
             both = set(terms) | (set(self.tokenizer.tokenize(respelled)) if respelled != query else set())
             translation = self._translation_scores(query, both)
@@ -507,7 +508,7 @@ class HybridRetriever:
         if translation is not None and self._translation_listed():
             translation_rank = _top_indices(translation, n, mask)
         fused = rrf_fuse(
-            [bm25_rank, dense_rank, translation_rank, self._question_ngram_rank(query, n, mask)],
+            [bm25_rank, dense_rank, translation_rank, self._question_ngram_rank(query, respelled, n, mask)],
             [1.0 - weight, weight, cfg.translation_weight, cfg.question_ngram_weight],
             k=cfg.rrf_k,
         )
