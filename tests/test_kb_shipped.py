@@ -74,3 +74,21 @@ def test_precursor_heating_order_has_one_version() -> None:
     assert not any("Canister보다 밸브, 밸브보다 배관" in t for t in texts.values())
     for doc_id in ("precursor-014", "troubleshooting-013"):
         assert "Canister보다 배관, 배관보다 챔버 앞 ALD 밸브" in texts[doc_id], doc_id
+
+
+#: Abbreviations and English words fab engineers type for things the shipped KB explains in other
+#: words. The unknown-name refusal rule refuses a question naming something no document mentions,
+#: so each needs a glossary group (2026-12-07: "LL vent할때 파티클 날리는거 어떻게 줄여요" was refused for 'LL').
+ENGINEERS_WORDS = ("LL", "TM", "SV", "SP", "PV", "RPS", "ATM", "THK", "Temp", "Ampoule", "Vacuum", "Exhaust", "Defect")
+
+
+def test_engineers_abbreviations_are_not_unknown_names() -> None:
+    from aldlab.rag.config import RagConfig
+    from aldlab.rag.retriever import HybridRetriever
+
+    retriever = HybridRetriever.from_kb(
+        load_kb(shipped_kb_dir()), RagConfig(dense_model="none", translation_weight=0.0), show_progress=False
+    )
+    unknown = {word: retriever.unknown_names(f"{word} 관련 문제 생기면 어떻게 해요?") for word in ENGINEERS_WORDS}
+    assert all(not names for names in unknown.values()), {w: n for w, n in unknown.items() if n}
+    assert retriever.unknown_names("ASM 장비 LL 벤트") == ["ASM"]  # a vendor is still a name the KB lacks
