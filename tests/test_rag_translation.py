@@ -11,7 +11,7 @@ from rag_testkit import install_fake_embedder, tiny_kb
 
 from aldlab.rag.config import RagConfig
 from aldlab.rag.retriever import HybridRetriever
-from aldlab.rag.translation import VERSION, TranslationModel, cue_terms
+from aldlab.rag.translation import DIGITS, VERSION, TranslationModel, cue_terms
 
 DOCS = [
     ["purge", "시간", "짧", "파티클", "두께", "증가"],
@@ -75,7 +75,7 @@ def test_fitting_is_the_same_in_every_process() -> None:
     assert runs[0] == runs[1] == runs[2]
     pairs = [({"퍼지", "줄이", "두께"}, 0), ({"퍼지", "늘리"}, 1), ({"유량", "헌팅", "퍼지"}, 2), ({"시간", "줄이"}, 1)]
     model = TranslationModel.fit(pairs, DOCS)
-    assert all(p == round(p, 5) for row in model.table.values() for p in row.values())
+    assert all(p == round(p, DIGITS) for row in model.table.values() for p in row.values())
 
 
 def test_cue_terms_keep_the_question_words_bm25_drops() -> None:

@@ -120,7 +120,7 @@ class TranslationModel:
             "version": VERSION,
             "total": self.total,
             "collection": self.collection,
-            "table": {t: {w: round(p, DIGITS) for w, p in row.items()} for t, row in self.table.items()},
+            "table": self.table,  # rounded to DIGITS by `fit`: what is stored is what was fitted
         }
 
     @classmethod
